@@ -1,0 +1,145 @@
+"""Sessions: which configuration objects a shell gets, and the setup script it runs.
+
+A session YAML names `config-objects` (default: every object that is not a session), may
+`include-sessions`, may `exclude-objects`, and gives a `setup-file` (relative to the YAML
+file) that runs in the session namespace. Objects are all built before the setup runs, so a
+configuration error stops the session before anything moves.
+"""
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
+
+from bliss_lite.config.errors import ConfigError, where
+from bliss_lite.config.fields import Field, read_fields
+
+_current = {"session": None}
+
+
+def current_session():
+    return _current["session"]
+
+
+class SessionSetupError(Exception):
+    """The setup script raised; the message carries its traceback."""
+
+
+class Session:
+    def __init__(self, name, config, objects, includes, excludes, setup_file):
+        self.name = name
+        self.config = config
+        self._objects = objects
+        self._includes = includes
+        self._excludes = excludes
+        self.setup_file = setup_file
+        self.env_dict = {}
+
+    def object_names(self, _seen=()):
+        """Names of the objects this session (and what it includes) loads, in order."""
+        if self.name in _seen:
+            raise ConfigError(f"session '{self.name}': sessions include each other: {' -> '.join(_seen + (self.name,))}")
+        names = []
+        for include in self._includes:
+            names.extend(include.object_names(_seen + (self.name,)))
+        if self._objects is None:
+            names.extend(n for n in self.config.names if not _is_session(self.config.get_node(n)))
+        else:
+            names.extend(self._objects)
+        return [n for n in dict.fromkeys(names) if n not in self._excludes]
+
+    def setup(self, env_dict=None):
+        """Build every object into the namespace, restore the active measurement group, run setup."""
+        from bliss_lite.controllers.counters.measurement_group import MeasurementGroup, set_active_mg
+
+        env = self.env_dict = env_dict if env_dict is not None else {}
+        _current["session"] = self
+        for name in self.object_names():
+            env[name] = self.config.get(name)
+        groups = [obj for obj in env.values() if isinstance(obj, MeasurementGroup)]
+        saved = self.config.settings.get("session", self.name).get("active_mg")
+        chosen = next((g for g in groups if g.name == saved), groups[0] if groups else None)
+        set_active_mg(chosen, on_change=lambda n: self.config.settings.update("session", self.name, active_mg=n))
+        env.setdefault("SESSION", self)
+        for path in self._setup_files():
+            self._run_setup(path, env)
+        return env
+
+    def _setup_files(self):
+        files = []
+        for include in self._includes:
+            files.extend(f for f in include._setup_files() if f not in files)
+        if self.setup_file is not None and self.setup_file not in files:
+            files.append(self.setup_file)
+        return files
+
+    def _run_setup(self, path, env):
+        code = compile(path.read_text(encoding="utf-8"), str(path), "exec")
+        env["__file__"] = str(path)
+        try:
+            exec(code, env)  # noqa: S102 - the session's own setup script
+        except Exception as exc:
+            raise SessionSetupError(
+                f"session '{self.name}': setup file {path} failed:\n{traceback.format_exc()}"
+            ) from exc
+        finally:
+            env.pop("__file__", None)
+
+    @property
+    def axes(self):
+        return [obj for obj in self.env_dict.values() if hasattr(obj, "steps_per_unit") and hasattr(obj, "dial")]
+
+    @property
+    def counters(self):
+        return [obj for obj in self.env_dict.values() if hasattr(obj, "read") and hasattr(obj, "fullname")]
+
+    @property
+    def measurement_groups(self):
+        from bliss_lite.controllers.counters.measurement_group import MeasurementGroup
+
+        return [obj for obj in self.env_dict.values() if isinstance(obj, MeasurementGroup)]
+
+    def __info__(self):
+        setup = self.setup_file or "none"
+        return f"Session '{self.name}': {len(self.object_names())} objects, setup file {setup}"
+
+    def __repr__(self):
+        return f"<Session {self.name}>"
+
+
+def _is_session(node):
+    return str(node.get("class", "")).lower() == "session" or node.get("plugin") == "session"
+
+
+SESSION_FIELDS = (
+    Field("config-objects", "list", None),
+    Field("include-sessions", "list", []),
+    Field("exclude-objects", "list", []),
+    Field("setup-file", "str", None),
+)
+
+
+def create_session(name, node, config):
+    what = f"session '{name}'"
+    values = read_fields(node, SESSION_FIELDS, what)
+    objects = values["config-objects"]
+    for key in ("config-objects", "exclude-objects"):
+        for item in values[key] or []:
+            item = item[1:] if isinstance(item, str) and item.startswith("$") else item
+            if item not in config.names:
+                raise ConfigError(f"{where(node, key)}: {what}: {key}: no object named {item!r}")
+    strip = lambda items: [i[1:] if i.startswith("$") else i for i in items]  # noqa: E731
+    includes = []
+    for item in values["include-sessions"]:
+        included = config.get(item[1:] if str(item).startswith("$") else item) if str(item).lstrip("$") in config.names else None
+        if not isinstance(included, Session):
+            raise ConfigError(f"{where(node, 'include-sessions')}: {what}: {item!r} is not a session")
+        includes.append(included)
+    setup = values["setup-file"]
+    setup_path = None
+    if setup is not None:
+        base = Path(config.root) / Path(node.filename).parent
+        setup_path = (base / setup).resolve()
+        if not setup_path.is_file():
+            raise ConfigError(f"{where(node, 'setup-file')}: {what}: setup-file {setup} not found (looked at {setup_path})")
+    return Session(name, config, None if objects is None else strip(objects), includes,
+                   strip(values["exclude-objects"]), setup_path)

@@ -1,0 +1,1 @@
+"""Controllers: axes and their motor controllers, counters and measurement groups."""

@@ -1,0 +1,1 @@
+"""Counters (things `ct` and scans read) and measurement groups."""

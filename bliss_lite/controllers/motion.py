@@ -1,0 +1,145 @@
+"""Planning and running moves of one or several axes: limits, backlash, start/stop together.
+
+`plan_motion` turns a user target into dial legs (steps) and refuses, before anything moves,
+a target or backlash approach beyond a limit. `MotionTask` runs the legs of several axes in one
+greenlet: all axes of a leg start together; an error, a fault, a kill or Ctrl-C on the waiter
+stops every axis of the task with its deceleration, and the `finally` always records the end.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import gevent
+
+from bliss_lite.controllers.errors import AxisError, AxisFault, LimitError
+
+
+@dataclass(frozen=True)
+class MotionPlan:
+    axis: object
+    user_target: float
+    legs: tuple  # dial targets in steps, in order; two legs when backlash applies
+
+
+def _check_target(axis, target):
+    if isinstance(target, bool) or not isinstance(target, (int, float)) or not math.isfinite(target):
+        raise ValueError(f"{axis.name}: target must be a finite number, got {target!r}")
+
+
+def plan_motion(axis, user_target) -> MotionPlan:
+    """Legs for moving `axis` to `user_target`; raises before any motion if it can't be done."""
+    _check_target(axis, user_target)
+    if axis.disabled:
+        raise AxisError(f"{axis.name}: axis is disabled")
+    spu = axis.steps_per_unit
+    final_steps = round(axis.user2dial(user_target) * spu)
+    current_steps = axis.controller.read_position(axis)
+    delta = final_steps - current_steps
+    backlash_steps = round(axis.backlash * spu)
+    if backlash_steps and delta and (delta > 0) != (backlash_steps > 0):
+        legs = (final_steps - backlash_steps, final_steps)
+    elif abs(delta) >= 0.5:
+        legs = (final_steps,)
+    else:
+        legs = ()
+    for i, steps in enumerate(legs):
+        _check_limits(axis, user_target, steps / spu, is_backlash=(i == 0 and len(legs) == 2))
+    return MotionPlan(axis, float(user_target), legs)
+
+
+def _check_limits(axis, user_target, dial, is_backlash):
+    low, high = axis.dial_limits
+    if low - 1e-9 <= dial <= high + 1e-9:
+        return
+    user = axis.dial2user(dial)
+    user_low, user_high = axis.limits
+    side, limit = ("high", user_high) if user > user_high else ("low", user_low)
+    if is_backlash:
+        raise LimitError(
+            f"{axis.name}: move to {user_target:g} needs a backlash approach from {user:g}, "
+            f"beyond {side} limit {limit:g}"
+        )
+    raise LimitError(f"{axis.name}: target {user_target:g} beyond {side} limit {limit:g}")
+
+
+def _by_controller(items, key):
+    groups = {}
+    for item in items:
+        groups.setdefault(id(key(item).controller), []).append(item)
+    return [(key(group[0]).controller, group) for group in groups.values()]
+
+
+class MotionTask:
+    """The legs of one or several axes, run together in one greenlet."""
+
+    def __init__(self, plans):
+        self.plans = [p for p in plans if p.legs]
+        self.axes = [p.axis for p in self.plans]
+        self._greenlet = None
+
+    def start(self):
+        for axis in self.axes:
+            if axis.is_moving:
+                raise AxisError(f"{axis.name}: already moving")
+        for axis in self.axes:
+            axis._motion = self
+        self._greenlet = gevent.spawn(self._run)
+        return self
+
+    @property
+    def done(self):
+        return self._greenlet is None or self._greenlet.dead
+
+    def _run(self):
+        try:
+            for leg in range(max((len(p.legs) for p in self.plans), default=0)):
+                moves = [(p.axis, p.legs[leg]) for p in self.plans if leg < len(p.legs)]
+                for controller, group in _by_controller(moves, key=lambda m: m[0]):
+                    controller.start_all(*group)
+                self._wait_all([axis for axis, _ in moves])
+        except BaseException:
+            self._stop_hardware()
+            raise
+        finally:
+            for axis in self.axes:
+                axis._motion_ended(self)
+
+    def _wait_all(self, axes):
+        if len(axes) == 1:
+            axes[0].controller.wait_move(axes[0])
+        else:
+            waiters = [gevent.spawn(axis.controller.wait_move, axis) for axis in axes]
+            try:
+                for waiter in gevent.iwait(waiters):
+                    if waiter.exception is not None:
+                        raise waiter.exception
+            finally:
+                gevent.killall(waiters)
+        for axis in axes:
+            state = axis.controller.state(axis)
+            for flag in ("FAULT", "LIMPOS", "LIMNEG"):
+                if flag in state:
+                    raise AxisFault(f"{axis.name}: {state.describe()} at {axis.position:g}")
+
+    def _stop_hardware(self):
+        moving = [axis for axis in self.axes if "MOVING" in axis.controller.state(axis)]
+        for controller, group in _by_controller(moving, key=lambda a: a):
+            controller.stop_all(*group)
+        for axis in moving:
+            axis.controller.wait_move(axis)
+
+    def wait(self):
+        """Wait for the end; on Ctrl-C (or any interruption) stop all axes first, then re-raise."""
+        if self._greenlet is None:
+            return
+        try:
+            self._greenlet.get()
+        except BaseException:
+            if not self._greenlet.dead:
+                self._greenlet.kill()
+            raise
+
+    def stop(self, wait=True):
+        if self._greenlet is not None and not self._greenlet.dead:
+            self._greenlet.kill(block=wait)

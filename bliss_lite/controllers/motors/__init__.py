@@ -1,0 +1,1 @@
+"""Motor controllers selectable by `class:` in the YAML configuration."""

@@ -1,0 +1,129 @@
+"""A simulated motor controller: exact trapezoid/triangle profiles, read analytically.
+
+The position read during a move is the profile's position at that instant; `stop` brakes with
+the configured acceleration; the resting position (in steps) is persisted so it survives a
+restart. Tests can set hardware limit switches and inject a fault.
+"""
+from __future__ import annotations
+
+import time
+
+import gevent.event
+
+from bliss_lite.config.fields import Field
+from bliss_lite.controllers.axis_state import AxisState
+from bliss_lite.controllers.errors import AxisFault
+from bliss_lite.controllers.motor_controller import MotorController
+from bliss_lite.controllers.trajectory import Trajectory
+
+now = time.monotonic
+
+
+class MockupController(MotorController):
+    AXIS_EXTRA_FIELDS = (Field("position", "number", 0.0),)  # dial position at first start
+
+    def initialize_axis(self, axis, extras):
+        if not hasattr(self, "_trajectories"):
+            self._trajectories, self._changed, self._switches, self._faults = {}, {}, {}, set()
+        saved = self.settings.get("mockup", axis.name).get("steps")
+        steps = saved if isinstance(saved, (int, float)) else round(extras["position"] * axis.steps_per_unit)
+        self._trajectories[axis] = Trajectory.at_rest(float(steps))
+        self._changed[axis] = gevent.event.Event()
+
+    def _set(self, axis, trajectory):
+        self._trajectories[axis] = trajectory
+        self._changed[axis].set()
+
+    def _velocity_acceleration(self, axis):
+        spu = abs(axis.steps_per_unit)
+        return axis.velocity * spu, axis.acceleration * spu
+
+    # -- hardware API ------------------------------------------------------------------------
+    def read_position(self, axis):
+        return self._trajectories[axis].position(now())
+
+    def set_position(self, axis, steps):
+        self._set(axis, Trajectory.at_rest(float(steps)))
+        self.motion_done(axis)
+
+    def state(self, axis):
+        if axis in self._faults:
+            return AxisState("FAULT")
+        trajectory = self._trajectories[axis]
+        if not trajectory.done(now()):
+            return AxisState("MOVING")
+        low, high = self._switches.get(axis, (None, None))
+        position = trajectory.end_position
+        if high is not None and position >= high:
+            return AxisState("READY", "LIMPOS")
+        if low is not None and position <= low:
+            return AxisState("READY", "LIMNEG")
+        return AxisState("READY")
+
+    def start_all(self, *moves):
+        t = now()
+        for axis, _ in moves:
+            if axis in self._faults:
+                raise AxisFault(f"{axis.name}: controller reports FAULT; move refused")
+        for axis, target in moves:
+            start = self._trajectories[axis].position(t)
+            velocity, acceleration = self._velocity_acceleration(axis)
+            trajectory = Trajectory.point_to_point(t, start, float(target), velocity, acceleration)
+            self._set(axis, self._stopped_by_switch(axis, trajectory))
+
+    def _stopped_by_switch(self, axis, trajectory):
+        low, high = self._switches.get(axis, (None, None))
+        hits = [trajectory.first_crossing(x) for x in (low, high) if x is not None]
+        hits = [h for h in hits if h is not None and h > trajectory.start]
+        return trajectory.truncated(min(hits)) if hits else trajectory
+
+    def stop_all(self, *axes):
+        t = now()
+        for axis in axes:
+            trajectory = self._trajectories[axis]
+            if not trajectory.done(t):
+                _, acceleration = self._velocity_acceleration(axis)
+                braking = Trajectory.deceleration(t, trajectory.position(t), trajectory.velocity(t), acceleration)
+                self._set(axis, braking)
+
+    def wait_move(self, axis):
+        changed = self._changed[axis]
+        while True:
+            changed.clear()
+            remaining = self._trajectories[axis].end - now()
+            if remaining <= 0:
+                return
+            changed.wait(remaining)
+
+    def motion_done(self, axis):
+        self.settings.update("mockup", axis.name, steps=self._trajectories[axis].end_position)
+
+    # -- simulation controls for tests -------------------------------------------------------
+    def set_hw_limits(self, axis, low=None, high=None):
+        """Limit switches at these dial positions (None: no switch)."""
+        spu = axis.steps_per_unit
+        steps = sorted(x * spu for x in (low, high) if x is not None)
+        if low is not None and high is not None:
+            self._switches[axis] = (steps[0], steps[1])
+        elif low is not None or high is not None:
+            value = steps[0]
+            is_low = (low is not None) == (spu > 0)
+            self._switches[axis] = (value, None) if is_low else (None, value)
+        else:
+            self._switches.pop(axis, None)
+
+    def set_fault(self, axis, fault=True):
+        """Inject (or clear) a controller fault; a moving axis brakes to rest."""
+        if fault:
+            self.stop_all(axis)
+            self._faults.add(axis)
+            self._changed[axis].set()
+        else:
+            self._faults.discard(axis)
+
+    def axis_info(self, axis):
+        return f"MOCKUP AXIS:\n    {axis.name} is a simulated axis of controller '{self.name}'"
+
+
+def create_controller(name, node, config):
+    return MockupController(name, node, config)

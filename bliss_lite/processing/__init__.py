@@ -1,0 +1,1 @@
+"""Processing: azimuthal integration, sinograms, reconstruction (integration issue)."""

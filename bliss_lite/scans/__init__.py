@@ -1,0 +1,1 @@
+"""Scan engine (acquisition chain, step and continuous scans): arrives with the scan-engine issue."""

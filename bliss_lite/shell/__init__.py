@@ -1,0 +1,1 @@
+"""The interactive shell: standard commands (plain functions), display, ptpython REPL, CLI runner."""

@@ -1,0 +1,66 @@
+"""Open a session and run it: interactively, one piece of code (-c), or a script."""
+from __future__ import annotations
+
+import sys
+import traceback
+from pathlib import Path
+
+from bliss_lite.config import ConfigError, load_config
+from bliss_lite.config.paths import run_dir
+from bliss_lite.config.session import Session, SessionSetupError
+from bliss_lite.shell import standard
+
+
+def open_session(session_name, config_root=None):
+    """Build the session's namespace: standard commands, then the session's objects and setup."""
+    config = load_config(config_root)
+    sessions = [n for n in config.names if str(config.get_node(n).get("class", "")).lower() == "session"]
+    if session_name not in sessions:
+        raise ConfigError(f"{config.root}: no session named '{session_name}' (sessions: {', '.join(sessions) or 'none'})")
+    session = config.get(session_name)
+    assert isinstance(session, Session)
+    namespace = {"__name__": "__main__", "__builtins__": __builtins__}
+    namespace.update({name: getattr(standard, name) for name in standard.__all__})
+    session.setup(namespace)
+    return session, namespace
+
+
+def _run_code(code, filename, namespace):
+    try:
+        exec(compile(code, filename, "exec"), namespace)  # noqa: S102 - the user's own code
+    except KeyboardInterrupt:
+        print("KeyboardInterrupt", file=sys.stderr)
+        return 130
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:  # the user's error: show it, exit non-zero
+        traceback.print_exc()
+        return 1
+    return 0
+
+
+def run(session_name, config_root=None, code=None, script=None):
+    """Exit status: 0 on success, 1 on an error in the code, 2 on a configuration error."""
+    try:
+        session, namespace = open_session(session_name, config_root)
+    except ConfigError as exc:
+        print(f"bliss-lite: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except SessionSetupError as exc:
+        print(f"bliss-lite: {exc}", file=sys.stderr)
+        return 2
+    if code is not None:
+        return _run_code(code, "<-c>", namespace)
+    if script is not None:
+        path = Path(script)
+        if not path.is_file():
+            print(f"bliss-lite: script '{script}' not found", file=sys.stderr)
+            return 2
+        namespace["__file__"] = str(path.resolve())
+        return _run_code(path.read_text(encoding="utf-8"), str(path), namespace)
+    from bliss_lite.shell.repl import run_shell
+
+    history = run_dir() / "history" / session_name
+    history.parent.mkdir(parents=True, exist_ok=True)
+    run_shell(session_name, namespace, history)
+    return 0
