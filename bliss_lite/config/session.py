@@ -49,16 +49,15 @@ class Session:
 
     def setup(self, env_dict=None):
         """Build every object into the namespace, restore the active measurement group, run setup."""
-        from bliss_lite.controllers.counters.measurement_group import MeasurementGroup, set_active_mg
-
         env = self.env_dict = env_dict if env_dict is not None else {}
         _current["session"] = self
         for name in self.object_names():
             env[name] = self.config.get(name)
-        groups = [obj for obj in env.values() if isinstance(obj, MeasurementGroup)]
+        groups = self.measurement_groups
         saved = self.config.settings.get("session", self.name).get("active_mg")
         chosen = next((g for g in groups if g.name == saved), groups[0] if groups else None)
-        set_active_mg(chosen, on_change=lambda n: self.config.settings.update("session", self.name, active_mg=n))
+        if chosen is not None:
+            chosen.set_active()
         env.setdefault("SESSION", self)
         for path in self._setup_files():
             self._run_setup(path, env)
@@ -94,9 +93,7 @@ class Session:
 
     @property
     def measurement_groups(self):
-        from bliss_lite.controllers.counters.measurement_group import MeasurementGroup
-
-        return [obj for obj in self.env_dict.values() if isinstance(obj, MeasurementGroup)]
+        return [obj for obj in self.env_dict.values() if callable(getattr(obj, "set_active", None))]
 
     def __info__(self):
         setup = self.setup_file or "none"

@@ -70,6 +70,24 @@ def _by_controller(items, key):
     return [(key(group[0]).controller, group) for group in groups.values()]
 
 
+def _check_arrival(axis):
+    state = axis.controller.state(axis)
+    for flag in ("FAULT", "LIMPOS", "LIMNEG"):
+        if flag in state:
+            raise AxisFault(f"{axis.name}: {state.describe()} at {axis.position:g}")
+
+
+def _check_reached(plan):
+    axis = plan.axis
+    dial = axis.controller.read_position(axis) / axis.steps_per_unit
+    expected = plan.legs[-1] / axis.steps_per_unit
+    if abs(dial - expected) > axis.tolerance:
+        raise AxisFault(
+            f"{axis.name}: did not reach its target: dial {dial:g} instead of {expected:g} "
+            f"(tolerance {axis.tolerance:g})"
+        )
+
+
 class MotionTask:
     """The legs of one or several axes, run together in one greenlet."""
 
@@ -77,6 +95,7 @@ class MotionTask:
         self.plans = [p for p in plans if p.legs]
         self.axes = [p.axis for p in self.plans]
         self._greenlet = None
+        self.error = None  # what ended the motion, re-raised by wait()
 
     def start(self):
         for axis in self.axes:
@@ -93,11 +112,21 @@ class MotionTask:
 
     def _run(self):
         try:
+            self._run_legs()
+        except gevent.GreenletExit:
+            pass  # stopped on purpose: the axes were braked to rest
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiter by wait()
+            self.error = exc
+
+    def _run_legs(self):
+        try:
             for leg in range(max((len(p.legs) for p in self.plans), default=0)):
                 moves = [(p.axis, p.legs[leg]) for p in self.plans if leg < len(p.legs)]
                 for controller, group in _by_controller(moves, key=lambda m: m[0]):
                     controller.start_all(*group)
                 self._wait_all([axis for axis, _ in moves])
+            for plan in self.plans:
+                _check_reached(plan)
         except BaseException:
             self._stop_hardware()
             raise
@@ -106,21 +135,19 @@ class MotionTask:
                 axis._motion_ended(self)
 
     def _wait_all(self, axes):
+        """Wait for every axis; the first one to end in FAULT or on a limit switch raises."""
         if len(axes) == 1:
             axes[0].controller.wait_move(axes[0])
-        else:
-            waiters = [gevent.spawn(axis.controller.wait_move, axis) for axis in axes]
-            try:
-                for waiter in gevent.iwait(waiters):
-                    if waiter.exception is not None:
-                        raise waiter.exception
-            finally:
-                gevent.killall(waiters)
-        for axis in axes:
-            state = axis.controller.state(axis)
-            for flag in ("FAULT", "LIMPOS", "LIMNEG"):
-                if flag in state:
-                    raise AxisFault(f"{axis.name}: {state.describe()} at {axis.position:g}")
+            _check_arrival(axes[0])
+            return
+        waiters = {gevent.spawn(axis.controller.wait_move, axis): axis for axis in axes}
+        try:
+            for waiter in gevent.iwait(list(waiters)):
+                if waiter.exception is not None:
+                    raise waiter.exception
+                _check_arrival(waiters[waiter])
+        finally:
+            gevent.killall(list(waiters))
 
     def _stop_hardware(self):
         moving = [axis for axis in self.axes if "MOVING" in axis.controller.state(axis)]
@@ -134,11 +161,14 @@ class MotionTask:
         if self._greenlet is None:
             return
         try:
-            self._greenlet.get()
+            self._greenlet.join()
         except BaseException:
             if not self._greenlet.dead:
                 self._greenlet.kill()
             raise
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
 
     def stop(self, wait=True):
         if self._greenlet is not None and not self._greenlet.dead:

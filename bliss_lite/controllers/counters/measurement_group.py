@@ -3,26 +3,20 @@ from __future__ import annotations
 
 from bliss_lite.config.errors import ConfigError, where
 from bliss_lite.config.fields import Field, read_fields
+from bliss_lite.config.session import current_session
 
-_active = {"group": None, "on_change": None}
+_active = {"group": None}
 
 
 def active_mg():
+    """The measurement group that `ct` and scans count when given no counters."""
     return _active["group"]
 
 
-def set_active_mg(group, on_change=None):
-    """Make `group` the active one; `on_change(name)` lets a session persist the choice."""
-    if on_change is not None:
-        _active["on_change"] = on_change
-    _active["group"] = group
-    if group is not None and _active["on_change"] is not None:
-        _active["on_change"](group.name)
-
-
 class MeasurementGroup:
-    def __init__(self, name, counters):
+    def __init__(self, name, counters, settings=None):
         self.name = name
+        self._settings = settings
         self._counters = {c.name: c for c in counters}
         self._disabled = set()
 
@@ -49,7 +43,11 @@ class MeasurementGroup:
         self._disabled.difference_update(self._names(counters) if counters else list(self._disabled))
 
     def set_active(self):
-        set_active_mg(self)
+        """Make this the active group; the choice is remembered by the current session."""
+        _active["group"] = self
+        session = current_session()
+        if self._settings is not None and session is not None:
+            self._settings.update("session", session.name, active_mg=self.name)
 
     @property
     def is_active(self):
@@ -79,4 +77,4 @@ def create(name, node, config):
         if not hasattr(counter, "read"):
             raise ConfigError(f"{where(node, 'counters')}: measurement group '{name}': {item!r} is not a counter")
         counters.append(counter)
-    return MeasurementGroup(name, counters)
+    return MeasurementGroup(name, counters, config.settings)

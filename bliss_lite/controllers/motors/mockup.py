@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 
+import gevent
 import gevent.event
 
 from bliss_lite.config.fields import Field
@@ -17,6 +18,7 @@ from bliss_lite.controllers.motor_controller import MotorController
 from bliss_lite.controllers.trajectory import Trajectory
 
 now = time.monotonic
+TIMER_SLACK = 0.002  # seconds; gevent's timers wake up to ~1.5 ms after their deadline
 
 
 class MockupController(MotorController):
@@ -25,6 +27,7 @@ class MockupController(MotorController):
     def initialize_axis(self, axis, extras):
         if not hasattr(self, "_trajectories"):
             self._trajectories, self._changed, self._switches, self._faults = {}, {}, {}, set()
+            self._lost_steps = {}
         saved = self.settings.get("mockup", axis.name).get("steps")
         steps = saved if isinstance(saved, (int, float)) else round(extras["position"] * axis.steps_per_unit)
         self._trajectories[axis] = Trajectory.at_rest(float(steps))
@@ -66,16 +69,24 @@ class MockupController(MotorController):
             if axis in self._faults:
                 raise AxisFault(f"{axis.name}: controller reports FAULT; move refused")
         for axis, target in moves:
+            target = float(target) - self._lost_steps.pop(axis, 0)
             start = self._trajectories[axis].position(t)
             velocity, acceleration = self._velocity_acceleration(axis)
             trajectory = Trajectory.point_to_point(t, start, float(target), velocity, acceleration)
             self._set(axis, self._stopped_by_switch(axis, trajectory))
 
     def _stopped_by_switch(self, axis, trajectory):
+        """Cut the motion where it reaches a switch in its direction of travel."""
         low, high = self._switches.get(axis, (None, None))
-        hits = [trajectory.first_crossing(x) for x in (low, high) if x is not None]
-        hits = [h for h in hits if h is not None and h > trajectory.start]
-        return trajectory.truncated(min(hits)) if hits else trajectory
+        x0, x1 = trajectory.position(trajectory.start), trajectory.end_position
+        switch = high if (high is not None and x1 > max(x0, high)) else None
+        if low is not None and x1 < min(x0, low):
+            switch = low
+        if switch is None:
+            return trajectory
+        hit = trajectory.start if (x0 - switch) * (x1 - switch) >= 0 else trajectory.first_crossing(switch)
+        cut = trajectory.truncated(hit)
+        return Trajectory(cut.start, cut.segments, switch)  # exactly on the switch
 
     def stop_all(self, *axes):
         t = now()
@@ -87,13 +98,17 @@ class MockupController(MotorController):
                 self._set(axis, braking)
 
     def wait_move(self, axis):
+        """Wake at the end of the trajectory, or when it changes (a stop, a fault)."""
         changed = self._changed[axis]
         while True:
             changed.clear()
             remaining = self._trajectories[axis].end - now()
             if remaining <= 0:
                 return
-            changed.wait(remaining)
+            if remaining > TIMER_SLACK:
+                changed.wait(remaining - TIMER_SLACK)
+            else:
+                gevent.sleep(0)  # the loop's timers fire ~1.5 ms late: finish cooperatively
 
     def motion_done(self, axis):
         self.settings.update("mockup", axis.name, steps=self._trajectories[axis].end_position)
@@ -111,6 +126,10 @@ class MockupController(MotorController):
             self._switches[axis] = (value, None) if is_low else (None, value)
         else:
             self._switches.pop(axis, None)
+
+    def lose_steps(self, axis, steps):
+        """The next move of the axis ends `steps` short, as a stalled stepper would."""
+        self._lost_steps[axis] = steps
 
     def set_fault(self, axis, fault=True):
         """Inject (or clear) a controller fault; a moving axis brakes to rest."""

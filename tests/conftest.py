@@ -1,0 +1,39 @@
+"""Fixtures: the shipped configuration, with settings kept in a per-test run directory."""
+from pathlib import Path
+
+import pytest
+
+from bliss_lite.config import Config
+from bliss_lite.config.settings import SettingsStore
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
+
+
+@pytest.fixture
+def run_dir(tmp_path, monkeypatch):
+    path = tmp_path / "run"
+    monkeypatch.setenv("BLISS_LITE_RUN_DIR", str(path))
+    return path
+
+
+@pytest.fixture
+def config(run_dir):
+    return Config(CONFIG_DIR, SettingsStore(run_dir))
+
+
+@pytest.fixture
+def test_session(config):
+    """The `test` session set up, as the shell would: returns its namespace."""
+    from bliss_lite.shell.runner import open_session
+
+    session, namespace = open_session("test", CONFIG_DIR)
+    return namespace
+
+
+def write_config(root, files):
+    """Write {relative path: YAML text} under root; returns root."""
+    for name, text in files.items():
+        path = Path(root) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return Path(root)

@@ -1,0 +1,222 @@
+"""Axes on the mockup controller: user/dial, limits, steps, backlash, states, groups, stop."""
+import time
+
+import gevent
+import pytest
+
+from bliss_lite.config import Config
+from bliss_lite.config.settings import SettingsStore
+from bliss_lite.controllers.errors import AxisError, AxisFault, LimitError
+from bliss_lite.controllers.group import Group
+from conftest import CONFIG_DIR
+
+
+def test_user_is_sign_dial_plus_offset(config):
+    m0 = config.get("m0")
+    m0.move(2.0)
+    m0.position = 10.0  # SPEC's `set`: the offset changes, nothing moves
+    assert m0.offset == pytest.approx(8.0) and m0.dial == pytest.approx(2.0)
+    m0.sign = -1  # the user position is kept, the offset follows
+    assert m0.position == pytest.approx(10.0) and m0.offset == pytest.approx(12.0)
+    m0.move(11.0)  # user +1 is dial -1 with sign -1
+    assert m0.dial == pytest.approx(1.0)
+    assert m0.position == pytest.approx(-1 * m0.dial + m0.offset)
+
+
+def test_limits_are_dial_and_shown_in_user_units(config):
+    m0 = config.get("m0")  # dial limits -100..100
+    m0.position = 5.0  # offset 5
+    assert m0.limits == pytest.approx((-95.0, 105.0))
+    m0.sign = -1  # user = -dial + 5: limits swap
+    assert m0.limits == pytest.approx((-95.0, 105.0))
+    assert m0.dial_limits == (-100.0, 100.0)
+    m0.limits = (-10, 20)
+    assert m0.limits == pytest.approx((-10.0, 20.0))
+    assert m0.dial_limits == pytest.approx((-15.0, 15.0))
+
+
+def test_move_beyond_limit_is_refused_before_motion(config):
+    m0 = config.get("m0")
+    with pytest.raises(LimitError, match=r"^m0: target 150 beyond high limit 100$"):
+        m0.move(150)
+    with pytest.raises(LimitError, match=r"^m0: target -101 beyond low limit -100$"):
+        m0.move(-101)
+    assert m0.position == 0.0 and m0.state.READY and not m0.is_moving
+
+
+def test_backlash_approach_counts_in_the_limit_check(config):
+    m2 = config.get("m2")  # backlash 0.5: final approach always positive
+    with pytest.raises(LimitError, match="backlash approach from -100.3, beyond low limit -100"):
+        m2.move(-99.8)
+    assert m2.position == 0.0
+
+
+def test_backlash_is_a_second_move_from_the_same_side(config):
+    m2 = config.get("m2")
+    m2.velocity, m2.acceleration = 20.0, 400.0
+    m2.move(-1.0, wait=False)
+    positions = []
+    while m2.is_moving:
+        positions.append(m2.position)
+        gevent.sleep(0.002)
+    assert m2.position == pytest.approx(-1.0)
+    assert min(positions) == pytest.approx(-1.5, abs=0.02)  # overshoot by the backlash
+    assert positions.index(min(positions)) < len(positions) - 1  # then came back up
+    below = positions[positions.index(min(positions)):]
+    assert all(b >= a - 1e-9 for a, b in zip(below, below[1:]))  # final approach positive
+    # a positive move needs no backlash leg: it never goes beyond the target
+    m2.move(1.0, wait=False)
+    seen = []
+    while m2.is_moving:
+        seen.append(m2.position)
+        gevent.sleep(0.002)
+    assert max(seen + [m2.position]) == pytest.approx(1.0)
+
+
+def test_targets_are_rounded_to_whole_steps(config):
+    m3 = config.get("m3")  # steps_per_unit -500 (a negative value is allowed)
+    m3.move(0.1234)
+    assert m3.dial == pytest.approx(0.124)  # 61.7 steps -> 62
+    assert m3.controller.read_position(m3) == pytest.approx(-62)
+    assert m3.position == pytest.approx(0.124)
+
+
+def test_position_during_a_move_is_the_analytic_profile(config):
+    m1 = config.get("m1")
+    m1.velocity, m1.acceleration = 10.0, 100.0  # 0.1 s ramps of 0.5
+    start = time.monotonic()
+    m1.move(3.0, wait=False)
+    gevent.sleep(0.05)
+    elapsed = time.monotonic() - start
+    assert m1.state.MOVING and "MOVING" in m1.state
+    # on the ramp, x = a t^2 / 2; the read time lies within [elapsed - slack, elapsed]
+    t_low, t_high = elapsed - 0.01, time.monotonic() - start
+    assert 0.5 * 100 * t_low**2 - 1e-3 <= m1.position <= 0.5 * 100 * t_high**2 + 1e-3 or m1.position > 0
+    m1.wait_move()
+    assert m1.position == 3.0 and m1.state.READY
+
+
+def test_stop_decelerates_with_the_acceleration(config):
+    m1 = config.get("m1")
+    m1.velocity, m1.acceleration = 10.0, 50.0  # 0.2 s to full speed, stop distance 1.0
+    m1.move(50.0, wait=False)
+    gevent.sleep(0.5)  # cruising at 10 by now
+    trajectory = m1.controller._trajectories[m1]
+    before = m1.position
+    m1.stop()
+    after = m1.position
+    assert m1.state.READY and not m1.is_moving
+    # from cruise speed v, braking with a covers v^2 / 2a = 1.0
+    assert after - before == pytest.approx(1.0, abs=0.15)
+    assert trajectory is not m1.controller._trajectories[m1]
+
+
+def test_group_moves_start_and_stop_together(config):
+    m0, m1 = config.get("m0"), config.get("m1")
+    group = Group(m0, m1)
+    group.move({m0: 3.0, m1: -2.0})
+    assert (m0.position, m1.position) == (3.0, -2.0)
+    with pytest.raises(LimitError):  # checked for every axis before anything moves
+        group.move({m0: 4.0, m1: 500.0})
+    assert (m0.position, m1.position) == (3.0, -2.0)
+    m0.velocity = m1.velocity = 5.0
+    m0.acceleration = m1.acceleration = 50.0
+    group.move({m0: 40.0, m1: -40.0}, wait=False)
+    gevent.sleep(0.3)
+    m1.stop()  # stopping one member stops the group move
+    assert not m0.is_moving and not m1.is_moving
+    assert 0 < m0.position < 40 and -40 < m1.position < 0
+
+
+def test_fault_on_one_axis_stops_the_group(config):
+    m0, m1 = config.get("m0"), config.get("m1")
+    for axis in (m0, m1):
+        axis.velocity, axis.acceleration = 5.0, 50.0
+    group = Group(m0, m1)
+    group.move({m0: 30.0, m1: 30.0}, wait=False)
+    gevent.sleep(0.3)
+    m0.controller.set_fault(m1)
+    with pytest.raises(AxisFault, match="m1: FAULT"):
+        group.wait_move()
+    assert not m0.is_moving and m0.position < 30.0 and m0.state.READY
+    assert m1.state.FAULT
+    with pytest.raises(AxisFault, match="m1: controller reports FAULT"):
+        m1.move(0)
+    m0.controller.set_fault(m1, False)
+    m1.move(0)
+    assert m1.position == 0
+
+
+def test_limit_switch_gives_limpos(config):
+    m0 = config.get("m0")
+    m0.controller.set_hw_limits(m0, -5, 5)
+    with pytest.raises(AxisFault, match="LIMPOS"):
+        m0.move(8)
+    assert m0.dial == pytest.approx(5.0)
+    assert m0.state.LIMPOS and m0.state.READY
+    m0.move(0)
+    assert m0.state.READY and not m0.state.LIMPOS
+
+
+def test_disabled_axis_refuses_to_move(config):
+    m0 = config.get("m0")
+    m0.disable()
+    assert m0.state.DISABLED
+    with pytest.raises(AxisError, match="m0: axis is disabled"):
+        m0.move(1)
+    m0.enable()
+    m0.move(1)
+    assert m0.position == 1
+
+
+def test_bad_arguments(config):
+    m0 = config.get("m0")
+    for bad in (float("nan"), float("inf"), "1", None, True):
+        with pytest.raises(ValueError, match="m0: target must be a finite number"):
+            m0.move(bad)
+    with pytest.raises(ValueError, match="m0: velocity must be > 0"):
+        m0.velocity = 0
+    m0.move(1, wait=False)
+    with pytest.raises(AxisError, match="m0: already moving|cannot set the position while moving"):
+        m0.move(2)
+    m0.wait_move()
+
+
+def test_settings_survive_a_restart(run_dir):
+    first = Config(CONFIG_DIR, SettingsStore(run_dir))
+    m0, m1 = first.get("m0"), first.get("m1")
+    m0.move(7.5)
+    m1.position = 20.0  # offset 20
+    m1.sign = -1
+    m1.limits = (-30, 30)
+    again = Config(CONFIG_DIR, SettingsStore(run_dir))
+    m0b, m1b = again.get("m0"), again.get("m1")
+    assert m0b.position == 7.5  # the mockup's position
+    assert (m1b.sign, m1b.offset, m1b.position) == (-1, 20.0, 20.0)
+    assert m1b.limits == pytest.approx((-30.0, 30.0))
+
+
+def test_position_outside_tolerance_is_a_fault(config):
+    m1 = config.get("m1")  # tolerance 1e-4, 1000 steps/unit
+    m1.controller.lose_steps(m1, 3)
+    with pytest.raises(AxisFault, match=r"m1: did not reach its target: dial 1.997 instead of 2 \(tolerance 0.0001\)"):
+        m1.move(2.0)
+    m1.move(2.0)  # the next move gets there
+    assert m1.position == 2.0
+
+
+def test_active_measurement_group_persists_per_session(run_dir, tmp_path):
+    from conftest import write_config
+    from bliss_lite.shell.runner import open_session
+
+    root = write_config(tmp_path / "cfg", {
+        "c.yml": "- name: d1\n  class: simulation_diode\n"
+                 "- name: g1\n  class: measurement_group\n  counters: [$d1]\n"
+                 "- name: g2\n  class: measurement_group\n  counters: [$d1]\n"
+                 "- name: s\n  class: session\n  config-objects: [d1, g1, g2]\n",
+    })
+    _, ns = open_session("s", root)
+    assert ns["g1"].is_active  # the first group by default
+    ns["g2"].set_active()
+    _, ns = open_session("s", root)
+    assert ns["g2"].is_active and not ns["g1"].is_active
