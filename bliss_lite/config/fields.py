@@ -51,10 +51,15 @@ def _is_number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def is_finite_number(value):
+    """True for a real int or float that is not NaN or infinite (bool is not a number here)."""
+    return _is_number(value) and math.isfinite(value)
+
+
 def _convert(kind, value):
     """Return (converted value, complaint)."""
     if kind == "number":
-        if _is_number(value) and math.isfinite(value):
+        if is_finite_number(value):
             return float(value), None
         return None, "must be a finite number"
     if kind == "int":

@@ -7,14 +7,20 @@ from __future__ import annotations
 
 import math
 
-from bliss_lite.controllers.axis_state import AxisState
+from bliss_lite.config.fields import is_finite_number
 from bliss_lite.controllers.errors import AxisError
 from bliss_lite.controllers.motion import MotionTask, plan_motion
 
 
 def _finite(name, what, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if not is_finite_number(value):
         raise ValueError(f"{name}: {what} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _positive(name, what, value):
+    if _finite(name, what, value) <= 0:
+        raise ValueError(f"{name}: {what} must be > 0, got {value!r}")
     return float(value)
 
 
@@ -130,9 +136,7 @@ class Axis:
 
     @velocity.setter
     def velocity(self, value):
-        if _finite(self.name, "velocity", value) <= 0:
-            raise ValueError(f"{self.name}: velocity must be > 0, got {value!r}")
-        self._velocity = float(value)
+        self._velocity = _positive(self.name, "velocity", value)
 
     @property
     def acceleration(self):
@@ -140,9 +144,7 @@ class Axis:
 
     @acceleration.setter
     def acceleration(self, value):
-        if _finite(self.name, "acceleration", value) <= 0:
-            raise ValueError(f"{self.name}: acceleration must be > 0, got {value!r}")
-        self._acceleration = float(value)
+        self._acceleration = _positive(self.name, "acceleration", value)
 
     @property
     def acctime(self):
@@ -150,9 +152,7 @@ class Axis:
 
     @acctime.setter
     def acctime(self, value):
-        if _finite(self.name, "acctime", value) <= 0:
-            raise ValueError(f"{self.name}: acctime must be > 0, got {value!r}")
-        self.acceleration = self._velocity / value
+        self.acceleration = self._velocity / _positive(self.name, "acctime", value)
 
     # -- state and motion --------------------------------------------------------------------
     @property

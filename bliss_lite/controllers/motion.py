@@ -7,11 +7,11 @@ stops every axis of the task with its deceleration, and the `finally` always rec
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import gevent
 
+from bliss_lite.config.fields import is_finite_number
 from bliss_lite.controllers.errors import AxisError, AxisFault, LimitError
 
 
@@ -23,7 +23,7 @@ class MotionPlan:
 
 
 def _check_target(axis, target):
-    if isinstance(target, bool) or not isinstance(target, (int, float)) or not math.isfinite(target):
+    if not is_finite_number(target):
         raise ValueError(f"{axis.name}: target must be a finite number, got {target!r}")
 
 

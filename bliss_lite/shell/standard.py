@@ -5,9 +5,9 @@ Arguments are checked before anything moves; Ctrl-C during a move stops every mo
 """
 from __future__ import annotations
 
-import math
 import sys
 
+from bliss_lite.config.fields import is_finite_number
 from bliss_lite.config.session import current_session
 from bliss_lite.controllers.axis import Axis
 from bliss_lite.controllers.counters.measurement_group import active_mg
@@ -26,7 +26,7 @@ def _pairs(command, args):
         axis, value = args[i], args[i + 1]
         if not isinstance(axis, Axis):
             raise TypeError(f"{command}: argument {i + 1} must be an axis, got {axis!r}")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if not is_finite_number(value):
             raise ValueError(f"{command}: position for {axis.name} must be a finite number, got {value!r}")
         pairs.append((axis, float(value)))
     return pairs
