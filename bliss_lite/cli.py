@@ -29,6 +29,12 @@ def main(argv=None):
     from gevent import monkey
 
     monkey.patch_all()
+    import gevent
+
+    # Ctrl-C may land in any greenlet (a display, a motion task): the hub re-raises it in the
+    # main greenlet, where the command stops its motion; it need not print it as an error.
+    hub = gevent.get_hub()
+    hub.NOT_ERROR = tuple(hub.NOT_ERROR) + (KeyboardInterrupt,)
     from bliss_lite.shell.runner import run
 
     return run(args.session, args.config, code=args.code, script=args.script)
