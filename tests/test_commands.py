@@ -130,3 +130,14 @@ def test_objects_print_a_summary(test_session):
     assert "gaussian of m0" in test_session["gauss"].__info__()
     assert "MeasurementGroup: test_mg (active)" in test_session["test_mg"].__info__()
     assert "Session 'test'" in test_session["SESSION"].__info__()
+
+
+def test_linear_and_flat_distributions(config):
+    from bliss_lite.controllers.counters.simulation import SimulationCounter
+
+    m1 = config.get("m1")
+    linear = SimulationCounter("lin", "linear", axis=m1, slope=2.0, background=1.0)
+    flat = SimulationCounter("flat", "flat", height=7.0, background=1.0)
+    mv(m1, 3.0)
+    assert linear.read(1.0) == pytest.approx(7.0) and linear.read(0.5) == pytest.approx(3.5)
+    assert flat.read(2.0) == pytest.approx(16.0)

@@ -197,3 +197,25 @@ def test_history_written_on_exit(shell, run_dir):
     history = run_dir / "history" / "test"
     assert history.is_file()
     assert "print('HIST', 2 * 21)" in history.read_text(encoding="utf-8")
+
+
+def test_tab_completes_attribute_names(shell):
+    shell.send("print('V', m0.veloc")
+    time.sleep(0.3)
+    shell.send("\t")
+    time.sleep(0.3)
+    shell.send(")\r")
+    shell.expect(r"V 1000\.0")  # only the completed name `m0.velocity` prints this
+    shell.expect(PROMPT)
+
+
+def test_umv_refreshes_positions_while_moving(shell):
+    run(shell, "m1.velocity = 2; m1.acceleration = 20; print('SLOW', m1.velocity * 3)", r"SLOW 6\.0")
+    start = len(shell.logfile_read.getvalue())
+    run(shell, "umv(m1, 2); print('AT', m1.position * 2)", r"AT 4\.0")
+    raw = shell.logfile_read.getvalue()[start:]
+    redraws = raw.count("\x1b[4F")  # the 4-line table redrawn in place
+    assert 4 <= redraws <= 15  # ~1.1 s of motion at ~10 Hz (fewer on a loaded machine)
+    users = [float(v) for v in re.findall(r"user\s+(-?\d+\.\d+)", strip(raw))]
+    assert users[-1] == 2.0 and len(set(users)) >= 5  # intermediate positions, then the final one
+    assert users == sorted(users)
