@@ -9,7 +9,8 @@ def _parser():
     parser = argparse.ArgumentParser(
         prog="bliss-lite",
         description="BLISS-like beamline control shell on simulated hardware.",
-        epilog="Examples: bliss-lite -s demo | bliss-lite -s test -c 'umv(m0, 1); wa()' | bliss-lite -s demo run.py",
+        epilog="Examples: bliss-lite -s demo | bliss-lite -s test -c 'umv(m0, 1); wa()' | "
+               "bliss-lite -s demo run.py | bliss-lite server status|start|stop",
     )
     parser.add_argument("-s", "--session", help="session to open (a session YAML in the configuration)")
     parser.add_argument("-c", "--command", dest="code", help="run CODE in the session namespace and exit")
@@ -18,7 +19,40 @@ def _parser():
     return parser
 
 
+def _server(argv):
+    """`bliss-lite server start|status|stop`: the run directory's private Redis server."""
+    parser = argparse.ArgumentParser(prog="bliss-lite server",
+                                     description="Manage the private Redis server of the run directory.")
+    parser.add_argument("action", choices=["start", "status", "stop"])
+    args = parser.parse_args(argv)
+    from bliss_lite.config.paths import run_dir
+    from bliss_lite.data import redis_server
+
+    where = run_dir()
+    if args.action == "start":
+        try:
+            print(redis_server.ensure_server(where))
+        except redis_server.RedisUnavailable as exc:
+            print(f"bliss-lite server: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    if args.action == "stop":
+        stopped = redis_server.stop_server(where)
+        print("stopped" if stopped else f"not running ({redis_server.ServerPaths.of(where).socket})")
+        return 0
+    status = redis_server.server_status(where)
+    if status["running"]:
+        print(f"running: pid {status['pid']}, redis {status['version']}, {status['url']}, "
+              f"memory {status['used_memory']}, {status['clients']} client(s)")
+        return 0
+    print(f"not running ({status['socket']})")
+    return 1
+
+
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "server":
+        return _server(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
     if args.session is None:
