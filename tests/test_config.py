@@ -193,3 +193,34 @@ def test_session_includes_and_setup(tmp_path, run_dir):
     assert top.object_names() == ["m0", "d1"]
     env = top.setup({})
     assert env["BASE"] == "m0" and env["d1"] is config.get("d1")
+
+
+def test_controller_and_its_axes_are_built_once(config):
+    m0 = config.get("m0")
+    controller = config.get("test_mockup")
+    assert controller is m0.controller and config.get("m0") is m0
+    assert config.get("gauss").axis is m0
+
+
+@pytest.mark.parametrize("axes, expected", [
+    ("    - steps_per_unit: 1\n", "a.yml:4: controller 'ctl': axes item 1 must be a mapping with a 'name'"),
+    ("    - 1\n", "a.yml:3: controller 'ctl': axes item 1 must be a mapping with a 'name', got 1"),
+])
+def test_axes_items_must_be_named_mappings(tmp_path, axes, expected):
+    text = "- class: mockup\n  name: ctl\n  axes:\n" + axes
+    message = error_of(tmp_path, {"a.yml": text}, "ctl")
+    assert message.startswith(expected), message
+
+
+def test_more_messages_name_the_key(tmp_path):
+    message = error_of(tmp_path, {"a.yml": "- name: x\n  class: 5\n"}, "x")
+    assert message == "a.yml:2: 5 'x': class must be a string, got 5"
+    huge = AXIS.format(velocity=5).replace("steps_per_unit: 100", "steps_per_unit: " + "9" * 400)
+    message = error_of(tmp_path, {"b.yml": huge}, "m0")
+    assert message.startswith("b.yml:5: axis 'm0': steps_per_unit must be a finite number")
+    message = error_of(tmp_path, {"c.yml": "- name: d\n  class: simulation_diode\n  seed: -1\n"}, "d")
+    assert message == "c.yml:3: diode 'd': seed must be >= 0, got -1"
+    message = error_of(tmp_path, {"d.yml": "- name: s\n  class: session\n  include-sessions: [s]\n"}, "s")
+    assert message == "d.yml:3: session 's': include-sessions: a session cannot include itself"
+    message = error_of(tmp_path, {"sub/__init__.yml": "- 1\n", "sub/x.yml": "- name: d\n  class: simulation_diode\n"})
+    assert message == "sub/__init__.yml: must be a mapping of inherited keys, got [1]"

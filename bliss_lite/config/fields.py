@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -48,12 +49,20 @@ def one_of(*choices):
 
 
 def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def is_finite_number(value):
-    """True for a real int or float that is not NaN or infinite (bool is not a number here)."""
-    return _is_number(value) and math.isfinite(value)
+    """True for a real number (int, float, numpy scalar) that converts to a finite float.
+
+    bool is not a number here, and neither is an integer too large for a float.
+    """
+    if not _is_number(value):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def _convert(kind, value):
@@ -63,7 +72,7 @@ def _convert(kind, value):
             return float(value), None
         return None, "must be a finite number"
     if kind == "int":
-        if isinstance(value, int) and not isinstance(value, bool):
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**63:
             return value, None
         return None, "must be a whole number"
     if kind == "str":

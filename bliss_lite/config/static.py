@@ -53,7 +53,7 @@ class Config:
         self.root = self.tree.root
         self.settings = settings or SettingsStore(run_dir())
         self._objects = {}
-        self._containers = {}
+        self._built = {}
         self._building = []
 
     @property
@@ -66,8 +66,10 @@ class Config:
     def factory_for(self, node):
         """The factory callable a node's `class` (and `module`/`plugin`) select."""
         class_name = node.get("class")
-        if not isinstance(class_name, str):
+        if class_name is None:
             raise ConfigError(f"{where(node)}: {describe(node)}: missing key 'class'")
+        if not isinstance(class_name, str):
+            raise ConfigError(f"{where(node, 'class')}: {describe(node)}: class must be a string, got {class_name!r}")
         if "module" in node:
             return _import(f"{node['module']}:{class_name}", node, "module")
         registered = _BY_NORMALISED.get(_normalise(class_name))
@@ -91,10 +93,10 @@ class Config:
             return self._objects[name]
         entry = self.tree.entry(name)
         if "class" in entry.node or entry.container is None:
-            obj = self._build(name, entry.node)
+            obj = self._build_node(entry.node)
             self._objects[name] = obj
             return obj
-        self._build_container(entry.container)
+        self._build_node(entry.container)
         if name not in self._objects:
             raise ConfigError(
                 f"{where(entry.node)}: '{name}' was not created by its controller "
@@ -102,11 +104,12 @@ class Config:
             )
         return self._objects[name]
 
-    def _build_container(self, node):
+    def _build_node(self, node):
+        """Each YAML node is built once, whether asked for by its name or through a child."""
         key = id(node)
-        if key not in self._containers:
-            self._containers[key] = self._build(node.get("name"), node)
-        return self._containers[key]
+        if key not in self._built:
+            self._built[key] = self._build(node.get("name"), node)
+        return self._built[key]
 
     def _build(self, name, node):
         label = name or f"<{node.get('class')} at {where(node)}>"

@@ -73,7 +73,8 @@ class ConfigTree:
                 if init_name in filenames:
                     init = load_yaml_file(here / init_name, self.root) or {}
                     if not isinstance(init, dict):
-                        raise ConfigError(f"{where(init)}: {init_name} must be a mapping of inherited keys")
+                        shown = os.path.relpath(here / init_name, self.root)
+                        raise ConfigError(f"{shown}: must be a mapping of inherited keys, got {init!r}")
                     for key in init:
                         inherited[key] = (init[key], where(init, key))
             inherited_by_dir[here] = inherited

@@ -27,7 +27,11 @@ class MotorController:
         if not isinstance(axes_nodes, list) or not axes_nodes:
             raise ConfigError(f"{where(node)}: controller '{self.name}': 'axes' must be a non-empty list")
         self.axes = {}
-        for axis_node in axes_nodes:
+        for number, axis_node in enumerate(axes_nodes, 1):
+            if not isinstance(axis_node, dict) or "name" not in axis_node:
+                at = where(axis_node) if isinstance(axis_node, dict) else where(node, "axes")
+                raise ConfigError(f"{at}: controller '{self.name}': axes item {number} "
+                                  f"must be a mapping with a 'name', got {axis_node!r}")
             axis_config, extras = AxisConfig.from_node(axis_node, self.AXIS_EXTRA_FIELDS)
             axis = Axis(axis_config, self, self.settings)
             self.axes[axis.name] = axis

@@ -70,7 +70,7 @@ COUNTER_FIELDS = (
     Field("slope", "number", 0.0),
     Field("noise", "number", 0.0, check=non_negative),
     Field("unit", "str", ""),
-    Field("seed", "int", None),
+    Field("seed", "int", None, check=non_negative),
 )
 
 
@@ -89,6 +89,7 @@ def create_counter(name, node, config):
 def create_diode(name, node, config):
     """A diode: a flat mean with relative Gaussian noise (default 1 %)."""
     values = read_fields(node, (Field("mean", "number", 100.0), Field("noise", "number", 0.01, check=non_negative),
-                                Field("unit", "str", ""), Field("seed", "int", None)), f"diode '{name}'")
+                                Field("unit", "str", ""), Field("seed", "int", None, check=non_negative)),
+                         f"diode '{name}'")
     return SimulationCounter(name, "flat", height=values["mean"], noise=values["noise"],
                              unit=values["unit"], seed=values["seed"])
