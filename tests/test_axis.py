@@ -51,26 +51,33 @@ def test_backlash_approach_counts_in_the_limit_check(config):
     assert m2.position == 0.0
 
 
+def legs_of(axis, target):
+    """Run a move and return the trajectories (steps) the controller executed, in order."""
+    seen, asked = [], time.monotonic()
+    axis.move(target, wait=False)
+    while axis.is_moving:
+        trajectory = axis.controller._trajectories[axis]
+        if not seen or seen[-1] is not trajectory:
+            seen.append(trajectory)
+        gevent.sleep(0.001)
+    return [t for t in seen if t.segments and t.start >= asked]
+
+
 def test_backlash_is_a_second_move_from_the_same_side(config):
-    m2 = config.get("m2")
+    m2 = config.get("m2")  # backlash 0.5, 1000 steps/unit: final approach always positive
     m2.velocity, m2.acceleration = 20.0, 400.0
-    m2.move(-1.0, wait=False)
-    positions = []
-    while m2.is_moving:
-        positions.append(m2.position)
-        gevent.sleep(0.002)
-    assert m2.position == pytest.approx(-1.0)
-    assert min(positions) == pytest.approx(-1.5, abs=0.02)  # overshoot by the backlash
-    assert positions.index(min(positions)) < len(positions) - 1  # then came back up
-    below = positions[positions.index(min(positions)):]
-    assert all(b >= a - 1e-9 for a, b in zip(below, below[1:]))  # final approach positive
-    # a positive move needs no backlash leg: it never goes beyond the target
-    m2.move(1.0, wait=False)
-    seen = []
-    while m2.is_moving:
-        seen.append(m2.position)
-        gevent.sleep(0.002)
-    assert max(seen + [m2.position]) == pytest.approx(1.0)
+    first, second = legs_of(m2, -1.0)
+    assert first.end_position == -1500 and second.end_position == -1000  # overshoot, then back up
+    assert second.position(second.start) == -1500
+    assert all(seg.v0 >= 0 for seg in second.segments[1:]) and second.segments[0].a > 0
+    assert second.start >= first.end
+    assert m2.position == -1.0
+    (only,) = legs_of(m2, 1.0)  # a positive move needs no second leg
+    assert only.end_position == 1000 and m2.position == 1.0
+    assert m2.sign == 1
+    m2.sign = -1  # backlash is mechanical (dial side): user +1 is dial -1, still approached from below
+    first, second = legs_of(m2, m2.position + 1.0)
+    assert second.end_position - first.end_position == 500
 
 
 def test_targets_are_rounded_to_whole_steps(config):
@@ -82,33 +89,44 @@ def test_targets_are_rounded_to_whole_steps(config):
 
 
 def test_position_during_a_move_is_the_analytic_profile(config):
-    m1 = config.get("m1")
-    m1.velocity, m1.acceleration = 10.0, 100.0  # 0.1 s ramps of 0.5
-    start = time.monotonic()
+    m1 = config.get("m1")  # 1000 steps/unit
+    m1.velocity, m1.acceleration = 10.0, 100.0  # 0.1 s ramps of 0.5, then 10 units/s
     m1.move(3.0, wait=False)
     gevent.sleep(0.05)
-    elapsed = time.monotonic() - start
-    assert m1.state.MOVING and "MOVING" in m1.state
-    # on the ramp, x = a t^2 / 2; the read time lies within [elapsed - slack, elapsed]
-    t_low, t_high = elapsed - 0.01, time.monotonic() - start
-    assert 0.5 * 100 * t_low**2 - 1e-3 <= m1.position <= 0.5 * 100 * t_high**2 + 1e-3 or m1.position > 0
+    trajectory = m1.controller._trajectories[m1]
+    assert trajectory.duration == pytest.approx(0.1 + 2.0 / 10.0 + 0.1)
+    for _ in range(5):
+        t1 = time.monotonic()
+        position = m1.position
+        t2 = time.monotonic()
+        formula = [_ramp_cruise(t - trajectory.start) for t in (t1, t2)]
+        assert formula[0] - 1e-9 <= position <= formula[1] + 1e-9
+        assert m1.state.MOVING
+        gevent.sleep(0.02)
     m1.wait_move()
     assert m1.position == 3.0 and m1.state.READY
 
 
+def _ramp_cruise(t, a=100.0, v=10.0):
+    """Textbook position of the move above (units) t seconds after its start, before braking."""
+    t_acc = v / a
+    return 0.5 * a * t * t if t <= t_acc else 0.5 * a * t_acc**2 + v * (t - t_acc)
+
+
 def test_stop_decelerates_with_the_acceleration(config):
     m1 = config.get("m1")
-    m1.velocity, m1.acceleration = 10.0, 50.0  # 0.2 s to full speed, stop distance 1.0
+    m1.velocity, m1.acceleration = 10.0, 50.0  # 0.2 s to full speed
     m1.move(50.0, wait=False)
-    gevent.sleep(0.5)  # cruising at 10 by now
-    trajectory = m1.controller._trajectories[m1]
-    before = m1.position
+    gevent.sleep(0.5)  # cruising by now
     m1.stop()
-    after = m1.position
+    braking = m1.controller._trajectories[m1]
+    (segment,) = braking.segments
+    assert segment.v0 == pytest.approx(10_000.0)  # steps/s: it was cruising at 10 units/s
+    assert segment.a == pytest.approx(-50_000.0)  # braking with the configured acceleration
+    assert braking.duration == pytest.approx(0.2)  # v / a
+    assert braking.end_position == round(segment.x0 + 10_000.0**2 / (2 * 50_000.0))  # x + v^2/2a, whole step
     assert m1.state.READY and not m1.is_moving
-    # from cruise speed v, braking with a covers v^2 / 2a = 1.0
-    assert after - before == pytest.approx(1.0, abs=0.15)
-    assert trajectory is not m1.controller._trajectories[m1]
+    assert m1.position == braking.end_position / 1000
 
 
 def test_group_moves_start_and_stop_together(config):
@@ -123,8 +141,12 @@ def test_group_moves_start_and_stop_together(config):
     m0.acceleration = m1.acceleration = 50.0
     group.move({m0: 40.0, m1: -40.0}, wait=False)
     gevent.sleep(0.3)
+    trajectories = [m0.controller._trajectories[a] for a in (m0, m1)]
+    assert trajectories[0].start == trajectories[1].start  # started together
     m1.stop()  # stopping one member stops the group move
     assert not m0.is_moving and not m1.is_moving
+    stops = [m0.controller._trajectories[a] for a in (m0, m1)]
+    assert stops[0].start == stops[1].start  # braked together
     assert 0 < m0.position < 40 and -40 < m1.position < 0
 
 
@@ -135,9 +157,14 @@ def test_fault_on_one_axis_stops_the_group(config):
     group = Group(m0, m1)
     group.move({m0: 30.0, m1: 30.0}, wait=False)
     gevent.sleep(0.3)
+    fault_time = time.monotonic()
     m0.controller.set_fault(m1)
     with pytest.raises(AxisFault, match="m1: FAULT"):
         group.wait_move()
+    braking = m0.controller._trajectories[m0]
+    # m0 braked as soon as the fault was seen, not after m1's own braking (0.1 s) ended
+    assert braking.start - fault_time < 0.05
+    assert braking.segments and braking.segments[0].v0 == pytest.approx(5000.0)
     assert not m0.is_moving and m0.position < 30.0 and m0.state.READY
     assert m1.state.FAULT
     with pytest.raises(AxisFault, match="m1: controller reports FAULT"):
@@ -220,3 +247,16 @@ def test_active_measurement_group_persists_per_session(run_dir, tmp_path):
     ns["g2"].set_active()
     _, ns = open_session("s", root)
     assert ns["g2"].is_active and not ns["g1"].is_active
+
+
+def test_numpy_numbers_are_positions(config):
+    import numpy as np
+
+    m0 = config.get("m0")
+    for target in (np.int64(2), np.float32(1.5), np.float64(-0.25)):
+        m0.move(target)
+        assert m0.position == float(target)
+    m0.rmove(np.int32(1))
+    assert m0.position == 0.75
+    with pytest.raises(ValueError, match="m0: target must be a finite number"):
+        m0.move(np.float64("nan"))

@@ -195,3 +195,11 @@ def test_missing_session_option_is_usage_error(cli):
     assert proc.returncode == 2
     assert "RAN" not in proc.stdout
     assert "-s SESSION" in proc.stderr
+
+
+def test_exit_waits_for_moves_still_running(cli):
+    started = cli("-s", "test", "-c", "m0.velocity = 20; m0.acceleration = 200; m0.move(3, wait=False); "
+                                      "print('MOVING', m0.is_moving)")
+    assert started.returncode == 0 and "MOVING True" in started.stdout
+    after = cli("-s", "test", "-c", "print('AT', m0.position)")
+    assert "AT 3.0" in after.stdout  # the move ended before exit, and its position was saved

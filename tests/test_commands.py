@@ -87,11 +87,26 @@ def test_sta_lsmot_lscnt_lsmg(test_session, capsys):
     assert capsys.readouterr().out.strip() == "* test_mg: diode1, diode2, diode3, gauss"
 
 
-def test_sync_rereads_the_controller(test_session):
+def test_sync_records_what_the_hardware_says(test_session, run_dir):
+    from bliss_lite.config import Config
+    from bliss_lite.config.settings import SettingsStore
+    from bliss_lite.controllers.trajectory import Trajectory
+    from conftest import CONFIG_DIR
+
     m0 = test_session["m0"]
-    m0.controller.set_position(m0, 1234)  # the hardware moved behind our back
+    m0.controller._set(m0, Trajectory.at_rest(1234.0))  # the hardware moved behind our back
+    assert m0.position == pytest.approx(1.234)  # positions are always read from the controller
+    restarted = Config(CONFIG_DIR, SettingsStore(run_dir)).get("m0")
+    assert restarted.position == 0.0  # ...but the saved position is stale until a sync
     sync(m0)
-    assert m0.position == pytest.approx(1.234)
+    restarted = Config(CONFIG_DIR, SettingsStore(run_dir)).get("m0")
+    assert restarted.position == pytest.approx(1.234)
+
+
+def test_aliases_do_not_duplicate_axes(test_session, capsys):
+    test_session["alias"] = test_session["m0"]
+    lsmot()
+    assert capsys.readouterr().out.split("\n")[1].split() == ["m0", "m1", "m2", "m3", "omega", "x", "z"]
 
 
 def test_gaussian_counter_follows_its_motor(test_session):

@@ -33,6 +33,7 @@ class Session:
         self._excludes = excludes
         self.setup_file = setup_file
         self.env_dict = {}
+        self.objects = {}  # name -> object, the session's own configuration objects
 
     def object_names(self, _seen=()):
         """Names of the objects this session (and what it includes) loads, in order."""
@@ -51,8 +52,8 @@ class Session:
         """Build every object into the namespace, restore the active measurement group, run setup."""
         env = self.env_dict = env_dict if env_dict is not None else {}
         _current["session"] = self
-        for name in self.object_names():
-            env[name] = self.config.get(name)
+        self.objects = {name: self.config.get(name) for name in self.object_names()}
+        env.update(self.objects)
         groups = self.measurement_groups
         saved = self.config.settings.get("session", self.name).get("active_mg")
         chosen = next((g for g in groups if g.name == saved), groups[0] if groups else None)
@@ -85,15 +86,26 @@ class Session:
 
     @property
     def axes(self):
-        return [obj for obj in self.env_dict.values() if hasattr(obj, "steps_per_unit") and hasattr(obj, "dial")]
+        return [obj for obj in self.objects.values() if hasattr(obj, "steps_per_unit") and hasattr(obj, "dial")]
 
     @property
     def counters(self):
-        return [obj for obj in self.env_dict.values() if hasattr(obj, "read") and hasattr(obj, "fullname")]
+        return [obj for obj in self.objects.values() if hasattr(obj, "read") and hasattr(obj, "fullname")]
 
     @property
     def measurement_groups(self):
-        return [obj for obj in self.env_dict.values() if callable(getattr(obj, "set_active", None))]
+        return [obj for obj in self.objects.values() if callable(getattr(obj, "set_active", None))]
+
+    def close(self):
+        """Let moves still running end (their positions are then saved); Ctrl-C stops them."""
+        for axis in self.axes:
+            if axis.is_moving:
+                try:
+                    axis.wait_move()
+                except KeyboardInterrupt:
+                    for other in self.axes:
+                        other.stop()
+                    raise
 
     def __info__(self):
         setup = self.setup_file or "none"
@@ -127,6 +139,8 @@ def create_session(name, node, config):
     strip = lambda items: [i[1:] if i.startswith("$") else i for i in items]  # noqa: E731
     includes = []
     for item in values["include-sessions"]:
+        if str(item).lstrip("$") == name:
+            raise ConfigError(f"{where(node, 'include-sessions')}: {what}: include-sessions: a session cannot include itself")
         included = config.get(item[1:] if str(item).startswith("$") else item) if str(item).lstrip("$") in config.names else None
         if not isinstance(included, Session):
             raise ConfigError(f"{where(node, 'include-sessions')}: {what}: {item!r} is not a session")

@@ -1,6 +1,7 @@
 """Moving several axes as one: checked together, started together, stopped together."""
 from __future__ import annotations
 
+from bliss_lite.config.fields import is_finite_number
 from bliss_lite.controllers.errors import AxisError
 from bliss_lite.controllers.motion import MotionTask, plan_motion
 
@@ -21,8 +22,8 @@ class Group:
             raise AxisError(f"group: {', '.join(unknown)} not in this group")
         plans = []
         for axis, target in targets.items():
-            if relative:
-                target = axis.position + target if isinstance(target, (int, float)) else target
+            if relative and is_finite_number(target):
+                target = axis.position + float(target)
             plans.append(plan_motion(axis, target))
         self._task = MotionTask(plans).start()
         if wait:

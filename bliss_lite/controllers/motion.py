@@ -30,6 +30,7 @@ def _check_target(axis, target):
 def plan_motion(axis, user_target) -> MotionPlan:
     """Legs for moving `axis` to `user_target`; raises before any motion if it can't be done."""
     _check_target(axis, user_target)
+    user_target = float(user_target)
     if axis.disabled:
         raise AxisError(f"{axis.name}: axis is disabled")
     spu = axis.steps_per_unit

@@ -49,6 +49,13 @@ def run(session_name, config_root=None, code=None, script=None):
     except SessionSetupError as exc:
         print(f"bliss-lite: {exc}", file=sys.stderr)
         return 2
+    try:
+        return _run(session_name, namespace, code, script)
+    finally:
+        session.close()
+
+
+def _run(session_name, namespace, code, script):
     if code is not None:
         return _run_code(code, "<-c>", namespace)
     if script is not None:

@@ -95,13 +95,16 @@ class MockupController(MotorController):
             if not trajectory.done(t):
                 _, acceleration = self._velocity_acceleration(axis)
                 braking = Trajectory.deceleration(t, trajectory.position(t), trajectory.velocity(t), acceleration)
-                self._set(axis, braking)
+                # a stepper comes to rest on a whole step
+                self._set(axis, Trajectory(braking.start, braking.segments, float(round(braking.end_position))))
 
     def wait_move(self, axis):
         """Wake at the end of the trajectory, or when it changes (a stop, a fault)."""
         changed = self._changed[axis]
         while True:
             changed.clear()
+            if axis in self._faults:
+                return  # report the fault now: the other axes of the move must brake at once
             remaining = self._trajectories[axis].end - now()
             if remaining <= 0:
                 return
@@ -113,11 +116,15 @@ class MockupController(MotorController):
     def motion_done(self, axis):
         self.settings.update("mockup", axis.name, steps=self._trajectories[axis].end_position)
 
+    def sync(self, axis):
+        """Record the hardware position as it is now (e.g. after it changed behind our back)."""
+        self.motion_done(axis)
+
     # -- simulation controls for tests -------------------------------------------------------
     def set_hw_limits(self, axis, low=None, high=None):
         """Limit switches at these dial positions (None: no switch)."""
         spu = axis.steps_per_unit
-        steps = sorted(x * spu for x in (low, high) if x is not None)
+        steps = sorted(float(round(x * spu)) for x in (low, high) if x is not None)
         if low is not None and high is not None:
             self._switches[axis] = (steps[0], steps[1])
         elif low is not None or high is not None:
