@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from bliss_lite.config.errors import ConfigError
 
-SHIPPED_CONFIG = Path(__file__).resolve().parents[2] / "config"
+# a source checkout (editable install), else what a wheel installs under <prefix>/share
+_SOURCE_CONFIG = Path(__file__).resolve().parents[2] / "config"
+SHIPPED_CONFIG = _SOURCE_CONFIG if _SOURCE_CONFIG.is_dir() else Path(sys.prefix) / "share" / "bliss_lite" / "config"
 
 
 def config_dir(explicit=None) -> Path:
