@@ -49,10 +49,39 @@ def _server(argv):
     return 1
 
 
+def _follow(argv):
+    """`bliss-lite follow [--count N]`: print the points of the next scans live (no gevent)."""
+    parser = argparse.ArgumentParser(prog="bliss-lite follow", description="Print the points of the next scans live.")
+    parser.add_argument("--count", type=int, default=None, help="stop after N scans (default: follow forever)")
+    parser.add_argument("--timeout", type=float, default=None, help="give up after S seconds without news")
+    args = parser.parse_args(argv)
+    if args.count is not None and args.count < 1:
+        parser.error(f"--count must be >= 1, got {args.count}")
+    from bliss_lite.config.paths import run_dir
+    from bliss_lite.data import redis_server
+    from bliss_lite.data.follow import follow
+
+    try:
+        url = redis_server.ensure_server(run_dir())
+        client = redis_server.connect(url, socket_timeout=None)
+        client.ping()
+    except Exception as exc:  # noqa: BLE001 - unreachable or unstartable: reported, exit 1
+        print(f"bliss-lite follow: cannot reach Redis: {exc}", file=sys.stderr)
+        return 1
+    print(f"Following scans on {url}", flush=True)
+    try:
+        follow(client, args.count, timeout_ms=None if args.timeout is None else int(args.timeout * 1000))
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "server":
         return _server(argv[1:])
+    if argv and argv[0] == "follow":
+        return _follow(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
     if args.session is None:

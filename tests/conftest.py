@@ -17,6 +17,17 @@ def run_dir(tmp_path, monkeypatch):
 
 
 @pytest.fixture
+def server_dir(run_dir, monkeypatch):
+    """A run directory whose server is stopped at the end of the test, whatever happened."""
+    monkeypatch.delenv("BLISS_LITE_REDIS_URL", raising=False)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    yield run_dir
+    from bliss_lite.data.redis_server import stop_server
+
+    stop_server(run_dir)
+
+
+@pytest.fixture
 def config(run_dir):
     return Config(CONFIG_DIR, SettingsStore(run_dir))
 

@@ -13,15 +13,6 @@ from bliss_lite.data.redis_server import (REDIS_URL_ENV, RedisUnavailable, Serve
                                           server_status, stop_server)
 
 
-@pytest.fixture
-def server_dir(run_dir, monkeypatch):
-    """A run directory whose server is stopped at the end of the test, whatever happened."""
-    monkeypatch.delenv(REDIS_URL_ENV, raising=False)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    yield run_dir
-    stop_server(run_dir)
-
-
 def in_subprocess(code, run_dir, **env):
     full_env = dict(os.environ, BLISS_LITE_RUN_DIR=str(run_dir))
     full_env.pop(REDIS_URL_ENV, None)

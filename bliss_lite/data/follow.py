@@ -1,0 +1,45 @@
+"""`bliss-lite follow`: print the points of the next scans as they arrive, from any process."""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from bliss_lite.data.client import ScanClient
+
+
+def _row(values):
+    return "  ".join(f"{v:>12.6g}" for v in values)
+
+
+def print_scan(scan, out, timeout_ms=None):
+    """Print a scan's scalar channels as a table, one row per point as soon as it is complete."""
+    scalars = [name for name, spec in scan.channels.items() if spec.shape == ()]
+    print(f"Scan {scan.number} {scan.name} (session {scan.session}) {scan.key}", file=out)
+    print(f"{'#':>6}  " + "  ".join(f"{n:>12}" for n in scalars), file=out, flush=True)
+    received = {name: [] for name in scalars}
+    printed = 0
+    for name, _, points in scan.follow(scalars, timeout_ms=timeout_ms):
+        received[name].extend(np.asarray(points).tolist())
+        complete = min(len(v) for v in received.values()) if received else 0
+        for i in range(printed, complete):
+            print(f"{i:>6}  " + _row(received[n][i] for n in scalars), file=out)
+        printed = max(printed, complete)
+        out.flush()
+    print(f"End of scan {scan.number}: {scan.end_reason or scan.state}, {printed} points", file=out, flush=True)
+    return printed
+
+
+def follow(client, count=None, out=None, timeout_ms=None):
+    """Follow the next `count` scans (forever when None); returns how many were followed."""
+    out = out or sys.stdout
+    scans = ScanClient(client)
+    scans.start_from_now()
+    followed = 0
+    while count is None or followed < count:
+        scan = scans.wait_next_scan(timeout_ms)
+        if scan is None:
+            break
+        print_scan(scan, out, timeout_ms)
+        followed += 1
+    return followed

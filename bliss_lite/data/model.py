@@ -1,0 +1,65 @@
+"""The Redis data model of a scan: key names and the encoding of channel batches.
+
+Shared by the publisher (the scan side) and the client (any analysis program); plain Python
+and numpy only. docs/redis-protocol.md describes it for programs in other languages.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+HISTORY_KEY = "bliss_lite:scans:history"  # stream: one entry {"key": scan key} per new scan
+HISTORY_MAXLEN = 10000
+STATES = ("CREATED", "PREPARED", "STARTED", "STOPPED", "CLOSED")
+END_REASONS = ("SUCCESS", "USER_ABORT", "FAILURE")
+
+
+def scan_key(scan_id):
+    return f"bliss_lite:scan:{scan_id}"  # string: the scan record (JSON)
+
+
+def state_key(key):
+    return f"{key}:state"  # stream: {"state": ..., "time": ..., ["end_reason": ...]}
+
+
+def channel_key(key, channel):
+    return f"{key}:data:{channel}"  # stream: batches {"index", "count", "data"}, then the seal
+
+
+@dataclass(frozen=True)
+class ChannelSpec:
+    """What a reader needs to decode a channel: numpy dtype string, per-point shape, unit."""
+
+    name: str
+    dtype: str = "float64"
+    shape: tuple = ()
+    unit: str = ""
+    encoding: str = "raw"  # raw little-endian C-order bytes ("bslz4" for frames, later)
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self):
+        data = asdict(self)
+        data["shape"] = list(self.shape)
+        return data
+
+    @classmethod
+    def from_json(cls, data):
+        return cls(**{**data, "shape": tuple(data.get("shape", ()))})
+
+    @property
+    def numpy_dtype(self):
+        return np.dtype(self.dtype).newbyteorder("<")
+
+
+def encode_points(spec: ChannelSpec, values) -> tuple[int, bytes]:
+    """(number of points, bytes) of a batch of points of this channel."""
+    array = np.ascontiguousarray(values, dtype=spec.numpy_dtype)
+    if array.shape[1:] != tuple(spec.shape):
+        array = array.reshape((-1, *spec.shape))
+    return array.shape[0], array.tobytes()
+
+
+def decode_points(spec: ChannelSpec, data: bytes, count: int) -> np.ndarray:
+    array = np.frombuffer(data, dtype=spec.numpy_dtype)
+    return array.reshape((count, *spec.shape)).astype(spec.numpy_dtype.newbyteorder("="), copy=False)

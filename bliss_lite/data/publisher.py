@@ -1,0 +1,76 @@
+"""Publishing a scan to Redis: its record, state stream, channel batches, seal and history.
+
+Each call is one pipelined round trip (batch points: ~80k small XADDs/s pipelined against
+~10k/s one at a time). Synchronous on purpose: the scan engine calls it from its own I/O
+greenlet or thread so that publishing never blocks the scan loop.
+"""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+from bliss_lite.data.model import (END_REASONS, HISTORY_KEY, HISTORY_MAXLEN, STATES, channel_key,
+                                   encode_points, scan_key, state_key)
+
+
+class ScanPublisher:
+    def __init__(self, client, *, session, number, name, scan_info=None, channels=()):
+        self.client = client
+        self.id = uuid.uuid4().hex
+        self.key = scan_key(self.id)
+        self.channels = {spec.name: spec for spec in channels}
+        self.record = {
+            "id": self.id, "name": name, "number": number, "session": session,
+            "scan_info": {**(scan_info or {}), "channels": {n: s.to_json() for n, s in self.channels.items()}},
+            "state": None,
+        }
+        self._counts = {name: 0 for name in self.channels}
+
+    def create(self):
+        """Record, first state and history entry, in one transaction: a follower sees all or none."""
+        self.record["state"] = "CREATED"
+        pipe = self.client.pipeline(transaction=True)
+        pipe.set(self.key, json.dumps(self.record))
+        pipe.xadd(state_key(self.key), {"state": "CREATED", "time": repr(time.time())})
+        pipe.xadd(HISTORY_KEY, {"key": self.key}, maxlen=HISTORY_MAXLEN, approximate=True)
+        pipe.execute()
+
+    def set_state(self, state, **extra):
+        if state not in STATES:
+            raise ValueError(f"scan state must be one of {', '.join(STATES)}, got {state!r}")
+        self.record["state"] = state
+        self.record.update(extra)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.set(self.key, json.dumps(self.record))
+        pipe.xadd(state_key(self.key), {"state": state, "time": repr(time.time()),
+                                        **{k: str(v) for k, v in extra.items()}})
+        pipe.execute()
+
+    def publish(self, batches):
+        """Append {channel: points} (points along the first axis), each as one stream entry."""
+        pipe = self.client.pipeline(transaction=False)
+        for name, values in batches.items():
+            spec = self.channels[name]
+            count, data = encode_points(spec, values)
+            if count == 0:
+                continue
+            pipe.xadd(channel_key(self.key, name), {"index": self._counts[name], "count": count, "data": data})
+            self._counts[name] += count
+        pipe.execute()
+
+    @property
+    def counts(self):
+        return dict(self._counts)
+
+    def seal(self, end_reason="SUCCESS"):
+        """The last entry of every channel, then STOPPED and CLOSED: readers know nothing follows."""
+        if end_reason not in END_REASONS:
+            raise ValueError(f"end_reason must be one of {', '.join(END_REASONS)}, got {end_reason!r}")
+        pipe = self.client.pipeline(transaction=True)
+        for name in self.channels:
+            pipe.xadd(channel_key(self.key, name), {"sealed": 1, "count": self._counts[name]})
+        pipe.execute()
+        self.set_state("STOPPED", end_reason=end_reason)
+        self.set_state("CLOSED", end_reason=end_reason)
+
