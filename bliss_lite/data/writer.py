@@ -1,0 +1,139 @@
+"""HDF5/NeXus writer: one file per session/sample, one NXentry named "N.1" per scan.
+
+Layout (DESIGN.md): title, start_time, end_time, end_reason; instrument/positioners/<motor>
+(the start snapshot); instrument/<axis>/value (NXpositioner) and instrument/<counter>/data
+(NXdetector) filled point by point; measurement/<channel> soft links; an NXdata default plot.
+Everything an entry holds is created when it opens, then the file switches to SWMR, so other
+processes can read it (h5py.File(path, "r", swmr=True)) while the scan writes and flushes.
+Images are stored one frame per chunk, Bitshuffle-LZ4 (hdf5plugin). Imports neither gevent
+nor the shell.
+"""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+
+import h5py
+import hdf5plugin
+import numpy as np
+
+from bliss_lite.data.model import END_REASONS
+
+ENTRY_NAME = re.compile(r"^(\d+)\.1$")
+STRING = h5py.string_dtype()
+
+
+def _now_iso():
+    return datetime.now(timezone.utc).astimezone().isoformat(timespec="milliseconds")
+
+
+def next_entry_number(path) -> int:
+    """1 + the highest "N.1" entry in the file (1 for a new file)."""
+    path = Path(path)
+    if not path.exists():
+        return 1
+    with h5py.File(path, "r", locking=False) as h5:
+        numbers = [int(m.group(1)) for name in h5 if (m := ENTRY_NAME.match(name))]
+    return max(numbers, default=0) + 1
+
+
+def _nx(group, nx_class):
+    group.attrs["NX_class"] = nx_class
+    return group
+
+
+def _resizable(group, name, spec):
+    shape = tuple(spec.shape)
+    options = {}
+    if len(shape) >= 2:  # images: one frame per chunk, compressed at the source's codec
+        options = dict(chunks=(1, *shape), **hdf5plugin.Bitshuffle(cname="lz4"))
+    else:
+        options = dict(chunks=(max(1, 65536 // max(1, int(np.prod(shape, dtype=int))) // 8), *shape))
+    dataset = group.create_dataset(name, shape=(0, *shape), maxshape=(None, *shape),
+                                   dtype=np.dtype(spec.dtype), **options)
+    if spec.unit:
+        dataset.attrs["units"] = spec.unit
+    return dataset
+
+
+class EntryWriter:
+    """One scan's NXentry, open for appending points until `close(end_reason)`."""
+
+    def __init__(self, path, number, *, title, positioners=None, axes=(), counters=(), plot=None):
+        self.path = Path(path)
+        self.name = f"{number}.1"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.h5 = h5py.File(self.path, "a", libver="latest", locking=False)
+        if self.name in self.h5:
+            self.h5.close()
+            raise FileExistsError(f"{self.path}: entry {self.name} already exists")
+        self.datasets = {}
+        self.counts = {}
+        try:
+            self._create(title, positioners or {}, list(axes), list(counters), plot)
+        except BaseException:
+            self.h5.close()
+            raise
+        self.h5.swmr_mode = True
+
+    def _create(self, title, positioners, axes, counters, plot):
+        entry = _nx(self.h5.create_group(self.name), "NXentry")
+        entry["title"] = title
+        entry["start_time"] = _now_iso()
+        entry.create_dataset("end_time", data=b"", dtype="S40")  # fixed size: written in SWMR
+        entry.create_dataset("end_reason", data=b"", dtype="S16")
+        instrument = _nx(entry.create_group("instrument"), "NXinstrument")
+        snapshot = _nx(instrument.create_group("positioners"), "NXcollection")
+        for motor, (value, unit) in positioners.items():
+            snapshot[motor] = value
+            if unit:
+                snapshot[motor].attrs["units"] = unit
+        measurement = _nx(entry.create_group("measurement"), "NXcollection")
+        for specs, nx_class, field in ((axes, "NXpositioner", "value"), (counters, "NXdetector", "data")):
+            for spec in specs:
+                group = _nx(instrument.create_group(spec.name), nx_class)
+                self.datasets[spec.name] = _resizable(group, field, spec)
+                self.counts[spec.name] = 0
+                measurement[spec.name] = h5py.SoftLink(f"/{self.name}/instrument/{spec.name}/{field}")
+        signal = (plot or {}).get("signal") or next((s.name for s in counters if len(s.shape) == 0), None)
+        if signal is not None:
+            nxdata = _nx(entry.create_group("plotselect"), "NXdata")
+            nxdata[signal] = h5py.SoftLink(self.datasets[signal].name)
+            nxdata.attrs["signal"] = signal
+            axis = (plot or {}).get("axis") or (axes[0].name if axes else None)
+            if axis is not None:
+                nxdata[axis] = h5py.SoftLink(self.datasets[axis].name)
+                nxdata.attrs["axes"] = [axis]
+            entry.attrs["default"] = "plotselect"
+        self.h5.attrs["default"] = self.name
+
+    def append(self, batches):
+        """Append {channel: points} along the first axis, then flush for SWMR readers."""
+        for name, values in batches.items():
+            dataset = self.datasets[name]
+            values = np.asarray(values, dtype=dataset.dtype).reshape((-1, *dataset.shape[1:]))
+            start = self.counts[name]
+            dataset.resize(start + len(values), axis=0)
+            dataset[start:start + len(values)] = values
+            self.counts[name] = start + len(values)
+        self.h5.flush()
+
+    def close(self, end_reason="SUCCESS"):
+        if end_reason not in END_REASONS:
+            raise ValueError(f"end_reason must be one of {', '.join(END_REASONS)}, got {end_reason!r}")
+        if not self.h5.id.valid:
+            return
+        entry = self.h5[self.name]
+        entry["end_time"][()] = _now_iso().encode()
+        entry["end_reason"][()] = end_reason.encode()
+        self.h5.flush()
+        self.h5.close()
+
+
+def read_entry(path, number):
+    """{channel: array} of measurement/ in entry "number.1" (a quick look, as get_data gives)."""
+    with h5py.File(path, "r", locking=False, swmr=True) as h5:
+        measurement = h5[f"{number}.1/measurement"]
+        return {name: measurement[name][()] for name in measurement}
+
