@@ -34,6 +34,12 @@ def columns_table(headers, rows, row_labels=None, width=None):
     return "\n\n".join(blocks)
 
 
+def position_rows(axes):
+    """[user row, dial row] as text, from one hardware read per axis (consistent mid-move)."""
+    dials = [a.dial for a in axes]
+    return [[fmt(a.dial2user(d)) for a, d in zip(axes, dials)], [fmt(d) for d in dials]]
+
+
 def axis_header(axis):
     return f"{axis.name}[{axis.unit}]" if axis.unit else axis.name
 
@@ -50,13 +56,8 @@ class MotionDisplay:
         self._greenlet = None
         self._drawn = False
 
-    def _rows(self):
-        dials = [a.dial for a in self.axes]
-        users = [a.dial2user(d) for a, d in zip(self.axes, dials)]
-        return [[fmt(u) for u in users], [fmt(d) for d in dials]]
-
     def _draw(self):
-        text = columns_table([axis_header(a) for a in self.axes], self._rows(), ["user", "dial"], width=10**6)
+        text = columns_table([axis_header(a) for a in self.axes], position_rows(self.axes), ["user", "dial"], width=10**6)
         if self._drawn and self.live:
             self.stream.write(f"\x1b[{text.count(chr(10)) + 1}F")  # back to the table's first line
         self.stream.write(text + "\n")

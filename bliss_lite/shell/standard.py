@@ -12,7 +12,7 @@ from bliss_lite.config.session import current_session
 from bliss_lite.controllers.axis import Axis
 from bliss_lite.controllers.counters.measurement_group import active_mg
 from bliss_lite.controllers.group import Group
-from bliss_lite.shell.display import MotionDisplay, axis_header, columns_table, fmt
+from bliss_lite.shell.display import MotionDisplay, axis_header, columns_table, fmt, position_rows
 
 __all__ = ["mv", "mvr", "umv", "umvr", "wa", "wm", "sta", "sync", "lsmot", "lscnt", "lsmg"]
 
@@ -83,10 +83,8 @@ def wa(*, out=None):
     if not axes:
         print("No axis in this session.", file=out)
         return
-    rows = [[fmt(a.dial2user(d)) for a, d in zip(axes, dials)] for dials in [[a.dial for a in axes]]]
-    rows.append([fmt(a.dial) for a in axes])
     print("Current Positions: user\n                   dial\n", file=out)
-    print(columns_table([axis_header(a) for a in axes], rows), file=out)
+    print(columns_table([axis_header(a) for a in axes], position_rows(axes)), file=out)
 
 
 def wm(*axes, out=None):
