@@ -24,10 +24,12 @@ TIMER_SLACK = 0.002  # seconds; gevent's timers wake up to ~1.5 ms after their d
 class MockupController(MotorController):
     AXIS_EXTRA_FIELDS = (Field("position", "number", 0.0),)  # dial position at first start
 
+    def __init__(self, name, node, config):
+        self._trajectories, self._changed, self._switches, self._lost_steps = {}, {}, {}, {}
+        self._faults = set()
+        super().__init__(name, node, config)  # builds the axes, calling initialize_axis
+
     def initialize_axis(self, axis, extras):
-        if not hasattr(self, "_trajectories"):
-            self._trajectories, self._changed, self._switches, self._faults = {}, {}, {}, set()
-            self._lost_steps = {}
         saved = self.settings.get("mockup", axis.name).get("steps")
         steps = saved if isinstance(saved, (int, float)) else round(extras["position"] * axis.steps_per_unit)
         self._trajectories[axis] = Trajectory.at_rest(float(steps))
