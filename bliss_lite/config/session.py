@@ -12,6 +12,7 @@ from pathlib import Path
 
 from bliss_lite.config.errors import ConfigError, where
 from bliss_lite.config.fields import Field, read_fields
+from bliss_lite.config.settings import flush_pending
 
 _current = {"session": None}
 
@@ -98,14 +99,17 @@ class Session:
 
     def close(self):
         """Let moves still running end (their positions are then saved); Ctrl-C stops them."""
-        for axis in self.axes:
-            if axis.is_moving:
-                try:
-                    axis.wait_move()
-                except KeyboardInterrupt:
-                    for other in self.axes:
-                        other.stop()
-                    raise
+        try:
+            for axis in self.axes:
+                if axis.is_moving:
+                    try:
+                        axis.wait_move()
+                    except KeyboardInterrupt:
+                        for other in self.axes:
+                            other.stop()
+                        raise
+        finally:
+            flush_pending()
 
     def __info__(self):
         setup = self.setup_file or "none"

@@ -116,11 +116,11 @@ class MockupController(MotorController):
                 gevent.sleep(0)  # the loop's timers fire ~1.5 ms late: finish cooperatively
 
     def motion_done(self, axis):
-        self.settings.update("mockup", axis.name, steps=self._trajectories[axis].end_position)
+        self.settings.update_later("mockup", axis.name, steps=self._trajectories[axis].end_position)
 
     def sync(self, axis):
         """Record the hardware position as it is now (e.g. after it changed behind our back)."""
-        self.motion_done(axis)
+        self.settings.update("mockup", axis.name, steps=self._trajectories[axis].end_position)
 
     # -- simulation controls for tests -------------------------------------------------------
     def set_hw_limits(self, axis, low=None, high=None):
