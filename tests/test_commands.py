@@ -79,7 +79,7 @@ def test_sta_lsmot_lscnt_lsmg(test_session, capsys):
     out = capsys.readouterr().out
     assert re.search(r"m0\s+READY \(Axis is READY\)", out)
     lsmot()
-    assert capsys.readouterr().out.split("\n")[1].split() == ["m0", "m1", "m2", "m3", "omega", "x", "z"]
+    assert capsys.readouterr().out.split("\n")[1].split() == ["m0", "m1", "m2", "m3", "m4", "omega", "x", "z"]
     lscnt()
     names = [r[3] for r in table_rows(capsys.readouterr().out)[2:]]
     assert names == ["diode1", "diode2", "diode3", "gauss"]
@@ -106,7 +106,7 @@ def test_sync_records_what_the_hardware_says(test_session, run_dir):
 def test_aliases_do_not_duplicate_axes(test_session, capsys):
     test_session["alias"] = test_session["m0"]
     lsmot()
-    assert capsys.readouterr().out.split("\n")[1].split() == ["m0", "m1", "m2", "m3", "omega", "x", "z"]
+    assert capsys.readouterr().out.split("\n")[1].split() == ["m0", "m1", "m2", "m3", "m4", "omega", "x", "z"]
 
 
 def test_gaussian_counter_follows_its_motor(test_session):

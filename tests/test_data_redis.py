@@ -49,7 +49,7 @@ def test_publish_and_read_back(redis_client):
     assert scan.channels["frame"].shape == (2, 3)
     entries = redis_client.xrange(channel_key(scan.key, "m0"))
     assert [int(f[b"index"]) for _, f in entries[:-1]] == [0, 2]  # batches carry their first index
-    assert entries[-1][1] == {b"sealed": b"1", b"count": b"6"}
+    assert entries[-1][1] == {b"sealed": b"1", b"total": b"6"}
 
 
 def test_wait_next_scan_misses_none(redis_client):

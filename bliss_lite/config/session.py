@@ -35,6 +35,7 @@ class Session:
         self.setup_file = setup_file
         self.env_dict = {}
         self.objects = {}  # name -> object, the session's own configuration objects
+        self.scan_saving_config = {}  # base_path, sample: read by bliss_lite.scans.saving
 
     def object_names(self, _seen=()):
         """Names of the objects this session (and what it includes) loads, in order."""
@@ -128,7 +129,24 @@ SESSION_FIELDS = (
     Field("include-sessions", "list", []),
     Field("exclude-objects", "list", []),
     Field("setup-file", "str", None),
+    Field("scan_saving", "any", None),
 )
+SCAN_SAVING_KEYS = {"base_path": str, "sample": str}
+
+
+def _scan_saving(node, what, value):
+    """`scan_saving: {base_path: DIR, sample: NAME}`, checked where it enters."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where(node, 'scan_saving')}: {what}: scan_saving must be a mapping, got {value!r}")
+    for key, item in value.items():
+        if key not in SCAN_SAVING_KEYS:
+            raise ConfigError(f"{where(node, 'scan_saving')}: {what}: scan_saving: unknown key '{key}' "
+                              f"(known: {', '.join(SCAN_SAVING_KEYS)})")
+        if not isinstance(item, SCAN_SAVING_KEYS[key]):
+            raise ConfigError(f"{where(node, 'scan_saving')}: {what}: scan_saving: {key} must be a string, got {item!r}")
+    return dict(value)
 
 
 def create_session(name, node, config):
@@ -156,5 +174,7 @@ def create_session(name, node, config):
         setup_path = (base / setup).resolve()
         if not setup_path.is_file():
             raise ConfigError(f"{where(node, 'setup-file')}: {what}: setup-file {setup} not found (looked at {setup_path})")
-    return Session(name, config, None if objects is None else strip(objects), includes,
-                   strip(values["exclude-objects"]), setup_path)
+    session = Session(name, config, None if objects is None else strip(objects), includes,
+                      strip(values["exclude-objects"]), setup_path)
+    session.scan_saving_config = _scan_saving(node, what, values["scan_saving"])
+    return session

@@ -49,6 +49,20 @@ def plan_motion(axis, user_target) -> MotionPlan:
     return MotionPlan(axis, float(user_target), legs)
 
 
+def check_reachable(axis, user_target):
+    """Refuse a target that a move from anywhere could not reach: the target itself and, with
+    backlash, its approach point (scans check every target this way before the first move)."""
+    _check_target(axis, user_target)
+    if axis.disabled:
+        raise AxisError(f"{axis.name}: axis is disabled")
+    spu = axis.steps_per_unit
+    final_steps = round(axis.user2dial(float(user_target)) * spu)
+    _check_limits(axis, float(user_target), final_steps / spu, is_backlash=False)
+    backlash_steps = round(axis.backlash * spu)
+    if backlash_steps:
+        _check_limits(axis, float(user_target), (final_steps - backlash_steps) / spu, is_backlash=True)
+
+
 def _check_limits(axis, user_target, dial, is_backlash):
     low, high = axis.dial_limits
     if low - 1e-9 <= dial <= high + 1e-9:

@@ -77,11 +77,12 @@ class ScanReader:
                 stream = stream.decode()
                 for entry_id, fields in entries:
                     last[stream] = entry_id
+                    if b"data" in fields:
+                        index, points = self._decode(by_key[stream], fields)
+                        yield by_key[stream], index, points
                     if b"sealed" in fields:
                         del last[stream]
                         break
-                    index, points = self._decode(by_key[stream], fields)
-                    yield by_key[stream], index, points
 
 
 class ScanClient:

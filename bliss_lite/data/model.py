@@ -5,7 +5,7 @@ and numpy only. docs/redis-protocol.md describes it for programs in other langua
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -24,7 +24,7 @@ def state_key(key):
 
 
 def channel_key(key, channel):
-    return f"{key}:data:{channel}"  # stream: batches {"index", "count", "data"}, then the seal
+    return f"{key}:data:{channel}"  # stream: batches {"index", "count", "data"}; the last one sealed
 
 
 @dataclass(frozen=True)
@@ -39,9 +39,8 @@ class ChannelSpec:
     extra: dict = field(default_factory=dict)
 
     def to_json(self):
-        data = asdict(self)
-        data["shape"] = list(self.shape)
-        return data
+        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape), "unit": self.unit,
+                "encoding": self.encoding, "extra": dict(self.extra)}
 
     @classmethod
     def from_json(cls, data):

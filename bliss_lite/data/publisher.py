@@ -27,50 +27,68 @@ class ScanPublisher:
         }
         self._counts = {name: 0 for name in self.channels}
 
-    def create(self):
-        """Record, first state and history entry, in one transaction: a follower sees all or none."""
-        self.record["state"] = "CREATED"
+    def create(self, then=()):
+        """Record, first state(s) and history entry, in one transaction: a follower sees all
+        or none. `then`: states entered at once after CREATED (a scan already prepared)."""
+        states = ("CREATED", *then)
+        for state in states:
+            if state not in STATES:
+                raise ValueError(f"scan state must be one of {', '.join(STATES)}, got {state!r}")
+        self.record["state"] = states[-1]
         pipe = self.client.pipeline(transaction=True)
         pipe.set(self.key, json.dumps(self.record))
-        pipe.xadd(state_key(self.key), {"state": "CREATED", "time": repr(time.time())})
+        for state in states:
+            pipe.xadd(state_key(self.key), {"state": state, "time": repr(time.time())})
         pipe.xadd(HISTORY_KEY, {"key": self.key}, maxlen=HISTORY_MAXLEN, approximate=True)
         pipe.execute()
 
-    def set_state(self, state, **extra):
-        if state not in STATES:
-            raise ValueError(f"scan state must be one of {', '.join(STATES)}, got {state!r}")
-        self.record["state"] = state
+    def set_state(self, *states, **extra):
+        """Enter one state, or several in order (PREPARED, STARTED), in one transaction."""
+        for state in states:
+            if state not in STATES:
+                raise ValueError(f"scan state must be one of {', '.join(STATES)}, got {state!r}")
+        self.record["state"] = states[-1]
         self.record.update(extra)
         pipe = self.client.pipeline(transaction=True)
         pipe.set(self.key, json.dumps(self.record))
-        pipe.xadd(state_key(self.key), {"state": state, "time": repr(time.time()),
-                                        **{k: str(v) for k, v in extra.items()}})
+        for state in states:
+            pipe.xadd(state_key(self.key), {"state": state, "time": repr(time.time()),
+                                            **{k: str(v) for k, v in extra.items()}})
         pipe.execute()
 
     def publish(self, batches):
         """Append {channel: points} (points along the first axis), each as one stream entry."""
         pipe = self.client.pipeline(transaction=False)
         for name, values in batches.items():
-            spec = self.channels[name]
-            count, data = encode_points(spec, values)
-            if count == 0:
-                continue
-            pipe.xadd(channel_key(self.key, name), {"index": self._counts[name], "count": count, "data": data})
-            self._counts[name] += count
+            self._add_batch(pipe, name, values)
         pipe.execute()
+
+    def _add_batch(self, pipe, name, values, **seal):
+        spec = self.channels[name]
+        count, data = encode_points(spec, values)
+        if count == 0 and not seal:
+            return
+        fields = {"index": self._counts[name], "count": count, "data": data} if count else {}
+        self._counts[name] += count
+        if seal:
+            fields.update(sealed=1, total=self._counts[name])
+        pipe.xadd(channel_key(self.key, name), fields)
 
     @property
     def counts(self):
         return dict(self._counts)
 
-    def seal(self, end_reason="SUCCESS"):
-        """The last entry of every channel, then STOPPED and CLOSED: readers know nothing follows."""
+    def seal(self, end_reason="SUCCESS", last_batches=None):
+        """The last points (if given) with a seal on every channel, then STOPPED and CLOSED,
+        in one transaction: readers know nothing follows."""
         if end_reason not in END_REASONS:
             raise ValueError(f"end_reason must be one of {', '.join(END_REASONS)}, got {end_reason!r}")
+        last_batches = last_batches or {}
         pipe = self.client.pipeline(transaction=True)
         for name in self.channels:
-            pipe.xadd(channel_key(self.key, name), {"sealed": 1, "count": self._counts[name]})
+            self._add_batch(pipe, name, last_batches.get(name, ()), sealed=True)
+        self.record.update(state="CLOSED", end_reason=end_reason)
+        pipe.set(self.key, json.dumps(self.record))
+        for state in ("STOPPED", "CLOSED"):
+            pipe.xadd(state_key(self.key), {"state": state, "time": repr(time.time()), "end_reason": end_reason})
         pipe.execute()
-        self.set_state("STOPPED", end_reason=end_reason)
-        self.set_state("CLOSED", end_reason=end_reason)
-

@@ -8,7 +8,8 @@ from pathlib import Path
 from bliss_lite.config import ConfigError, load_config
 from bliss_lite.config.paths import run_dir
 from bliss_lite.config.session import Session, SessionSetupError
-from bliss_lite.shell import standard
+from bliss_lite.scans.saving import session_scan_saving
+from bliss_lite.shell import scan_commands, standard
 
 
 def open_session(session_name, config_root=None):
@@ -21,6 +22,9 @@ def open_session(session_name, config_root=None):
     assert isinstance(session, Session)
     namespace = {"__name__": "__main__", "__builtins__": __builtins__}
     namespace.update({name: getattr(standard, name) for name in standard.__all__})
+    namespace.update({name: getattr(scan_commands, name) for name in scan_commands.__all__})
+    namespace["SCAN_SAVING"] = session_scan_saving(session)
+    scan_commands.show_scans()
     session.setup(namespace)
     return session, namespace
 

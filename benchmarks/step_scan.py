@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""Benchmark: per-point cost of a step scan, and the total time of `ct(0.001)`, with the
+Bluesky peer run side by side in the same invocation.
+
+bliss_lite: `ascan(m4, 0, 1, N-1, 0, diode1, diode2, diode3)` in the `test` session (m4 is the
+instant motor), saving to HDF5 and publishing to a private Redis on; the figure is the
+scan's wall time over N (from the call to its return: file closed, Redis sealed). The points
+in the file and in Redis are counted to show nothing was skipped.
+Peer: ../shared/peers/bluesky_scan.py N (RunEngine `scan`, ophyd.sim, no saving), run in a
+subprocess of the same Python, when bluesky and ophyd are installed there.
+Usage: python benchmarks/step_scan.py [--points N] [--repeat R] [--cts N]
+Prints one JSON line.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PEER = ROOT.parent / "shared" / "peers" / "bluesky_scan.py"
+BLISS_CT_MS = 15.0  # real BLISS 2.4 ct(0.001), measured once on this machine kind (quoted)
+
+
+def run_peer(points):
+    if not PEER.is_file():
+        return {"error": f"{PEER} not found"}
+    result = subprocess.run([sys.executable, str(PEER), str(points)], capture_output=True, text=True, timeout=600)
+    if result.returncode != 0:
+        return {"error": result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "failed"}
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def run_ours(points, repeat, cts):
+    from gevent import monkey
+
+    monkey.patch_all()
+    from bliss_lite.data.client import ScanReader
+    from bliss_lite.scans import redis_link
+    from bliss_lite.scans.scan import SCAN_WATCHERS
+    from bliss_lite.scans.step import ascan, ct
+    from bliss_lite.shell.runner import open_session
+
+    session, ns = open_session("test", ROOT / "config")
+    SCAN_WATCHERS.clear()  # no shell display: this measures the engine (one JSON line out)
+    m4, counters = ns["m4"], [ns["diode1"], ns["diode2"], ns["diode3"]]
+    ascan(m4, 0, 1, 99, 0, *counters)  # warm-up: Redis started, file created
+    per_point = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        scan = ascan(m4, 0, 1, points - 1, 0, *counters)
+        per_point.append((time.perf_counter() - t0) / points * 1e3)
+    import h5py
+
+    with h5py.File(scan.filename, "r", locking=False) as h5:
+        in_file = min(len(h5[f"{scan.entry}/measurement/{c.name}"]) for c in counters)
+    reader = ScanReader(redis_link.scan_redis(), scan.key)
+    in_redis = min(len(reader.read(c.name)) for c in counters)
+    for _ in range(10):
+        ct(0.001, *counters)
+    ct_ms = []
+    for _ in range(cts):
+        t0 = time.perf_counter()
+        ct(0.001, *counters)
+        ct_ms.append((time.perf_counter() - t0) * 1e3)
+    session.close()
+    return {"ms_per_point": statistics.median(per_point), "ms_per_point_runs": [round(x, 4) for x in per_point],
+            "points_in_file": in_file, "points_in_redis": in_redis,
+            "ct_0.001_ms_median": statistics.median(ct_ms), "ct_0.001_ms_p90": sorted(ct_ms)[int(0.9 * len(ct_ms))]}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--points", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--cts", type=int, default=200)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bl_bench_", dir="/tmp") as tmp:
+        os.environ["BLISS_LITE_RUN_DIR"] = str(Path(tmp) / "run")
+        os.environ["BLISS_LITE_DATA_ROOT"] = str(Path(tmp) / "data")
+        os.environ.pop("BLISS_LITE_REDIS_URL", None)
+        peer = run_peer(args.points)  # first, in its own process: ours then patches this one
+        try:
+            ours = run_ours(args.points, args.repeat, args.cts)
+        finally:
+            from bliss_lite.data.redis_server import stop_server
+
+            stop_server(Path(tmp) / "run")
+    peer_ms = peer.get("ms_per_point")
+    print(json.dumps({
+        "benchmark": "step_scan", "date": time.strftime("%Y-%m-%d"), "points": args.points,
+        "saving": True, "publishing": True, **ours,
+        "peer": "bluesky RunEngine scan + ophyd.sim (no saving)", "peer_ms_per_point": peer_ms,
+        "peer_error": peer.get("error"),
+        "speedup_vs_bluesky": round(peer_ms / ours["ms_per_point"], 1) if peer_ms else None,
+        "peer_bliss_ct_ms_quoted": BLISS_CT_MS,
+        "ct_speedup_vs_bliss": round(BLISS_CT_MS / ours["ct_0.001_ms_median"], 1),
+    }))
+
+
+if __name__ == "__main__":
+    main()

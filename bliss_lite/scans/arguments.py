@@ -1,0 +1,103 @@
+"""Checking scan arguments before anything moves: numbers, point counts, counters, limits.
+
+Every message starts with the command and names the argument, e.g.
+"ascan: intervals must be a whole number >= 1, got 0" or "dscan: m0: target 120 beyond high
+limit 100": a scan that would fail at its 900th point is refused at its first.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from bliss_lite.config.fields import is_finite_number
+from bliss_lite.config.session import current_session
+from bliss_lite.controllers.axis import Axis
+from bliss_lite.controllers.counters.measurement_group import active_mg
+from bliss_lite.controllers.errors import LimitError
+from bliss_lite.controllers.motion import check_reachable
+
+
+def number(command, what, value) -> float:
+    if not is_finite_number(value):
+        raise ValueError(f"{command}: {what} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def count_time(command, value) -> float:
+    value = number(command, "count time", value)
+    if value < 0:
+        raise ValueError(f"{command}: count time must be >= 0, got {value!r}")
+    return value
+
+
+def whole(command, what, value, minimum=1) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{command}: {what} must be a whole number >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def axis(command, value, what="motor") -> Axis:
+    if not isinstance(value, Axis):
+        raise TypeError(f"{command}: {what} must be an axis, got {value!r}")
+    return value
+
+
+def distinct_axes(command, axes):
+    names = [a.name for a in axes]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"{command}: axis {', '.join(twice)} given twice")
+
+
+def _is_counter(obj):
+    return callable(getattr(obj, "read", None)) and hasattr(obj, "fullname")
+
+
+def _is_group(obj):
+    return callable(getattr(obj, "set_active", None)) and hasattr(obj, "counters")
+
+
+def _by_name(command, name):
+    session = current_session()
+    obj = session.objects.get(name) if session is not None else None
+    if obj is None or not (_is_counter(obj) or _is_group(obj)):
+        known = sorted(c.name for c in session.counters) if session is not None else []
+        raise ValueError(f"{command}: unknown counter {name!r}" + (f" (counters: {', '.join(known)})" if known else ""))
+    return obj
+
+
+def counters(command, args):
+    """Counters from counters, measurement groups or names; the active group's when none."""
+    if not args:
+        group = active_mg()
+        if group is None:
+            raise ValueError(f"{command}: no counter given and no active measurement group")
+        args = (group,)
+    found = []
+    for arg in args:
+        obj = _by_name(command, arg) if isinstance(arg, str) else arg
+        if _is_group(obj):
+            found.extend(obj.counters)
+        elif _is_counter(obj):
+            found.append(obj)
+        else:
+            raise TypeError(f"{command}: {arg!r} is not a counter or a measurement group")
+    chosen = list({id(c): c for c in found}.values())
+    if not chosen:
+        raise ValueError(f"{command}: no enabled counter to count")
+    return chosen
+
+
+def reachable(command, axis, targets):
+    """Every target (and its backlash approach) inside the axis limits, or a LimitError."""
+    targets = np.asarray(targets, dtype=float)
+    if targets.size == 0:
+        return
+    if not np.all(np.isfinite(targets)):
+        raise ValueError(f"{command}: {axis.name}: positions must be finite numbers")
+    try:
+        for target in {float(targets.min()), float(targets.max())}:
+            check_reachable(axis, target)
+    except LimitError as exc:
+        raise LimitError(f"{command}: {exc}") from None

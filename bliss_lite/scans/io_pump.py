@@ -1,0 +1,72 @@
+"""Moving a scan's new points to the HDF5 file and to Redis, in a greenlet of its own.
+
+The scan loop never waits for I/O: it appends to the scan's buffers and goes on; the pump
+wakes every PERIOD (or when asked), takes everything new as one batch per channel and hands it
+to the writer (one flush for SWMR readers) and the publisher (one pipelined round trip).
+A writer error (disk full, file gone) is kept and raised in the scan loop, which stops the
+scan; a Redis error is reported once and publishing stops, while the file keeps every point.
+"""
+from __future__ import annotations
+
+import sys
+
+import gevent
+import gevent.event
+import redis
+
+
+class DataPump:
+    PERIOD = 0.05  # seconds: how stale the file and the Redis streams may be while a scan runs
+
+    def __init__(self, data, writer=None, publisher=None, warn=None):
+        self.data = data
+        self.writer = writer
+        self.publisher = publisher
+        self.error = None  # a writer failure: the scan must stop
+        self.publish_error = None
+        self._warn = warn or (lambda text: print(text, file=sys.stderr, flush=True))
+        self._wake = gevent.event.Event()
+        self._stopping = False
+        self._greenlet = None
+
+    def start(self):
+        self._greenlet = gevent.spawn(self._loop)
+        return self
+
+    def wake(self):
+        self._wake.set()
+
+    def _loop(self):
+        while True:
+            self._wake.wait(self.PERIOD)
+            self._wake.clear()
+            if self._stopping:
+                return  # finish() writes the rest; the scan publishes it with the seal
+            self.flush()
+
+    def flush(self, publish=True):
+        """Write (and publish) what is new; returns the batch."""
+        batch = self.data.take_new()
+        if not batch:
+            return batch
+        if self.writer is not None and self.error is None:
+            try:
+                self.writer.append(batch)
+            except Exception as exc:  # noqa: BLE001 - kept, raised by the scan loop
+                self.error = exc
+        if publish and self.publisher is not None and self.publish_error is None:
+            try:
+                self.publisher.publish(batch)
+            except (redis.RedisError, OSError) as exc:
+                self.publish_error = exc
+                self._warn(f"WARNING: Redis unreachable ({exc}); the scan goes on, saved to the file only")
+        return batch
+
+    def finish(self):
+        """Stop the greenlet and write what is left to the file (called from the scan's
+        cleanup); returns the last batch, which the scan publishes together with the seal."""
+        self._stopping = True
+        self._wake.set()
+        if self._greenlet is not None:
+            self._greenlet.join()
+        return self.flush(publish=False)

@@ -1,0 +1,147 @@
+"""Peak tools on the last scan (SPEC/BLISS names): cen, com, peak, fwhm and goto_*.
+
+They work on the selected counter (`plotselect(counter)`, else the scan's first counter)
+against the scan's first motor. For scans of several axes moving together, `goto_*` moves
+every axis to where it was at the same (interpolated) point of the scan.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from bliss_lite.controllers.group import Group
+
+__all__ = ["cen", "com", "peak", "fwhm", "goto_cen", "goto_com", "goto_peak", "plotselect"]
+
+_selected = {"counter": None}
+
+
+def plotselect(counter):
+    """Choose the counter that the peak tools (and the plot) use."""
+    name = getattr(counter, "name", counter)
+    if not isinstance(name, str):
+        raise TypeError(f"plotselect: give a counter or its name, got {counter!r}")
+    _selected["counter"] = name
+
+
+def selected_counter():
+    return _selected["counter"]
+
+
+# -- the numbers, on plain arrays -------------------------------------------------------------
+def peak_index(y):
+    return int(np.nanargmax(y))
+
+
+def center_of_mass(x, y):
+    total = np.sum(y)
+    if total == 0:
+        raise ValueError("center of mass: the counter sums to zero")
+    return float(np.sum(x * y) / total)
+
+
+def half_max_crossings(x, y):
+    """x where y crosses half its height (background = min) on each side of the maximum,
+    interpolated linearly between points."""
+    i = peak_index(y)
+    low, high = float(np.nanmin(y)), float(y[i])
+    if high == low:
+        raise ValueError("fwhm: the counter is flat")
+    half = low + (high - low) / 2
+
+    def crossing(indices):
+        previous = i
+        for j in indices:
+            if y[j] < half:
+                y0, y1, x0, x1 = y[j], y[previous], x[j], x[previous]
+                return float(x0 + (half - y0) * (x1 - x0) / (y1 - y0))
+            previous = j
+        return float(x[previous])  # the peak runs off the scan: its edge
+
+    return crossing(range(i - 1, -1, -1)), crossing(range(i + 1, len(y)))
+
+
+def fwhm_and_center(x, y):
+    left, right = half_max_crossings(x, y)
+    return abs(right - left), (left + right) / 2
+
+
+# -- on the last scan -------------------------------------------------------------------------
+def _last_scan():
+    from bliss_lite.scans.scan import SCANS
+
+    if not SCANS:
+        raise RuntimeError("no scan yet")
+    return SCANS[-1]
+
+
+def _curve(scan, counter=None):
+    if not scan.motors:
+        raise ValueError(f"scan {scan.number} ({scan.name}) moved no axis: no position to find")
+    if "shape" in scan.scan_info:
+        raise ValueError(f"scan {scan.number} is a mesh: peak tools need a one-dimensional scan")
+    name = getattr(counter, "name", counter) or selected_counter()
+    names = [c.name for c in scan.counters]
+    if name not in names:
+        if counter is not None:
+            raise ValueError(f"counter {name!r} is not in scan {scan.number} (counters: {', '.join(names)})")
+        name = names[0]
+    data = scan.get_data()
+    n = min(len(data[name]), len(data[scan.motors[0].name]))
+    if n == 0:
+        raise ValueError(f"scan {scan.number} has no point")
+    return data, np.asarray(data[scan.motors[0].name][:n], float), np.asarray(data[name][:n], float)
+
+
+def peak(counter=None):
+    """Position of the first motor where the counter is highest."""
+    _, x, y = _curve(_last_scan(), counter)
+    return float(x[peak_index(y)])
+
+
+def com(counter=None):
+    """Center of mass of the counter along the first motor."""
+    _, x, y = _curve(_last_scan(), counter)
+    return center_of_mass(x, y)
+
+
+def cen(counter=None):
+    """Center of the peak: the middle of its two half-maximum points."""
+    _, x, y = _curve(_last_scan(), counter)
+    return fwhm_and_center(x, y)[1]
+
+
+def fwhm(counter=None):
+    """Full width at half maximum of the peak (background = the counter's minimum)."""
+    _, x, y = _curve(_last_scan(), counter)
+    return fwhm_and_center(x, y)[0]
+
+
+def goto_targets(position, counter=None):
+    """{axis: target}: where the scan's axes were when the first one was at `position`
+    (interpolated by point index)."""
+    scan = _last_scan()
+    data, x, _ = _curve(scan, counter)
+    index = np.arange(len(x), dtype=float)
+    order = np.argsort(x)
+    fraction = float(np.interp(position, x[order], index[order]))
+    targets = {m: float(np.interp(fraction, index, np.asarray(data[m.name][:len(x)], float))) for m in scan.motors}
+    targets[scan.motors[0]] = position
+    return targets
+
+
+def _goto(position, counter):
+    targets = goto_targets(position, counter)
+    Group(*targets).move(targets)
+    return position
+
+
+def goto_peak(counter=None):
+    return _goto(peak(counter), counter)
+
+
+def goto_com(counter=None):
+    return _goto(com(counter), counter)
+
+
+def goto_cen(counter=None):
+    return _goto(cen(counter), counter)

@@ -1,0 +1,86 @@
+"""Where scans are saved: one HDF5 file per session and sample, scans numbered in it.
+
+The data root is `scan_saving: {base_path: ...}` in the session YAML, overridden by the
+environment variable BLISS_LITE_DATA_ROOT; the file is `<root>/<session>/<sample>.h5`.
+Changing `SCAN_SAVING.sample` in the shell starts a new file. Scan numbers continue from the
+highest entry of the file (and never repeat within a session, saved or not).
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from bliss_lite.data.writer import next_entry_number
+
+DATA_ROOT_ENV = "BLISS_LITE_DATA_ROOT"
+DEFAULT_BASE_PATH = "~/bliss_lite_data"
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class ScanSaving:
+    def __init__(self, session_name, base_path=None, sample="sample"):
+        self.session_name = session_name
+        self._base_path = base_path
+        self.sample = sample
+        self._last_number = 0
+
+    @property
+    def base_path(self) -> Path:
+        root = os.environ.get(DATA_ROOT_ENV) or self._base_path or DEFAULT_BASE_PATH
+        return Path(root).expanduser()
+
+    @base_path.setter
+    def base_path(self, value):
+        self._base_path = str(value)
+
+    @property
+    def sample(self):
+        return self._sample
+
+    @sample.setter
+    def sample(self, value):
+        if not isinstance(value, str) or not SAFE_NAME.match(value):
+            raise ValueError(f"SCAN_SAVING.sample must be a plain file name (letters, digits, _ . -), got {value!r}")
+        self._sample = value
+
+    @property
+    def filename(self) -> Path:
+        return self.base_path / self.session_name / f"{self.sample}.h5"
+
+    def next_number(self, save=True) -> int:
+        """The number of the next scan: after the file's last entry and the session's last scan."""
+        number = self._last_number + 1
+        if save:
+            number = max(number, next_entry_number(self.filename))
+        self._last_number = number
+        return number
+
+    def check_writable(self):
+        """Refuse, before anything moves, a data directory that cannot be created or written."""
+        directory = self.filename.parent
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OSError(f"cannot create the data directory {directory}: {exc.strerror}") from None
+        if not os.access(directory, os.W_OK):
+            raise PermissionError(f"data directory {directory} is not writable")
+        if self.filename.exists() and not os.access(self.filename, os.W_OK):
+            raise PermissionError(f"data file {self.filename} is not writable")
+
+    def __info__(self):
+        return (f"SCAN_SAVING (session {self.session_name})\n  base_path: {self.base_path}\n"
+                f"  sample:    {self.sample}\n  filename:  {self.filename}")
+
+    def __repr__(self):
+        return f"<ScanSaving {self.filename}>"
+
+
+def session_scan_saving(session):
+    """The session's ScanSaving, made once from its `scan_saving` configuration."""
+    saving = getattr(session, "_scan_saving", None)
+    if saving is None:
+        options = dict(getattr(session, "scan_saving_config", None) or {})
+        saving = session._scan_saving = ScanSaving(session.name, options.get("base_path"),
+                                                   options.get("sample", "sample"))
+    return saving

@@ -1,0 +1,203 @@
+"""A scan: runs an acquisition chain and sends its data to memory, the HDF5 file and Redis.
+
+The contract users and programs rely on (DESIGN.md): `.filename`, `.entry` ("N.1"),
+`.state`, `.end_reason`, `.get_data()` -> {channel: array}, `.key` (its Redis key).
+
+Cleanup always runs, whatever ended the scan (Bluesky's interrupt ladder is the model): the
+chain stops every mover, the pump writes the last points, the entry gets its end_reason
+(SUCCESS, USER_ABORT on Ctrl-C, FAILURE on an error) and stays readable, the Redis scan is
+sealed, and a relative scan moves its axes back to where they started.
+"""
+from __future__ import annotations
+
+import collections
+import sys
+import time
+
+import gevent
+import redis
+
+from bliss_lite.config.session import current_session
+from bliss_lite.controllers.group import Group
+from bliss_lite.data.publisher import ScanPublisher
+from bliss_lite.data.writer import EntryWriter
+from bliss_lite.scans import redis_link
+from bliss_lite.scans.io_pump import DataPump
+from bliss_lite.scans.saving import ScanSaving, session_scan_saving
+from bliss_lite.scans.scan_data import ScanData
+
+SCANS = collections.deque(maxlen=20)  # the session's recent scans, newest last
+SCAN_WATCHERS = []  # callables scan -> context manager around the scan's run (the shell's display)
+
+
+class Scan:
+    def __init__(self, chain, *, name, title, npoints, save=True, restore=None, motors=(),
+                 counters=(), count_time=None, scan_info=None, session=None):
+        self.chain = chain
+        self.name = name
+        self.title = title
+        self.npoints = npoints  # None: open-ended (timescan until Ctrl-C)
+        self.save = save
+        self.restore = dict(restore or {})
+        self.motors = list(motors)
+        self.counters = list(counters)
+        self.count_time = count_time
+        self.session = session if session is not None else current_session()
+        self.scan_info = dict(scan_info or {})
+        self.state = "IDLE"
+        self.end_reason = None
+        self.number = self.filename = self.entry = self.key = None
+        self.start_time = self.end_time = None
+        self.data = ScanData(chain.channels())
+        self._writer = self._publisher = self._pump = None
+
+    # -- the contract ------------------------------------------------------------------------
+    def get_data(self):
+        """{channel: numpy array} of every point taken (also while the scan runs)."""
+        return self.data.get_data()
+
+    @property
+    def plot_axis(self):
+        return self.motors[0].name if self.motors else "elapsed_time"
+
+    # -- running -----------------------------------------------------------------------------
+    def _saving(self):
+        if self.session is not None:
+            return session_scan_saving(self.session)
+        return ScanSaving("default")
+
+    def _emit(self, values):
+        if self._pump is not None and self._pump.error is not None:
+            raise self._pump.error
+        self.data.add_point(values)
+
+    def run(self):
+        saving = self._saving()
+        if self.save:
+            saving.check_writable()  # before anything moves
+        self.number = saving.next_number(self.save)
+        if self.save:
+            self.filename, self.entry = str(saving.filename), f"{self.number}.1"
+        self.chain.attach(self._emit)
+        self.chain.prepare()  # a device refusing its settings leaves no entry and no Redis scan
+        self.start_time = time.time()
+        self._open_outputs()  # the record goes out CREATED, PREPARED, STARTED in one round trip
+        SCANS.append(self)
+        watchers = [factory(self) for factory in SCAN_WATCHERS]
+        end_reason, pending = "FAILURE", None
+        try:
+            for watcher in watchers:
+                watcher.__enter__()
+            self._pump = DataPump(self.data, self._writer, self._publisher, warn=_warn).start()
+            self.chain.run()
+            end_reason = "SUCCESS"
+        except BaseException as exc:
+            pending = exc
+            if isinstance(exc, (KeyboardInterrupt, gevent.GreenletExit)):
+                end_reason = "USER_ABORT"
+            raise
+        finally:
+            try:
+                self._close(end_reason, pending)
+                for watcher in reversed(watchers):
+                    watcher.__exit__(type(pending) if pending else None, pending, None)
+            finally:
+                self._return_to_start(pending)
+        return self
+
+    def _open_outputs(self):
+        specs = self.chain.channels()
+        axes = [s for s in specs if s.name in {m.name for m in self.motors}]
+        others = [s for s in specs if s not in axes]
+        info = {"title": self.title, "type": self.name, "npoints": self.npoints, "count_time": self.count_time,
+                "motors": [m.name for m in self.motors], "counters": [c.name for c in self.counters],
+                "filename": self.filename, "entry": self.entry, "start_time": self.start_time,
+                "plot": {"axis": self.plot_axis, "signal": self._plot_signal()}, **self.scan_info}
+        self.scan_info = info
+        if self.save:
+            positioners = {a.name: (a.position, a.unit) for a in (self.session.axes if self.session else self.motors)}
+            self._writer = EntryWriter(self.filename, self.number, title=self.title, positioners=positioners,
+                                       axes=axes, counters=others,
+                                       plot={"axis": self.plot_axis, "signal": info["plot"]["signal"]})
+        client = redis_link.scan_redis()
+        if client is not None:
+            publisher = ScanPublisher(client, session=self.session.name if self.session else "", number=self.number,
+                                      name=self.name, scan_info=info, channels=specs)
+            self._publisher = publisher
+            if self._publish(publisher.create, then=("PREPARED", "STARTED")):
+                self.key = publisher.key
+        self.state = "STARTED"
+
+    def _plot_signal(self):
+        from bliss_lite.scans.peaks import selected_counter
+
+        names = [c.name for c in self.counters]
+        chosen = selected_counter()
+        return chosen if chosen in names else (names[0] if names else None)
+
+    def _publish(self, call, *args, **kwargs):
+        """Run a publisher call; on a Redis error warn once and stop publishing this scan."""
+        if self._publisher is None:
+            return False
+        try:
+            call(*args, **kwargs)
+            return True
+        except (redis.RedisError, OSError) as exc:
+            _warn(f"WARNING: Redis unreachable ({exc}); scan {self.number} goes on, saved to the file only")
+            self._publisher = None
+            if self._pump is not None:
+                self._pump.publisher = None
+            redis_link.forget()
+            return False
+
+    def _close(self, end_reason, pending=None):
+        """Write the last points, close the entry, seal the Redis scan: always, in this order."""
+        self.end_reason = end_reason
+        errors, last = [], None
+        if self._pump is not None:
+            last = self._pump.finish()
+            if self._pump.error is not None:
+                errors.append(self._pump.error)
+            if self._pump.publish_error is not None:
+                self._publisher = None
+        if self._writer is not None:
+            try:
+                self._writer.close(end_reason)
+            except Exception as exc:  # noqa: BLE001 - report after the seal
+                errors.append(exc)
+        if self._publisher is not None:
+            self._publish(self._publisher.seal, end_reason, last)
+        self.state = "CLOSED"
+        self.end_time = time.time()
+        if errors and pending is None:
+            raise errors[0]
+
+    def _return_to_start(self, pending=None):
+        """Relative scans end where they started, also after an error or Ctrl-C."""
+        if not self.restore:
+            return
+        axes = list(self.restore)
+        try:
+            Group(*axes).move(self.restore)
+        except KeyboardInterrupt:
+            _warn("Return to the start positions interrupted: " + ", ".join(f"{a.name} at {a.position:.5f}" for a in axes))
+            raise
+        except Exception as exc:
+            if pending is None:
+                raise
+            _warn(f"WARNING: could not return to the start positions: {exc}")
+
+    # -- display -----------------------------------------------------------------------------
+    def __info__(self):
+        where = f"{self.filename} entry {self.entry}" if self.filename else "not saved"
+        points = self.data.npoints
+        return (f"Scan {self.number} {self.title}\n  state: {self.state}"
+                f"{f' ({self.end_reason})' if self.end_reason else ''}, {points} points\n"
+                f"  file:  {where}\n  redis: {self.key or 'not published'}")
+
+    def __repr__(self):
+        return f"<Scan {self.number} {self.title!r} {self.state}>"
+
+
+def _warn(text):
+    print(text, file=sys.stderr, flush=True)

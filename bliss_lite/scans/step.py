@@ -1,0 +1,213 @@
+"""Step-scan commands (SPEC/BLISS names): plain functions returning the Scan they ran.
+
+Counters are given as counters, measurement groups or names; none means the active
+measurement group. Every argument, every counter and every point's target are checked before
+the first move. Relative scans (d*) move back to where they started at the end, on error and
+on Ctrl-C. `save=False` skips the file (Redis and `get_data()` still have every point).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from bliss_lite.scans import arguments as check
+from bliss_lite.scans.chain import AcquisitionChain
+from bliss_lite.scans.scan import Scan
+from bliss_lite.scans.step_objects import CounterSlave, MotorMaster, TimerMaster
+
+__all__ = ["ct", "sct", "ascan", "a2scan", "anscan", "dscan", "d2scan", "dnscan", "amesh", "dmesh",
+           "lookupscan", "pointscan", "timescan", "loopscan"]
+
+
+def _fmt(value):
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _title(command, *parts):
+    return " ".join([command, *(getattr(p, "name", None) or _fmt(p) for p in parts)])
+
+
+def _run_steps(command, title, axes, points, count_time, counter_args, save, restore=None, scan_info=None):
+    """Check everything, build MotorMaster -> TimerMaster -> CounterSlave, run it."""
+    t = check.count_time(command, count_time)
+    counters = check.counters(command, counter_args)
+    points = np.asarray(points, dtype=float).reshape((len(points), len(axes)))
+    for i, axis in enumerate(axes):
+        check.reachable(command, axis, points[:, i])
+    timer = TimerMaster(t, 1, children=[CounterSlave(counters, t)])
+    chain = AcquisitionChain(MotorMaster(axes, points.tolist(), children=[timer]))
+    scan = Scan(chain, name=command, title=title, npoints=len(points), save=save, restore=restore,
+                motors=axes, counters=counters, count_time=t, scan_info=scan_info)
+    return scan.run()
+
+
+def _line(command, motor_ranges, intervals, relative):
+    """Axes, start/stop per axis (absolute), and the points of a straight line scan."""
+    intervals = check.whole(command, "intervals", intervals)
+    axes = [check.axis(command, m) for m, _, _ in motor_ranges]
+    check.distinct_axes(command, axes)
+    starts, stops = [], []
+    for axis, start, stop in motor_ranges:
+        start, stop = check.number(command, f"{axis.name} start", start), check.number(command, f"{axis.name} stop", stop)
+        offset = axis.position if relative else 0.0
+        starts.append(start + offset)
+        stops.append(stop + offset)
+    points = np.linspace(starts, stops, intervals + 1)
+    return axes, points
+
+
+def _nscan(command, motor_ranges, intervals, count_time, counters, save, relative):
+    axes, points = _line(command, motor_ranges, intervals, relative)
+    parts = [x for m in motor_ranges for x in m] + [intervals, count_time]
+    restore = {a: a.position for a in axes} if relative else None
+    return _run_steps(command, _title(command, *parts), axes, points, count_time, counters, save, restore)
+
+
+def _triples(command, motor_tuple_list):
+    if not isinstance(motor_tuple_list, (list, tuple)) or not motor_tuple_list:
+        raise TypeError(f"{command}: give a list of (motor, start, stop) tuples")
+    for item in motor_tuple_list:
+        if not isinstance(item, (list, tuple)) or len(item) != 3:
+            raise TypeError(f"{command}: each entry must be (motor, start, stop), got {item!r}")
+    return [tuple(item) for item in motor_tuple_list]
+
+
+# -- counting ---------------------------------------------------------------------------------
+def _count(command, count_time, counters, save):
+    t = check.count_time(command, count_time)
+    chosen = check.counters(command, counters)
+    chain = AcquisitionChain(TimerMaster(t, 1, children=[CounterSlave(chosen, t)]))
+    return Scan(chain, name=command, title=_title(command, t), npoints=1, save=save, counters=chosen,
+                count_time=t).run()
+
+
+def ct(count_time=1.0, *counters, save=False):
+    """Count once for `count_time` seconds and show the values; not saved (see `sct`)."""
+    return _count("ct", count_time, counters, save)
+
+
+def sct(count_time=1.0, *counters, save=True):
+    """Like `ct`, saved as a scan entry."""
+    return _count("sct", count_time, counters, save)
+
+
+# -- absolute and relative line scans ---------------------------------------------------------
+def ascan(motor, start, stop, intervals, count_time, *counters, save=True):
+    """ascan(m, start, stop, intervals, t): intervals+1 points from start to stop."""
+    return _nscan("ascan", [(motor, start, stop)], intervals, count_time, counters, save, relative=False)
+
+
+def a2scan(motor1, start1, stop1, motor2, start2, stop2, intervals, count_time, *counters, save=True):
+    """Two axes moving together, each from its start to its stop."""
+    return _nscan("a2scan", [(motor1, start1, stop1), (motor2, start2, stop2)], intervals, count_time,
+                  counters, save, relative=False)
+
+
+def anscan(motor_tuple_list, intervals, count_time, *counters, save=True):
+    """anscan([(m0, start, stop), (m1, start, stop), ...], intervals, t): n axes together."""
+    return _nscan("anscan", _triples("anscan", motor_tuple_list), intervals, count_time, counters, save,
+                  relative=False)
+
+
+def dscan(motor, start, stop, intervals, count_time, *counters, save=True):
+    """Like ascan, relative to the current position; returns there at the end."""
+    return _nscan("dscan", [(motor, start, stop)], intervals, count_time, counters, save, relative=True)
+
+
+def d2scan(motor1, start1, stop1, motor2, start2, stop2, intervals, count_time, *counters, save=True):
+    return _nscan("d2scan", [(motor1, start1, stop1), (motor2, start2, stop2)], intervals, count_time,
+                  counters, save, relative=True)
+
+
+def dnscan(motor_tuple_list, intervals, count_time, *counters, save=True):
+    return _nscan("dnscan", _triples("dnscan", motor_tuple_list), intervals, count_time, counters, save,
+                  relative=True)
+
+
+# -- meshes -----------------------------------------------------------------------------------
+def _mesh(command, args, count_time, counters, save, backnforth, relative):
+    motor1, start1, stop1, intervals1, motor2, start2, stop2, intervals2 = args
+    (fast, slow), _ = _line(command, [(motor1, 0, 0), (motor2, 0, 0)], 1, False)
+    fast_axes, fast_points = _line(command, [(fast, start1, stop1)], intervals1, relative)
+    _, slow_points = _line(command, [(slow, start2, stop2)], intervals2, relative)
+    rows = []
+    for j, y in enumerate(slow_points[:, 0]):
+        line = fast_points[:, 0][::-1] if backnforth and j % 2 else fast_points[:, 0]
+        rows.extend((x, y) for x in line)
+    restore = {fast: fast.position, slow: slow.position} if relative else None
+    info = {"shape": [int(intervals2) + 1, int(intervals1) + 1], "backnforth": bool(backnforth)}
+    title = _title(command, *args, count_time)
+    return _run_steps(command, title, [fast, slow], rows, count_time, counters, save, restore, info)
+
+
+def amesh(motor1, start1, stop1, intervals1, motor2, start2, stop2, intervals2, count_time, *counters,
+          backnforth=False, save=True):
+    """A grid: motor1 (fast) from start1 to stop1 at each position of motor2 (slow).
+    `backnforth=True` scans every other line of motor1 in reverse."""
+    return _mesh("amesh", (motor1, start1, stop1, intervals1, motor2, start2, stop2, intervals2),
+                 count_time, counters, save, backnforth, relative=False)
+
+
+def dmesh(motor1, start1, stop1, intervals1, motor2, start2, stop2, intervals2, count_time, *counters,
+          backnforth=False, save=True):
+    """Like amesh, relative to the current positions; returns there at the end."""
+    return _mesh("dmesh", (motor1, start1, stop1, intervals1, motor2, start2, stop2, intervals2),
+                 count_time, counters, save, backnforth, relative=True)
+
+
+# -- given positions --------------------------------------------------------------------------
+def lookupscan(motor_pos_tuple_list, count_time, *counters, save=True):
+    """lookupscan([(m0, positions), (m1, positions)], t): the axes visit the listed positions
+    together (every list the same length)."""
+    command = "lookupscan"
+    if not isinstance(motor_pos_tuple_list, (list, tuple)) or not motor_pos_tuple_list:
+        raise TypeError(f"{command}: give a list of (motor, positions) tuples")
+    axes, columns = [], []
+    for item in motor_pos_tuple_list:
+        if not isinstance(item, (list, tuple)) or len(item) != 2:
+            raise TypeError(f"{command}: each entry must be (motor, positions), got {item!r}")
+        axes.append(check.axis(command, item[0]))
+        positions = list(item[1]) if np.ndim(item[1]) == 1 else None
+        if not positions:
+            raise ValueError(f"{command}: {axes[-1].name}: positions must be a non-empty list of numbers")
+        columns.append([check.number(command, f"{axes[-1].name} position {i}", p) for i, p in enumerate(positions)])
+    check.distinct_axes(command, axes)
+    if len({len(c) for c in columns}) != 1:
+        lengths = ", ".join(f"{a.name}: {len(c)}" for a, c in zip(axes, columns))
+        raise ValueError(f"{command}: every axis needs the same number of positions ({lengths})")
+    title = f"{command} " + " ".join(a.name for a in axes) + f" {len(columns[0])} points {_fmt(count_time)}"
+    return _run_steps(command, title, axes, list(zip(*columns)), count_time, counters, save)
+
+
+def pointscan(motor, positions, count_time, *counters, save=True):
+    """pointscan(m, [p0, p1, ...], t): visit the listed positions of one axis."""
+    check.axis("pointscan", motor)
+    try:
+        return lookupscan([(motor, positions)], count_time, *counters, save=save)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(str(exc).replace("lookupscan", "pointscan", 1)) from None
+
+
+# -- time -------------------------------------------------------------------------------------
+def timescan(count_time, *counters, npoints=0, sleep_time=0.0, save=True):
+    """Count every `count_time` (+ `sleep_time`), `npoints` times; 0 = until Ctrl-C."""
+    command = "timescan"
+    n = None if npoints == 0 else check.whole(command, "npoints", npoints, minimum=0)
+    return _timed(command, _title(command, count_time), count_time, counters, n, sleep_time, save)
+
+
+def loopscan(npoints, count_time, *counters, sleep_time=0.0, save=True):
+    """Count `npoints` times for `count_time` each."""
+    command = "loopscan"
+    n = check.whole(command, "npoints", npoints)
+    return _timed(command, _title(command, npoints, count_time), count_time, counters, n, sleep_time, save)
+
+
+def _timed(command, title, count_time, counter_args, npoints, sleep_time, save):
+    t = check.count_time(command, count_time)
+    pause = check.number(command, "sleep time", sleep_time)
+    if pause < 0:
+        raise ValueError(f"{command}: sleep time must be >= 0, got {sleep_time!r}")
+    chosen = check.counters(command, counter_args)
+    chain = AcquisitionChain(TimerMaster(t, npoints, pause, children=[CounterSlave(chosen, t)]))
+    return Scan(chain, name=command, title=title, npoints=npoints, save=save, counters=chosen,
+                count_time=t).run()

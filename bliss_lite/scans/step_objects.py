@@ -1,0 +1,100 @@
+"""The acquisition objects of step scans: a motor master, a timer master, a counter slave.
+
+A step scan is the chain  MotorMaster -> TimerMaster -> CounterSlave: the motor master moves
+to a point and records where the axes arrived, the timer counts for the count time, the
+counter slave reads every counter integrated over it. A time scan drops the motor master.
+"""
+from __future__ import annotations
+
+import itertools
+import time
+
+import gevent
+
+from bliss_lite.controllers.group import Group
+from bliss_lite.data.model import ChannelSpec
+from bliss_lite.scans.chain import AcquisitionMaster, AcquisitionObject
+
+now = time.monotonic
+TIMER_SLACK = 0.002  # gevent's timers fire up to ~1.5 ms late: the last bit is waited cooperatively
+
+
+def sleep_until(deadline):
+    """Return at `deadline` (monotonic) within ~0.1 ms, letting other greenlets run meanwhile."""
+    while True:
+        remaining = deadline - now()
+        if remaining <= 0:
+            return
+        gevent.sleep(remaining - TIMER_SLACK if remaining > TIMER_SLACK else 0)
+
+
+class MotorMaster(AcquisitionMaster):
+    """Moves axes through a list of points together; records the read-back position of each."""
+
+    def __init__(self, axes, points, children=()):
+        super().__init__("axes", children)
+        self.axes = list(axes)
+        self.points = points  # sequence of rows, one target per axis
+        self._group = Group(*self.axes)
+
+    def channels(self):
+        return [ChannelSpec(a.name, "float64", (), a.unit) for a in self.axes]
+
+    def iterate(self):
+        axes, group = self.axes, self._group
+        for row in self.points:
+            group.move(dict(zip(axes, row)))
+            self.emit({a.name: a.position for a in axes})
+            yield
+
+    def stop(self):
+        self._group.stop()
+
+
+class TimerMaster(AcquisitionMaster):
+    """Counts `count_time` per trigger, `npoints` times (None: until stopped), `sleep_time` apart.
+
+    Emits `elapsed_time` (from the scan's first count) and `epoch` (start of each count).
+    """
+
+    def __init__(self, count_time, npoints=1, sleep_time=0.0, children=()):
+        super().__init__("timer", children)
+        self.count_time = float(count_time)
+        self.npoints = npoints
+        self.sleep_time = float(sleep_time)
+        self._t0 = None
+
+    def channels(self):
+        return [ChannelSpec("elapsed_time", "float64", (), "s"), ChannelSpec("epoch", "float64", (), "s")]
+
+    def iterate(self):
+        counts = range(self.npoints) if self.npoints is not None else itertools.count()
+        for i in counts:
+            if i and self.sleep_time:
+                sleep_until(now() + self.sleep_time)
+            start, epoch = now(), time.time()
+            if self._t0 is None:
+                self._t0 = start
+            if self.count_time > 0:
+                sleep_until(start + self.count_time)
+            else:
+                gevent.sleep(0)  # a zero-time loop still lets the I/O greenlet run
+            self.emit({"elapsed_time": start - self._t0, "epoch": epoch})
+            yield
+
+
+class CounterSlave(AcquisitionObject):
+    """Reads counters at each trigger, integrated over the timer's count time."""
+
+    def __init__(self, counters, count_time):
+        super().__init__("counters")
+        self.counters = list(counters)
+        self.count_time = float(count_time)
+
+    def channels(self):
+        return [ChannelSpec(c.name, getattr(c, "dtype", "float64"), tuple(getattr(c, "shape", ())),
+                            getattr(c, "unit", "")) for c in self.counters]
+
+    def trigger(self):
+        t = self.count_time
+        self.emit({c.name: c.read(t) for c in self.counters})
