@@ -48,3 +48,41 @@ def write_config(root, files):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     return Path(root)
+
+
+@pytest.fixture(scope="session")
+def shared_redis():
+    """One private redis-server for the scan tests, started as a session starts its own."""
+    import os
+    import shutil
+    import tempfile
+
+    from bliss_lite.data.redis_server import ensure_server, stop_server
+
+    root = Path(tempfile.mkdtemp(prefix="bl_redis_", dir="/tmp"))  # short: a unix socket lives there
+    saved = os.environ.pop("BLISS_LITE_REDIS_URL", None)
+    try:
+        url = ensure_server(root)
+    finally:
+        if saved is not None:
+            os.environ["BLISS_LITE_REDIS_URL"] = saved
+    yield url
+    stop_server(root)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def data_root(tmp_path, monkeypatch):
+    path = tmp_path / "data"
+    monkeypatch.setenv("BLISS_LITE_DATA_ROOT", str(path))
+    return path
+
+
+@pytest.fixture
+def scan_session(shared_redis, data_root, monkeypatch, test_session):
+    """The `test` session namespace, its scans saved under data_root and published to Redis."""
+    from bliss_lite.scans import peaks
+
+    monkeypatch.setenv("BLISS_LITE_REDIS_URL", shared_redis)
+    monkeypatch.setitem(peaks._selected, "counter", None)
+    return test_session

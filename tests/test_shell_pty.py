@@ -29,9 +29,18 @@ def strip(text):
 
 @pytest.fixture
 def shell(run_dir):
+    yield from _shell(run_dir)
+
+
+@pytest.fixture
+def scan_shell(run_dir, data_root, shared_redis):
+    yield from _shell(run_dir, BLISS_LITE_DATA_ROOT=str(data_root), BLISS_LITE_REDIS_URL=shared_redis)
+
+
+def _shell(run_dir, **extra_env):
     env = dict(os.environ)
     env.pop("BLISS_LITE_CONFIG", None)
-    env.update(PROMPT_TOOLKIT_NO_CPR="1", BLISS_LITE_RUN_DIR=str(run_dir), TERM="xterm")
+    env.update(PROMPT_TOOLKIT_NO_CPR="1", BLISS_LITE_RUN_DIR=str(run_dir), TERM="xterm", **extra_env)
     child = pexpect.spawn(sys.executable, ["-m", "bliss_lite", "-s", "test", "--config", CONFIG],
                           encoding="utf-8", timeout=20, dimensions=(40, 160), env=env)
     child.logfile_read = io.StringIO()  # everything the shell wrote, for assertions and failures
@@ -219,3 +228,23 @@ def test_umv_refreshes_positions_while_moving(shell):
     users = [float(v) for v in re.findall(r"user\s+(-?\d+\.\d+)", strip(raw))]
     assert users[-1] == 2.0 and len(set(users)) >= 5  # intermediate positions, then the final one
     assert users == sorted(users)
+
+
+def test_scan_table_then_ctrl_c_in_dscan_back_at_prompt_and_start(scan_shell):
+    run(scan_shell, "mv(m0, 4); print('AT', m0.position * 2)", r"AT 8\.0")
+    scan_shell.sendline("s = ascan(m0, 0, 2, 4, 0.01, gauss)")
+    scan_shell.expect(r"Scan (\d+): 5 points, took [\d.]+ s, (\S+) entry (\d+\.1)")
+    assert scan_shell.match.group(2).endswith("test/sample.h5")
+    table = strip(scan_shell.before)
+    rows = [line.split() for line in table.splitlines() if re.match(r"\s+\d+\s+[\d.e-]+\s", line)]
+    assert [float(r[2]) for r in rows] == [0, 0.5, 1, 1.5, 2]
+    scan_shell.expect(PROMPT)
+    scan_shell.sendline("dscan(m0, -1, 1, 100, 0.05)")
+    scan_shell.expect(r"\n\s+3\s")  # the fourth point is shown
+    t0 = time.monotonic()
+    scan_shell.sendintr()
+    scan_shell.expect(r"Scan \d+ ABORTED by the user: \d+ points")
+    scan_shell.expect(PROMPT)
+    assert time.monotonic() - t0 < 1.5
+    state, position = axis_state(scan_shell)
+    assert (state, position) == ("READY", 2.0)  # back where the dscan started (the ascan's end)

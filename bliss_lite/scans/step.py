@@ -158,7 +158,15 @@ def dmesh(motor1, start1, stop1, intervals1, motor2, start2, stop2, intervals2, 
 def lookupscan(motor_pos_tuple_list, count_time, *counters, save=True):
     """lookupscan([(m0, positions), (m1, positions)], t): the axes visit the listed positions
     together (every list the same length)."""
-    command = "lookupscan"
+    return _lookup("lookupscan", motor_pos_tuple_list, count_time, counters, save)
+
+
+def pointscan(motor, positions, count_time, *counters, save=True):
+    """pointscan(m, [p0, p1, ...], t): visit the listed positions of one axis."""
+    return _lookup("pointscan", [(check.axis("pointscan", motor), positions)], count_time, counters, save)
+
+
+def _lookup(command, motor_pos_tuple_list, count_time, counters, save):
     if not isinstance(motor_pos_tuple_list, (list, tuple)) or not motor_pos_tuple_list:
         raise TypeError(f"{command}: give a list of (motor, positions) tuples")
     axes, columns = [], []
@@ -176,15 +184,6 @@ def lookupscan(motor_pos_tuple_list, count_time, *counters, save=True):
         raise ValueError(f"{command}: every axis needs the same number of positions ({lengths})")
     title = f"{command} " + " ".join(a.name for a in axes) + f" {len(columns[0])} points {_fmt(count_time)}"
     return _run_steps(command, title, axes, list(zip(*columns)), count_time, counters, save)
-
-
-def pointscan(motor, positions, count_time, *counters, save=True):
-    """pointscan(m, [p0, p1, ...], t): visit the listed positions of one axis."""
-    check.axis("pointscan", motor)
-    try:
-        return lookupscan([(motor, positions)], count_time, *counters, save=save)
-    except (TypeError, ValueError) as exc:
-        raise type(exc)(str(exc).replace("lookupscan", "pointscan", 1)) from None
 
 
 # -- time -------------------------------------------------------------------------------------
