@@ -59,7 +59,7 @@ def test_demo_session_objects(config):
     for expected in ("srot", "camt", "omega", "x", "z", "i0", "it", "ring_current", "demo_mg"):
         assert expected in names
     assert config.get("omega").velocity == 360 and config.get("omega").limits == (-math.inf, math.inf)
-    assert [c.name for c in config.get("demo_mg").counters] == ["i0", "it", "ring_current"]
+    assert [c.name for c in config.get("demo_mg").counters] == ["i0", "it", "ring_current", "xtal"]
 
 
 def test_test_session_objects(config):

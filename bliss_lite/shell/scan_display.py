@@ -16,11 +16,11 @@ FAST = 10  # more new points than this in one refresh: show a progress line inst
 WIDTH = 12
 
 
-def _cell(value):
+def _cell(value, width):
     try:
-        return f"{value:>{WIDTH}.6g}"
+        return f"{value:>{width}.6g}"
     except (TypeError, ValueError):
-        return f"{str(value):>{WIDTH}}"
+        return f"{str(value):>{width}}"
 
 
 class ScanDisplay:
@@ -29,6 +29,7 @@ class ScanDisplay:
         self.stream = stream or sys.stdout
         self.tty = getattr(self.stream, "isatty", lambda: False)()
         self.columns = ["elapsed_time"] + [m.name for m in scan.motors] + [c.name for c in scan.counters]
+        self.widths = [max(WIDTH, len(c) + 2) for c in self.columns]
         self.printed = 0
         self.progress = False
         self._greenlet = None
@@ -45,8 +46,8 @@ class ScanDisplay:
         scan = self.scan
         where = f"{scan.filename} entry {scan.entry}" if scan.filename else "not saved"
         self.write(f"\nScan {scan.number} {time.strftime('%a %b %d %H:%M:%S %Y')} {where}\n{scan.title}\n\n")
-        headers = ["#", "dt[s]"] + self.columns[1:]
-        self.write("".join(f"{h:>{WIDTH}}" for h in headers) + "\n")
+        headers = ["dt[s]"] + self.columns[1:]
+        self.write(f"{'#':>{WIDTH}}" + "".join(f"{h:>{w}}" for h, w in zip(headers, self.widths)) + "\n")
         self._greenlet = gevent.spawn(self._refresh)
         return self
 
@@ -79,7 +80,7 @@ class ScanDisplay:
             return
         for index in range(self.printed, available):
             point = self.scan.data.last_point(index)
-            self.write(f"{index:>{WIDTH}}" + "".join(_cell(point[c]) for c in self.columns) + "\n")
+            self.write(f"{index:>{WIDTH}}" + "".join(_cell(point[c], w) for c, w in zip(self.columns, self.widths)) + "\n")
         self.printed = available
 
     def _show_counts(self):
