@@ -88,13 +88,14 @@ def test_numbers_files_samples_and_save_false(scan_session, data_root):
     second = ns["dscan"](ns["m0"], 0, 1, 2, 0)
     unsaved = ns["ascan"](ns["m0"], 0, 1, 2, 0, save=False)
     assert (first.entry, second.entry) == ("1.1", "2.1")
-    assert unsaved.number == 3 and unsaved.filename is None and unsaved.entry is None
+    assert unsaved.number == 1 and unsaved.filename is None and unsaved.entry is None  # its own count
     assert unsaved.key is not None and len(unsaved.get_data()["m0"]) == 3
+    assert ns["ascan"](ns["m0"], 0, 1, 2, 0).entry == "3.1"  # ct and unsaved scans take no number
     ns["SCAN_SAVING"].sample = "CeO2"
     other = ns["ascan"](ns["m0"], 0, 1, 2, 0)
-    assert other.filename == str(data_root / "test" / "CeO2.h5") and other.number == 4
+    assert other.filename == str(data_root / "test" / "CeO2.h5") and other.entry == "1.1"  # a new file
     with h5py.File(first.filename, "r", locking=False) as h5:
-        assert sorted(h5) == ["1.1", "2.1"]  # the unsaved scan has no entry
+        assert sorted(h5) == ["1.1", "2.1", "3.1"]  # the unsaved scan has no entry
     with pytest.raises(ValueError, match="SCAN_SAVING.sample must be a plain file name"):
         ns["SCAN_SAVING"].sample = "../elsewhere"
 
@@ -271,12 +272,28 @@ def test_goto_moves_every_axis_of_the_scan(scan_session):
 
 def test_peak_tools_name_their_problem(scan_session):
     ns = scan_session
+    ns["SCANS"].clear()
     ns["loopscan"](3, 0)
-    with pytest.raises(ValueError, match="moved no axis"):
+    with pytest.raises(RuntimeError, match="no scan of an axis yet"):
         ns["cen"]()
     ns["ascan"](ns["m0"], 0, 1, 2, 0, ns["diode1"])
     with pytest.raises(ValueError, match="counter 'gauss' is not in scan"):
         ns["peak"]("gauss")
+    with pytest.raises(ValueError, match="axis 'm1' did not move in scan"):
+        ns["peak"](axis=ns["m1"])
+    with pytest.raises(ValueError, match="plotselect: no counter 'gaus' in session test"):
+        ns["plotselect"]("gaus")
+    ns["amesh"](ns["m0"], 0, 1, 1, ns["m1"], 0, 1, 1, 0)
+    with pytest.raises(ValueError, match="is a mesh: peak tools need a one-dimensional scan"):
+        ns["cen"]()
+
+
+def test_peak_tools_skip_counts_and_take_another_axis(scan_session):
+    ns = scan_session
+    ns["a2scan"](ns["m1"], 10, 20, ns["m0"], 0, 10, 50, 0.001, ns["gauss"], ns["diode1"])
+    ns["ct"](0.01)  # a count in between does not hide the scan
+    assert ns["cen"]("gauss") == pytest.approx(15.0, abs=1e-9)  # against m1, the first axis
+    assert ns["cen"]("gauss", axis=ns["m0"]) == pytest.approx(5.0, abs=1e-9)
 
 
 def test_scan_without_redis_is_saved_and_warns(scan_session, monkeypatch, capsys):
@@ -306,3 +323,83 @@ def test_shell_display_shows_rows_and_summary(scan_session, capsys):
     assert f"Scan {scan.number}: 3 points" in out and f"{scan.filename} entry {scan.entry}" in out
     ns["ct"](0.01, ns["diode1"])
     assert "diode1 =" in capsys.readouterr().out
+
+
+def test_a_writer_error_stops_the_scan_as_a_failure(scan_session, shared_redis, monkeypatch):
+    from bliss_lite.data.writer import EntryWriter
+
+    ns = scan_session
+    real_append = EntryWriter.append
+
+    def disk_full(self, batches):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(EntryWriter, "append", disk_full)
+    with pytest.raises(OSError, match="No space left on device"):
+        ns["ascan"](ns["m0"], 0, 1, 3, 0)
+    scan = ns["SCANS"][-1]
+    assert scan.end_reason == "FAILURE"
+    with h5py.File(scan.filename, "r", locking=False) as h5:
+        assert h5[f"{scan.entry}/end_reason"][()] == b"FAILURE"  # closed, readable
+    reader, _ = redis_data(scan, shared_redis)
+    assert (reader.state, reader.end_reason) == ("CLOSED", "FAILURE")
+    monkeypatch.setattr(EntryWriter, "append", real_append)
+    assert ns["ascan"](ns["m0"], 0, 1, 3, 0).end_reason == "SUCCESS"  # the file opens again
+
+
+def test_ctrl_c_during_cleanup_still_closes_and_seals(scan_session, shared_redis, monkeypatch):
+    from bliss_lite.scans.io_pump import DataPump
+
+    ns = scan_session
+    real_finish = DataPump.finish
+
+    def interrupted(self):
+        self._stopping = True
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(DataPump, "finish", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        ns["ascan"](ns["m0"], 0, 1, 9, 0)
+    monkeypatch.setattr(DataPump, "finish", real_finish)
+    scan = ns["SCANS"][-1]
+    assert scan.end_reason == "USER_ABORT"
+    in_file = read_entry(scan.filename, scan.number)
+    reader, in_redis = redis_data(scan, shared_redis)
+    assert len(in_file["m0"]) == len(in_redis["m0"]) == 10  # every point, in both
+    assert reader.end_reason == "USER_ABORT"
+    assert ns["ascan"](ns["m0"], 0, 1, 3, 0).end_reason == "SUCCESS"
+
+
+def test_a_counter_returning_garbage_fails_the_scan_by_name(scan_session):
+    ns = scan_session
+
+    class Broken:
+        name, fullname, unit, shape, dtype = "broken", "test:broken", "", (), "float64"
+
+        def __init__(self):
+            self.calls = 0
+
+        def read(self, count_time):
+            self.calls += 1
+            return 1.0 if self.calls < 3 else "overflow"
+
+    with pytest.raises(TypeError, match="counter broken returned 'overflow', not a number"):
+        ns["ascan"](ns["m0"], 0, 1, 9, 0, Broken(), ns["diode1"])
+    scan = ns["SCANS"][-1]
+    assert scan.end_reason == "FAILURE"
+    assert len(read_entry(scan.filename, scan.number)["diode1"]) == 2  # the points before it
+
+
+def test_a_moving_axis_is_refused_before_the_scan(scan_session):
+    from bliss_lite.controllers.errors import AxisError
+
+    ns = scan_session
+    m0 = ns["m0"]
+    m0.velocity, m0.acceleration = 10, 100
+    m0.move(5, wait=False)
+    before = len(ns["SCANS"])
+    with pytest.raises(AxisError, match="dscan: m0 is moving; wait for it"):
+        ns["dscan"](m0, -1, 1, 4, 0)
+    assert len(ns["SCANS"]) == before
+    m0.wait_move()
+    assert m0.position == 5

@@ -98,10 +98,12 @@ class ScanClient:
         self._last_history_id = last[0][0] if last else "0-0"
 
     def wait_next_scan(self, timeout_ms=None):
-        """The next scan after the last one returned (or after `start_from_now`); None on timeout."""
+        """The next scan after the last one returned (or after `start_from_now`); None on timeout.
+        `timeout_ms`: None waits forever, 0 only looks."""
         if self._last_history_id is None:
             self.start_from_now()
-        answer = self.client.xread({HISTORY_KEY: self._last_history_id}, block=timeout_ms or 0, count=1)
+        block = 0 if timeout_ms is None else (None if timeout_ms == 0 else timeout_ms)
+        answer = self.client.xread({HISTORY_KEY: self._last_history_id}, block=block, count=1)
         if not answer:
             return None
         entry_id, fields = answer[0][1][0]

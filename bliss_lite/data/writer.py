@@ -33,7 +33,7 @@ def next_entry_number(path) -> int:
     path = Path(path)
     if not path.exists():
         return 1
-    with h5py.File(path, "r", locking=False) as h5:
+    with h5py.File(path, "r", locking=False, swmr=True) as h5:  # also while another process writes
         numbers = [int(m.group(1)) for name in h5 if (m := ENTRY_NAME.match(name))]
     return max(numbers, default=0) + 1
 
@@ -64,7 +64,14 @@ class EntryWriter:
         self.path = Path(path)
         self.name = f"{number}.1"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.h5 = h5py.File(self.path, "a", libver="latest", locking=False)
+        try:
+            self.h5 = h5py.File(self.path, "a", libver="latest", locking=False)
+        except OSError as exc:
+            hint = ""
+            if "already open for write" in str(exc):
+                hint = (" (a writer that died left it marked open: `h5clear -s FILE` clears the mark, "
+                        "or set SCAN_SAVING.sample to save to a new file)")
+            raise OSError(f"{self.path}: cannot open the data file for writing: {exc}{hint}") from None
         if self.name in self.h5:
             self.h5.close()
             raise FileExistsError(f"{self.path}: entry {self.name} already exists")
@@ -124,11 +131,13 @@ class EntryWriter:
             raise ValueError(f"end_reason must be one of {', '.join(END_REASONS)}, got {end_reason!r}")
         if not self.h5.id.valid:
             return
-        entry = self.h5[self.name]
-        entry["end_time"][()] = _now_iso().encode()
-        entry["end_reason"][()] = end_reason.encode()
-        self.h5.flush()
-        self.h5.close()
+        try:
+            entry = self.h5[self.name]
+            entry["end_time"][()] = _now_iso().encode()
+            entry["end_reason"][()] = end_reason.encode()
+            self.h5.flush()
+        finally:
+            self.h5.close()  # whatever happened: the next scan can open the file again
 
 
 def read_entry(path, number):

@@ -14,7 +14,7 @@ from bliss_lite.config.fields import is_finite_number
 from bliss_lite.config.session import current_session
 from bliss_lite.controllers.axis import Axis
 from bliss_lite.controllers.counters.measurement_group import active_mg
-from bliss_lite.controllers.errors import LimitError
+from bliss_lite.controllers.errors import AxisError, LimitError
 from bliss_lite.controllers.motion import check_reachable
 
 
@@ -40,6 +40,8 @@ def whole(command, what, value, minimum=1) -> int:
 def axis(command, value, what="motor") -> Axis:
     if not isinstance(value, Axis):
         raise TypeError(f"{command}: {what} must be an axis, got {value!r}")
+    if value.is_moving:
+        raise AxisError(f"{command}: {value.name} is moving; wait for it (or stop it) first")
     return value
 
 

@@ -126,6 +126,9 @@ class AcquisitionChain:
         for node in self.nodes:
             try:
                 node.stop()
-            except Exception as exc:  # noqa: BLE001 - stop the rest, then report
+            except BaseException as exc:  # noqa: BLE001 - a 2nd Ctrl-C too: stop the rest, then report
                 errors.append(exc)
+        interrupts = [e for e in errors if isinstance(e, KeyboardInterrupt)]
+        if interrupts:
+            raise interrupts[0]
         return errors

@@ -42,7 +42,11 @@ class DataPump:
             self._wake.clear()
             if self._stopping:
                 return  # finish() writes the rest; the scan publishes it with the seal
-            self.flush()
+            try:
+                self.flush()
+            except Exception as exc:  # noqa: BLE001 - e.g. a counter value that is no number
+                self.error = exc
+                return
 
     def flush(self, publish=True):
         """Write (and publish) what is new; returns the batch."""
@@ -68,5 +72,9 @@ class DataPump:
         self._stopping = True
         self._wake.set()
         if self._greenlet is not None:
-            self._greenlet.join()
+            try:
+                self._greenlet.join()
+            except BaseException:
+                self._greenlet.kill(block=False)
+                raise
         return self.flush(publish=False)

@@ -1,8 +1,9 @@
 """Peak tools on the last scan (SPEC/BLISS names): cen, com, peak, fwhm and goto_*.
 
-They work on the selected counter (`plotselect(counter)`, else the scan's first counter)
-against the scan's first motor. For scans of several axes moving together, `goto_*` moves
-every axis to where it was at the same (interpolated) point of the scan.
+They work on the last scan that moved an axis (a `ct` in between does not count), on the
+selected counter (`plotselect(counter)`, else the scan's first counter) against the scan's
+first axis (or `axis=`). For scans of several axes moving together, `goto_*` moves every axis
+to where it was at the same (interpolated) point of the scan.
 """
 from __future__ import annotations
 
@@ -17,9 +18,16 @@ _selected = {"counter": None}
 
 def plotselect(counter):
     """Choose the counter that the peak tools (and the plot) use."""
+    from bliss_lite.config.session import current_session
+
     name = getattr(counter, "name", counter)
     if not isinstance(name, str):
         raise TypeError(f"plotselect: give a counter or its name, got {counter!r}")
+    session = current_session()
+    if session is not None:
+        known = [c.name for c in session.counters]
+        if name not in known:
+            raise ValueError(f"plotselect: no counter {name!r} in session {session.name} (counters: {', '.join(known)})")
     _selected["counter"] = name
 
 
@@ -67,81 +75,86 @@ def fwhm_and_center(x, y):
 
 # -- on the last scan -------------------------------------------------------------------------
 def _last_scan():
+    """The last scan that moved an axis."""
     from bliss_lite.scans.scan import SCANS
 
-    if not SCANS:
-        raise RuntimeError("no scan yet")
-    return SCANS[-1]
+    for scan in reversed(SCANS):
+        if scan.motors:
+            return scan
+    raise RuntimeError("no scan of an axis yet: peak tools need one (ascan, dscan, ...)")
 
 
-def _curve(scan, counter=None):
-    if not scan.motors:
-        raise ValueError(f"scan {scan.number} ({scan.name}) moved no axis: no position to find")
+def _curve(scan, counter=None, axis=None):
+    """(data, x, y, x axis) of the scan for the peak tools, or a ValueError that says why not."""
     if "shape" in scan.scan_info:
         raise ValueError(f"scan {scan.number} is a mesh: peak tools need a one-dimensional scan")
-    name = getattr(counter, "name", counter) or selected_counter()
     names = [c.name for c in scan.counters]
+    name = getattr(counter, "name", counter) if counter is not None else selected_counter()
     if name not in names:
         if counter is not None:
             raise ValueError(f"counter {name!r} is not in scan {scan.number} (counters: {', '.join(names)})")
-        name = names[0]
+        name = names[0]  # the selected counter was not counted: the scan's first, as BLISS does
+    axes = {m.name: m for m in scan.motors}
+    axis_name = getattr(axis, "name", axis) if axis is not None else scan.motors[0].name
+    if axis_name not in axes:
+        raise ValueError(f"axis {axis_name!r} did not move in scan {scan.number} (axes: {', '.join(axes)})")
     data = scan.get_data()
-    n = min(len(data[name]), len(data[scan.motors[0].name]))
+    n = min(len(data[name]), len(data[axis_name]))
     if n == 0:
         raise ValueError(f"scan {scan.number} has no point")
-    return data, np.asarray(data[scan.motors[0].name][:n], float), np.asarray(data[name][:n], float)
+    return data, np.asarray(data[axis_name][:n], float), np.asarray(data[name][:n], float), axes[axis_name]
 
 
-def peak(counter=None):
-    """Position of the first motor where the counter is highest."""
-    _, x, y = _curve(_last_scan(), counter)
+def peak(counter=None, axis=None):
+    """Position of the axis where the counter is highest."""
+    _, x, y, _ = _curve(_last_scan(), counter, axis)
     return float(x[peak_index(y)])
 
 
-def com(counter=None):
-    """Center of mass of the counter along the first motor."""
-    _, x, y = _curve(_last_scan(), counter)
+def com(counter=None, axis=None):
+    """Center of mass of the counter along the axis."""
+    _, x, y, _ = _curve(_last_scan(), counter, axis)
     return center_of_mass(x, y)
 
 
-def cen(counter=None):
+def cen(counter=None, axis=None):
     """Center of the peak: the middle of its two half-maximum points."""
-    _, x, y = _curve(_last_scan(), counter)
+    _, x, y, _ = _curve(_last_scan(), counter, axis)
     return fwhm_and_center(x, y)[1]
 
 
-def fwhm(counter=None):
+def fwhm(counter=None, axis=None):
     """Full width at half maximum of the peak (background = the counter's minimum)."""
-    _, x, y = _curve(_last_scan(), counter)
+    _, x, y, _ = _curve(_last_scan(), counter, axis)
     return fwhm_and_center(x, y)[0]
 
 
-def goto_targets(position, counter=None):
-    """{axis: target}: where the scan's axes were when the first one was at `position`
+def goto_targets(position, counter=None, axis=None):
+    """{axis: target}: where every axis of the scan was when `axis` was at `position`
     (interpolated by point index)."""
     scan = _last_scan()
-    data, x, _ = _curve(scan, counter)
+    data, x, _, chosen = _curve(scan, counter, axis)
     index = np.arange(len(x), dtype=float)
     order = np.argsort(x)
     fraction = float(np.interp(position, x[order], index[order]))
     targets = {m: float(np.interp(fraction, index, np.asarray(data[m.name][:len(x)], float))) for m in scan.motors}
-    targets[scan.motors[0]] = position
+    targets[chosen] = position
     return targets
 
 
-def _goto(position, counter):
-    targets = goto_targets(position, counter)
+def _goto(position, counter, axis):
+    targets = goto_targets(position, counter, axis)
     Group(*targets).move(targets)
     return position
 
 
-def goto_peak(counter=None):
-    return _goto(peak(counter), counter)
+def goto_peak(counter=None, axis=None):
+    return _goto(peak(counter, axis), counter, axis)
 
 
-def goto_com(counter=None):
-    return _goto(com(counter), counter)
+def goto_com(counter=None, axis=None):
+    return _goto(com(counter, axis), counter, axis)
 
 
-def goto_cen(counter=None):
-    return _goto(cen(counter), counter)
+def goto_cen(counter=None, axis=None):
+    return _goto(cen(counter, axis), counter, axis)

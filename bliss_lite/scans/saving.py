@@ -3,7 +3,7 @@
 The data root is `scan_saving: {base_path: ...}` in the session YAML, overridden by the
 environment variable BLISS_LITE_DATA_ROOT; the file is `<root>/<session>/<sample>.h5`.
 Changing `SCAN_SAVING.sample` in the shell starts a new file. Scan numbers continue from the
-highest entry of the file (and never repeat within a session, saved or not).
+highest entry of the file; scans not saved (`ct`, `save=False`) count on their own.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ class ScanSaving:
         self.session_name = session_name
         self._base_path = base_path
         self.sample = sample
-        self._last_number = 0
+        self._unsaved_number = 0
 
     @property
     def base_path(self) -> Path:
@@ -49,12 +49,12 @@ class ScanSaving:
         return self.base_path / self.session_name / f"{self.sample}.h5"
 
     def next_number(self, save=True) -> int:
-        """The number of the next scan: after the file's last entry and the session's last scan."""
-        number = self._last_number + 1
+        """The number of the next scan: after the file's last entry (a new file starts at 1,
+        as a new BLISS dataset does); unsaved scans have their own count."""
         if save:
-            number = max(number, next_entry_number(self.filename))
-        self._last_number = number
-        return number
+            return next_entry_number(self.filename)
+        self._unsaved_number += 1
+        return self._unsaved_number
 
     def check_writable(self):
         """Refuse, before anything moves, a data directory that cannot be created or written."""

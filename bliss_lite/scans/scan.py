@@ -50,6 +50,7 @@ class Scan:
         self.start_time = self.end_time = None
         self.data = ScanData(chain.channels())
         self._writer = self._publisher = self._pump = None
+        self._dropped = None  # the publisher, after Redis failed during the scan
 
     # -- the contract ------------------------------------------------------------------------
     def get_data(self):
@@ -99,9 +100,12 @@ class Scan:
         finally:
             try:
                 self._close(end_reason, pending)
-                for watcher in reversed(watchers):
-                    watcher.__exit__(type(pending) if pending else None, pending, None)
             finally:
+                for watcher in reversed(watchers):
+                    try:
+                        watcher.__exit__(type(pending) if pending else None, pending, None)
+                    except Exception as exc:  # noqa: BLE001 - a display never keeps the axes away
+                        _warn(f"WARNING: scan display failed: {exc}")
                 self._return_to_start(pending)
         return self
 
@@ -144,33 +148,69 @@ class Scan:
             return True
         except (redis.RedisError, OSError) as exc:
             _warn(f"WARNING: Redis unreachable ({exc}); scan {self.number} goes on, saved to the file only")
-            self._publisher = None
-            if self._pump is not None:
-                self._pump.publisher = None
-            redis_link.forget()
+            self._drop_publisher()
             return False
 
-    def _close(self, end_reason, pending=None):
-        """Write the last points, close the entry, seal the Redis scan: always, in this order."""
-        self.end_reason = end_reason
-        errors, last = [], None
-        if self._pump is not None:
-            last = self._pump.finish()
-            if self._pump.error is not None:
-                errors.append(self._pump.error)
-            if self._pump.publish_error is not None:
-                self._publisher = None
-        if self._writer is not None:
-            try:
-                self._writer.close(end_reason)
-            except Exception as exc:  # noqa: BLE001 - report after the seal
-                errors.append(exc)
+    def _drop_publisher(self):
         if self._publisher is not None:
-            self._publish(self._publisher.seal, end_reason, last)
+            self._dropped, self._publisher = self._publisher, None
+        if self._pump is not None:
+            self._pump.publisher = None
+        redis_link.forget()
+
+    def _close(self, end_reason, pending=None):
+        """Write the last points, close the entry, seal the Redis scan: always, in this order.
+
+        Each step runs even if one before it failed; a Ctrl-C during cleanup is held until the
+        entry is closed and the scan sealed, then raised. A writer error makes it a FAILURE.
+        """
+        errors, held = [], []
+
+        def step(call, *args):
+            try:
+                return call(*args)
+            except KeyboardInterrupt as exc:
+                held.append(exc)
+            except Exception as exc:  # noqa: BLE001 - the other steps still run
+                errors.append(exc)
+            return None
+
+        last = None
+        if self._pump is not None:
+            last = step(self._pump.finish)
+            if held:  # interrupted while waiting for the pump: write the rest anyway
+                last = step(self._pump.flush, False)
+            if self._pump.error is not None:
+                errors.insert(0, self._pump.error)
+            if self._pump.publish_error is not None:
+                self._drop_publisher()
+        if errors:
+            end_reason = "FAILURE"
+        elif held and end_reason == "SUCCESS":
+            end_reason = "USER_ABORT"
+        self.end_reason = end_reason
+        if self._writer is not None:
+            step(self._writer.close, end_reason)
+        step(self._seal, end_reason, last)
         self.state = "CLOSED"
         self.end_time = time.time()
+        if held:
+            raise held[0]
         if errors and pending is None:
             raise errors[0]
+
+    def _seal(self, end_reason, last):
+        """Seal the Redis scan; if publishing failed during the scan, try once more on a fresh
+        connection and mark the record incomplete (the file has every point)."""
+        if self._publisher is None and self._dropped is not None:
+            client = redis_link.scan_redis()
+            if client is None:
+                return
+            self._publisher, self._dropped = self._dropped, None
+            self._publisher.client = client
+            self._publisher.record["incomplete"] = True
+        if self._publisher is not None:
+            self._publish(self._publisher.seal, end_reason, last)
 
     def _return_to_start(self, pending=None):
         """Relative scans end where they started, also after an error or Ctrl-C."""

@@ -14,12 +14,12 @@ class ChannelBuffer:
         self.points = []
         self.sent = 0  # points already handed to the I/O pump
 
-    def take_new(self):
+    def peek_new(self):
+        """(array of the points not sent yet, their number); None when there are none."""
         if self.sent == len(self.points):
             return None
         new = self.points[self.sent:]
-        self.sent += len(new)
-        return self.as_array(new)
+        return self.as_array(new), len(new)
 
     def as_array(self, points):
         dtype = np.dtype(self.spec.dtype)
@@ -46,11 +46,12 @@ class ScanData:
 
     def take_new(self):
         """{channel: array of the points not taken yet} (channels with nothing new left out)."""
+        new = {name: b.peek_new() for name, b in self.buffers.items()}  # a bad value raises here
         batch = {}
-        for name, buffer in self.buffers.items():
-            new = buffer.take_new()
-            if new is not None:
-                batch[name] = new
+        for name, item in new.items():  # ...before any point counts as sent
+            if item is not None:
+                batch[name] = item[0]
+                self.buffers[name].sent += item[1]
         return batch
 
     def count(self, name):

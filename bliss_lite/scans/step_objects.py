@@ -10,6 +10,7 @@ import itertools
 import time
 
 import gevent
+import numpy as np
 
 from bliss_lite.controllers.group import Group
 from bliss_lite.data.model import ChannelSpec
@@ -97,4 +98,10 @@ class CounterSlave(AcquisitionObject):
 
     def trigger(self):
         t = self.count_time
-        self.emit({c.name: c.read(t) for c in self.counters})
+        values = {}
+        for counter in self.counters:
+            value = counter.read(t)
+            if not isinstance(value, (int, float, np.number)) or isinstance(value, bool):
+                raise TypeError(f"counter {counter.name} returned {value!r}, not a number")
+            values[counter.name] = value
+        self.emit(values)

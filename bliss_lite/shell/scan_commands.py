@@ -12,25 +12,25 @@ from bliss_lite.shell.standard import umv
 cen, com, peak, fwhm, plotselect = peaks.cen, peaks.com, peaks.peak, peaks.fwhm, peaks.plotselect
 
 
-def _goto(position, counter):
-    targets = peaks.goto_targets(position, counter)
+def _goto(position, counter, axis):
+    targets = peaks.goto_targets(position, counter, axis)
     umv(*[x for axis_target in targets.items() for x in axis_target])
     return position
 
 
-def goto_peak(counter=None):
+def goto_peak(counter=None, axis=None):
     """Move the scanned axes to the peak (highest point) of the last scan."""
-    return _goto(peaks.peak(counter), counter)
+    return _goto(peaks.peak(counter, axis), counter, axis)
 
 
-def goto_com(counter=None):
+def goto_com(counter=None, axis=None):
     """Move the scanned axes to the center of mass of the last scan."""
-    return _goto(peaks.com(counter), counter)
+    return _goto(peaks.com(counter, axis), counter, axis)
 
 
-def goto_cen(counter=None):
+def goto_cen(counter=None, axis=None):
     """Move the scanned axes to the center (middle of the half maxima) of the last scan."""
-    return _goto(peaks.cen(counter), counter)
+    return _goto(peaks.cen(counter, axis), counter, axis)
 
 
 __all__ = [*_step_commands, *peaks.__all__, "SCANS"]
