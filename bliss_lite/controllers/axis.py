@@ -72,6 +72,19 @@ class Axis:
     def position(self):
         return self.dial2user(self.dial)
 
+    def position_at(self, t):
+        """User position at monotonic time t, for controllers that know their motion profile
+        (the encoder reading latched by a trigger at t); the current position otherwise."""
+        at = getattr(self.controller, "read_position_at", None)
+        steps = at(self, t) if at is not None else self.controller.read_position(self)
+        return self.dial2user(steps / self.steps_per_unit + 0.0)
+
+    def time_at(self, user_position):
+        """Monotonic time at which the current motion reaches `user_position` (None if it
+        does not, or the controller cannot tell): where position triggers fire."""
+        at = getattr(self.controller, "crossing_time", None)
+        return at(self, self.user2dial(user_position) * self.steps_per_unit) if at is not None else None
+
     @position.setter
     def position(self, value):
         """Redefine the user position without moving: the offset changes (SPEC's `set`)."""

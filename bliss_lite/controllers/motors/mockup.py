@@ -47,6 +47,12 @@ class MockupController(MotorController):
     def read_position(self, axis):
         return self._trajectories[axis].position(now())
 
+    def read_position_at(self, axis, t):
+        return self._trajectories[axis].position(t)
+
+    def crossing_time(self, axis, steps):
+        return self._trajectories[axis].first_crossing(steps)
+
     def set_position(self, axis, steps):
         self._set(axis, Trajectory.at_rest(float(steps)))
         self.motion_done(axis)
