@@ -10,6 +10,7 @@ import json
 
 import numpy as np
 
+from bliss_lite.data import bslz4
 from bliss_lite.data.model import HISTORY_KEY, ChannelSpec, channel_key, decode_points, state_key
 
 
@@ -42,7 +43,11 @@ class ScanReader:
         return reason.decode() if reason else None
 
     def _decode(self, name, fields):
-        return int(fields[b"index"]), decode_points(self.channels[name], fields[b"data"], int(fields[b"count"]))
+        spec = self.channels[name]
+        if spec.encoding == "bslz4":  # one compressed frame per entry
+            frame = bslz4.decompress(fields[b"data"], spec.shape, spec.numpy_dtype.newbyteorder("="))
+            return int(fields[b"index"]), frame[np.newaxis]
+        return int(fields[b"index"]), decode_points(spec, fields[b"data"], int(fields[b"count"]))
 
     def read(self, name) -> np.ndarray:
         """Every point of a channel published so far."""

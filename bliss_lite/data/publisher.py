@@ -15,8 +15,10 @@ from bliss_lite.data.model import (END_REASONS, HISTORY_KEY, HISTORY_MAXLEN, STA
 
 
 class ScanPublisher:
-    def __init__(self, client, *, session, number, name, scan_info=None, channels=()):
+    def __init__(self, client, *, session, number, name, scan_info=None, channels=(), frame_budget=256 * 2**20):
         self.client = client
+        self.frame_budget = frame_budget  # bytes of frames a channel stream may hold
+        self.frame_budget_len = None
         self.id = uuid.uuid4().hex
         self.key = scan_key(self.id)
         self.channels = {spec.name: spec for spec in channels}
@@ -65,6 +67,9 @@ class ScanPublisher:
 
     def _add_batch(self, pipe, name, values, **seal):
         spec = self.channels[name]
+        if spec.encoding != "raw":
+            self._add_chunks(pipe, name, values, **seal)
+            return
         count, data = encode_points(spec, values)
         if count == 0 and not seal:
             return
@@ -73,6 +78,19 @@ class ScanPublisher:
         if seal:
             fields.update(sealed=1, total=self._counts[name])
         pipe.xadd(channel_key(self.key, name), fields)
+
+    def _add_chunks(self, pipe, name, chunks, sealed=False):
+        """One entry per frame (the detector's compressed bytes), the stream capped so that it
+        holds about `frame_budget` bytes: a slow reader loses old frames (they are in the file),
+        acquisition never waits."""
+        key = channel_key(self.key, name)
+        for chunk in chunks:
+            maxlen = max(8, self.frame_budget // max(1, len(chunk)))
+            pipe.xadd(key, {"index": self._counts[name], "count": 1, "data": chunk}, maxlen=maxlen, approximate=True)
+            self._counts[name] += 1
+            self.frame_budget_len = maxlen
+        if sealed:
+            pipe.xadd(key, {"sealed": 1, "total": self._counts[name]})
 
     @property
     def counts(self):

@@ -77,6 +77,7 @@ class EntryWriter:
             raise FileExistsError(f"{self.path}: entry {self.name} already exists")
         self.datasets = {}
         self.counts = {}
+        self.encoded = set()  # channels whose points arrive as compressed chunks
         try:
             self._create(title, positioners or {}, list(axes), list(counters), plot)
         except BaseException:
@@ -101,6 +102,8 @@ class EntryWriter:
             for spec in specs:
                 group = _nx(instrument.create_group(spec.name), nx_class)
                 self.datasets[spec.name] = _resizable(group, field, spec)
+                if spec.encoding == "bslz4":
+                    self.encoded.add(spec.name)
                 self.counts[spec.name] = 0
                 measurement[spec.name] = h5py.SoftLink(f"/{self.name}/instrument/{spec.name}/{field}")
         signal = (plot or {}).get("signal") or next((s.name for s in counters if len(s.shape) == 0), None)
@@ -119,12 +122,23 @@ class EntryWriter:
         """Append {channel: points} along the first axis, then flush for SWMR readers."""
         for name, values in batches.items():
             dataset = self.datasets[name]
+            if name in self.encoded:
+                self._append_chunks(name, dataset, values)
+                continue
             values = np.asarray(values, dtype=dataset.dtype).reshape((-1, *dataset.shape[1:]))
             start = self.counts[name]
             dataset.resize(start + len(values), axis=0)
             dataset[start:start + len(values)] = values
             self.counts[name] = start + len(values)
         self.h5.flush()
+
+    def _append_chunks(self, name, dataset, chunks):
+        """Frames already compressed by the detector: stored as they are (no second compression)."""
+        start = self.counts[name]
+        dataset.resize(start + len(chunks), axis=0)
+        for i, chunk in enumerate(chunks):
+            dataset.id.write_direct_chunk((start + i,) + (0,) * (dataset.ndim - 1), chunk)
+        self.counts[name] = start + len(chunks)
 
     def close(self, end_reason="SUCCESS"):
         if end_reason not in END_REASONS:

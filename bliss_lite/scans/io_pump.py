@@ -64,6 +64,8 @@ class DataPump:
             except (redis.RedisError, OSError) as exc:
                 self.publish_error = exc
                 self._warn(f"WARNING: Redis unreachable ({exc}); the scan goes on, saved to the file only")
+        if self.writer is not None and self.error is None:
+            self.data.release_sent()  # frames on disk need not stay in memory
         return batch
 
     def finish(self):

@@ -54,8 +54,17 @@ class Scan:
 
     # -- the contract ------------------------------------------------------------------------
     def get_data(self):
-        """{channel: numpy array} of every point taken (also while the scan runs)."""
-        return self.data.get_data()
+        """{channel: numpy array} of every point taken (also while the scan runs). Frames no
+        longer held in memory (long scans) are read back from the file."""
+        released = [n for n, b in self.data.buffers.items() if not b.complete_in_memory]
+        data = self.data.get_data([n for n in self.data.buffers if n not in released])
+        if released:
+            import h5py
+
+            with h5py.File(self.filename, "r", locking=False, swmr=True) as h5:
+                for name in released:
+                    data[name] = h5[f"{self.entry}/measurement/{name}"][()]
+        return data
 
     @property
     def plot_axis(self):

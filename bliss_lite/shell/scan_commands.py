@@ -3,6 +3,7 @@ live display for the goto_* moves), and the hook that shows every scan while it 
 from __future__ import annotations
 
 from bliss_lite.scans import peaks
+from bliss_lite.scans.continuous_scans import fscan, xrdct
 from bliss_lite.scans.scan import SCAN_WATCHERS, SCANS
 from bliss_lite.scans.step import *  # noqa: F403 - the commands, by their SPEC/BLISS names
 from bliss_lite.scans.step import __all__ as _step_commands
@@ -33,7 +34,7 @@ def goto_cen(counter=None, axis=None):
     return _goto(peaks.cen(counter, axis), counter, axis)
 
 
-__all__ = [*_step_commands, *peaks.__all__, "SCANS"]
+__all__ = [*_step_commands, "fscan", "xrdct", *peaks.__all__, "SCANS"]
 
 
 def show_scans():

@@ -1,0 +1,166 @@
+"""Continuous scans: an axis sweeps at constant velocity and position triggers fire the detector.
+
+`SweepMaster` runs a list of lines; each line first steps some axes (a group move), then
+sweeps one axis from `start` through `npoints` intervals: it moves back by a run-up (the
+distance needed to reach the sweep velocity), sets the velocity to step / period, starts the
+move past the end by a run-down, and fires one trigger at the exact time the axis crosses the
+start of each interval (the encoder-compare output of a motion controller; here the mockup's
+analytic profile tells the time). For each frame it records the positions of the scan's axes
+at the middle of the exposure (the read-back, not the target) and the beam monitors.
+
+`FrameSlave` is a hardware-triggered detector: armed once for every frame of the scan, it
+checks the detector's frame counter on each frame (a frame dropped or delivered twice is
+counted and reported) and emits the compressed frame untouched.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import gevent
+import gevent.event
+
+from bliss_lite.controllers.group import Group
+from bliss_lite.data.model import ChannelSpec
+from bliss_lite.scans.chain import HARDWARE, AcquisitionMaster, AcquisitionObject
+from bliss_lite.scans.step_objects import sleep_until
+
+now = time.monotonic
+RUNUP_MARGIN = 1.2  # run-up and run-down: 20 % more than the acceleration distance
+
+
+@dataclass(frozen=True)
+class Line:
+    steps: dict  # {axis: target} moved (together) before the sweep
+    axis: object  # the sweeping axis
+    start: float
+    step: float  # signed: the sweep goes from start to start + npoints * step
+    npoints: int
+
+
+def runup(axis, velocity):
+    return RUNUP_MARGIN * velocity * velocity / (2 * axis.acceleration) + 2 / abs(axis.steps_per_unit)
+
+
+class SweepMaster(AcquisitionMaster):
+    def __init__(self, lines, period, exposure, recorded_axes, sample=None, children=()):
+        super().__init__("sweep", children)
+        self.lines = list(lines)
+        self.period = float(period)
+        self.exposure = float(exposure)
+        self.recorded = list(recorded_axes)
+        self.sample = sample
+        self._sweeping = None
+        self._t0 = None
+
+    def channels(self):
+        specs = [ChannelSpec(a.name, "float64", (), a.unit) for a in self.recorded]
+        specs.append(ChannelSpec("elapsed_time", "float64", (), "s"))
+        if self.sample is not None:
+            specs += [ChannelSpec("i0", "float64", (), "counts"), ChannelSpec("it", "float64", (), "counts")]
+        return specs
+
+    def iterate(self):
+        for line in self.lines:
+            if line.steps:
+                Group(*line.steps).move(dict(line.steps))
+            self._sweep(line)
+            yield
+
+    def _sweep(self, line):
+        axis, velocity = line.axis, abs(line.step) / self.period
+        direction = 1.0 if line.step > 0 else -1.0
+        end = line.start + line.npoints * line.step
+        distance = runup(axis, velocity)
+        axis.move(line.start - direction * distance)
+        saved = axis.velocity
+        triggers = [child for child in self.children if child.trigger_mode == HARDWARE]
+        try:
+            axis.velocity = velocity
+            self._sweeping = axis
+            requested = now()
+            axis.move(end + direction * distance, wait=False)
+            deadline = requested + 1.0
+            while (axis.time_at(line.start) or 0.0) < requested and now() < deadline:
+                gevent.sleep(0)  # until the controller runs the new motion (earlier ones crossed too)
+            for i in range(line.npoints):
+                t = axis.time_at(line.start + i * line.step)
+                if t is None:
+                    raise RuntimeError(f"{axis.name}: the sweep does not pass {line.start + i * line.step:g}")
+                sleep_until(t)
+                if self._t0 is None:
+                    self._t0 = t
+                for child in triggers:
+                    child.hardware_trigger(t)
+                self._record(t)
+            axis.wait_move()
+        finally:
+            self._sweeping = None
+            axis.velocity = saved
+
+    def _record(self, t):
+        mid = t + self.exposure / 2
+        values = {a.name: a.position_at(mid) for a in self.recorded}
+        values["elapsed_time"] = t - self._t0
+        if self.sample is not None:
+            values["i0"], values["it"] = self.sample.monitors_at(mid, self.exposure)
+        self.emit(values)
+
+    def stop(self):
+        axis = self._sweeping
+        if axis is not None and axis.is_moving:
+            axis.stop()
+
+
+class FrameSlave(AcquisitionObject):
+    """A detector taking one frame per trigger, EXTERNAL_TRIGGER mode, for the whole scan."""
+
+    trigger_mode = HARDWARE
+
+    def __init__(self, detector, nb_frames, expo_time, latency_time):
+        super().__init__(detector.name)
+        self.detector = detector
+        self.nb_frames = nb_frames
+        self.expo_time, self.latency_time = expo_time, latency_time
+        self.received = 0
+        self.dropped = 0
+        self.duplicated = 0
+        self._all = gevent.event.Event()
+
+    def channels(self):
+        return [ChannelSpec(self.detector.name, self.detector.dtype, self.detector.shape, self.detector.unit,
+                            encoding="bslz4"),
+                ChannelSpec(f"{self.detector.name}_frame_number", "int64")]
+
+    def prepare(self):
+        self.detector.prepare(self.nb_frames, self.expo_time, self.latency_time, "EXTERNAL_TRIGGER")
+        self.detector.on_frame = self._on_frame
+
+    def hardware_trigger(self, t):
+        self.detector.trigger(t)
+
+    def _on_frame(self, number, chunk, t):
+        """Every frame is kept (the file must hold what the detector sent); the counter tells
+        a gap (dropped) or a repeat (delivered twice)."""
+        if number < self.received:
+            self.duplicated += 1
+        elif number > self.received:
+            self.dropped += number - self.received
+        self.emit({self.detector.name: chunk, f"{self.detector.name}_frame_number": number})
+        self.received = number + 1
+        if self.received >= self.nb_frames:
+            self._all.set()
+
+    def wait(self):
+        timeout = 2.0 + self.nb_frames * (self.expo_time + self.latency_time)
+        if not self._all.wait(timeout):
+            missing = self.nb_frames - self.received
+            raise RuntimeError(f"{self.detector.name}: {missing} of {self.nb_frames} frames did not arrive")
+
+    def stop(self):
+        self.detector.stop()
+        self.detector.on_frame = None
+
+    @property
+    def report(self):
+        return {"frames": self.received, "dropped": self.dropped, "duplicated": self.duplicated}

@@ -1,0 +1,167 @@
+"""Continuous-scan commands: `fscan` (one axis, position-triggered frames) and `xrdct`
+(diffraction tomography: omega or x sweeping, the other stepping, z stepping, snake order).
+
+Everything is checked before anything moves: numbers and counts, the sweep velocity against
+the axis' maximum, every position including run-up and run-down against the limits, and the
+detector's own settings (its prepare refuses a rate it cannot do).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from bliss_lite.config.session import current_session
+from bliss_lite.controllers.detectors.pilatus import MIN_LATENCY
+from bliss_lite.scans import arguments as check
+from bliss_lite.scans.chain import HARDWARE, AcquisitionChain, AcquisitionObject
+from bliss_lite.scans.continuous import FrameSlave, Line, SweepMaster, runup
+from bliss_lite.scans.scan import Scan
+
+__all__ = ["fscan", "xrdct"]
+
+
+class TriggeredCounters(AcquisitionObject):
+    """Plain counters read on each hardware trigger, over the exposure (a counter card gated
+    by the same position triggers as the detector)."""
+
+    trigger_mode = HARDWARE
+
+    def __init__(self, counters, exposure):
+        super().__init__("counters")
+        self.counters, self.exposure = list(counters), exposure
+
+    def channels(self):
+        from bliss_lite.data.model import ChannelSpec
+
+        return [ChannelSpec(c.name, "float64", (), getattr(c, "unit", "")) for c in self.counters]
+
+    def hardware_trigger(self, t):
+        self.emit({c.name: float(c.read(self.exposure)) for c in self.counters})
+
+
+def _is_detector(obj):
+    return callable(getattr(obj, "trigger", None)) and hasattr(obj, "shape") and hasattr(obj, "max_rate")
+
+
+def _session_detector(command):
+    session = current_session()
+    found = [o for o in (session.objects.values() if session else []) if _is_detector(o)]
+    if not found:
+        raise ValueError(f"{command}: no detector in this session (a Pilatus is needed)")
+    return found[0]
+
+
+def _check_sweep(command, line, period):
+    axis = line.axis
+    velocity = abs(line.step) / period
+    if velocity > axis.velocity * (1 + 1e-9):
+        raise ValueError(f"{command}: {axis.name}: {abs(line.step):g} {axis.unit} per {period:g} s needs "
+                         f"{velocity:g} {axis.unit}/s, above its velocity {axis.velocity:g}")
+    direction = 1.0 if line.step > 0 else -1.0
+    distance = runup(axis, velocity)
+    end = line.start + line.npoints * line.step
+    check.reachable(command, axis, [line.start - direction * distance, end + direction * distance])
+    for stepped, target in line.steps.items():
+        check.reachable(command, stepped, [target])
+
+
+def _run(command, title, lines, acq_time, detectors, counters, recorded, sample, scan_info, save):
+    nb_frames = sum(line.npoints for line in lines)
+    exposure = acq_time - MIN_LATENCY if detectors else acq_time
+    if exposure <= 0:
+        raise ValueError(f"{command}: acquisition time {acq_time:g} s leaves no exposure after the detector's "
+                         f"{MIN_LATENCY * 1e3:g} ms readout")
+    for line in lines:
+        _check_sweep(command, line, acq_time)
+    children = [FrameSlave(d, nb_frames, exposure, acq_time - exposure) for d in detectors]
+    if counters:
+        children.append(TriggeredCounters(counters, exposure))
+    master = SweepMaster(lines, acq_time, exposure, recorded, sample, children=children)
+    scan = Scan(AcquisitionChain(master), name=command, title=title, npoints=nb_frames, save=save,
+                motors=recorded, counters=counters, count_time=acq_time, scan_info=scan_info)
+    scan.run()
+    for child in children:
+        report = getattr(child, "report", None)
+        if report and (report["dropped"] or report["duplicated"]):
+            print(f"{command}: {child.name}: {report['dropped']} frames dropped, {report['duplicated']} delivered twice")
+        if report:
+            scan.scan_info.setdefault("frames", {})[child.name] = report
+    return scan
+
+
+def _split(command, args):
+    detectors = [a for a in args if _is_detector(a)]
+    rest = [a for a in args if not _is_detector(a)]
+    counters = check.counters(command, rest) if rest or not detectors else []
+    return detectors, counters
+
+
+def fscan(motor, start, step, npoints, acq_time, *counters, save=True):
+    """fscan(m, start, step, npoints, t, [pilatus, counters...]): m moves at constant velocity
+    step/t; a trigger at start + i*step takes frame i; positions recorded per frame."""
+    command = "fscan"
+    axis = check.axis(command, motor)
+    start, step = check.number(command, "start", start), check.number(command, "step", step)
+    if step == 0:
+        raise ValueError(f"{command}: step must not be 0")
+    npoints = check.whole(command, "npoints", npoints)
+    t = check.count_time(command, acq_time)
+    if t == 0:
+        raise ValueError(f"{command}: acquisition time must be > 0")
+    detectors, plain = _split(command, counters)
+    line = Line({}, axis, start, step, npoints)
+    title = f"{command} {axis.name} {start:g} {step:g} {npoints} {t:g}"
+    return _run(command, title, [line], t, detectors, plain, [axis], None, {}, save)
+
+
+def xrdct(omega, x, z, x_start, x_stop, n_x, z_positions, acq_time, n_omega=None, snake=True,
+          omega_range=180, fast_axis="omega", detector=None, save=True):
+    """A diffraction-tomography scan: n_x beam positions across [x_start, x_stop] (the middle of
+    n_x equal intervals), n_omega angles over omega_range (default ceil(n_x * pi / 2), Nyquist),
+    at every z of z_positions. `fast_axis` sweeps continuously ("omega" or "x"), the other
+    steps; `snake` reverses every other sweep. One frame per (z, x, omega) point, with the
+    omega, x, z read-backs at the middle of its exposure, I0 and transmission."""
+    command = "xrdct"
+    omega, x, z = (check.axis(command, a, name) for a, name in ((omega, "omega"), (x, "x"), (z, "z")))
+    check.distinct_axes(command, [omega, x, z])
+    x_start, x_stop = check.number(command, "x_start", x_start), check.number(command, "x_stop", x_stop)
+    if x_stop == x_start:
+        raise ValueError(f"{command}: x_start and x_stop must differ")
+    n_x = check.whole(command, "n_x", n_x)
+    n_omega = math.ceil(n_x * math.pi / 2) if n_omega is None else check.whole(command, "n_omega", n_omega)
+    omega_range = check.number(command, "omega_range", omega_range)
+    if omega_range <= 0:
+        raise ValueError(f"{command}: omega_range must be > 0, got {omega_range!r}")
+    zs = [z_positions] if np.ndim(z_positions) == 0 else list(z_positions)
+    if not zs:
+        raise ValueError(f"{command}: z_positions must hold at least one position")
+    zs = [check.number(command, "z position", v) for v in zs]
+    t = check.count_time(command, acq_time)
+    if t == 0:
+        raise ValueError(f"{command}: acquisition time must be > 0")
+    if fast_axis not in ("omega", "x"):
+        raise ValueError(f"{command}: fast_axis must be 'omega' or 'x', got {fast_axis!r}")
+    detector = detector if detector is not None else _session_detector(command)
+    dx, domega = (x_stop - x_start) / n_x, omega_range / n_omega
+    x_mid = x_start + (np.arange(n_x) + 0.5) * dx
+    omega_mid = (np.arange(n_omega) + 0.5) * domega
+    lines, k = [], 0
+    for zv in zs:
+        for stepped in (x_mid if fast_axis == "omega" else omega_mid):
+            reverse = snake and k % 2 == 1
+            k += 1
+            if fast_axis == "omega":
+                start, step = (omega_range, -domega) if reverse else (0.0, domega)
+                lines.append(Line({x: float(stepped), z: zv}, omega, start, step, n_omega))
+            else:
+                start, step = (x_stop, -dx) if reverse else (x_start, dx)
+                lines.append(Line({omega: float(stepped), z: zv}, x, start, step, n_x))
+    info = {"xrdct": {"n_x": n_x, "n_omega": n_omega, "z_positions": zs, "x_start": x_start, "x_stop": x_stop,
+                      "omega_range": omega_range, "fast_axis": fast_axis, "snake": bool(snake),
+                      "detector": detector.name},
+            "plot": {"axis": omega.name, "signal": "it"}}
+    title = (f"{command} {omega.name} {x.name} {z.name} {x_start:g} {x_stop:g} {n_x} "
+             f"[{' '.join(f'{v:g}' for v in zs)}] {t:g} n_omega={n_omega}")
+    sample = getattr(detector, "sample", None)
+    return _run(command, title, lines, t, [detector], [], [omega, x, z], sample, info, save)
