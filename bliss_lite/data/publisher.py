@@ -14,11 +14,15 @@ from bliss_lite.data.model import (END_REASONS, HISTORY_KEY, HISTORY_MAXLEN, STA
                                    encode_points, scan_key, state_key)
 
 
+PIPELINE_BYTES = 16 * 2**20
+
+
 class ScanPublisher:
     def __init__(self, client, *, session, number, name, scan_info=None, channels=(), frame_budget=256 * 2**20):
         self.client = client
         self.frame_budget = frame_budget  # bytes of frames a channel stream may hold
         self.frame_budget_len = None
+        self._pending_bytes = 0
         self.id = uuid.uuid4().hex
         self.key = scan_key(self.id)
         self.channels = {spec.name: spec for spec in channels}
@@ -59,11 +63,22 @@ class ScanPublisher:
         pipe.execute()
 
     def publish(self, batches):
-        """Append {channel: points} (points along the first axis), each as one stream entry."""
+        """Append {channel: points} (points along the first axis), each as one stream entry.
+        Frames go in pipelines of at most PIPELINE_BYTES, so a backlog never lands in Redis's
+        input buffer all at once."""
         pipe = self.client.pipeline(transaction=False)
         for name, values in batches.items():
+            if self.channels[name].encoding != "raw":
+                for start in range(0, len(values), 1):
+                    self._add_batch(pipe, name, values[start:start + 1])
+                    self._pending_bytes += len(values[start])
+                    if self._pending_bytes > PIPELINE_BYTES:
+                        pipe.execute()
+                        self._pending_bytes = 0
+                continue
             self._add_batch(pipe, name, values)
         pipe.execute()
+        self._pending_bytes = 0
 
     def _add_batch(self, pipe, name, values, **seal):
         spec = self.channels[name]
@@ -101,7 +116,10 @@ class ScanPublisher:
         in one transaction: readers know nothing follows."""
         if end_reason not in END_REASONS:
             raise ValueError(f"end_reason must be one of {', '.join(END_REASONS)}, got {end_reason!r}")
-        last_batches = last_batches or {}
+        last_batches = dict(last_batches or {})
+        frames = {n: last_batches.pop(n) for n in list(last_batches) if self.channels[n].encoding != "raw"}
+        if frames:
+            self.publish(frames)  # big: before the transaction, in bounded pipelines
         pipe = self.client.pipeline(transaction=True)
         for name in self.channels:
             self._add_batch(pipe, name, last_batches.get(name, ()), sealed=True)

@@ -23,7 +23,6 @@ import gevent.event
 from bliss_lite.controllers.group import Group
 from bliss_lite.data.model import ChannelSpec
 from bliss_lite.scans.chain import HARDWARE, AcquisitionMaster, AcquisitionObject
-from bliss_lite.scans.step_objects import sleep_until
 
 now = time.monotonic
 RUNUP_MARGIN = 1.2  # run-up and run-down: 20 % more than the acceleration distance
@@ -52,6 +51,8 @@ class SweepMaster(AcquisitionMaster):
         self.sample = sample
         self._sweeping = None
         self._t0 = None
+        self.max_lateness = 0.0  # s: how far behind its trigger time a frame was handled, at worst
+        self.last_done = None  # monotonic time the last frame was handled
 
     def channels(self):
         specs = [ChannelSpec(a.name, "float64", (), a.unit) for a in self.recorded]
@@ -87,16 +88,27 @@ class SweepMaster(AcquisitionMaster):
                 t = axis.time_at(line.start + i * line.step)
                 if t is None:
                     raise RuntimeError(f"{axis.name}: the sweep does not pass {line.start + i * line.step:g}")
-                sleep_until(t)
+                if t > now():  # a timer, no busy wait: the I/O greenlet must run between frames,
+                    gevent.sleep(t - now())  # and the frame's time is t whenever it is handled
                 if self._t0 is None:
                     self._t0 = t
                 for child in triggers:
                     child.hardware_trigger(t)
                 self._record(t)
+                self.last_done = now()
+                self.max_lateness = max(self.max_lateness, self.last_done - t)
             axis.wait_move()
         finally:
             self._sweeping = None
             axis.velocity = saved
+
+    @property
+    def handled_rate(self):
+        """Frames per second actually handled, first trigger to last frame handled."""
+        if self._t0 is None or self.last_done is None or self.last_done <= self._t0:
+            return None
+        total = sum(line.npoints for line in self.lines)
+        return (total - 1) / (self.last_done - self._t0)
 
     def _record(self, t):
         mid = t + self.exposure / 2

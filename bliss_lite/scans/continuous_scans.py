@@ -87,6 +87,7 @@ def _run(command, title, lines, acq_time, detectors, counters, recorded, sample,
             print(f"{command}: {child.name}: {report['dropped']} frames dropped, {report['duplicated']} delivered twice")
         if report:
             scan.scan_info.setdefault("frames", {})[child.name] = report
+    scan.scan_info["sweep"] = {"max_lateness_s": master.max_lateness, "handled_rate_hz": master.handled_rate}
     return scan
 
 

@@ -52,6 +52,7 @@ class Pilatus2M:
         self.frame_counter = 0  # frames taken since the last arm
         self.on_frame = None
         self.frame_bank = None  # pre-rendered compressed frames replayed in turn (throughput runs)
+        self.rate_cap = None  # frames/s: replaces the detector's own limit (benchmarks of the pipeline)
         self._armed = False
         self._internal = None
 
@@ -77,6 +78,8 @@ class Pilatus2M:
 
     @property
     def max_rate(self):
+        if self.rate_cap is not None:
+            return self.rate_cap
         half = FULL_SHAPE[0] * FULL_SHAPE[1] / 2
         return 2 * MAX_RATE_HZ if self.roi.rows * self.roi.columns <= half else MAX_RATE_HZ
 
