@@ -155,3 +155,18 @@ def test_fscan_records_read_backs_per_trigger(scan_session):
     assert np.diff(data["elapsed_time"]) == pytest.approx([0.01] * 19, abs=1e-9)  # exact trigger times
     assert data["diode1"] == pytest.approx(np.full(20, 1.0), rel=0.3)
     assert ns["m0"].velocity == 1000  # the sweep velocity was put back
+
+
+def test_dropped_and_doubled_frames_are_counted_reported_and_marked(scan_session, capsys):
+    ns = scan_session
+    ns["pilatus"].inject(drop=[3], twice=[7])
+    scan = ns["fscan"](ns["omega"], 0, 2, 12, 0.01, ns["pilatus"])
+    ns["pilatus"].inject()
+    numbers = scan.get_data()["pilatus_frame_number"].tolist()
+    assert numbers == [0, 1, 2, 4, 5, 6, 7, 7, 8, 9, 10, 11]  # as delivered: nothing hidden
+    assert scan.scan_info["frames"]["pilatus"] == {"frames": 12, "dropped": 1, "duplicated": 1}
+    assert "fscan: pilatus: 1 frames dropped, 1 delivered twice" in capsys.readouterr().out
+    with h5py.File(scan.filename, "r", locking=False) as h5:
+        group = h5[f"{scan.entry}/instrument/pilatus"]
+        assert (group["frames_dropped"][()], group["frames_duplicated"][()]) == (1, 1)
+        assert group["data"].shape[0] == 12

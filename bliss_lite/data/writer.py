@@ -20,6 +20,7 @@ import numpy as np
 
 from bliss_lite.data.model import END_REASONS
 
+FRAME_MARKS = ("frames_dropped", "frames_duplicated")  # per detector, set at close
 ENTRY_NAME = re.compile(r"^(\d+)\.1$")
 STRING = h5py.string_dtype()
 
@@ -104,6 +105,8 @@ class EntryWriter:
                 self.datasets[spec.name] = _resizable(group, field, spec)
                 if spec.encoding == "bslz4":
                     self.encoded.add(spec.name)
+                    for mark in FRAME_MARKS:  # created now: SWMR cannot add datasets later
+                        group.create_dataset(mark, data=np.int64(0))
                 self.counts[spec.name] = 0
                 measurement[spec.name] = h5py.SoftLink(f"/{self.name}/instrument/{spec.name}/{field}")
         signal = (plot or {}).get("signal") or next((s.name for s in counters if len(s.shape) == 0), None)
@@ -140,7 +143,8 @@ class EntryWriter:
             dataset.id.write_direct_chunk((start + i,) + (0,) * (dataset.ndim - 1), chunk)
         self.counts[name] = start + len(chunks)
 
-    def close(self, end_reason="SUCCESS"):
+    def close(self, end_reason="SUCCESS", frame_marks=None):
+        """End time and reason; `frame_marks` {detector: {"frames_dropped": n, ...}}."""
         if end_reason not in END_REASONS:
             raise ValueError(f"end_reason must be one of {', '.join(END_REASONS)}, got {end_reason!r}")
         if not self.h5.id.valid:
@@ -149,6 +153,10 @@ class EntryWriter:
             entry = self.h5[self.name]
             entry["end_time"][()] = _now_iso().encode()
             entry["end_reason"][()] = end_reason.encode()
+            for detector, marks in (frame_marks or {}).items():
+                for mark, value in marks.items():
+                    if mark in FRAME_MARKS and detector in self.encoded:
+                        entry[f"instrument/{detector}/{mark}"][()] = value
             self.h5.flush()
         finally:
             self.h5.close()  # whatever happened: the next scan can open the file again

@@ -199,7 +199,9 @@ class Scan:
             end_reason = "USER_ABORT"
         self.end_reason = end_reason
         if self._writer is not None:
-            step(self._writer.close, end_reason)
+            marks = {node.name: {"frames_dropped": node.report["dropped"], "frames_duplicated": node.report["duplicated"]}
+                     for node in self.chain.nodes if getattr(node, "report", None)}
+            step(self._writer.close, end_reason, marks)
         step(self._seal, end_reason, last)
         self.state = "CLOSED"
         self.end_time = time.time()

@@ -52,7 +52,8 @@ class Pilatus2M:
         self.frame_counter = 0  # frames taken since the last arm
         self.on_frame = None
         self.frame_bank = None  # pre-rendered compressed frames replayed in turn (throughput runs)
-        self.rate_cap = None  # frames/s: replaces the detector's own limit (benchmarks of the pipeline)
+        self.rate_cap = None
+        self.faults = {}  # frames/s: replaces the detector's own limit (benchmarks of the pipeline)
         self._armed = False
         self._internal = None
 
@@ -145,8 +146,17 @@ class Pilatus2M:
             chunk = bslz4.compress(frame)
             if self.cbf_directory is not None:
                 self._write_cbf(index, frame, exposure)
-        if self.on_frame is not None:
+        if self.on_frame is None:
+            return
+        if index in self.faults.get("drop", ()):
+            return
+        self.on_frame(index, chunk, t)
+        if index in self.faults.get("twice", set()):
             self.on_frame(index, chunk, t)
+
+    def inject(self, drop=(), twice=()):
+        """Test faults: frames (by number) never delivered, or delivered twice."""
+        self.faults = {"drop": set(drop), "twice": set(twice)}
 
     def render(self, t, exposure):
         """The int32 frame of the sample at time t (stage positions then)."""
