@@ -195,6 +195,7 @@ PILATUS_FIELDS = (
     Field("sample", "ref", None),
     Field("roi", "list", None),
     Field("cbf_directory", "str", None),
+    Field("server", "str", None),  # host:port of simulators/pilatus_server.py; none: in-process
 )
 
 
@@ -207,6 +208,12 @@ def create(name, node, config):
             roi = Roi(*values["roi"])
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{where(node, 'roi')}: detector '{name}': roi [row, column, rows, columns]: {exc}") from None
+    if values["server"] is not None:
+        from bliss_lite.controllers.detectors.pilatus_remote import RemotePilatus
+
+        if ":" not in values["server"]:
+            raise ConfigError(f"{where(node, 'server')}: detector '{name}': server must be host:port, got {values['server']!r}")
+        return RemotePilatus(name, values["server"], sample, roi)
     return Pilatus2M(name, sample, roi, values["cbf_directory"])
 
 

@@ -1,0 +1,160 @@
+"""The Pilatus driver for the simulator process (simulators/pilatus_server.py), over TCP.
+
+Same interface as the in-process simulator (`Pilatus2M`), so scans do not know the difference.
+Every command waits for its reply at most `timeout` seconds: a silent or vanished detector
+is a DetectorError that names it and the command, never a hang. Frames arrive on the same
+connection; a reader greenlet hands them to `on_frame` as they come.
+"""
+from __future__ import annotations
+
+import socket as stdlib_socket
+
+import gevent
+import gevent.queue
+from gevent import socket  # cooperative whether or not the process is monkey-patched
+
+from bliss_lite.controllers.detectors.pilatus import DetectorError, Pilatus2M
+from bliss_lite.controllers.detectors.pilatus_geometry import Roi
+from bliss_lite.controllers.detectors.pilatus_protocol import DEFAULT_TIMEOUT, parse_frame_header
+
+
+class RemotePilatus(Pilatus2M):
+    def __init__(self, name, address, sample=None, roi=None, timeout=DEFAULT_TIMEOUT):
+        host, _, port = address.rpartition(":")
+        self.address = (host or "127.0.0.1", int(port))
+        self.timeout = timeout
+        self._socket = None
+        self._replies = gevent.queue.Queue()
+        self._reader = None
+        self._max_rate = None
+        super().__init__(name, sample, roi)
+
+    # -- connection --------------------------------------------------------------------------
+    def _connect(self):
+        if self._socket is not None:
+            return
+        try:
+            self._socket = socket.create_connection(self.address, timeout=self.timeout)
+        except OSError as exc:
+            raise DetectorError(f"{self.name}: cannot reach the detector at {self._where}: {exc}") from None
+        self._socket.setsockopt(stdlib_socket.IPPROTO_TCP, stdlib_socket.TCP_NODELAY, 1)
+        self._socket.settimeout(None)
+        self._replies = gevent.queue.Queue()
+        self._reader = gevent.spawn(self._read)
+        self._send_roi()
+
+    def _send_roi(self):
+        roi = self._roi
+        reply = self._command(f"ROI {roi.row} {roi.column} {roi.rows} {roi.columns}")
+        self._max_rate = float(reply.split()[2])
+
+    @property
+    def _where(self):
+        return f"{self.address[0]}:{self.address[1]}"
+
+    def _read(self):
+        stream = self._socket.makefile("rb")
+        try:
+            while True:
+                line = stream.readline()
+                if not line:
+                    break
+                text = line.decode("ascii", "replace").strip()
+                if text.startswith("FRAME "):
+                    number, t, nbytes = parse_frame_header(text)
+                    chunk = stream.read(nbytes)
+                    if len(chunk) < nbytes:
+                        break
+                    self.frame_counter = number + 1
+                    if self.on_frame is not None:
+                        self.on_frame(number, chunk, t)
+                else:
+                    self._replies.put(text)
+        except OSError:
+            pass
+        self._replies.put(None)  # the connection is gone
+
+    def _command(self, line, expect_reply=True):
+        self._connect()
+        try:
+            self._socket.sendall(line.encode() + b"\n")
+        except OSError as exc:
+            self._drop()
+            raise DetectorError(f"{self.name}: connection to {self._where} lost sending {line.split()[0]}: {exc}") from None
+        if not expect_reply:
+            return None
+        try:
+            reply = self._replies.get(timeout=self.timeout)
+        except gevent.queue.Empty:
+            raise DetectorError(f"{self.name}: no reply to {line.split()[0]} within {self.timeout:g} s from {self._where}") from None
+        if reply is None:
+            self._drop()
+            raise DetectorError(f"{self.name}: connection to {self._where} closed during {line.split()[0]}")
+        if reply.startswith("ERR"):
+            raise DetectorError(f"{self.name}: {reply[4:]}")
+        return reply[3:]
+
+    def _drop(self):
+        if self._socket is not None:
+            try:
+                self._socket.close()
+            finally:
+                self._socket = None
+
+    def close(self):
+        if self._reader is not None:
+            self._reader.kill()
+        self._drop()
+
+    # -- the detector ------------------------------------------------------------------------
+    @property
+    def roi(self):
+        return self._roi
+
+    @roi.setter
+    def roi(self, value):
+        self._roi = Roi() if value is None else (value if isinstance(value, Roi) else Roi(*value))
+        if self._socket is not None:
+            self._send_roi()
+
+    @property
+    def max_rate(self):
+        if self.rate_cap is not None:
+            return self.rate_cap
+        self._connect()
+        return self._max_rate
+
+    def prepare(self, nb_frames, expo_time, latency_time=0.00095, trigger_mode="INTERNAL"):
+        self._command(f"PREPARE {nb_frames} {expo_time!r} {latency_time!r} {trigger_mode}")
+        self.nb_frames, self.expo_time, self.latency_time = nb_frames, expo_time, max(latency_time, 0.00095)
+        self.trigger_mode = trigger_mode
+        self.frame_counter = 0
+
+    def _beam(self, t):
+        if self.sample is None:
+            return "0 0 0"
+        return " ".join(repr(float(v)) for v in self.sample.beam_at(t))
+
+    def start(self):
+        self._command(f"START {self._beam(0.0)}")
+
+    def trigger(self, t):
+        self._command(f"TRIGGER {t!r} {self._beam(t + self.expo_time / 2)}", expect_reply=False)
+
+    def gate(self, t_open, t_close):
+        self._command(f"GATE {t_open!r} {t_close!r} {self._beam((t_open + t_close) / 2)}", expect_reply=False)
+
+    def inject(self, drop=(), twice=()):
+        self._command(f"INJECT drop={','.join(map(str, drop))} twice={','.join(map(str, twice))}")
+
+    def wait(self, timeout):
+        deadline = gevent.get_hub().loop.now() + timeout
+        while self.frame_counter < self.nb_frames and gevent.get_hub().loop.now() < deadline:
+            gevent.sleep(0.01)
+
+    def stop(self):
+        if self._socket is not None:
+            self._command("STOP")
+
+    def __repr__(self):
+        return f"<RemotePilatus {self.name} at {self._where}>"
