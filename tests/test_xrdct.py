@@ -170,3 +170,60 @@ def test_dropped_and_doubled_frames_are_counted_reported_and_marked(scan_session
         group = h5[f"{scan.entry}/instrument/pilatus"]
         assert (group["frames_dropped"][()], group["frames_duplicated"][()]) == (1, 1)
         assert group["data"].shape[0] == 12
+
+
+def test_redis_frame_budget_trims_and_says_so(scan_session, monkeypatch, capsys):
+    from bliss_lite.scans.scan import Scan
+
+    ns = scan_session
+    monkeypatch.setattr(Scan, "frame_budget", 2**20 // 4)  # a quarter MB: a few dozen small frames
+    scan = ns["fscan"](ns["omega"], 0, 2, 150, 0.01, ns["pilatus"])
+    err = capsys.readouterr().err
+    assert "pilatus: Redis kept only the last" in err and "all 150 are in the file" in err
+    assert scan.scan_info["redis_trimmed"]["pilatus"] > 0
+    with h5py.File(scan.filename, "r", locking=False) as h5:
+        assert h5[f"{scan.entry}/instrument/pilatus/data"].shape[0] == 150
+
+
+def test_gate_mode_exposes_while_the_gate_is_open(test_session):
+    pilatus = test_session["pilatus"]
+    frames = []
+    pilatus.on_frame = lambda number, chunk, t: frames.append(decode(chunk, pilatus.shape))
+    pilatus.prepare(2, 0.001, 0.001, "EXTERNAL_GATE")
+    pilatus.start()
+    pilatus.gate(10.0, 10.002)
+    pilatus.gate(11.0, 11.020)  # ten times longer open: about ten times the counts
+    ratio = frames[1].clip(0).sum() / frames[0].clip(0).sum()
+    assert 8 < ratio < 12
+    with pytest.raises(DetectorError, match="trigger in EXTERNAL_GATE mode"):
+        pilatus.trigger(12.0)
+
+
+def test_ground_truth_maps_are_what_the_frames_see(test_session):
+    sample = test_session["xrdct_sample"]
+    phantom = sample.phantom
+    ceo2 = phantom.phase_map("CeO2", 0.0, n=200)
+    pixel = 2 * phantom.radius / 200
+    assert ceo2.sum() * pixel ** 2 == pytest.approx(math.pi * 0.25 * 0.15, rel=0.02)  # the ellipse's area
+    assert phantom.phase_map("LaB6", 0.5).sum() == 0  # LaB6 stops at z = 0.3
+    # the line integral through the map equals the exact chord
+    row = int((0.2 + phantom.radius) / pixel)  # v = 0.2: a horizontal line through CeO2
+    along_u = ceo2[row].sum() * pixel
+    exact = float(phantom.path_lengths(0.2 + pixel / 2 - pixel / 2, 90.0, 0.0)["CeO2"])
+    assert along_u == pytest.approx(exact, abs=3 * pixel)
+
+
+def test_demo_monitors_follow_the_sample(run_dir, data_root):
+    from bliss_lite.shell.runner import open_session
+    from conftest import CONFIG_DIR
+
+    _, ns = open_session("demo", CONFIG_DIR)
+    i0, it, x = ns["i0"], ns["it"], ns["x"]
+    ns["mv"](x, 0.0)
+    through = np.mean([it.read(1.0) for _ in range(5)]) / np.mean([i0.read(1.0) for _ in range(5)])
+    ns["mv"](x, 5.0)
+    beside = np.mean([it.read(1.0) for _ in range(5)]) / np.mean([i0.read(1.0) for _ in range(5)])
+    assert beside == pytest.approx(1.0, abs=0.002)  # the beam misses the sample
+    sample = ns["xrdct_sample"]
+    expected = float(sample.phantom.transmission(sample.phantom.path_lengths(0.0, ns["omega"].position, 0.0)))
+    assert through == pytest.approx(expected, abs=0.002) and expected < 0.97

@@ -25,6 +25,7 @@ FACTORIES = {
     "session": ("session", "bliss_lite.config.session:create_session"),
     "pilatus2m": ("bliss", "bliss_lite.controllers.detectors.pilatus:create"),
     "xrdct_sample": ("bliss", "bliss_lite.controllers.sample.xrdct_sample:create"),
+    "sample_monitor": ("bliss", "bliss_lite.controllers.sample.xrdct_sample:create_monitor"),
 }
 
 

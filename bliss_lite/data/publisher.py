@@ -107,6 +107,13 @@ class ScanPublisher:
         if sealed:
             pipe.xadd(key, {"sealed": 1, "total": self._counts[name]})
 
+    def trimmed(self):
+        """{frame channel: frames no longer (or soon no longer) in Redis because of the budget}."""
+        if self.frame_budget_len is None:
+            return {}
+        return {n: self._counts[n] - self.frame_budget_len for n, spec in self.channels.items()
+                if spec.encoding != "raw" and self._counts[n] > self.frame_budget_len}
+
     @property
     def counts(self):
         return dict(self._counts)

@@ -31,6 +31,8 @@ SCAN_WATCHERS = []  # callables scan -> context manager around the scan's run (t
 
 
 class Scan:
+    frame_budget = 256 * 2**20  # bytes of frames a Redis channel may hold (readers that fall behind lose old ones)
+
     def __init__(self, chain, *, name, title, npoints, save=True, restore=None, motors=(),
                  counters=(), count_time=None, scan_info=None, session=None):
         self.chain = chain
@@ -135,7 +137,7 @@ class Scan:
         client = redis_link.scan_redis()
         if client is not None:
             publisher = ScanPublisher(client, session=self.session.name if self.session else "", number=self.number,
-                                      name=self.name, scan_info=info, channels=specs)
+                                      name=self.name, scan_info=info, channels=specs, frame_budget=self.frame_budget)
             self._publisher = publisher
             if self._publish(publisher.create, then=("PREPARED", "STARTED")):
                 self.key = publisher.key
@@ -222,6 +224,10 @@ class Scan:
             self._publisher.record["incomplete"] = True
         if self._publisher is not None:
             self._publish(self._publisher.seal, end_reason, last)
+            for name, count in self._publisher.trimmed().items():
+                self.scan_info.setdefault("redis_trimmed", {})[name] = count
+                _warn(f"{name}: Redis kept only the last ~{self._publisher.frame_budget_len} frames (memory budget "
+                      f"{self.frame_budget // 2**20} MB); all {self._publisher.counts[name]} are in the file")
 
     def _return_to_start(self, pending=None):
         """Relative scans end where they started, also after an error or Ctrl-C."""

@@ -7,12 +7,13 @@ the beam monitors: I0 (incident, Poisson) and `it` (I0 times the sample's transm
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
 
 from bliss_lite.config.errors import ConfigError, where
-from bliss_lite.config.fields import Field, non_negative, positive, read_fields
+from bliss_lite.config.fields import Field, non_negative, one_of, positive, read_fields
 from bliss_lite.controllers.sample.diffraction import DiffractionModel, load_geometry
 from bliss_lite.controllers.sample.phantom import default_phantom
 
@@ -61,6 +62,43 @@ class XrdctSample:
         return (f"Simulated XRD-CT sample {self.name}: phases {', '.join(self.phantom.names)} within "
                 f"{self.phantom.radius:g} mm of the axis; stages {self.omega.name}, {self.x.name}, {self.z.name}; "
                 f"geometry {self.poni.name}")
+
+
+class SampleMonitor:
+    """A beam monitor in front of (`i0`) or behind (`it`) the sample: counts over the count
+    time, `it` attenuated by the sample where the stages are now."""
+
+    controller_name = "sample"
+    shape = ()
+    dtype = "float64"
+    unit = "counts"
+
+    def __init__(self, name, sample, kind):
+        self.name, self.sample, self.kind = name, sample, kind
+
+    @property
+    def fullname(self):
+        return f"{self.controller_name}:{self.name}"
+
+    def read(self, count_time=1.0):
+        i0, it = self.sample.monitors_at(time.monotonic(), count_time)
+        return i0 if self.kind == "i0" else it
+
+    def __info__(self):
+        where = "in front of" if self.kind == "i0" else "behind"
+        return f"Beam monitor {self.name}: {where} sample {self.sample.name}"
+
+    def __repr__(self):
+        return f"<Counter {self.fullname}>"
+
+
+def create_monitor(name, node, config):
+    values = read_fields(node, (Field("sample", "ref"), Field("kind", "str", check=one_of("i0", "it"))),
+                         f"monitor '{name}'")
+    sample = config.resolve(values["sample"])
+    if not isinstance(sample, XrdctSample):
+        raise ConfigError(f"{where(node, 'sample')}: monitor '{name}': {values['sample']} is not an xrdct_sample")
+    return SampleMonitor(name, sample, values["kind"])
 
 
 SAMPLE_FIELDS = (
