@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from bench_env import private_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 PEER = ROOT.parent / "shared" / "peers" / "bluesky_scan.py"
@@ -81,17 +81,9 @@ def main():
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--cts", type=int, default=200)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bl_bench_", dir="/tmp") as tmp:
-        os.environ["BLISS_LITE_RUN_DIR"] = str(Path(tmp) / "run")
-        os.environ["BLISS_LITE_DATA_ROOT"] = str(Path(tmp) / "data")
-        os.environ.pop("BLISS_LITE_REDIS_URL", None)
+    with private_environment("bl_bench_"):
         peer = run_peer(args.points)  # first, in its own process: ours then patches this one
-        try:
-            ours = run_ours(args.points, args.repeat, args.cts)
-        finally:
-            from bliss_lite.data.redis_server import stop_server
-
-            stop_server(Path(tmp) / "run")
+        ours = run_ours(args.points, args.repeat, args.cts)
     peer_ms = peer.get("ms_per_point")
     print(json.dumps({
         "benchmark": "step_scan", "date": time.strftime("%Y-%m-%d"), "points": args.points,

@@ -16,9 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
+
+from bench_env import private_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,16 +39,8 @@ def main():
     parser.add_argument("--rate", type=float, default=250.0)
     parser.add_argument("--bank", type=int, default=64)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bl_xrdct_", dir="/tmp") as tmp:
-        os.environ["BLISS_LITE_RUN_DIR"] = str(Path(tmp) / "run")
-        os.environ["BLISS_LITE_DATA_ROOT"] = str(Path(tmp) / "data")
-        os.environ.pop("BLISS_LITE_REDIS_URL", None)
-        try:
-            result = run(args)
-        finally:
-            from bliss_lite.data.redis_server import stop_server
-
-            stop_server(Path(tmp) / "run")
+    with private_environment("bl_xrdct_"):
+        result = run(args)
     print(json.dumps(result))
 
 

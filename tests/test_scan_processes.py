@@ -56,15 +56,14 @@ def test_sigint_during_dscan_returns_to_start_and_keeps_the_data(run_dir, data_r
             if line.split()[:1] == ["5"]:  # the sixth point is on the screen: the scan is running
                 break
         time.sleep(0.3)
-        t0 = time.monotonic()
         process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=30)
-        took = time.monotonic() - t0
+        # stopped, closed, moved back and exited: a hang fails here (the time is measured in
+        # benchmarks/interrupt.py)
+        out, err = process.communicate(timeout=3.0)
     finally:
         process.kill()
     assert process.returncode == 130, err
     assert "not reached" not in out
-    assert took < 3.0  # stopped, closed, moved back, exited
     reader = scans.wait_next_scan(timeout_ms=1000)
     assert reader is not None and reader.name == "dscan"
     assert (reader.state, reader.end_reason) == ("CLOSED", "USER_ABORT")

@@ -241,10 +241,8 @@ def test_scan_table_then_ctrl_c_in_dscan_back_at_prompt_and_start(scan_shell):
     scan_shell.expect(PROMPT)
     scan_shell.sendline("dscan(m0, -1, 1, 100, 0.05)")
     scan_shell.expect(r"\n\s+3\s")  # the fourth point is shown
-    t0 = time.monotonic()
     scan_shell.sendintr()
-    scan_shell.expect(r"Scan \d+ ABORTED by the user: \d+ points")
-    scan_shell.expect(PROMPT)
-    assert time.monotonic() - t0 < 1.5
+    # back at the prompt, or the test fails on the timeout (the time: benchmarks/interrupt.py)
+    scan_shell.expect(r"Scan \d+ ABORTED by the user: \d+ points[\s\S]*?" + PROMPT, timeout=1.5)
     state, position = axis_state(scan_shell)
     assert (state, position) == ("READY", 2.0)  # back where the dscan started (the ascan's end)
