@@ -8,7 +8,6 @@ configuration error stops the session before anything moves.
 from __future__ import annotations
 
 import traceback
-from pathlib import Path
 
 from bliss_lite.config.errors import ConfigError, where
 from bliss_lite.config.fields import Field, read_fields
@@ -92,11 +91,11 @@ class Session:
 
     @property
     def counters(self):
-        return [obj for obj in self.objects.values() if hasattr(obj, "read") and hasattr(obj, "fullname")]
+        return [obj for obj in self.objects.values() if is_counter(obj)]
 
     @property
     def measurement_groups(self):
-        return [obj for obj in self.objects.values() if callable(getattr(obj, "set_active", None))]
+        return [obj for obj in self.objects.values() if is_measurement_group(obj)]
 
     def close(self):
         """Let moves still running end (their positions are then saved); Ctrl-C stops them."""
@@ -118,6 +117,15 @@ class Session:
 
     def __repr__(self):
         return f"<Session {self.name}>"
+
+
+def is_counter(obj):
+    """Something `ct` and scans can read: `read(count_time)` and a full name."""
+    return callable(getattr(obj, "read", None)) and hasattr(obj, "fullname")
+
+
+def is_measurement_group(obj):
+    return callable(getattr(obj, "set_active", None)) and hasattr(obj, "counters")
 
 
 def _is_session(node):
@@ -170,8 +178,7 @@ def create_session(name, node, config):
     setup = values["setup-file"]
     setup_path = None
     if setup is not None:
-        base = Path(config.root) / Path(node.filename).parent
-        setup_path = (base / setup).resolve()
+        setup_path = config.file_beside(node, setup)
         if not setup_path.is_file():
             raise ConfigError(f"{where(node, 'setup-file')}: {what}: setup-file {setup} not found (looked at {setup_path})")
     session = Session(name, config, None if objects is None else strip(objects), includes,

@@ -9,6 +9,7 @@ named axes) returns its children from `config_children()` so they are cached too
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 from bliss_lite.config.errors import ConfigError, where
 from bliss_lite.config.fields import describe
@@ -65,6 +66,10 @@ class Config:
 
     def get_node(self, name):
         return self.tree.entry(name).node
+
+    def file_beside(self, node, relative):
+        """The absolute path of a file named relative to the YAML file that holds `node`."""
+        return (Path(self.root) / Path(node.filename).parent / relative).resolve()
 
     def factory_for(self, node):
         """The factory callable a node's `class` (and `module`/`plugin`) select."""

@@ -22,7 +22,6 @@ class ScanPublisher:
         self.client = client
         self.frame_budget = frame_budget  # bytes of frames a channel stream may hold
         self.frame_budget_len = None
-        self._pending_bytes = 0
         self.id = uuid.uuid4().hex
         self.key = scan_key(self.id)
         self.channels = {spec.name: spec for spec in channels}
@@ -67,18 +66,18 @@ class ScanPublisher:
         Frames go in pipelines of at most PIPELINE_BYTES, so a backlog never lands in Redis's
         input buffer all at once."""
         pipe = self.client.pipeline(transaction=False)
+        queued = 0
         for name, values in batches.items():
-            if self.channels[name].encoding != "raw":
-                for start in range(0, len(values), 1):
-                    self._add_batch(pipe, name, values[start:start + 1])
-                    self._pending_bytes += len(values[start])
-                    if self._pending_bytes > PIPELINE_BYTES:
-                        pipe.execute()
-                        self._pending_bytes = 0
+            if self.channels[name].encoding == "raw":
+                self._add_batch(pipe, name, values)
                 continue
-            self._add_batch(pipe, name, values)
+            for chunk in values:
+                self._add_chunks(pipe, name, [chunk])
+                queued += len(chunk)
+                if queued > PIPELINE_BYTES:
+                    pipe.execute()
+                    queued = 0
         pipe.execute()
-        self._pending_bytes = 0
 
     def _add_batch(self, pipe, name, values, **seal):
         spec = self.channels[name]

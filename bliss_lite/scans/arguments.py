@@ -11,7 +11,7 @@ import numbers
 import numpy as np
 
 from bliss_lite.config.fields import is_finite_number
-from bliss_lite.config.session import current_session
+from bliss_lite.config.session import current_session, is_counter, is_measurement_group
 from bliss_lite.controllers.axis import Axis
 from bliss_lite.controllers.counters.measurement_group import active_mg
 from bliss_lite.controllers.errors import AxisError, LimitError
@@ -52,18 +52,10 @@ def distinct_axes(command, axes):
         raise ValueError(f"{command}: axis {', '.join(twice)} given twice")
 
 
-def _is_counter(obj):
-    return callable(getattr(obj, "read", None)) and hasattr(obj, "fullname")
-
-
-def _is_group(obj):
-    return callable(getattr(obj, "set_active", None)) and hasattr(obj, "counters")
-
-
 def _by_name(command, name):
     session = current_session()
     obj = session.objects.get(name) if session is not None else None
-    if obj is None or not (_is_counter(obj) or _is_group(obj)):
+    if obj is None or not (is_counter(obj) or is_measurement_group(obj)):
         known = sorted(c.name for c in session.counters) if session is not None else []
         raise ValueError(f"{command}: unknown counter {name!r}" + (f" (counters: {', '.join(known)})" if known else ""))
     return obj
@@ -79,9 +71,9 @@ def counters(command, args):
     found = []
     for arg in args:
         obj = _by_name(command, arg) if isinstance(arg, str) else arg
-        if _is_group(obj):
+        if is_measurement_group(obj):
             found.extend(obj.counters)
-        elif _is_counter(obj):
+        elif is_counter(obj):
             found.append(obj)
         else:
             raise TypeError(f"{command}: {arg!r} is not a counter or a measurement group")

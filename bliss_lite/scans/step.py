@@ -126,8 +126,9 @@ def dnscan(motor_tuple_list, intervals, count_time, *counters, save=True):
 # -- meshes -----------------------------------------------------------------------------------
 def _mesh(command, args, count_time, counters, save, backnforth, relative):
     motor1, start1, stop1, intervals1, motor2, start2, stop2, intervals2 = args
-    (fast, slow), _ = _line(command, [(motor1, 0, 0), (motor2, 0, 0)], 1, False)
-    fast_axes, fast_points = _line(command, [(fast, start1, stop1)], intervals1, relative)
+    fast, slow = check.axis(command, motor1), check.axis(command, motor2)
+    check.distinct_axes(command, [fast, slow])
+    _, fast_points = _line(command, [(fast, start1, stop1)], intervals1, relative)
     _, slow_points = _line(command, [(slow, start2, stop2)], intervals2, relative)
     rows = []
     for j, y in enumerate(slow_points[:, 0]):

@@ -43,7 +43,7 @@ class Pilatus2M:
     def __init__(self, name, sample=None, roi=None, cbf_directory=None):
         self.name = name
         self.sample = sample
-        self._roi = roi or Roi()
+        self._roi = Roi.of(roi)
         self.cbf_directory = Path(cbf_directory) if cbf_directory else None
         self.trigger_mode = "INTERNAL"
         self.nb_frames = 1
@@ -65,7 +65,7 @@ class Pilatus2M:
     @roi.setter
     def roi(self, value):
         """A Roi, or (row, column, rows, columns); None for the full frame."""
-        self._roi = Roi() if value is None else (value if isinstance(value, Roi) else Roi(*value))
+        self._roi = Roi.of(value)
 
     @property
     def shape(self):
@@ -205,7 +205,7 @@ def create(name, node, config):
     roi = None
     if values["roi"] is not None:
         try:
-            roi = Roi(*values["roi"])
+            roi = Roi.of(values["roi"])
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{where(node, 'roi')}: detector '{name}': roi [row, column, rows, columns]: {exc}") from None
     if values["server"] is not None:

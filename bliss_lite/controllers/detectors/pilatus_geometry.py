@@ -37,6 +37,13 @@ class Roi:
             raise ValueError(f"ROI {self.row}+{self.rows} x {self.column}+{self.columns} is outside the "
                              f"{FULL_SHAPE[0]} x {FULL_SHAPE[1]} frame")
 
+    @classmethod
+    def of(cls, value):
+        """A Roi from a Roi, (row, column, rows, columns), or None (the full frame)."""
+        if value is None:
+            return cls()
+        return value if isinstance(value, Roi) else cls(*value)
+
     @property
     def shape(self):
         return (self.rows, self.columns)

@@ -113,7 +113,7 @@ class RemotePilatus(Pilatus2M):
 
     @roi.setter
     def roi(self, value):
-        self._roi = Roi() if value is None else (value if isinstance(value, Roi) else Roi(*value))
+        self._roi = Roi.of(value)
         if self._socket is not None:
             self._send_roi()
 

@@ -118,7 +118,7 @@ def create(name, node, config):
         if not hasattr(axis, "position_at"):
             raise ConfigError(f"{where(node, key)}: sample '{name}': {values[key]} is not an axis")
         axes[key] = axis
-    poni = (Path(config.root) / Path(node.filename).parent / values["poni"]).resolve()
+    poni = config.file_beside(node, values["poni"])
     if not poni.is_file():
         raise ConfigError(f"{where(node, 'poni')}: sample '{name}': PONI file {values['poni']} not found (looked at {poni})")
     return XrdctSample(name, axes["omega"], axes["x"], axes["z"], poni, values["flux"], values["monitor_rate"],
