@@ -121,7 +121,7 @@ class Scan:
         return self
 
     def _open_outputs(self):
-        specs = self.chain.channels()
+        specs = list(self.data.specs.values())  # the chain's channels, as the buffers hold them
         axes = [s for s in specs if s.name in {m.name for m in self.motors}]
         others = [s for s in specs if s not in axes]
         info = {"title": self.title, "type": self.name, "npoints": self.npoints, "count_time": self.count_time,
