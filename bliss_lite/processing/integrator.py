@@ -115,9 +115,10 @@ class LeanIntegrator:
 
     def integrate(self, frame) -> np.ndarray:
         """One frame (raw counts, gaps anything) -> float32 pattern on `self.radial`."""
+        frame = self._checked(frame)
         if self.settings.outliers != "none":
-            return self.integrate_many(np.asarray(frame)[np.newaxis])[0]
-        return self._finish(self.product(self._checked(frame)))
+            return self.integrate_many(frame[np.newaxis])[0]
+        return self._finish(self.product(frame))
 
     def integrate_many(self, frames) -> np.ndarray:
         """(k, rows, columns) frames -> (k, npt) float32 patterns."""
