@@ -35,6 +35,7 @@ class Session:
         self.env_dict = {}
         self.objects = {}  # name -> object, the session's own configuration objects
         self.scan_saving_config = {}  # base_path, sample: read by bliss_lite.scans.saving
+        self.processing_config = {}  # hook name -> options: read by bliss_lite.processing.hooks
 
     def object_names(self, _seen=()):
         """Names of the objects this session (and what it includes) loads, in order."""
@@ -138,6 +139,7 @@ SESSION_FIELDS = (
     Field("exclude-objects", "list", []),
     Field("setup-file", "str", None),
     Field("scan_saving", "any", None),
+    Field("processing", "any", None),
 )
 SCAN_SAVING_KEYS = {"base_path": str, "sample": str}
 
@@ -155,6 +157,24 @@ def _scan_saving(node, what, value):
         if not isinstance(item, SCAN_SAVING_KEYS[key]):
             raise ConfigError(f"{where(node, 'scan_saving')}: {what}: scan_saving: {key} must be a string, got {item!r}")
     return dict(value)
+
+
+def _processing(node, what, value):
+    """`processing: {hook name: {options} or null}`: the hooks of the session's XRD-CT scans.
+    The structure is checked here; names and options when a scan makes its hooks (the
+    processing layer sits above configuration), still before anything moves."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where(node, 'processing')}: {what}: processing must be a mapping of hook name to "
+                          f"options, got {value!r}")
+    for key, item in value.items():
+        if not isinstance(key, str) or not key.isidentifier():
+            raise ConfigError(f"{where(node, 'processing')}: {what}: processing: hook name must be a name, got {key!r}")
+        if item is not None and not isinstance(item, dict):
+            raise ConfigError(f"{where(node, 'processing')}: {what}: processing: {key}: options must be a mapping, "
+                              f"got {item!r}")
+    return {k: dict(v or {}) for k, v in value.items()}
 
 
 def create_session(name, node, config):
@@ -184,4 +204,5 @@ def create_session(name, node, config):
     session = Session(name, config, None if objects is None else strip(objects), includes,
                       strip(values["exclude-objects"]), setup_path)
     session.scan_saving_config = _scan_saving(node, what, values["scan_saving"])
+    session.processing_config = _processing(node, what, values["processing"])
     return session

@@ -42,7 +42,8 @@ class ScanReader:
         reason = last[0][1].get(b"end_reason") if last else None
         return reason.decode() if reason else None
 
-    def _decode(self, name, fields):
+    def decode(self, name, fields):
+        """(index of the first point, points) of one stream entry of channel `name`."""
         spec = self.channels[name]
         if spec.encoding == "bslz4":  # one compressed frame per entry
             frame = bslz4.decompress(fields[b"data"], spec.shape, spec.numpy_dtype.newbyteorder("="))
@@ -52,7 +53,7 @@ class ScanReader:
     def read(self, name) -> np.ndarray:
         """Every point of a channel published so far."""
         spec = self.channels[name]
-        parts = [self._decode(name, f)[1] for _, f in self.client.xrange(channel_key(self.key, name))
+        parts = [self.decode(name, f)[1] for _, f in self.client.xrange(channel_key(self.key, name))
                  if b"data" in f]
         if not parts:
             return np.empty((0, *spec.shape), dtype=spec.numpy_dtype.newbyteorder("="))
@@ -83,7 +84,7 @@ class ScanReader:
                 for entry_id, fields in entries:
                     last[stream] = entry_id
                     if b"data" in fields:
-                        index, points = self._decode(by_key[stream], fields)
+                        index, points = self.decode(by_key[stream], fields)
                         yield by_key[stream], index, points
                     if b"sealed" in fields:
                         del last[stream]

@@ -66,7 +66,7 @@ def _check_sweep(command, line, period):
         check.reachable(command, stepped, [target])
 
 
-def _run(command, title, lines, acq_time, detectors, counters, recorded, sample, scan_info, save):
+def _run(command, title, lines, acq_time, detectors, counters, recorded, sample, scan_info, save, hooks=None):
     nb_frames = sum(line.npoints for line in lines)
     exposure = acq_time - MIN_LATENCY if detectors else acq_time
     if exposure <= 0:
@@ -77,9 +77,10 @@ def _run(command, title, lines, acq_time, detectors, counters, recorded, sample,
     children = [FrameSlave(d, nb_frames, exposure, acq_time - exposure) for d in detectors]
     if counters:
         children.append(TriggeredCounters(counters, exposure))
+    hooks = _hooks(command, hooks, detectors, sample, scan_info) if detectors else []
     master = SweepMaster(lines, acq_time, exposure, recorded, sample, children=children)
     scan = Scan(AcquisitionChain(master), name=command, title=title, npoints=nb_frames, save=save,
-                motors=recorded, counters=counters, count_time=acq_time, scan_info=scan_info)
+                motors=recorded, counters=counters, count_time=acq_time, scan_info=scan_info, hooks=hooks)
     scan.run()
     for child in children:
         report = getattr(child, "report", None)
@@ -91,6 +92,17 @@ def _run(command, title, lines, acq_time, detectors, counters, recorded, sample,
     return scan
 
 
+def _hooks(command, spec, detectors, sample, scan_info):
+    """Processing hooks for this scan, checked before anything moves: `spec` from the call,
+    else the session's `processing` (for XRD-CT scans only: an fscan asks for them)."""
+    from bliss_lite.processing.hooks import make_hooks
+
+    if spec is None and "xrdct" not in scan_info:
+        return []
+    return make_hooks(command, spec, current_session(), {"detector": detectors[0], "sample": sample,
+                                                         "scan_info": scan_info})
+
+
 def _split(command, args):
     detectors = [a for a in args if _is_detector(a)]
     rest = [a for a in args if not _is_detector(a)]
@@ -98,7 +110,7 @@ def _split(command, args):
     return detectors, counters
 
 
-def fscan(motor, start, step, npoints, acq_time, *counters, save=True):
+def fscan(motor, start, step, npoints, acq_time, *counters, save=True, hooks=None):
     """fscan(m, start, step, npoints, t, [pilatus, counters...]): m moves at constant velocity
     step/t; a trigger at start + i*step takes frame i; positions recorded per frame."""
     command = "fscan"
@@ -113,16 +125,18 @@ def fscan(motor, start, step, npoints, acq_time, *counters, save=True):
     detectors, plain = _split(command, counters)
     line = Line({}, axis, start, step, npoints)
     title = f"{command} {axis.name} {start:g} {step:g} {npoints} {t:g}"
-    return _run(command, title, [line], t, detectors, plain, [axis], None, {}, save)
+    return _run(command, title, [line], t, detectors, plain, [axis], None, {}, save, hooks)
 
 
 def xrdct(omega, x, z, x_start, x_stop, n_x, z_positions, acq_time, n_omega=None, snake=True,
-          omega_range=180, fast_axis="omega", detector=None, save=True):
+          omega_range=180, fast_axis="omega", detector=None, save=True, hooks=None):
     """A diffraction-tomography scan: n_x beam positions across [x_start, x_stop] (the middle of
     n_x equal intervals), n_omega angles over omega_range (default ceil(n_x * pi / 2), Nyquist),
     at every z of z_positions. `fast_axis` sweeps continuously ("omega" or "x"), the other
     steps; `snake` reverses every other sweep. One frame per (z, x, omega) point, with the
-    omega, x, z read-backs at the middle of its exposure, I0 and transmission."""
+    omega, x, z read-backs at the middle of its exposure, I0 and transmission. `hooks`:
+    processing while it runs (None: the session's `processing`; ["integration",
+    "reconstruction"]; {"integration": {"npt": 500}}; [] for none)."""
     command = "xrdct"
     omega, x, z = (check.axis(command, a, name) for a, name in ((omega, "omega"), (x, "x"), (z, "z")))
     check.distinct_axes(command, [omega, x, z])
@@ -165,4 +179,4 @@ def xrdct(omega, x, z, x_start, x_stop, n_x, z_positions, acq_time, n_omega=None
     title = (f"{command} {omega.name} {x.name} {z.name} {x_start:g} {x_stop:g} {n_x} "
              f"[{' '.join(f'{v:g}' for v in zs)}] {t:g} n_omega={n_omega}")
     sample = getattr(detector, "sample", None)
-    return _run(command, title, lines, t, [detector], [], [omega, x, z], sample, info, save)
+    return _run(command, title, lines, t, [detector], [], [omega, x, z], sample, info, save, hooks)

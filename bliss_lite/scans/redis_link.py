@@ -18,7 +18,7 @@ from bliss_lite.config.paths import run_dir
 from bliss_lite.data.redis_server import REDIS_URL_ENV, RedisUnavailable, connect, ensure_server
 
 RETRY_AFTER_S = 5.0
-_state = {"key": None, "client": None, "warned": False, "failed_at": None}
+_state = {"key": None, "client": None, "url": None, "warned": False, "failed_at": None}
 
 
 def scan_redis():
@@ -30,7 +30,8 @@ def scan_redis():
     if _state["key"] == key and failed_at is not None and time.monotonic() - failed_at < RETRY_AFTER_S:
         return None
     try:
-        client = connect(ensure_server(run_dir()))
+        url = ensure_server(run_dir())
+        client = connect(url)
         client.ping()
     except (RedisUnavailable, redis.RedisError, OSError) as exc:
         if not _state["warned"]:
@@ -39,10 +40,15 @@ def scan_redis():
             _state["warned"] = True
         _state.update(key=key, client=None, failed_at=time.monotonic())
         return None
-    _state.update(key=key, client=client, warned=False, failed_at=None)
+    _state.update(key=key, client=client, url=url, warned=False, failed_at=None)
     return client
+
+
+def scan_redis_url():
+    """The URL of the server `scan_redis()` connected to (for worker processes), or None."""
+    return _state["url"] if scan_redis() is not None else None
 
 
 def forget():
     """Drop the cached client (after the server went away), so the next scan looks again."""
-    _state.update(key=None, client=None, failed_at=None)
+    _state.update(key=None, client=None, url=None, failed_at=None)

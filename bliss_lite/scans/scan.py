@@ -34,7 +34,7 @@ class Scan:
     frame_budget = 256 * 2**20  # bytes of frames a Redis channel may hold (readers that fall behind lose old ones)
 
     def __init__(self, chain, *, name, title, npoints, save=True, restore=None, motors=(),
-                 counters=(), count_time=None, scan_info=None, session=None):
+                 counters=(), count_time=None, scan_info=None, session=None, hooks=()):
         self.chain = chain
         self.name = name
         self.title = title
@@ -46,6 +46,7 @@ class Scan:
         self.count_time = count_time
         self.session = session if session is not None else current_session()
         self.scan_info = dict(scan_info or {})
+        self.hooks = list(hooks)  # processing that follows the scan (bliss_lite.processing.hooks)
         self.state = "IDLE"
         self.end_reason = None
         self.number = self.filename = self.entry = self.key = None
@@ -67,6 +68,10 @@ class Scan:
                 for name in released:
                     data[name] = h5[f"{self.entry}/measurement/{name}"][()]
         return data
+
+    def hook(self, name):
+        """The scan's hook called `name` (e.g. "integration"), or None."""
+        return next((h for h in self.hooks if getattr(h, "name", None) == name), None)
 
     @property
     def plot_axis(self):
@@ -95,6 +100,7 @@ class Scan:
         self.start_time = time.time()
         self._open_outputs()  # the record goes out CREATED, PREPARED, STARTED in one round trip
         SCANS.append(self)
+        self._start_hooks()
         watchers = [factory(self) for factory in SCAN_WATCHERS]
         end_reason, pending = "FAILURE", None
         try:
@@ -118,7 +124,25 @@ class Scan:
                     except Exception as exc:  # noqa: BLE001 - a display never keeps the axes away
                         _warn(f"WARNING: scan display failed: {exc}")
                 self._return_to_start(pending)
+                self._finish_hooks()
         return self
+
+    def _start_hooks(self):
+        """A hook that cannot start is dropped with a warning: acquisition goes on, the frames
+        are in the file and can be reprocessed."""
+        for hook in list(self.hooks):
+            try:
+                hook.scan_started(self)
+            except Exception as exc:  # noqa: BLE001 - processing never stops the acquisition
+                _warn(f"WARNING: scan {self.number}: hook {getattr(hook, 'name', hook)!r} did not start: {exc}")
+                self.hooks.remove(hook)
+
+    def _finish_hooks(self):
+        for hook in self.hooks:
+            try:
+                hook.scan_finished(self)
+            except Exception as exc:  # noqa: BLE001 - the data is saved; say what failed
+                _warn(f"WARNING: scan {self.number}: hook {getattr(hook, 'name', hook)!r} failed: {exc}")
 
     def _open_outputs(self):
         specs = list(self.data.specs.values())  # the chain's channels, as the buffers hold them

@@ -1,0 +1,204 @@
+"""The `integration` hook: every frame of the scan becomes a 1-D pattern while the scan runs.
+
+At the start it registers the scan with the workers (integration_queue) and makes sure the
+configured number of local workers run; a greenlet then collects the patterns as they come
+back and hands them to listeners (the reconstruction hook). At the end it waits for the last
+patterns, integrates itself whatever no worker delivered (frames dropped from Redis by the
+memory budget, no Redis at all, no worker alive) from the HDF5 file, and writes the NXprocess.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from bliss_lite.processing import integration_queue as queue
+from bliss_lite.processing.hooks import ScanHook, register_hook, warn
+from bliss_lite.processing.integration_settings import IntegrationSettings
+
+HOOK_OPTIONS = {"workers", "timeout", "poni", "detector", "poll_s"}
+
+
+class IntegrationHook(ScanHook):
+    name = "integration"
+
+    def __init__(self, settings: IntegrationSettings, detector, workers=2, timeout=20.0, poll_s=0.25):
+        self.settings = settings
+        self.detector = detector  # name of the frame channel
+        self.workers = workers
+        self.timeout = timeout  # s without a new pattern before the hook integrates the rest itself
+        self.poll_s = poll_s
+        self.listeners = []  # callables (indices, patterns) on the scan's greenlet
+        self.patterns = None  # (frames, npt) float32, filled as they arrive
+        self.received = None  # bool per frame
+        self.radial = None
+        self.local_frames = 0  # integrated here, not by a worker
+        self._client = self._reader = self._greenlet = None
+        self._integrator = None
+
+    @property
+    def npt(self):
+        return self.settings.npt
+
+    def add_listener(self, callback):
+        self.listeners.append(callback)
+
+    # -- the scan's calls ------------------------------------------------------------------------
+    def scan_started(self, scan):
+        import gevent
+
+        from bliss_lite.scans import redis_link
+
+        self._grow(scan.npoints or 0)
+        self._client = redis_link.scan_redis()
+        if self._client is None or scan.key is None:
+            warn(f"integration: no Redis for scan {scan.number}: its frames are integrated from the file at the end")
+            return
+        queue.register(self._client, scan.key, self.detector, self.settings, scan.npoints)
+        if self.workers:
+            from bliss_lite.processing.worker_pool import pool
+
+            pool(redis_link.scan_redis_url()).ensure(self.workers)
+        self._reader = queue.PatternReader(self._client, scan.key, self.npt)
+        self._greenlet = gevent.spawn(self._collect_forever)
+
+    def scan_finished(self, scan):
+        import gevent
+
+        if self._greenlet is not None:
+            self._greenlet.kill()
+        total = scan.data.count(self.detector)
+        self._grow(total)
+        if self._reader is not None:
+            self._wait_for(total, scan.end_reason)
+            queue.unregister(self._client, scan.key)
+            try:
+                self._client.xgroup_destroy(queue.frames_key(scan.key, self.detector), queue.GROUP)
+            except Exception:  # noqa: BLE001 - already gone: nothing to free
+                pass
+        missing = np.flatnonzero(~self.received[:total])
+        if len(missing) and scan.filename:
+            if self._reader is not None:
+                warn(f"integration: {len(missing)} frame(s) not integrated by a worker; integrating them from the file")
+            self._integrate_from_file(scan, missing)
+        if self.radial is None:
+            self.radial = self.integrator().radial
+        if scan.filename:
+            from bliss_lite.processing.nexus_output import write_integration
+
+            write_integration(scan.filename, scan.entry, self.radial, self.settings, self.patterns[:total],
+                              self.received[:total], self.local_frames)
+        gevent.sleep(0)
+
+    # -- collecting ----------------------------------------------------------------------------
+    def _collect_forever(self):
+        import gevent
+
+        while True:
+            self.collect()
+            gevent.sleep(self.poll_s)
+
+    def collect(self):
+        """Take the patterns published since the last call; returns how many."""
+        try:
+            indices, patterns = self._reader.poll()
+        except Exception as exc:  # noqa: BLE001 - Redis gone: the end integrates the rest from the file
+            warn(f"integration: cannot read patterns ({exc})")
+            return 0
+        if not len(indices):
+            return 0
+        if self.radial is None:
+            info = queue.get_info(self._client, self._reader.key.rsplit(":processing", 1)[0])
+            if info is not None:
+                self.radial = np.asarray(info["radial"])
+        self._store(indices, patterns)
+        return len(indices)
+
+    def _store(self, indices, patterns):
+        self._grow(int(indices.max()) + 1)
+        fresh = ~self.received[indices]
+        indices, patterns = indices[fresh], patterns[fresh]
+        self.patterns[indices] = patterns
+        self.received[indices] = True
+        for listener in self.listeners:
+            try:
+                listener(indices, patterns)
+            except Exception as exc:  # noqa: BLE001 - a listener never stops the collection
+                warn(f"integration: listener {listener!r} failed: {exc}")
+
+    def _grow(self, n):
+        if self.patterns is None:
+            self.patterns = np.zeros((n, self.npt), np.float32)
+            self.received = np.zeros(n, bool)
+        elif n > len(self.patterns):
+            extra = max(n, 2 * len(self.patterns)) - len(self.patterns)
+            self.patterns = np.concatenate([self.patterns, np.zeros((extra, self.npt), np.float32)])
+            self.received = np.concatenate([self.received, np.zeros(extra, bool)])
+
+    def _wait_for(self, total, end_reason):
+        """Until every frame is integrated, or nothing new came for `timeout` seconds (a few
+        seconds only after an abort: the user wants the prompt back)."""
+        import gevent
+
+        patience = self.timeout if end_reason == "SUCCESS" else min(self.timeout, 3.0)
+        last_progress = time.monotonic()
+        while self.received[:total].sum() < total:
+            if self.collect():
+                last_progress = time.monotonic()
+            elif time.monotonic() - last_progress > patience:
+                break
+            gevent.sleep(self.poll_s / 2)
+
+    # -- doing it here -------------------------------------------------------------------------
+    def integrator(self):
+        if self._integrator is None:
+            from bliss_lite.processing.integrator import LeanIntegrator
+
+            self._integrator = LeanIntegrator(self.settings)
+        return self._integrator
+
+    def _integrate_from_file(self, scan, indices):
+        from bliss_lite.data.entry_reader import read_frames
+
+        integrator = self.integrator()
+        for start in range(0, len(indices), 64):
+            chunk = indices[start:start + 64]
+            frames = read_frames(scan.filename, scan.entry, self.detector, chunk)
+            self._store(chunk, integrator.integrate_many(frames))
+            self.local_frames += len(chunk)
+
+
+def _settings_from(options, context):
+    detector = context.get("detector")
+    poni = options.pop("poni", None)
+    if poni is None:
+        sample = getattr(detector, "sample", None)
+        poni = getattr(sample, "poni", None)
+    if poni is None:
+        raise ValueError("no geometry: give poni=PATH (the detector has no sample with a PONI file)")
+    roi = getattr(detector, "roi", None)
+    if roi is not None and "roi" not in options:
+        options["roi"] = (roi.row, roi.column, roi.rows, roi.columns)
+    return IntegrationSettings.from_poni(poni, **options)
+
+
+@register_hook("integration")
+def make_integration_hook(options, context):
+    hook_options = {k: options.pop(k) for k in list(options) if k in HOOK_OPTIONS}
+    detector = hook_options.pop("detector", None) or getattr(context.get("detector"), "name", None)
+    if detector is None:
+        raise ValueError("no detector to integrate")
+    workers = hook_options.get("workers", 2)
+    if not isinstance(workers, int) or isinstance(workers, bool) or not 0 <= workers <= 64:
+        raise ValueError(f"workers must be a whole number in 0..64, got {workers!r}")
+    timeout = hook_options.get("timeout", 20.0)
+    if not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+    if "poni" in hook_options:
+        options["poni"] = hook_options.pop("poni")
+    try:
+        settings = _settings_from(options, context)
+    except TypeError as exc:  # an unknown keyword: name the known ones
+        known = sorted(set(IntegrationSettings.__dataclass_fields__) - {"geometry", "extra"} | HOOK_OPTIONS)
+        raise ValueError(f"{exc}; known options: {', '.join(known)}") from None
+    return IntegrationHook(settings, detector, workers, float(timeout), hook_options.get("poll_s", 0.25))

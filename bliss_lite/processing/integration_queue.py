@@ -1,0 +1,124 @@
+"""The Redis contract between a scan that wants its frames integrated and the workers doing it.
+
+Why a consumer group: several workers, on any host that reaches Redis, share one frame
+stream; Redis hands each frame to one of them and remembers it as pending until that worker
+acknowledges it. A worker that dies leaves its frames pending, and another one claims them
+(XAUTOCLAIM) once they have been idle for `CLAIM_IDLE_MS`: nothing is lost.
+
+Keys (`<key>` is the scan's key, docs/redis-protocol.md):
+- `bliss_lite:integration:active` hash {scan key: job JSON}: the scans to integrate now.
+- `bliss_lite:integration:announce` stream: one entry per new job, so idle workers wake up.
+- `<key>:data:<detector>`: the scan's frame stream, consumer group `integration`.
+- `<key>:processing:integration` stream: one entry per integrated frame, fields `index`,
+  `data` (float32 little-endian, npt values), `worker`; a frame may appear twice (a worker
+  died after publishing, before acknowledging): readers keep one per index.
+- `<key>:processing:integration:info` string, JSON: `radial` (bin centres), `unit`, `npt`,
+  `settings`; set by the first worker that built the geometry.
+Only JSON crosses the wire: nothing is unpickled, settings are validated where they enter.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+
+ACTIVE_KEY = "bliss_lite:integration:active"
+ANNOUNCE_KEY = "bliss_lite:integration:announce"
+GROUP = "integration"
+CLAIM_IDLE_MS = 5000  # longer than a worker needs to build a full-frame geometry
+
+
+def results_key(scan_key):
+    return f"{scan_key}:processing:integration"
+
+
+def info_key(scan_key):
+    return f"{scan_key}:processing:integration:info"
+
+
+def frames_key(scan_key, detector):
+    return f"{scan_key}:data:{detector}"
+
+
+def register(client, scan_key, detector, settings, npoints=None):
+    """Ask the workers to integrate this scan's frames. The group starts at the stream's first
+    entry, so frames written before any worker joins are not missed."""
+    import redis
+
+    job = {"scan": scan_key, "detector": detector, "settings": settings.to_dict(), "npoints": npoints,
+           "registered": time.time()}
+    try:
+        client.xgroup_create(frames_key(scan_key, detector), GROUP, id="0", mkstream=True)
+    except redis.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+    pipe = client.pipeline(transaction=True)
+    pipe.hset(ACTIVE_KEY, scan_key, json.dumps(job))
+    pipe.xadd(ANNOUNCE_KEY, {"scan": scan_key}, maxlen=1000, approximate=True)
+    pipe.execute()
+    return job
+
+
+def unregister(client, scan_key):
+    client.hdel(ACTIVE_KEY, scan_key)
+
+
+def active_jobs(client):
+    """{scan key: job dict} of the scans to integrate; malformed entries are skipped."""
+    jobs = {}
+    for key, raw in client.hgetall(ACTIVE_KEY).items():
+        try:
+            job = json.loads(raw)
+            jobs[key.decode()] = job
+        except ValueError:
+            continue
+    return jobs
+
+
+def publish_patterns(pipe, scan_key, indices, patterns, worker):
+    key = results_key(scan_key)
+    for index, pattern in zip(indices, patterns):
+        pipe.xadd(key, {"index": int(index), "data": np.ascontiguousarray(pattern, dtype="<f4").tobytes(),
+                        "worker": worker})
+
+
+def set_info(client, scan_key, integrator):
+    info = {"radial": integrator.radial.tolist(), "unit": integrator.unit, "npt": integrator.npt,
+            "settings": integrator.settings.to_dict()}
+    client.set(info_key(scan_key), json.dumps(info), nx=True)
+
+
+def get_info(client, scan_key):
+    raw = client.get(info_key(scan_key))
+    return None if raw is None else json.loads(raw)
+
+
+class PatternReader:
+    """Reads a scan's integrated patterns as they arrive, each index once (no gevent: polls)."""
+
+    def __init__(self, client, scan_key, npt):
+        self.client, self.key, self.npt = client, results_key(scan_key), npt
+        self.last_id = "0-0"
+        self.seen = set()
+
+    def poll(self, count=10000):
+        """(indices, patterns (k, npt)) of the patterns new since the last call."""
+        indices, patterns = [], []
+        while True:
+            entries = self.client.xrange(self.key, min=f"({self.last_id}" if self.last_id != "0-0" else "-", count=count)
+            if not entries:
+                break
+            for entry_id, fields in entries:
+                self.last_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+                index = int(fields[b"index"])
+                if index in self.seen:
+                    continue
+                self.seen.add(index)
+                indices.append(index)
+                patterns.append(np.frombuffer(fields[b"data"], dtype="<f4"))
+            if len(entries) < count:
+                break
+        if not indices:
+            return np.empty(0, int), np.empty((0, self.npt), np.float32)
+        return np.asarray(indices), np.stack(patterns).astype(np.float32)

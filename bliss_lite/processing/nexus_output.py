@@ -1,0 +1,89 @@
+"""Processing results in the scan's own NXentry: NXprocess groups with NXdata inside.
+
+    /<entry>/integrate     NXprocess: program, version, date, configuration (JSON)
+        results            NXdata: intensity (frames, npt), q or 2th axis (with units)
+    /<entry>/reconstruct   NXprocess: configuration, centre of rotation
+        volume             NXdata: data (z, y, x, q), axes z, y, x, q
+        <phase>            NXdata: map (z, y, x) of each phase's peak ROI, axes z, y, x
+    /<entry>/measurement/integrated -> integrate/results/intensity
+
+Written after the scan has closed its entry (the writer is SWMR and cannot add datasets while
+it runs), by reopening the file for appending: the raw data is never touched.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+import h5py
+import numpy as np
+
+import bliss_lite
+
+RADIAL_NAMES = {"q_nm^-1": ("q", "nm^-1"), "q_A^-1": ("q", "A^-1"), "2th_deg": ("2th", "deg")}
+
+
+def _nx(group, nx_class):
+    group.attrs["NX_class"] = nx_class
+    return group
+
+
+def _process(entry, name, configuration):
+    if name in entry:
+        del entry[name]  # a reprocessing replaces the previous result
+    process = _nx(entry.create_group(name), "NXprocess")
+    process["program"] = "bliss_lite"
+    process["version"] = getattr(bliss_lite, "__version__", "0")
+    process["date"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    process["sequence_index"] = 1 if name == "integrate" else 2
+    process["configuration"] = json.dumps(configuration, sort_keys=True)
+    process["configuration"].attrs["type"] = "application/json"
+    return process
+
+
+def write_integration(path, entry, radial, settings, patterns, integrated=None, local_frames=0, name="integrate"):
+    axis, units = RADIAL_NAMES[settings.unit]
+    with h5py.File(path, "a", libver="latest", locking=False) as h5:
+        group = h5[entry]
+        process = _process(group, name, settings.to_dict())
+        process["frames_integrated_here"] = int(local_frames)
+        results = _nx(process.create_group("results"), "NXdata")
+        results.create_dataset("intensity", data=np.asarray(patterns, np.float32),
+                               chunks=(min(len(patterns), 256) or 1, patterns.shape[1]), compression="gzip",
+                               compression_opts=1)
+        results[axis] = np.asarray(radial, np.float64)
+        results[axis].attrs["units"] = units
+        if integrated is not None:
+            results["integrated"] = np.asarray(integrated, bool)
+        results.attrs["signal"] = "intensity"
+        results.attrs["axes"] = [".", axis]
+        process.attrs["default"] = "results"
+        measurement = group.get("measurement")
+        if measurement is not None:
+            if "integrated" in measurement:
+                del measurement["integrated"]
+            measurement["integrated"] = h5py.SoftLink(f"/{entry}/{name}/results/intensity")
+
+
+def write_reconstruction(path, entry, volume, x_mm, y_mm, z, radial, unit, maps, configuration, name="reconstruct"):
+    """volume (nz, ny, nx, nq); maps {phase: (nz, ny, nx)}."""
+    axis, units = RADIAL_NAMES[unit]
+    with h5py.File(path, "a", libver="latest", locking=False) as h5:
+        process = _process(h5[entry], name, configuration)
+        data = _nx(process.create_group("volume"), "NXdata")
+        nz, ny, nx, nq = volume.shape
+        data.create_dataset("data", data=np.asarray(volume, np.float32), chunks=(1, ny, nx, nq))
+        for key, values, unit_name in (("z", z, "mm"), ("y", y_mm, "mm"), ("x", x_mm, "mm"), (axis, radial, units)):
+            data[key] = np.asarray(values, np.float64)
+            data[key].attrs["units"] = unit_name
+        data.attrs["signal"] = "data"
+        data.attrs["axes"] = ["z", "y", "x", axis]
+        for phase, stack in maps.items():
+            group = _nx(process.create_group(phase), "NXdata")
+            group["map"] = np.asarray(stack, np.float32)
+            for key in ("z", "y", "x"):
+                group[key] = h5py.SoftLink(f"/{entry}/{name}/volume/{key}")
+            group.attrs["signal"] = "map"
+            group.attrs["axes"] = ["z", "y", "x"]
+        first = next(iter(maps), None)
+        process.attrs["default"] = first or "volume"

@@ -1,0 +1,1 @@
+"""The `reconstruction` hook (written with the reconstruction modules)."""

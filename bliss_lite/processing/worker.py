@@ -1,0 +1,167 @@
+"""An integration worker: takes frames from the active scans' streams through the consumer
+group, integrates them with the lean engine and publishes the patterns (`bliss-lite worker`).
+
+One process, one thread, no gevent: workers scale by processes (OMP_NUM_THREADS=1; numpy
+and the numba product each use one core). Each round it first claims frames left pending by
+a dead worker (idle longer than CLAIM_IDLE_MS), then reads new ones; patterns and
+acknowledgements go in one pipelined round trip per batch. A frame whose entry Redis has
+already dropped (memory budget) is left to the scan's hook, which reads it from the file.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import time
+
+import redis
+
+from bliss_lite.data.client import ScanReader
+from bliss_lite.processing import integration_queue as queue
+from bliss_lite.processing.integration_settings import IntegrationSettings
+
+
+class Worker:
+    def __init__(self, client, name=None, batch=16, frame_delay=0.0, log=None):
+        self.client = client
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}"
+        self.batch = batch
+        self.frame_delay = frame_delay  # tests: slow down, so a kill lands mid-batch
+        self.log = log or (lambda text: print(text, file=sys.stderr, flush=True))
+        self.integrators = {}  # settings JSON -> LeanIntegrator (built once per geometry)
+        self.readers = {}  # scan key -> ScanReader (channel specs)
+        self.done = 0
+        self.stopping = False
+        self._announce_id = "$"
+
+    def integrator(self, job):
+        settings = IntegrationSettings.from_dict(job["settings"])
+        key = settings.to_json()
+        if key not in self.integrators:
+            from bliss_lite.processing.integrator import LeanIntegrator
+
+            self.integrators[key] = LeanIntegrator(settings)
+        return self.integrators[key]
+
+    def run(self, max_idle_s=None, max_frames=None):
+        """Work until stopped (SIGTERM/SIGINT), or idle for `max_idle_s`, or `max_frames` done."""
+        idle_since = time.monotonic()
+        while not self.stopping:
+            handled = self.round()
+            if handled:
+                idle_since = time.monotonic()
+            elif max_idle_s is not None and time.monotonic() - idle_since > max_idle_s:
+                break
+            if max_frames is not None and self.done >= max_frames:
+                break
+        return self.done
+
+    def round(self, block_ms=500):
+        """One pass over the active scans; returns the number of frames integrated."""
+        jobs = queue.active_jobs(self.client)
+        for key in list(self.readers):
+            if key not in jobs:
+                del self.readers[key]
+        if not jobs:
+            self._wait_for_announce(block_ms)
+            return 0
+        handled = 0
+        for key, job in jobs.items():
+            handled += self._claim(key, job)
+        streams = {queue.frames_key(k, j["detector"]): ">" for k, j in jobs.items()}
+        by_stream = {queue.frames_key(k, j["detector"]): (k, j) for k, j in jobs.items()}
+        try:
+            answer = self.client.xreadgroup(queue.GROUP, self.name, streams, count=self.batch, block=block_ms)
+        except redis.ResponseError as exc:  # a group gone (scan cleaned up): forget it next round
+            if "NOGROUP" not in str(exc):
+                raise
+            return handled
+        for stream, entries in answer or []:
+            key, job = by_stream[stream.decode()]
+            handled += self._process(key, job, entries)
+        return handled
+
+    def _wait_for_announce(self, block_ms):
+        answer = self.client.xread({queue.ANNOUNCE_KEY: self._announce_id}, block=block_ms, count=10)
+        if answer:
+            self._announce_id = answer[0][1][-1][0]
+
+    def _claim(self, key, job):
+        stream = queue.frames_key(key, job["detector"])
+        try:
+            _, entries, _ = self.client.xautoclaim(stream, queue.GROUP, self.name, queue.CLAIM_IDLE_MS,
+                                                   start_id="0-0", count=self.batch)
+        except redis.ResponseError:
+            return 0
+        entries = [e for e in entries if e is not None and e[1] is not None]
+        if entries:
+            self.log(f"worker {self.name}: claimed {len(entries)} frame(s) of {key} left by another worker")
+        return self._process(key, job, entries)
+
+    def _process(self, key, job, entries):
+        if not entries:
+            return 0
+        if key not in self.readers:
+            self.readers[key] = ScanReader(self.client, key)
+        reader, integrator = self.readers[key], self.integrator(job)
+        queue.set_info(self.client, key, integrator)
+        indices, patterns, ids = [], [], []
+        for entry_id, fields in entries:
+            ids.append(entry_id)
+            if b"data" not in fields:  # the seal entry: nothing to integrate
+                continue
+            index, frames = reader.decode(job["detector"], fields)
+            for k, frame in enumerate(frames):
+                indices.append(index + k)
+                patterns.append(integrator.integrate(frame))
+                if self.frame_delay:
+                    time.sleep(self.frame_delay)
+        pipe = self.client.pipeline(transaction=False)
+        queue.publish_patterns(pipe, key, indices, patterns, self.name)
+        pipe.xack(queue.frames_key(key, job["detector"]), queue.GROUP, *ids)
+        pipe.execute()
+        self.done += len(indices)
+        return len(indices)
+
+
+def main(argv=None):
+    """`bliss-lite worker [--redis URL] [--name NAME]`: integrate frames of the active scans."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="bliss-lite worker",
+                                     description="Integrate the frames of running scans (Redis consumer group).")
+    parser.add_argument("--redis", help="Redis URL (default: $BLISS_LITE_REDIS_URL or the run directory's server)")
+    parser.add_argument("--name", help="consumer name (default: host-pid)")
+    parser.add_argument("--batch", type=int, default=16, help="frames read at once (default 16)")
+    parser.add_argument("--max-idle", type=float, default=None, help="exit after S seconds without frames")
+    parser.add_argument("--frame-delay", type=float, default=0.0, help=argparse.SUPPRESS)  # tests
+    args = parser.parse_args(argv)
+    if args.batch < 1:
+        parser.error(f"--batch must be >= 1, got {args.batch}")
+    from bliss_lite.data import redis_server
+
+    try:
+        if args.redis:
+            client = redis_server.connect(args.redis, socket_timeout=None)
+        else:
+            from bliss_lite.config.paths import run_dir
+
+            client = redis_server.connect(redis_server.ensure_server(run_dir()), socket_timeout=None)
+        client.ping()
+    except Exception as exc:  # noqa: BLE001 - unreachable: reported, exit 1
+        print(f"bliss-lite worker: cannot reach Redis: {exc}", file=sys.stderr)
+        return 1
+    worker = Worker(client, args.name, args.batch, args.frame_delay)
+
+    def stop(*_):
+        worker.stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    print(f"worker {worker.name} ready", flush=True)
+    try:
+        worker.run(max_idle_s=args.max_idle)
+    except KeyboardInterrupt:
+        pass
+    print(f"worker {worker.name}: {worker.done} frames integrated", flush=True)
+    return 0
