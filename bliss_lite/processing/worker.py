@@ -44,11 +44,22 @@ class Worker:
             self.integrators[key] = LeanIntegrator(settings)
         return self.integrators[key]
 
-    def run(self, max_idle_s=None, max_frames=None):
-        """Work until stopped (SIGTERM/SIGINT), or idle for `max_idle_s`, or `max_frames` done."""
+    def run(self, max_idle_s=None, max_frames=None, reconnect_s=10.0):
+        """Work until stopped (SIGTERM/SIGINT), or idle for `max_idle_s`, or `max_frames` done,
+        or Redis unreachable for `reconnect_s` (the server went away: nothing left to do)."""
         idle_since = time.monotonic()
+        lost_since = None
         while not self.stopping:
-            handled = self.round()
+            try:
+                handled = self.round()
+                lost_since = None
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                lost_since = lost_since or time.monotonic()
+                if time.monotonic() - lost_since > reconnect_s:
+                    self.log(f"worker {self.name}: Redis unreachable for {reconnect_s:g} s ({exc}); stopping")
+                    break
+                time.sleep(0.5)
+                continue
             if handled:
                 idle_since = time.monotonic()
             elif max_idle_s is not None and time.monotonic() - idle_since > max_idle_s:
