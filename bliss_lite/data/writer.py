@@ -10,6 +10,7 @@ nor the shell.
 """
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime, timezone
 from pathlib import Path
@@ -61,7 +62,7 @@ def _resizable(group, name, spec):
 class EntryWriter:
     """One scan's NXentry, open for appending points until `close(end_reason)`."""
 
-    def __init__(self, path, number, *, title, positioners=None, axes=(), counters=(), plot=None):
+    def __init__(self, path, number, *, title, positioners=None, axes=(), counters=(), plot=None, scan_info=None):
         self.path = Path(path)
         self.name = f"{number}.1"
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -81,6 +82,10 @@ class EntryWriter:
         self.encoded = set()  # channels whose points arrive as compressed chunks
         try:
             self._create(title, positioners or {}, list(axes), list(counters), plot)
+            if scan_info is not None:  # JSON, so offline reprocessing knows the scan's parameters
+                entry = self.h5[self.name]
+                entry["scan_info"] = json.dumps(scan_info, default=str)
+                entry["scan_info"].attrs["type"] = "application/json"
         except BaseException:
             self.h5.close()
             raise

@@ -157,7 +157,8 @@ class Scan:
             positioners = {a.name: (a.position, a.unit) for a in (self.session.axes if self.session else self.motors)}
             self._writer = EntryWriter(self.filename, self.number, title=self.title, positioners=positioners,
                                        axes=axes, counters=others,
-                                       plot={"axis": self.plot_axis, "signal": info["plot"]["signal"]})
+                                       plot={"axis": self.plot_axis, "signal": info["plot"]["signal"]},
+                                       scan_info=info)
         client = redis_link.scan_redis()
         if client is not None:
             publisher = ScanPublisher(client, session=self.session.name if self.session else "", number=self.number,
