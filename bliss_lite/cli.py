@@ -11,7 +11,7 @@ def _parser():
         description="BLISS-like beamline control shell on simulated hardware.",
         epilog="Examples: bliss-lite -s demo | bliss-lite -s test -c 'umv(m0, 1); wa()' | "
                "bliss-lite -s demo run.py | bliss-lite server status|start|stop | bliss-lite follow | "
-               "bliss-lite worker --redis URL",
+               "bliss-lite worker --redis URL | bliss-lite reprocess JOB.json | bliss-lite demo",
     )
     parser.add_argument("-s", "--session", help="session to open (a session YAML in the configuration)")
     parser.add_argument("-c", "--command", dest="code", help="run CODE in the session namespace and exit")
@@ -83,6 +83,10 @@ def main(argv=None):
         return _server(argv[1:])
     if argv and argv[0] == "follow":
         return _follow(argv[1:])
+    if argv and argv[0] == "reprocess":
+        from bliss_lite.processing.reprocess import main as reprocess_main
+
+        return reprocess_main(argv[1:])
     if argv and argv[0] == "worker":
         from bliss_lite.processing.worker import main as worker_main
 

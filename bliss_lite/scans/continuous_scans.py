@@ -103,6 +103,11 @@ def _hooks(command, spec, detectors, sample, scan_info):
                                                          "scan_info": scan_info})
 
 
+def _roi_of(detector):
+    roi = getattr(detector, "roi", None)
+    return (roi.row, roi.column, roi.rows, roi.columns) if roi is not None else ()
+
+
 def _split(command, args):
     detectors = [a for a in args if _is_detector(a)]
     rest = [a for a in args if not _is_detector(a)]
@@ -174,7 +179,7 @@ def xrdct(omega, x, z, x_start, x_stop, n_x, z_positions, acq_time, n_omega=None
                 lines.append(Line({omega: float(stepped), z: zv}, x, start, step, n_x))
     info = {"xrdct": {"n_x": n_x, "n_omega": n_omega, "z_positions": zs, "x_start": x_start, "x_stop": x_stop,
                       "omega_range": omega_range, "fast_axis": fast_axis, "snake": bool(snake),
-                      "detector": detector.name},
+                      "detector": detector.name, "roi": list(_roi_of(detector))},
             "plot": {"axis": omega.name, "signal": "it"}}
     title = (f"{command} {omega.name} {x.name} {z.name} {x_start:g} {x_stop:g} {n_x} "
              f"[{' '.join(f'{v:g}' for v in zs)}] {t:g} n_omega={n_omega}")

@@ -1,0 +1,87 @@
+"""Job plugins that redo a scan's reduction offline: `integrate_scan`, `reconstruct_scan`.
+
+They take and return plain dicts (job runner contract), read only files the input names and
+write their results as NXprocess groups, so `bliss-lite reprocess JOB.json --set npt=500`
+redoes a reduction with other parameters. Frames come from the scan's HDF5 entry or from a
+folder of CBF files as a Pilatus writes them (a pool of fabio readers).
+"""
+from __future__ import annotations
+
+import json
+import time
+
+import h5py
+import numpy as np
+
+from bliss_lite.processing.jobs import register
+
+
+def _stored_json(path, entry, dataset):
+    with h5py.File(path, "r", locking=False, swmr=True) as h5:
+        if entry not in h5:
+            raise ValueError(f"{path}: no entry {entry!r}")
+        node = h5[entry].get(dataset)
+        return None if node is None else json.loads(node[()])
+
+
+def integration_settings(options, stored=None, roi=None):
+    """Settings from `options` (IntegrationSettings fields, `poni` for the geometry) over the
+    ones stored with an earlier integration (`stored`), else the scan's detector ROI."""
+    from bliss_lite.processing.integration_settings import IntegrationSettings
+
+    options = dict(options or {})
+    poni = options.pop("poni", None)
+    if poni is not None:
+        base = IntegrationSettings.from_poni(poni, **({} if stored is None else
+                                                      {k: v for k, v in stored.items() if k != "geometry"}))
+    elif stored is not None:
+        base = IntegrationSettings.from_dict(stored)
+    else:
+        raise ValueError("integration: give `poni` (a PONI file): this scan has no earlier integration to start from")
+    if roi and "roi" not in options and stored is None:
+        options["roi"] = tuple(roi)
+    return base.replace(**options) if options else base
+
+
+def _frames(data):
+    from bliss_lite.processing import frame_sources
+
+    if data.get("cbf_folder"):
+        return frame_sources.cbf_frames(data["cbf_folder"], data.get("pattern", "*.cbf"), int(data.get("readers", 6)))
+    return frame_sources.hdf5_frames(data["filename"], data["entry"], data.get("detector", "pilatus"))
+
+
+@register("integrate_scan")
+def integrate_scan(data):
+    """{filename, entry | cbf_folder, integration: {...}, output: {filename, entry}} ->
+    {frames, npt, unit, output, entry, seconds}."""
+    from bliss_lite.processing.integrator import LeanIntegrator
+    from bliss_lite.processing.nexus_output import write_integration
+
+    started = time.perf_counter()
+    stored = roi = None
+    if not data.get("cbf_folder"):
+        for key in ("filename", "entry"):
+            if key not in data:
+                raise ValueError(f"integrate_scan: input needs {key!r} (or cbf_folder)")
+        configuration = _stored_json(data["filename"], f"{data['entry']}/integrate", "configuration")
+        stored = configuration
+        info = _stored_json(data["filename"], data["entry"], "scan_info") or {}
+        roi = (info.get("xrdct") or {}).get("roi")
+    settings = integration_settings(data.get("integration"), stored, roi)
+    integrator = LeanIntegrator(settings)
+    patterns = [integrator.integrate(frame) for _, frame in _frames(data)]
+    if not patterns:
+        raise ValueError("integrate_scan: no frames to integrate")
+    patterns = np.stack(patterns)
+    output = dict(data.get("output") or {})
+    path = output.get("filename") or data.get("filename")
+    entry = output.get("entry") or data.get("entry") or "1.1"
+    if path is None:
+        raise ValueError("integrate_scan: frames from a CBF folder need output.filename")
+    with h5py.File(path, "a", locking=False) as h5:
+        if entry not in h5:
+            h5.create_group(entry).attrs["NX_class"] = "NXentry"
+    write_integration(path, entry, integrator.radial, settings, patterns, np.ones(len(patterns), bool))
+    return {"frames": len(patterns), "npt": settings.npt, "unit": settings.unit, "output": str(path),
+            "entry": entry, "seconds": time.perf_counter() - started}
