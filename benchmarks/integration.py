@@ -1,0 +1,123 @@
+"""Azimuthal integration throughput on full Pilatus 2M frames, decompression included.
+
+`python benchmarks/integration.py --processes 2 [--frames 3000] [--npt 1000]`
+
+A bank of distinct frames of the simulated sample (full frame, Poisson noise, gaps at -1) is
+rendered and compressed (Bitshuffle-LZ4, as they arrive from Redis or the file) before the
+timed part. Then `--processes` processes (one thread each, OMP_NUM_THREADS=1) decompress and
+integrate frames from the bank with the lean engine, started together at a barrier; fps is
+all their frames over the wall time. pyFAI's `integrate1d` (CSR, no split, its own OpenMP
+threads on every core) does the same pipeline in the same run for `pyfai_fps`; `max_rel_err`
+is the largest difference between the two patterns over the bank, relative to the pattern's
+maximum. One JSON line.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PONI = ROOT / "config" / "xrdct" / "pilatus2m.poni"
+
+
+def make_bank(count, seed=0):
+    import numpy as np
+
+    from bliss_lite.controllers.detectors.pilatus_geometry import Roi
+    from bliss_lite.controllers.sample.diffraction import DiffractionModel, load_geometry
+    from bliss_lite.controllers.sample.phantom import default_phantom
+    from bliss_lite.data import bslz4
+
+    model = DiffractionModel(default_phantom(), load_geometry(PONI), Roi(), flux=2.0e5, seed=seed)
+    rng = np.random.default_rng(seed)
+    chunks = []
+    for _ in range(count):
+        frame, _ = model.frame(rng.uniform(-0.9, 0.9), rng.uniform(0, 180), 0.0, 0.004)
+        chunks.append(bslz4.compress(frame))
+    return chunks
+
+
+def _work(chunks, npt, count, barrier, results):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import numpy as np
+
+    from bliss_lite.controllers.detectors.pilatus_geometry import FULL_SHAPE
+    from bliss_lite.data import bslz4
+    from bliss_lite.processing.integration_settings import IntegrationSettings
+    from bliss_lite.processing.integrator import LeanIntegrator
+
+    lean = LeanIntegrator(IntegrationSettings.from_poni(PONI, npt=npt))
+    lean.integrate(bslz4.decompress(chunks[0], FULL_SHAPE, np.int32))  # compiled before the clock
+    barrier.wait()
+    start = time.perf_counter()
+    for i in range(count):
+        lean.integrate(bslz4.decompress(chunks[i % len(chunks)], FULL_SHAPE, np.int32))
+    results.put((count, time.perf_counter() - start))
+
+
+def lean_fps(chunks, npt, processes, frames):
+    ctx = mp.get_context("spawn")
+    barrier, results = ctx.Barrier(processes + 1), ctx.Queue()
+    share = frames // processes
+    workers = [ctx.Process(target=_work, args=(chunks, npt, share, barrier, results)) for _ in range(processes)]
+    for w in workers:
+        w.start()
+    barrier.wait()
+    start = time.perf_counter()
+    done = [results.get(timeout=600) for _ in workers]
+    wall = time.perf_counter() - start
+    for w in workers:
+        w.join()
+    return sum(n for n, _ in done) / wall, wall
+
+
+def pyfai_fps_and_error(chunks, npt, frames):
+    import numpy as np
+
+    from bliss_lite.controllers.detectors.pilatus_geometry import FULL_SHAPE
+    from bliss_lite.data import bslz4
+    from bliss_lite.processing.integration_settings import IntegrationSettings
+    from bliss_lite.processing.integrator import LeanIntegrator
+
+    lean = LeanIntegrator(IntegrationSettings.from_poni(PONI, npt=npt))
+    error = 0.0
+    for chunk in chunks:
+        frame = bslz4.decompress(chunk, FULL_SHAPE, np.int32)
+        reference = lean.reference(frame).intensity
+        error = max(error, float(np.abs(lean.integrate(frame) - reference).max() / np.abs(reference).max()))
+    start = time.perf_counter()
+    for i in range(frames):
+        lean.reference(bslz4.decompress(chunks[i % len(chunks)], FULL_SHAPE, np.int32))
+    return frames / (time.perf_counter() - start), error
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--frames", type=int, default=3000, help="frames integrated by the lean engine, all processes")
+    parser.add_argument("--pyfai-frames", type=int, default=150)
+    parser.add_argument("--bank", type=int, default=32, help="distinct frames rendered before the timed part")
+    parser.add_argument("--npt", type=int, default=1000)
+    parser.add_argument("--backend", default="cpu", choices=["cpu"])
+    args = parser.parse_args(argv)
+    sys.path.insert(0, str(ROOT))
+    chunks = make_bank(args.bank)
+    fps, wall = lean_fps(chunks, args.npt, args.processes, args.frames)
+    pyfai_fps, error = pyfai_fps_and_error(chunks, args.npt, args.pyfai_frames)
+    mean_chunk = sum(map(len, chunks)) / len(chunks)
+    print(json.dumps({
+        "benchmark": "integration", "backend": args.backend, "processes": args.processes, "cpus": os.cpu_count(),
+        "frames": args.frames, "npt": args.npt, "frame_shape": [1679, 1475], "bank_frames": args.bank,
+        "compressed_mb_per_frame": round(mean_chunk / 1e6, 3), "fps": round(fps, 1), "seconds": round(wall, 2),
+        "pyfai_fps": round(pyfai_fps, 1), "ratio": round(fps / pyfai_fps, 2), "max_rel_err": error,
+        "note": "frames pre-rendered into a bank and compressed before timing; decompression is timed",
+    }))
+
+
+if __name__ == "__main__":
+    main()
