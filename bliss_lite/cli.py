@@ -83,6 +83,10 @@ def main(argv=None):
         return _server(argv[1:])
     if argv and argv[0] == "follow":
         return _follow(argv[1:])
+    if argv and argv[0] == "demo":
+        from bliss_lite.demo import main as demo_main
+
+        return demo_main(argv[1:])
     if argv and argv[0] == "reprocess":
         from bliss_lite.processing.reprocess import main as reprocess_main
 
