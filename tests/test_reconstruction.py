@@ -1,0 +1,255 @@
+"""XRD-CT reconstruction: sinogram assembly, centre of rotation, FBP of all q bins, live FBP,
+SIRT and per-phase maps, checked against the simulated phantom's exact ground truth."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from bliss_lite.controllers.sample.diffraction import PEAK_FWHM_Q, phase_pattern
+from bliss_lite.controllers.sample.phantom import EllipticCylinder, Phantom, Phase, default_phantom
+from bliss_lite.processing.fbp import IncrementalBackprojector, backproject, fbp, filter_sinogram, index_lines
+from bliss_lite.processing.phase_maps import correlation, ground_truth, phase_maps, phase_rois
+from bliss_lite.processing.sinogram import SinogramBuilder, assemble, estimate_centre, normalise
+from bliss_lite.processing.sirt import forward_project, sirt
+
+N_X, N_OMEGA = 48, 76
+Q = np.linspace(10, 40, 300)  # nm^-1
+FLUX = 2.0e4  # counts per mm of a phase in a bin at the height of its strongest peak
+
+
+def grid(n_x=N_X, n_omega=N_OMEGA, radius=1.0):
+    x = -radius + (np.arange(n_x) + 0.5) * 2 * radius / n_x
+    omega = (np.arange(n_omega) + 0.5) * 180.0 / n_omega
+    return x, omega
+
+
+def chords(phantom, x, omega, z=0.0):
+    """{phase: (n_omega, n_x) exact path lengths (mm)}."""
+    return phantom.path_lengths(x[None, :], omega[:, None], z)
+
+
+def phase_stack(phantom, x, omega, seed=0):
+    """(n_omega, n_x, nq) patterns of the phantom with Poisson noise, normalised back to mm."""
+    lengths = chords(phantom, x, omega)
+    clean = sum(lengths[p.name][..., None] * phase_pattern(p.calibrant, Q) for p in phantom.phases)
+    return np.random.default_rng(seed).poisson(clean * FLUX) / FLUX
+
+
+def test_phase_maps_from_fbp_match_the_phantom():
+    phantom = default_phantom()
+    x, omega = grid()
+    volume = fbp(phase_stack(phantom, x, omega), x, omega, centre=0.0)
+    assert volume.shape == (N_X, N_X, Q.size) and volume.dtype == np.float32
+    rois = phase_rois({p.name: p.calibrant for p in phantom.phases}, Q[0], Q[-1], width=1.0, peak_fwhm=PEAK_FWHM_Q)
+    assert rois["matrix"].kind == "diffuse" and rois["Si"].kind == "fit"  # Si's peaks all sit on CeO2's
+    assert {rois[p].kind for p in ("CeO2", "LaB6", "alpha_Al2O3")} == {"peak"}
+    maps = phase_maps(volume, Q, rois)
+    scores = {name: correlation(maps[name], ground_truth(phantom, name, 0.0, N_X)) for name in phantom.names}
+    assert min(scores.values()) >= 0.9, scores
+
+
+def test_phase_rois_say_when_a_phase_has_no_isolated_peak():
+    with pytest.raises(ValueError, match="Si: every Si peak .* pass peak_fwhm"):
+        phase_rois({"CeO2": "CeO2", "Si": "Si"}, 10, 40, width=1.0)
+    rois = phase_rois({"CeO2": "CeO2", "LaB6": "LaB6"}, 10, 40, width=1.0)
+    for roi in rois.values():
+        assert roi.hi - roi.lo == pytest.approx(1.0) and 10 <= roi.lo < roi.peak < roi.hi <= 40
+
+
+def test_fbp_of_chords_gives_volume_fractions():
+    disk = Phantom([Phase("disk", (EllipticCylinder(0.1, -0.05, 0.6, 0.6),), mu=0.0)], radius=1.0)
+    x, omega = grid(64, 100)
+    image = fbp(chords(disk, x, omega)["disk"], x, omega, centre=0.0)
+    u = x[None, :] - 0.1
+    v = x[:, None] + 0.05
+    r = np.hypot(u, v)
+    assert image[r < 0.5].mean() == pytest.approx(1.0, abs=0.01)
+    assert np.abs(image[r < 0.5] - 1).max() < 0.05
+    ring = (r > 0.75) & (np.hypot(x[None, :], x[:, None]) < 0.95)  # outside the disk, inside the scan
+    assert abs(image[ring].mean()) < 0.01 and np.abs(image[ring]).max() < 0.06
+    shepp = fbp(chords(disk, x, omega)["disk"], x, omega, centre=0.0, window="shepp-logan")
+    assert shepp[r < 0.5].mean() == pytest.approx(1.0, abs=0.01)
+
+
+def reference_backprojection(sino, x, omega, centre, n):
+    """Slow and plain: every angle, every q bin, np.interp (0 outside the measured range)."""
+    f0, dfc, dfr = index_lines(x, omega, centre, n)
+    rows, cols = np.mgrid[0:n, 0:n]
+    out = np.zeros((n, n, sino.shape[2]))
+    for a in range(len(omega)):
+        f = f0[a] + cols * dfc[a] + rows * dfr[a]
+        for q in range(sino.shape[2]):
+            out[..., q] += np.interp(f, np.arange(len(x)), sino[a, :, q], left=0.0, right=0.0)
+    return out
+
+
+@pytest.mark.parametrize("nq", [3, 150])  # the pixel-by-pixel path and the q-blocked kernel
+def test_backprojector_equals_numpy_reference(nq):
+    rng = np.random.default_rng(1)
+    x, omega = grid(13, 10)
+    sino = rng.standard_normal((10, 13, nq)).astype(np.float32)
+    expected = reference_backprojection(sino, x, omega, 0.07, 19)
+    got = backproject(sino, x, omega, 0.07, n=19)
+    assert got.shape == (19, 19, nq)
+    assert np.abs(got - expected).max() <= 1e-5 * np.abs(expected).max()
+
+
+def test_forward_projector_is_the_adjoint_and_integrates_lines():
+    rng = np.random.default_rng(2)
+    x, omega = grid(20, 15)
+    image, sino = rng.random((20, 20, 5)), rng.random((15, 20, 5))
+    area_per_bin = (x[1] - x[0]) ** 2 / (x[1] - x[0])
+    lhs = float(np.sum(forward_project(image, x, omega, 0.02) * sino))
+    rhs = area_per_bin * float(np.sum(image * backproject(sino, x, omega, 0.02)))
+    assert lhs == pytest.approx(rhs, rel=1e-5)
+    disk = Phantom([Phase("d", (EllipticCylinder(0, 0, 0.5, 0.5),), mu=0.0)], radius=1.0)
+    x, omega = grid(96, 8)
+    projected = forward_project(ground_truth(disk, "d", 0.0, 96), x, omega, 0.0)
+    assert np.abs(projected - chords(disk, x, omega)["d"]).max() < 0.03  # mm, against exact chords
+
+
+def test_filter_by_matrix_equals_filter_by_fft():
+    sino = np.random.default_rng(3).random((7, 30, 4))
+    x, _ = grid(30, 7)
+    for window in ("ramp", "hann"):
+        a = filter_sinogram(sino, x, window, method="matrix")
+        b = filter_sinogram(sino, x, window, method="fft")
+        assert np.abs(a - b).max() <= 1e-5 * np.abs(a).max()
+
+
+def test_unknown_backend_and_window_are_refused():
+    x, omega = grid(8, 4)
+    with pytest.raises(ValueError, match="unknown backend 'gpu'.*cpu"):
+        fbp(np.zeros((4, 8)), x, omega, 0.0, backend="gpu")
+    with pytest.raises(ValueError, match="unknown filter window 'box'"):
+        fbp(np.zeros((4, 8)), x, omega, 0.0, window="box")
+
+
+def test_incremental_backprojection_ends_equal_to_fbp():
+    phantom = default_phantom()
+    x, omega = grid(32, 50)
+    stack = phase_stack(phantom, x, omega)[..., ::5]  # 60 q bins
+    live = IncrementalBackprojector(omega, x, stack.shape[2], centre=0.0)
+    order = np.random.default_rng(4).permutation(len(omega))
+    for k, i in enumerate(order):
+        live.add(i, stack[i])
+        if k == len(order) // 2:
+            half = live.image()
+            assert not live.complete and live.count == k + 1 and np.isfinite(half).all()
+    with pytest.raises(ValueError, match="angle 3 .* already added"):
+        live.add(3, stack[3])
+    full = fbp(stack, x, omega, centre=0.0)
+    assert live.complete
+    assert np.abs(live.image() - full).max() <= 1e-4 * np.abs(full).max()
+
+
+def test_estimate_centre_and_fbp_with_the_right_centre():
+    phantom = default_phantom()
+    _, omega = grid()
+    sample_x, _ = grid()
+    centre = 0.0371  # mm: the motor x of the rotation axis, ~0.9 pixel off
+    motor_x = sample_x + centre  # the scan was centred on the axis; its read-backs are motor positions
+    lengths = chords(phantom, motor_x - centre, omega)
+    sino = sum(lengths[p.name][..., None] * phase_pattern(p.calibrant, Q[::30]) for p in phantom.phases)
+    step = motor_x[1] - motor_x[0]
+    assert abs(estimate_centre(sino, motor_x, omega) - centre) < 0.02 * step
+    assert abs(estimate_centre(sino.sum(axis=2), motor_x, omega) - centre) < 0.02 * step
+    truth = ground_truth(phantom, "CeO2", 0.0, N_X)
+    right = fbp(lengths["CeO2"], motor_x, omega, centre=centre)
+    wrong = fbp(lengths["CeO2"], motor_x, omega, centre=0.0)
+    assert correlation(right, truth) > 0.97
+    assert correlation(right, truth) > correlation(wrong, truth) + 0.05
+
+
+def test_sirt_beats_fbp_on_noisy_data_and_its_residual_falls():
+    phantom = default_phantom()
+    x, omega = grid(48, 40)  # few angles and noise: where FBP suffers
+    lengths = chords(phantom, x, omega)
+    names = ["CeO2", "LaB6", "alpha_Al2O3"]
+    rng = np.random.default_rng(5)
+    sino = np.stack([rng.poisson(lengths[n] * 200) / 200 for n in names], axis=-1)
+    residuals = []
+    iterative = sirt(sino, x, omega, 0.0, iterations=40, callback=lambda k, image, r: residuals.append(r))
+    direct = fbp(sino, x, omega, 0.0)
+    assert len(residuals) == 40 and np.all(np.diff(residuals) < 0)
+    assert iterative.min() >= 0
+    for i, name in enumerate(names):
+        truth = ground_truth(phantom, name, 0.0, 48)
+        assert correlation(iterative[..., i], truth) >= correlation(direct[..., i], truth)
+    warm = sirt(sino, x, omega, 0.0, iterations=3, x0="fbp")
+    assert correlation(warm[..., 0], ground_truth(phantom, "CeO2", 0.0, 48)) > 0.9
+
+
+def xrdct_info(n_x=6, n_omega=8, zs=(0.0, 0.25)):
+    return {"xrdct": {"n_x": n_x, "n_omega": n_omega, "z_positions": list(zs), "x_start": -0.6, "x_stop": 0.6,
+                      "omega_range": 180, "fast_axis": "omega", "snake": True}}
+
+
+def snake_frames(info):
+    """Read-backs in acquisition order (omega fast, every other line reversed), with jitter
+    under half a step, and each frame's expected (iz, i_omega, i_x)."""
+    xi = info["xrdct"]
+    rng = np.random.default_rng(6)
+    dx, domega = 1.2 / xi["n_x"], 180 / xi["n_omega"]
+    frames, line = [], 0
+    for iz, z in enumerate(xi["z_positions"]):
+        for ix in range(xi["n_x"]):
+            angles = range(xi["n_omega"])
+            for io in (reversed(angles) if line % 2 else angles):
+                frames.append((iz, io, ix, z + rng.uniform(-0.01, 0.01), (io + 0.5) * domega + rng.uniform(-0.4, 0.4) * domega,
+                               -0.6 + (ix + 0.5) * dx + rng.uniform(-0.4, 0.4) * dx))
+            line += 1
+    return np.array(frames)
+
+
+def test_assemble_places_shuffled_snake_frames_by_read_back():
+    info = xrdct_info()
+    frames = snake_frames(info)
+    shuffle = np.random.default_rng(7).permutation(len(frames))
+    frames = frames[shuffle]
+    iz, io, ix = (frames[:, k].astype(int) for k in range(3))
+    patterns = np.stack([1000 * iz + 10 * io + ix + np.arange(5) / 10 for iz, io, ix in zip(iz, io, ix)])
+    sinos = assemble(patterns, frames[:, 4], frames[:, 5], frames[:, 3], info)
+    assert sinos.data.shape == (2, 8, 6, 5) and sinos.data.dtype == np.float32 and sinos.complete
+    assert np.allclose(sinos.omega_deg, (np.arange(8) + 0.5) * 22.5) and np.allclose(sinos.x_mm, -0.5 + 0.2 * np.arange(6))
+    expected = (1000 * np.arange(2)[:, None, None] + 10 * np.arange(8)[None, :, None] + np.arange(6)[None, None, :])
+    assert np.allclose(sinos.data[..., 0], expected) and np.allclose(sinos.data[..., 3] - sinos.data[..., 0], 0.3, atol=1e-3)
+
+
+def test_sinogram_builder_fills_as_batches_arrive_and_names_bad_frames():
+    info = xrdct_info()
+    frames = snake_frames(info)
+    patterns = np.arange(len(frames), dtype=float)[:, None] * np.ones(3)
+    builder = SinogramBuilder(info, 3)
+    order = np.random.default_rng(8).permutation(len(frames))
+    missing = order[-1]
+    for batch in np.array_split(order[:-1], 7):
+        builder.add(batch, patterns[batch], frames[batch, 4], frames[batch, 5], frames[batch, 3])
+    sinos = builder.sinograms
+    hole = tuple(frames[missing, :3].astype(int))
+    assert not sinos.filled[hole] and sinos.filled.sum() == len(frames) - 1 and not sinos.complete
+    iz, io, ix = frames[order[0], :3].astype(int)
+    assert sinos.data[iz, io, ix, 0] == order[0]
+    builder.add([order[0]], patterns[[order[0]]] + 1, frames[[order[0]], 4], frames[[order[0]], 5], frames[[order[0]], 3])
+    assert builder.sinograms.data[iz, io, ix, 0] == order[0] + 1  # the same frame again replaces itself
+    with pytest.raises(ValueError, match=r"frame 17: x read-back 0\.61.* more than half a step"):
+        builder.add([17], patterns[[17]], frames[[17], 4], [0.61], frames[[17], 3])
+    with pytest.raises(ValueError, match=r"frame 5: omega read-back nan"):
+        builder.add([5], patterns[[5]], [np.nan], frames[[5], 5], frames[[5], 3])
+    with pytest.raises(ValueError, match=f"frame 999 lands on the grid point of frame {order[1]}"):
+        builder.add([999], patterns[[0]], frames[[order[1]], 4], frames[[order[1]], 5], frames[[order[1]], 3])
+
+
+def test_normalise_by_monitors_and_names_a_bad_frame():
+    patterns = np.array([[10.0, 20.0], [30.0, 60.0], [5.0, 5.0]])
+    i0 = np.array([1.0, 2.0, 3.0])
+    it = i0 * np.array([0.5, 0.5, 1.0])
+    assert np.allclose(normalise(patterns, i0), patterns / (i0 / 2.0)[:, None])
+    assert np.allclose(normalise(patterns, i0, it), patterns / (i0 / 2.0 * [0.5, 0.5, 1.0])[:, None])
+    assert np.allclose(normalise(patterns, i0, reference=1.0), patterns / i0[:, None])
+    with pytest.raises(ValueError, match="frame 1: monitor I0 is 0 "):
+        normalise(patterns, [1.0, 0.0, 1.0])
+    with pytest.raises(ValueError, match="frame 2: monitor It is nan"):
+        normalise(patterns, i0, [1.0, 1.0, math.nan])
