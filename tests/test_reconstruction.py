@@ -138,6 +138,7 @@ def test_incremental_backprojection_ends_equal_to_fbp():
         if k == len(order) // 2:
             half = live.image()
             assert not live.complete and live.count == k + 1 and np.isfinite(half).all()
+            assert live.added == set(order[:k + 1].tolist())
     with pytest.raises(ValueError, match="angle 3 .* already added"):
         live.add(3, stack[3])
     full = fbp(stack, x, omega, centre=0.0)
@@ -198,8 +199,9 @@ def snake_frames(info):
         for ix in range(xi["n_x"]):
             angles = range(xi["n_omega"])
             for io in (reversed(angles) if line % 2 else angles):
-                frames.append((iz, io, ix, z + rng.uniform(-0.01, 0.01), (io + 0.5) * domega + rng.uniform(-0.4, 0.4) * domega,
-                               -0.6 + (ix + 0.5) * dx + rng.uniform(-0.4, 0.4) * dx))
+                jitter = rng.uniform(-0.4, 0.4, 3)
+                frames.append((iz, io, ix, z + jitter[0] * 0.01, (io + 0.5 + jitter[1]) * domega,
+                               -0.6 + (ix + 0.5 + jitter[2]) * dx))
             line += 1
     return np.array(frames)
 
@@ -213,9 +215,14 @@ def test_assemble_places_shuffled_snake_frames_by_read_back():
     patterns = np.stack([1000 * iz + 10 * io + ix + np.arange(5) / 10 for iz, io, ix in zip(iz, io, ix)])
     sinos = assemble(patterns, frames[:, 4], frames[:, 5], frames[:, 3], info)
     assert sinos.data.shape == (2, 8, 6, 5) and sinos.data.dtype == np.float32 and sinos.complete
-    assert np.allclose(sinos.omega_deg, (np.arange(8) + 0.5) * 22.5) and np.allclose(sinos.x_mm, -0.5 + 0.2 * np.arange(6))
+    assert np.allclose(sinos.omega_deg, (np.arange(8) + 0.5) * 22.5)
+    assert np.allclose(sinos.x_mm, -0.5 + 0.2 * np.arange(6))
+    one_height = xrdct_info(zs=(0.25,))
+    with pytest.raises(ValueError, match=r"frame 0: z read-back 0\.4 is more than half a step \(0\.1\)"):
+        assemble(patterns[:1], frames[:1, 4], frames[:1, 5], [0.4], one_height)
     expected = (1000 * np.arange(2)[:, None, None] + 10 * np.arange(8)[None, :, None] + np.arange(6)[None, None, :])
-    assert np.allclose(sinos.data[..., 0], expected) and np.allclose(sinos.data[..., 3] - sinos.data[..., 0], 0.3, atol=1e-3)
+    assert np.allclose(sinos.data[..., 0], expected)
+    assert np.allclose(sinos.data[..., 3] - sinos.data[..., 0], 0.3, atol=1e-3)
 
 
 def test_sinogram_builder_fills_as_batches_arrive_and_names_bad_frames():
@@ -232,12 +239,15 @@ def test_sinogram_builder_fills_as_batches_arrive_and_names_bad_frames():
     assert not sinos.filled[hole] and sinos.filled.sum() == len(frames) - 1 and not sinos.complete
     iz, io, ix = frames[order[0], :3].astype(int)
     assert sinos.data[iz, io, ix, 0] == order[0]
-    builder.add([order[0]], patterns[[order[0]]] + 1, frames[[order[0]], 4], frames[[order[0]], 5], frames[[order[0]], 3])
+    again = [order[0]]
+    builder.add(again, patterns[again] + 1, frames[again, 4], frames[again, 5], frames[again, 3])
     assert builder.sinograms.data[iz, io, ix, 0] == order[0] + 1  # the same frame again replaces itself
     with pytest.raises(ValueError, match=r"frame 17: x read-back 0\.61.* more than half a step"):
         builder.add([17], patterns[[17]], frames[[17], 4], [0.61], frames[[17], 3])
     with pytest.raises(ValueError, match=r"frame 5: omega read-back nan"):
         builder.add([5], patterns[[5]], [np.nan], frames[[5], 5], frames[[5], 3])
+    with pytest.raises(ValueError, match=r"frame 4: z read-back 0\.5 is more than half a step \(0\.125\)"):
+        builder.add([4], patterns[[4]], frames[[4], 4], frames[[4], 5], [0.5])
     with pytest.raises(ValueError, match=f"frame 999 lands on the grid point of frame {order[1]}"):
         builder.add([999], patterns[[0]], frames[[order[1]], 4], frames[[order[1]], 5], frames[[order[1]], 3])
 

@@ -273,7 +273,8 @@ def _run(sino, x_mm, omega_deg, centre, n, weight, op, timings):
     stack, squeeze = _as_stack(sino)
     x_mm, omega_deg, _ = _check_grid(x_mm, omega_deg)
     if stack.shape[:2] != (omega_deg.size, x_mm.size):
-        raise ValueError(f"sinogram shape {stack.shape} does not match {omega_deg.size} angles x {x_mm.size} positions")
+        raise ValueError(f"sinogram shape {stack.shape} does not match "
+                         f"{omega_deg.size} angles x {x_mm.size} positions")
     n = x_mm.size if n is None else int(n)
     nq = stack.shape[2]
     f0, dfc, dfr = index_lines(x_mm, omega_deg, centre, n)
@@ -340,6 +341,11 @@ class IncrementalBackprojector:
     @property
     def count(self):
         return int(self._added.sum())
+
+    @property
+    def added(self):
+        """The indices of the angles added so far."""
+        return frozenset(np.flatnonzero(self._added).tolist())
 
     @property
     def complete(self):

@@ -78,18 +78,19 @@ class Grid:
         return cls(omega, x, z)
 
     def locate(self, omega, x, z, frames):
-        """(iz, i_omega, i_x) of each frame: the nearest grid point, within half a step."""
-        return (_nearest("z", z, self.z, frames), _nearest("omega", omega, self.omega_deg, frames),
-                _nearest("x", x, self.x_mm, frames))
+        """(iz, i_omega, i_x) of each frame: the nearest grid point, within half a step (for a
+        single height, within half an x step of it)."""
+        x_step = _step(self.x_mm)
+        return (_nearest("z", z, self.z, frames, _step(self.z) if self.z.size > 1 else x_step),
+                _nearest("omega", omega, self.omega_deg, frames, _step(self.omega_deg)),
+                _nearest("x", x, self.x_mm, frames, x_step))
 
 
 def _step(axis):
-    if axis.size > 1:
-        return float(np.min(np.abs(np.diff(np.sort(axis)))))
-    return np.inf
+    return float(np.min(np.abs(np.diff(np.sort(axis))))) if axis.size > 1 else np.inf
 
 
-def _nearest(name, values, axis, frames):
+def _nearest(name, values, axis, frames, step):
     values = np.asarray(values, float).reshape(-1)
     if values.size != frames.size:
         raise ValueError(f"{values.size} {name} read-backs for {frames.size} frames")
@@ -98,7 +99,7 @@ def _nearest(name, values, axis, frames):
     pos = np.searchsorted(ordered, values)
     lo, hi = np.clip(pos - 1, 0, axis.size - 1), np.clip(pos, 0, axis.size - 1)
     index = order[np.where(np.abs(ordered[hi] - values) < np.abs(values - ordered[lo]), hi, lo)]
-    half = _step(axis) / 2
+    half = step / 2
     bad = np.flatnonzero(~(np.abs(values - axis[index]) <= half * (1 + 1e-9)))  # NaN fails too
     if bad.size:
         k = bad[0]
