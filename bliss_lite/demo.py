@@ -16,8 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-DEMO_ROI = (848, 737, 48, 240)  # rows 848-895 (one module), columns from the beam centre outwards
-ACQ_TIME = 0.005
+DEMO_ROI = (848, 737, 96, 240)  # rows 848-943 (one module), columns from the beam centre outwards
+ACQ_TIME = 0.008
 
 
 def _parser():
@@ -68,8 +68,9 @@ def figure(path, result, truths, correlations, summed, radial, unit):
     axes[-1, 0].remove()
     axes[-1, 1].remove()
     ax.plot(radial, summed, lw=0.8, color="k")
-    for phase, (lo, hi) in result["rois"].items():
-        ax.axvspan(lo, hi, alpha=0.3, label=phase)
+    colours = {p: plt.get_cmap("tab10")(i) for i, p in enumerate(result["rois"])}
+    for phase, roi in result["rois"].items():
+        ax.axvspan(roi.lo, roi.hi, alpha=0.35, label=phase, color=colours[phase])
     ax.set_xlabel(unit)
     ax.set_ylabel("summed intensity")
     ax.set_yscale("log")

@@ -32,12 +32,14 @@ class ReconstructionHook(ScanHook):
     name = "reconstruction"
 
     def __init__(self, phases, method="fbp", iterations=50, window="ramp", centre="auto",
-                 normalise="i0+transmission", roi_width=0.6, live_period_s=1.0, n=None):
+                 normalise="i0+transmission", roi_width=0.6, live_period_s=1.0, n=None, peak_fwhm=None):
         self.phases = dict(phases)  # {phase: pyFAI calibrant name, or None for amorphous}
         self.method, self.iterations, self.window = method, iterations, window
         self.centre_option = centre
         self.normalisation = normalise
         self.roi_width, self.live_period_s, self.n = roi_width, live_period_s, n
+        self.peak_fwhm = peak_fwhm  # the instrument's peak width (q units): fits overlapping peaks
+        self.reference_i0 = None  # one I0 scale for the whole scan, whatever the batches
         self.builder = self.info = self.rois = None
         self.centre = None
         self.live = {}  # z index -> IncrementalBackprojector (x sweeping)
@@ -73,27 +75,34 @@ class ReconstructionHook(ScanHook):
         if not sinograms.filled.any():
             warn(f"reconstruction: scan {scan.number}: no integrated frame, nothing to reconstruct")
             return
-        radial = self._radial()
-        self.centre = self._final_centre(sinograms)
-        volume = np.stack([self._reconstruct(sinograms, iz) for iz in range(len(sinograms.z))])
-        maps = self._maps(volume, radial)
-        self.result = {"volume": volume, "maps": maps, "centre": self.centre, "x_mm": sinograms.x_mm,
-                       "z": np.asarray(sinograms.z), "radial": radial, "rois": self.rois,
-                       "filled": float(sinograms.filled.mean())}
+        self.result = self.reconstruct_all(sinograms, self._radial())
+        maps = self.result["maps"]
         self._publish_live(scan, {iz: {p: m[iz] for p, m in maps.items()} for iz in range(len(sinograms.z))},
                            complete=True)
         if scan.filename:
-            from bliss_lite.processing.nexus_output import write_reconstruction
+            self.write(scan.filename, scan.entry, self._integration.settings.unit)
 
-            n = volume.shape[1]
-            axis = self._image_axis(sinograms.x_mm, n)
-            write_reconstruction(scan.filename, scan.entry, volume, axis, axis, sinograms.z, radial,
-                                 self._integration.settings.unit, maps, self.configuration())
+    def reconstruct_all(self, sinograms, radial):
+        """Every slice: centre of rotation, volume (nz, n, n, nq), phase maps {phase: (nz, n, n)}."""
+        self.centre = self._final_centre(sinograms)
+        volume = np.stack([self._reconstruct(sinograms, iz) for iz in range(len(sinograms.z))])
+        return {"volume": volume, "maps": self._maps(volume, radial), "centre": self.centre,
+                "x_mm": sinograms.x_mm, "z": np.asarray(sinograms.z), "radial": radial, "rois": self.rois,
+                "filled": float(sinograms.filled.mean())}
+
+    def write(self, filename, entry, unit):
+        from bliss_lite.processing.nexus_output import write_reconstruction
+
+        r = self.result
+        axis = self._image_axis(r["x_mm"], r["volume"].shape[1])
+        write_reconstruction(filename, entry, r["volume"], axis, axis, r["z"], r["radial"], unit, r["maps"],
+                             self.configuration())
 
     def configuration(self):
         return {"method": self.method, "iterations": self.iterations, "window": self.window,
+                "peak_fwhm": self.peak_fwhm, "reference_i0": self.reference_i0,
                 "centre_mm": self.centre, "centre_option": self.centre_option, "normalise": self.normalisation,
-                "phases": self.phases, "rois": self.rois, "roi_width": self.roi_width}
+                "phases": self.phases, "rois": _plain_rois(self.rois), "roi_width": self.roi_width}
 
     # -- live ------------------------------------------------------------------------------------
     def _on_patterns(self, indices, patterns):
@@ -121,7 +130,10 @@ class ReconstructionHook(ScanHook):
         from bliss_lite.processing.sinogram import normalise
 
         if self.normalisation != "none":
-            patterns = normalise(patterns, i0, it if self.normalisation == "i0+transmission" else None)
+            if self.reference_i0 is None:
+                self.reference_i0 = float(np.mean(i0))
+            patterns = normalise(patterns, i0, it if self.normalisation == "i0+transmission" else None,
+                                 reference=self.reference_i0)
         self.builder.add(indices, patterns, omega, x, z)
 
     def _live_forever(self):
@@ -241,15 +253,26 @@ class ReconstructionHook(ScanHook):
         from bliss_lite.processing.phase_maps import phase_maps, phase_rois
 
         if self.rois is None:
-            self.rois = phase_rois(self.phases, float(radial.min()), float(radial.max()), self.roi_width)
+            self.rois = phase_rois(self.phases, float(radial.min()), float(radial.max()), self.roi_width,
+                                   peak_fwhm=self.peak_fwhm)
         per_slice = [phase_maps(volume[iz], radial, self.rois) for iz in range(len(volume))]
         return {phase: np.stack([m[phase] for m in per_slice]) for phase in self.rois}
+
+
+def _plain_rois(rois):
+    """ROIs as JSON-able values (for the NXprocess configuration)."""
+    if rois is None:
+        return None
+    from dataclasses import asdict, is_dataclass
+
+    return {p: (asdict(r) if is_dataclass(r) else r) for p, r in rois.items()}
 
 
 @register_hook("reconstruction")
 def make_reconstruction_hook(options, context):
     options = dict(options)
-    known = {"phases", "method", "iterations", "window", "centre", "normalise", "roi_width", "live_period_s", "n"}
+    known = {"phases", "method", "iterations", "window", "centre", "normalise", "roi_width", "live_period_s", "n",
+             "peak_fwhm"}
     unknown = sorted(set(options) - known)
     if unknown:
         raise ValueError(f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
@@ -259,6 +282,10 @@ def make_reconstruction_hook(options, context):
         if phantom is None:
             raise ValueError("give phases={name: calibrant} (the detector's sample has no phantom to take them from)")
         phases = {p.name: p.calibrant for p in phantom.phases}
+        if "peak_fwhm" not in options:  # the simulated sample's peaks: their width is known
+            from bliss_lite.controllers.sample.diffraction import PEAK_FWHM_Q
+
+            options["peak_fwhm"] = PEAK_FWHM_Q
     if not isinstance(phases, dict) or not phases:
         raise ValueError(f"phases must be a mapping of phase name to pyFAI calibrant (or None), got {phases!r}")
     method = options.get("method", "fbp")

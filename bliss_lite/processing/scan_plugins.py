@@ -85,3 +85,50 @@ def integrate_scan(data):
     write_integration(path, entry, integrator.radial, settings, patterns, np.ones(len(patterns), bool))
     return {"frames": len(patterns), "npt": settings.npt, "unit": settings.unit, "output": str(path),
             "entry": entry, "seconds": time.perf_counter() - started}
+
+
+@register("reconstruct_scan")
+def reconstruct_scan(data):
+    """{filename, entry, reconstruction: {method, centre, phases, ...}} -> {slices, centre_mm,
+    phases, output, entry, seconds}: the XRD-CT volume and phase maps from the entry's
+    integrated patterns (`integrate_scan` or the inline hook first) and recorded positions."""
+    from bliss_lite.data.entry_reader import read_channels
+    from bliss_lite.processing.integration_settings import IntegrationSettings
+    from bliss_lite.processing.reconstruction_hook import make_reconstruction_hook
+    from bliss_lite.processing.sinogram import SinogramBuilder
+
+    started = time.perf_counter()
+    for key in ("filename", "entry"):
+        if key not in data:
+            raise ValueError(f"reconstruct_scan: input needs {key!r}")
+    path, entry = data["filename"], data["entry"]
+    info = (_stored_json(path, entry, "scan_info") or {}).get("xrdct")
+    if not info:
+        raise ValueError(f"reconstruct_scan: {path} entry {entry} is not an xrdct scan (no scan_info.xrdct)")
+    settings = _stored_json(path, f"{entry}/integrate", "configuration")
+    if settings is None:
+        raise ValueError(f"reconstruct_scan: {path} entry {entry} has no integrated patterns: run integrate_scan first")
+    settings = IntegrationSettings.from_dict(settings)
+    options = dict(data.get("reconstruction") or {})
+    earlier = _stored_json(path, f"{entry}/reconstruct", "configuration") or {}
+    if "phases" not in options:
+        if earlier.get("phases"):
+            options["phases"] = earlier["phases"]
+        else:
+            from bliss_lite.controllers.sample.phantom import default_phantom
+
+            options["phases"] = {p.name: p.calibrant for p in default_phantom().phases}
+    hook = make_reconstruction_hook(options, {})
+    with h5py.File(path, "r", locking=False, swmr=True) as h5:
+        results = h5[f"{entry}/integrate/results"]
+        patterns = results["intensity"][()]
+        radial = results[results.attrs["axes"][-1]][()]
+    channels = read_channels(path, entry, ["omega", "x", "z", "i0", "it"])
+    count = min(len(patterns), *(len(v) for v in channels.values()))
+    hook.info, hook.builder = info, SinogramBuilder(info, patterns.shape[1])
+    hook._add(np.arange(count), patterns[:count], *(channels[n][:count] for n in ("omega", "x", "z", "i0", "it")))
+    hook.result = hook.reconstruct_all(hook.builder.sinograms, radial)
+    hook.write(path, entry, settings.unit)
+    return {"slices": int(len(hook.result["z"])), "centre_mm": hook.result["centre"],
+            "phases": sorted(hook.result["maps"]), "output": str(path), "entry": entry,
+            "seconds": time.perf_counter() - started}
