@@ -44,10 +44,28 @@ def test_phase_maps_from_fbp_match_the_phantom():
     assert volume.shape == (N_X, N_X, Q.size) and volume.dtype == np.float32
     rois = phase_rois({p.name: p.calibrant for p in phantom.phases}, Q[0], Q[-1], width=1.0, peak_fwhm=PEAK_FWHM_Q)
     assert rois["matrix"].kind == "diffuse" and rois["Si"].kind == "fit"  # Si's peaks all sit on CeO2's
-    assert {rois[p].kind for p in ("CeO2", "LaB6", "alpha_Al2O3")} == {"peak"}
+    assert {rois[p].kind for p in ("CeO2", "LaB6", "alpha_Al2O3")} == {"fit"}  # peak width known: fitted
+    assert all(rois[p].hi - rois[p].lo >= 3 * PEAK_FWHM_Q - 1e-9 for p in ("CeO2", "LaB6", "alpha_Al2O3"))
     maps = phase_maps(volume, Q, rois)
     scores = {name: correlation(maps[name], ground_truth(phantom, name, 0.0, N_X)) for name in phantom.names}
     assert min(scores.values()) >= 0.9, scores
+    plain = phase_rois({p.name: p.calibrant for p in phantom.phases if p.name != "Si"}, Q[0], Q[-1], width=1.0)
+    assert {plain[p].kind for p in ("CeO2", "LaB6", "alpha_Al2O3")} == {"peak"}  # no width: integral - background
+
+
+def test_phase_maps_do_not_depend_on_the_binning():
+    """Coarser q bins must not move a peak's background onto its own shoulders."""
+    phantom = default_phantom()
+    x, omega = grid()
+    for nq in (300, 210):  # 0.1 and 0.14 nm^-1 bins (the peak FWHM is 0.35)
+        q = np.linspace(Q[0], Q[-1], nq)
+        lengths = chords(phantom, x, omega)
+        stack = sum(lengths[p.name][..., None] * phase_pattern(p.calibrant, q) for p in phantom.phases)
+        volume = fbp(stack.astype(np.float32), x, omega, centre=0.0)
+        rois = phase_rois({p.name: p.calibrant for p in phantom.phases}, q[0], q[-1], width=0.6, peak_fwhm=PEAK_FWHM_Q)
+        maps = phase_maps(volume, q, rois)
+        for name in ("CeO2", "LaB6", "alpha_Al2O3"):
+            assert correlation(maps[name], ground_truth(phantom, name, 0.0, N_X)) >= 0.9, (nq, name)
 
 
 def test_phase_rois_say_when_a_phase_has_no_isolated_peak():

@@ -63,8 +63,16 @@ def phase_rois(calibrants, q_min, q_max, width, peak_fwhm=None, amorphous_q=20.0
             raise ValueError(f"{phase}: no {calibrant} reflection within [{q_min + half:g}, {q_max - half:g}] nm^-1")
         gap = [np.min(np.abs(others - q)) if others.size else np.inf for q in own]
         isolated = [q for q, g in zip(own, gap) if g > width]
-        if isolated:
+        if isolated and peak_fwhm is None:
             rois[phase] = Roi(phase, isolated[0] - half, isolated[0] + half, "peak", isolated[0])
+            continue
+        if isolated:
+            # the peak shape is known: fit it (with its neighbours and a linear background) over a
+            # window of at least 3 FWHM, so the background never comes from the peak's own
+            # shoulders, whatever the binning
+            best, reach = isolated[0], max(half, 1.5 * peak_fwhm)
+            near = tuple(float(q) for q in np.concatenate([others, own]) if q != best and abs(q - best) < reach + peak_fwhm)
+            rois[phase] = Roi(phase, best - reach, best + reach, "fit", best, near, peak_fwhm)
             continue
         best = own[int(np.argmax(gap))]
         if peak_fwhm is None:

@@ -111,13 +111,15 @@ def reconstruct_scan(data):
     settings = IntegrationSettings.from_dict(settings)
     options = dict(data.get("reconstruction") or {})
     earlier = _stored_json(path, f"{entry}/reconstruct", "configuration") or {}
-    if "phases" not in options:
-        if earlier.get("phases"):
-            options["phases"] = earlier["phases"]
-        else:
-            from bliss_lite.controllers.sample.phantom import default_phantom
+    for key in ("phases", "peak_fwhm", "roi_width", "window", "normalise"):  # as the earlier run, unless given
+        if key not in options and earlier.get(key) is not None:
+            options[key] = earlier[key]
+    if "phases" not in options:  # the simulated sample's phases and peak width
+        from bliss_lite.controllers.sample.diffraction import PEAK_FWHM_Q
+        from bliss_lite.controllers.sample.phantom import default_phantom
 
-            options["phases"] = {p.name: p.calibrant for p in default_phantom().phases}
+        options["phases"] = {p.name: p.calibrant for p in default_phantom().phases}
+        options.setdefault("peak_fwhm", PEAK_FWHM_Q)
     hook = make_reconstruction_hook(options, {})
     with h5py.File(path, "r", locking=False, swmr=True) as h5:
         results = h5[f"{entry}/integrate/results"]
