@@ -253,7 +253,9 @@ class ReconstructionHook(ScanHook):
         from bliss_lite.processing.phase_maps import phase_maps, phase_rois
 
         if self.rois is None:
-            self.rois = phase_rois(self.phases, float(radial.min()), float(radial.max()), self.roi_width,
+            step = float(np.median(np.diff(radial)))
+            width = max(self.roi_width, 4.5 * step)  # a ROI needs a few bins, whatever the binning
+            self.rois = phase_rois(self.phases, float(radial.min()), float(radial.max()), width,
                                    peak_fwhm=self.peak_fwhm)
         per_slice = [phase_maps(volume[iz], radial, self.rois) for iz in range(len(volume))]
         return {phase: np.stack([m[phase] for m in per_slice]) for phase in self.rois}
