@@ -1,6 +1,7 @@
 """Integration workers on a Redis consumer group, and the scan hooks that drive them."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -195,3 +196,37 @@ def test_session_processing_must_be_a_mapping_of_hooks(tmp_path):
     root = write_config(tmp_path / "cfg", {"sessions/s.yml": "- name: s\n  class: session\n  processing: [integration]\n"})
     with pytest.raises(ConfigError, match=r"s.yml:3: session 's': processing must be a mapping"):
         Config(root, SettingsStore(tmp_path / "run")).get("s")
+
+
+def test_omega_sweeping_scan_is_reconstructed_live_and_at_the_end(scan_session):
+    from bliss_lite.processing.reconstruction_hook import live_key
+
+    ns = scan_session
+    scan = ns["xrdct"](ns["omega"], ns["x"], ns["z"], -1, 1, 8, [0.0], 0.06, n_omega=10, fast_axis="omega",
+                       hooks={"integration": {"npt": 200}, "reconstruction": {
+                           "phases": {"CeO2": "CeO2", "LaB6": "LaB6"}, "live_period_s": 0.3}})
+    hook = scan.hook("reconstruction")
+    assert hook.live_updates >= 1  # the partial sinogram was reconstructed while the scan ran
+    assert set(hook.result["maps"]) == {"CeO2", "LaB6"} and hook.result["volume"].shape == (1, 8, 8, 200)
+    assert hook.result["filled"] == 1.0
+    client = connect(os.environ["BLISS_LITE_REDIS_URL"])
+    entries = client.xrange(live_key(scan.key))
+    final = [f for _, f in entries if f[b"complete"] == b"1"]
+    assert {f[b"phase"] for f in final} == {b"CeO2", b"LaB6"}
+    image = np.frombuffer(final[0][b"data"], "<f4").reshape(8, 8)
+    np.testing.assert_allclose(image, hook.result["maps"][final[0][b"phase"].decode()][0], rtol=1e-6)
+    assert len(entries) > len(final)  # live maps came before the final ones
+    with h5py.File(scan.filename, "r") as h5:
+        assert h5[f"{scan.entry}/reconstruct/LaB6/map"].shape == (1, 8, 8)
+        assert json.loads(h5[f"{scan.entry}/reconstruct/configuration"][()])["centre_mm"] == hook.centre
+
+
+def test_bad_reconstruction_options_are_refused_before_motion(test_session):
+    ns = test_session
+    before = ns["x"].position
+    args = (ns["omega"], ns["x"], ns["z"], -0.25, 0.25, 4, [0.0], 0.008)
+    with pytest.raises(ValueError, match="hook reconstruction: method must be one of fbp, sirt, got 'art'"):
+        ns["xrdct"](*args, n_omega=6, fast_axis="x", hooks={"reconstruction": {"method": "art"}})
+    with pytest.raises(ValueError, match="hook reconstruction: unknown option\\(s\\) slices"):
+        ns["xrdct"](*args, n_omega=6, fast_axis="x", hooks={"reconstruction": {"slices": 3}})
+    assert ns["x"].position == before
