@@ -33,7 +33,7 @@ class IntegrationHook(ScanHook):
         self.received = None  # bool per frame
         self.radial = None
         self.local_frames = 0  # integrated here, not by a worker
-        self._client = self._reader = self._greenlet = None
+        self._client = self._reader = self._greenlet = self._scan_key = None
         self._integrator = None
 
     @property
@@ -54,6 +54,7 @@ class IntegrationHook(ScanHook):
         if self._client is None or scan.key is None:
             warn(f"integration: no Redis for scan {scan.number}: its frames are integrated from the file at the end")
             return
+        self._scan_key = scan.key
         queue.register(self._client, scan.key, self.detector, self.settings, scan.npoints)
         if self.workers:
             from bliss_lite.processing.worker_pool import pool
@@ -108,7 +109,7 @@ class IntegrationHook(ScanHook):
         if not len(indices):
             return 0
         if self.radial is None:
-            info = queue.get_info(self._client, self._reader.key.rsplit(":processing", 1)[0])
+            info = queue.get_info(self._client, self._scan_key)
             if info is not None:
                 self.radial = np.asarray(info["radial"])
         self._store(indices, patterns)

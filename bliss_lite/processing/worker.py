@@ -31,6 +31,7 @@ class Worker:
         self.log = log or (lambda text: print(text, file=sys.stderr, flush=True))
         self.integrators = {}  # settings JSON -> LeanIntegrator (built once per geometry)
         self.readers = {}  # scan key -> ScanReader (channel specs)
+        self.described = set()  # scans whose integration info this worker has made sure of
         self.done = 0
         self.stopping = False
         self._announce_id = "$"
@@ -74,6 +75,7 @@ class Worker:
         for key in list(self.readers):
             if key not in jobs:
                 del self.readers[key]
+                self.described.discard(key)
         if not jobs:
             self._wait_for_announce(block_ms)
             return 0
@@ -101,11 +103,16 @@ class Worker:
     def _claim(self, key, job):
         stream = queue.frames_key(key, job["detector"])
         try:
-            _, entries, _ = self.client.xautoclaim(stream, queue.GROUP, self.name, queue.CLAIM_IDLE_MS,
-                                                   start_id="0-0", count=self.batch)
+            reply = self.client.xautoclaim(stream, queue.GROUP, self.name, queue.CLAIM_IDLE_MS,
+                                           start_id="0-0", count=self.batch)
         except redis.ResponseError:
             return 0
-        entries = [e for e in entries if e is not None and e[1] is not None]
+        # Redis 7 answers (next, entries, deleted ids), 6.2 (next, entries) with trimmed ones empty
+        gone = list(reply[2]) if len(reply) > 2 else []
+        gone += [e[0] for e in reply[1] if e is not None and not e[1]]
+        if gone:  # trimmed by the memory budget: the scan's hook integrates them from the file
+            self.client.xack(stream, queue.GROUP, *gone)
+        entries = [e for e in reply[1] if e is not None and e[1]]
         if entries:
             self.log(f"worker {self.name}: claimed {len(entries)} frame(s) of {key} left by another worker")
         return self._process(key, job, entries)
@@ -116,7 +123,9 @@ class Worker:
         if key not in self.readers:
             self.readers[key] = ScanReader(self.client, key)
         reader, integrator = self.readers[key], self.integrator(job)
-        queue.set_info(self.client, key, integrator)
+        if key not in self.described:
+            queue.set_info(self.client, key, integrator)
+            self.described.add(key)
         indices, patterns, ids = [], [], []
         for entry_id, fields in entries:
             ids.append(entry_id)
