@@ -20,6 +20,7 @@ from bliss_lite.config.tree import ConfigTree, is_reference
 # class name -> (plugin, "module:attribute"); matched ignoring case and underscores
 FACTORIES = {
     "mockup": ("emotion", "bliss_lite.controllers.motors.mockup:create_controller"),
+    "socket_motor": ("emotion", "bliss_lite.controllers.motors.socket_motor:create_controller"),
     "simulation_counter": ("bliss", "bliss_lite.controllers.counters.simulation:create_counter"),
     "simulation_diode": ("bliss", "bliss_lite.controllers.counters.simulation:create_diode"),
     "measurement_group": ("bliss", "bliss_lite.controllers.counters.measurement_group:create"),
