@@ -129,3 +129,15 @@ def test_a_dead_controller_is_reported_at_once(axes, motor_server):
     with gevent.Timeout(5):
         with pytest.raises(AxisFault, match=r"sx: (cannot reach|controller 'remote_ctrl' .*link lost)"):
             sx.controller.read_position(sx)
+
+
+def test_a_controller_dying_mid_move_is_the_error_reported(axes, motor_server):
+    sx, _, _ = axes
+    sx.move(40.0, wait=False)
+    gevent.sleep(0.2)
+    process, _ = motor_server
+    process.kill()
+    process.wait(10)
+    with gevent.Timeout(10):
+        with pytest.raises(AxisFault, match=r"sx: (cannot reach controller 'remote_ctrl'|controller 'remote_ctrl' .*link lost)"):
+            sx.wait_move()

@@ -7,6 +7,8 @@ stops every axis of the task with its deceleration, and the `finally` always rec
 """
 from __future__ import annotations
 
+import sys
+
 from dataclasses import dataclass
 
 import gevent
@@ -103,6 +105,21 @@ def _check_reached(plan):
         )
 
 
+def _quietly(call, *args):
+    try:
+        call(*args)
+    except AxisError as exc:
+        print(f"WARNING: while stopping: {exc}", file=sys.stderr, flush=True)
+
+
+def _still_moving(axis):
+    try:
+        return "MOVING" in axis.controller.state(axis)
+    except AxisError as exc:
+        print(f"WARNING: while stopping: {exc}", file=sys.stderr, flush=True)
+        return False
+
+
 class MotionTask:
     """The legs of one or several axes, run together in one greenlet."""
 
@@ -165,11 +182,14 @@ class MotionTask:
             gevent.killall(list(waiters))
 
     def _stop_hardware(self):
-        moving = [axis for axis in self.axes if "MOVING" in axis.controller.state(axis)]
+        """Brake every axis still moving. Runs while another error is on its way up: a
+        controller that fails here (dead, silent) must not hide that error, so its failure is
+        only printed, and the other controllers' axes are still stopped."""
+        moving = [axis for axis in self.axes if _still_moving(axis)]
         for controller, group in _by_controller(moving, key=lambda a: a):
-            controller.stop_all(*group)
+            _quietly(controller.stop_all, *group)
         for axis in moving:
-            axis.controller.wait_move(axis)
+            _quietly(axis.controller.wait_move, axis)
 
     def wait(self):
         """Wait for the end; on Ctrl-C (or any interruption) stop all axes first, then re-raise."""
