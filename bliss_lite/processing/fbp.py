@@ -151,6 +151,16 @@ def filter_sinogram(sino, x_mm, window="ramp", method="auto", workers=None):
 
 # --- back-projection kernels -------------------------------------------------------------------
 
+@njit(inline="always", cache=True)
+def detector_bins(f, n_x):
+    """The interpolation rule every projector shares (so back- and forward projection stay each
+    other's transpose): (i, w) for detector coordinate f, bins i and i+1 weighted 1-w and w;
+    i = -1 outside the measured x range, where the projection is 0."""
+    if f < 0.0 or f > n_x - 1:
+        return -1, np.float32(0.0)
+    i = min(int(f), n_x - 2)
+    return i, np.float32(f - i)
+
 @njit(fastmath=True, cache=True)
 def _tile_tables(f0, dfc, dfr, n, n_x, y0, x0, off, wl, wr):
     """Per (angle, tile pixel): offset of the left detector bin in the angle's q-block rows and
@@ -165,11 +175,9 @@ def _tile_tables(f0, dfc, dfr, n, n_x, y0, x0, off, wl, wr):
                 wr[a, p] = 0.0
                 if a >= n_om or y0 + yy >= n or x0 + xx >= n:
                     continue
-                f = f0[a] + (y0 + yy) * dfr[a] + (x0 + xx) * dfc[a]
-                if f < 0.0 or f > n_x - 1:
-                    continue  # outside the measured x range: the projection is 0 there
-                i = min(int(f), n_x - 2)
-                w = f - i
+                i, w = detector_bins(f0[a] + (y0 + yy) * dfr[a] + (x0 + xx) * dfc[a], n_x)
+                if i < 0:
+                    continue
                 off[a, p] = (a * n_x + i) * QB
                 wl[a, p] = 1.0 - w
                 wr[a, p] = w
@@ -224,11 +232,9 @@ def _accumulate(image, sino, f0, dfc, dfr):
     for row in prange(n):
         for a in range(sino.shape[0]):
             for col in range(n):
-                f = f0[a] + row * dfr[a] + col * dfc[a]
-                if f < 0.0 or f > n_x - 1:
+                i, w = detector_bins(f0[a] + row * dfr[a] + col * dfc[a], n_x)
+                if i < 0:
                     continue
-                i = min(int(f), n_x - 2)
-                w = np.float32(f - i)
                 w0 = np.float32(1.0) - w
                 p0, p1, acc = sino[a, i], sino[a, i + 1], image[row, col]
                 for q in range(nq):

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from bliss_lite.processing.fbp import _as_stack, _check_grid, backproject, fbp, image_axis, index_lines
+from bliss_lite.processing.fbp import (_as_stack, _check_grid, backproject, detector_bins, fbp, image_axis,
+                                       index_lines)
 
 
 @njit(parallel=True, fastmath=True, cache=True)
@@ -24,11 +25,9 @@ def _forward(image, f0, dfc, dfr, scale, out):
         proj[:] = 0.0
         for row in range(n):
             for col in range(n):
-                f = f0[a] + row * dfr[a] + col * dfc[a]
-                if f < 0.0 or f > n_x - 1:
+                i, w = detector_bins(f0[a] + row * dfr[a] + col * dfc[a], n_x)
+                if i < 0:
                     continue
-                i = min(int(f), n_x - 2)
-                w = np.float32(f - i)
                 w0 = np.float32(1.0) - w
                 v, p0, p1 = image[row, col], proj[i], proj[i + 1]
                 for q in range(nq):
