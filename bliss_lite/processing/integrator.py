@@ -14,6 +14,7 @@ Outlier rejection (zingers) follows pyFAI's `sigma_clip_ng` and `medfilt1d_ng` d
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -117,7 +118,9 @@ class LeanIntegrator:
         """One frame (raw counts, gaps anything) -> float32 pattern on `self.radial`."""
         frame = self._checked(frame)
         if self.settings.outliers != "none":
-            return self.integrate_many(frame[np.newaxis])[0]
+            from bliss_lite.processing import outliers
+
+            return outliers.integrate(self, frame).astype(np.float32)
         return self._finish(self.product(frame))
 
     def integrate_many(self, frames) -> np.ndarray:
@@ -125,11 +128,21 @@ class LeanIntegrator:
         frames = np.asarray(frames)
         if frames.ndim != 3 or frames.shape[1:] != self.shape:
             raise ValueError(f"integration: frames must be (k, {self.shape[0]}, {self.shape[1]}), got {frames.shape}")
-        if self.settings.outliers != "none":
-            from bliss_lite.processing import outliers
-
-            return np.stack([outliers.integrate(self, f) for f in frames]).astype(np.float32)
+        if self.settings.outliers != "none":  # per-pixel work: one frame at a time
+            return np.stack([self.integrate(f) for f in frames])
         return self._finish(np.stack([self.product(f) for f in frames]))
+
+    @functools.cached_property
+    def matrix_squared(self):
+        """The matrix with squared coefficients (pyFAI's csr2), for the variance in sigma clipping."""
+        return self.matrix.multiply(self.matrix).tocsr()
+
+    @functools.cached_property
+    def entries(self):
+        """(bin, pixel, coefficient) of every non-zero coefficient, for the trimmed mean's sort."""
+        coo = self.matrix.tocoo()
+        keep = coo.data != 0
+        return coo.row[keep], coo.col[keep], coo.data[keep].astype(np.float64)
 
     def _checked(self, frame):
         frame = np.asarray(frame)

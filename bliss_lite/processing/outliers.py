@@ -24,7 +24,7 @@ def integrate(integrator, frame) -> np.ndarray:
 
 
 def _pixels(integrator, frame):
-    frame = integrator._checked(frame)
+    """(signal, normalisation) per pixel of a frame already checked by the integrator."""
     signal = np.asarray(frame, dtype=np.float64).reshape(-1)
     if integrator.dark is not None:
         signal = signal - integrator.dark.reshape(-1)
@@ -42,8 +42,7 @@ def _fill_empty(values):
 
 def sigma_clip(integrator, frame):
     s = integrator.settings
-    A = integrator.matrix
-    A2 = A.multiply(A).tocsr()
+    A, A2 = integrator.matrix, integrator.matrix_squared
     signal, norm = _pixels(integrator, frame)
     count = np.ones_like(norm)
     valid = norm > 0
@@ -70,9 +69,7 @@ def sigma_clip(integrator, frame):
 
 def trimmed_mean(integrator, frame):
     lo, hi = (p / 100.0 for p in integrator.settings.percentile)
-    A = integrator.matrix.tocoo()
-    keep = A.data != 0
-    bins, pixels, coef = A.row[keep], A.col[keep], A.data[keep].astype(np.float64)
+    bins, pixels, coef = integrator.entries
     signal, norm = _pixels(integrator, frame)
     with np.errstate(divide="ignore", invalid="ignore"):
         value = (signal / norm)[pixels]
