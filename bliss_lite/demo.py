@@ -32,11 +32,12 @@ def _parser():
     return parser
 
 
-def _progress(scan_holder, total, stop):
+def _progress(scan_holder, total):
+    """A line every 2 s until killed."""
     import gevent
 
     start = time.monotonic()
-    while not stop:
+    while True:
         gevent.sleep(2.0)
         scan = scan_holder.get("scan")
         if scan is None:
@@ -87,7 +88,6 @@ def run(args):
     if args.out:
         os.environ["BLISS_LITE_DATA_ROOT"] = str(Path(args.out).expanduser().resolve())
     import gevent
-    import numpy as np
 
     from bliss_lite.processing.phase_maps import correlation, ground_truth
     from bliss_lite.shell.runner import open_session
@@ -99,8 +99,8 @@ def run(args):
     total = args.nx * args.nomega
     print(f"demo: XRD-CT of the simulated sample ({', '.join(sample.phantom.names)}): {args.nx} x {args.nomega} "
           f"points, {pilatus.roi.rows} x {pilatus.roi.columns} frames, {args.workers} integration workers", flush=True)
-    holder, stop = {}, []
-    ticker = gevent.spawn(_progress, holder, total, stop)
+    holder = {}
+    ticker = gevent.spawn(_progress, holder, total)
     from bliss_lite.scans import scan as scan_module
 
     # the demo prints its own progress line instead of the shell's table of 1600 points
@@ -113,7 +113,6 @@ def run(args):
                            hooks={"integration": {"npt": args.npt, "workers": args.workers},
                                   "reconstruction": {"method": args.method}})
     finally:
-        stop.append(True)
         ticker.kill()
         scan_module.SCAN_WATCHERS.pop()
     result = scan.hook("reconstruction").result

@@ -54,8 +54,9 @@ def make_hooks(command, spec, session=None, context=None):
     """The hook objects for one scan. `spec`: None (the session's `processing`), a list of
     names or hook objects, a dict {name: options}, or [] / False for none."""
     _shipped()
+    session_options = dict(getattr(session, "processing_config", None) or {})
     if spec is None:
-        spec = dict(getattr(session, "processing_config", None) or {})
+        spec = session_options
     if spec is False:
         spec = {}
     if isinstance(spec, (list, tuple)):
@@ -63,9 +64,7 @@ def make_hooks(command, spec, session=None, context=None):
         for hook in objects:
             if not callable(getattr(hook, "scan_started", None)) or not callable(getattr(hook, "scan_finished", None)):
                 raise ValueError(f"{command}: hook {hook!r} has no scan_started/scan_finished")
-        named = {h: {} for h in spec if isinstance(h, str)}
-        session_options = dict(getattr(session, "processing_config", None) or {})
-        spec = {name: session_options.get(name) or {} for name in named}
+        spec = {name: session_options.get(name) or {} for name in spec if isinstance(name, str)}
     else:
         objects = []
     if not isinstance(spec, dict):
@@ -73,7 +72,6 @@ def make_hooks(command, spec, session=None, context=None):
     spec = dict(spec)
     for name, needed in REQUIRES.items():
         if name in spec and needed not in spec:
-            session_options = dict(getattr(session, "processing_config", None) or {})
             spec[needed] = session_options.get(needed) or {}
     unknown = [n for n in spec if n not in HOOK_FACTORIES]
     if unknown:

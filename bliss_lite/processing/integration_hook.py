@@ -64,8 +64,6 @@ class IntegrationHook(ScanHook):
         self._greenlet = gevent.spawn(self._collect_forever)
 
     def scan_finished(self, scan):
-        import gevent
-
         if self._greenlet is not None:
             self._greenlet.kill()
         total = scan.data.count(self.detector)
@@ -89,7 +87,6 @@ class IntegrationHook(ScanHook):
 
             write_integration(scan.filename, scan.entry, self.radial, self.settings, self.patterns[:total],
                               self.received[:total], self.local_frames)
-        gevent.sleep(0)
 
     # -- collecting ----------------------------------------------------------------------------
     def _collect_forever(self):

@@ -179,11 +179,9 @@ class ReconstructionHook(ScanHook):
             self.live[iz] = IncrementalBackprojector(sinograms.omega_deg, sinograms.x_mm, sinograms.data.shape[-1],
                                                      centre, n=self.n, window=self.window)
         projector = self.live[iz]
-        done = getattr(projector, "added", None)
         for iw in np.flatnonzero(sinograms.filled[iz].all(axis=1)):
-            if done is not None and iw in done:
-                continue
-            projector.add(int(iw), sinograms.data[iz, iw])
+            if iw not in projector.added:  # each finished projection once
+                projector.add(int(iw), sinograms.data[iz, iw])
         return projector.image() if projector.count else None
 
     def _partial_fbp(self, sinograms, iz, centre):
