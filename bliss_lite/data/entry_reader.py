@@ -1,4 +1,4 @@
-"""Reading back one scan entry of an HDF5 file: frames by index, measured channels.
+"""Reading back frames of one scan entry of an HDF5 file, by index.
 
 Frames are read as their stored Bitshuffle-LZ4 chunks (`read_direct_chunk`) and decoded with
 the same code as frames from Redis: no HDF5 filter plugin is needed and nothing is decoded
@@ -26,10 +26,3 @@ def read_frames(path, entry, detector, indices) -> np.ndarray:
             out[k] = bslz4.decompress(chunk, shape, dtype)
     return out
 
-
-def read_channels(path, entry, names=None) -> dict:
-    """{channel: array} of /<entry>/measurement (scalars only when `names` is None)."""
-    with h5py.File(path, "r", locking=False, swmr=True) as h5:
-        measurement = h5[f"{entry}/measurement"]
-        names = [n for n in measurement if measurement[n].ndim == 1] if names is None else names
-        return {n: measurement[n][()] for n in names}

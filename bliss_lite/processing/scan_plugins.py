@@ -64,9 +64,10 @@ def integrate_scan(data):
         for key in ("filename", "entry"):
             if key not in data:
                 raise ValueError(f"integrate_scan: input needs {key!r} (or cbf_folder)")
-        configuration = _stored_json(data["filename"], f"{data['entry']}/integrate", "configuration")
-        stored = configuration
-        info = _stored_json(data["filename"], data["entry"], "scan_info") or {}
+        from bliss_lite.processing.frame_sources import hdf5_scan
+
+        stored = _stored_json(data["filename"], f"{data['entry']}/integrate", "configuration")
+        info = hdf5_scan(data["filename"], data["entry"], data.get("detector", "pilatus")).scan_info or {}
         roi = (info.get("xrdct") or {}).get("roi")
     settings = integration_settings(data.get("integration"), stored, roi)
     integrator = LeanIntegrator(settings)
@@ -92,7 +93,7 @@ def reconstruct_scan(data):
     """{filename, entry, reconstruction: {method, centre, phases, ...}} -> {slices, centre_mm,
     phases, output, entry, seconds}: the XRD-CT volume and phase maps from the entry's
     integrated patterns (`integrate_scan` or the inline hook first) and recorded positions."""
-    from bliss_lite.data.entry_reader import read_channels
+    from bliss_lite.processing.frame_sources import hdf5_scan
     from bliss_lite.processing.integration_settings import IntegrationSettings
     from bliss_lite.processing.reconstruction_hook import make_reconstruction_hook
     from bliss_lite.processing.sinogram import SinogramBuilder
@@ -102,7 +103,8 @@ def reconstruct_scan(data):
         if key not in data:
             raise ValueError(f"reconstruct_scan: input needs {key!r}")
     path, entry = data["filename"], data["entry"]
-    info = (_stored_json(path, entry, "scan_info") or {}).get("xrdct")
+    record = hdf5_scan(path, entry)
+    info = (record.scan_info or {}).get("xrdct")
     if not info:
         raise ValueError(f"reconstruct_scan: {path} entry {entry} is not an xrdct scan (no scan_info.xrdct)")
     settings = _stored_json(path, f"{entry}/integrate", "configuration")
@@ -125,7 +127,7 @@ def reconstruct_scan(data):
         results = h5[f"{entry}/integrate/results"]
         patterns = results["intensity"][()]
         radial = results[results.attrs["axes"][-1]][()]
-    channels = read_channels(path, entry, ["omega", "x", "z", "i0", "it"])
+    channels = record.channels
     count = min(len(patterns), *(len(v) for v in channels.values()))
     hook.info, hook.builder = info, SinogramBuilder(info, patterns.shape[1])
     hook._add(np.arange(count), patterns[:count], *(channels[n][:count] for n in ("omega", "x", "z", "i0", "it")))
