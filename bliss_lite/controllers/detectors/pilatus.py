@@ -66,6 +66,10 @@ class Pilatus2M:
     def roi(self, value):
         """A Roi, or (row, column, rows, columns); None for the full frame."""
         self._roi = Roi.of(value)
+        self._roi_changed()
+
+    def _roi_changed(self):
+        """What a driver does when the ROI changes (the remote one tells its detector)."""
 
     @property
     def shape(self):

@@ -14,7 +14,6 @@ import gevent.queue
 from gevent import socket  # cooperative whether or not the process is monkey-patched
 
 from bliss_lite.controllers.detectors.pilatus import DetectorError, Pilatus2M
-from bliss_lite.controllers.detectors.pilatus_geometry import Roi
 from bliss_lite.controllers.detectors.pilatus_protocol import DEFAULT_TIMEOUT, parse_frame_header
 
 
@@ -107,13 +106,7 @@ class RemotePilatus(Pilatus2M):
         self._drop()
 
     # -- the detector ------------------------------------------------------------------------
-    @property
-    def roi(self):
-        return self._roi
-
-    @roi.setter
-    def roi(self, value):
-        self._roi = Roi.of(value)
+    def _roi_changed(self):
         if self._socket is not None:
             self._send_roi()
 
