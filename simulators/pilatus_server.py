@@ -45,6 +45,26 @@ class FixedSample:
         return self.models[roi].frame(*self.position, exposure)
 
 
+class Faults:
+    """Faults injected by a test, beside drop/twice (frames skipped or repeated by the detector):
+    `stop_after=N` frames >= N are never sent; `close_after=N` hang up after frame N; `close`
+    hang up instead of the next reply; `delay=S` each reply S seconds late; `garble=N` the next
+    N replies garbled."""
+
+    def __init__(self, stop_after=None, close_after=None, close_now=False, delay=0.0, garble=0):
+        self.stop_after, self.close_after, self.close_now = stop_after, close_after, close_now
+        self.delay, self.garble = delay, garble
+
+    @classmethod
+    def parse(cls, options):
+        unknown = set(options) - {"stop_after", "close_after", "close", "delay", "garble"}
+        if unknown:
+            raise ValueError(f"unknown fault {', '.join(sorted(unknown))}")
+        number = lambda key: int(options[key]) if options.get(key) else None  # noqa: E731
+        return cls(number("stop_after"), number("close_after"), "close" in options,
+                   float(options.get("delay") or 0.0), int(options.get("garble") or 0))
+
+
 class Session:
     def __init__(self, connection, sample):
         self.connection = connection
@@ -52,13 +72,39 @@ class Session:
         self.detector = Pilatus2M("pilatus", sample)
         self.detector.on_frame = self.send_frame
         self.lock = threading.Lock()  # replies and frames never interleave mid-message
+        self.faults = Faults()
 
     def send(self, data):
         with self.lock:
             self.connection.sendall(data)
 
     def send_frame(self, number, chunk, t):
+        f = self.faults
+        if f.stop_after is not None and number >= f.stop_after:
+            return  # the detector goes on "exposing" but nothing comes out
         self.send(frame_header(number, t, len(chunk)) + chunk)
+        if f.close_after is not None and number >= f.close_after:
+            self.hang_up()
+
+    def hang_up(self):
+        """Drop the connection, as a detector server that crashes or a cable pulled."""
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def reply(self, text):
+        f = self.faults
+        if f.close_now:
+            f.close_now = False
+            self.hang_up()
+            return
+        if f.garble:
+            f.garble -= 1
+            text = "#?" + text[::-1]
+        if f.delay:
+            time.sleep(f.delay)
+        self.send(text.encode() + b"\n")
 
     def handle(self, line):
         words = line.split()
@@ -91,9 +137,13 @@ class Session:
             d.stop()
             return "OK"
         if command == "INJECT":
-            options = dict(item.split("=", 1) for item in args)
-            d.inject(drop=parse_ints(options.get("drop", "")), twice=parse_ints(options.get("twice", "")))
-            return "OK"
+            options = dict(item.split("=", 1) if "=" in item else (item, "") for item in args)
+            drop, twice = parse_ints(options.pop("drop", "")), parse_ints(options.pop("twice", ""))
+            faults = Faults.parse(options)
+            self.send(b"OK\n")  # answered before the faults apply
+            d.inject(drop=drop, twice=twice)
+            self.faults = faults
+            return None
         return f"ERR unknown command {command}"
 
     def _internal(self):
@@ -123,7 +173,7 @@ class Session:
                 except (DetectorError, ValueError, IndexError) as exc:
                     reply = f"ERR {exc}"
                 if reply is not None:
-                    self.send(reply.encode() + b"\n")
+                    self.reply(reply)
 
 
 def main():

@@ -4,7 +4,8 @@ Lines of ASCII, one command each, answered by one line `OK [...]` or `ERR messag
 
     ROI row column rows columns       PREPARE nb_frames expo latency mode
     START x omega z                   TRIGGER t x omega z        GATE t_open t_close x omega z
-    STOP                              INJECT drop=3,5 twice=7     PING
+    STOP                              PING
+    INJECT [drop=3,5] [twice=7] [stop_after=N] [close_after=N] [close] [delay=S] [garble=N]
 
 Frames come back on the same connection, whenever they are ready, as a header line
 `FRAME number t nbytes` followed by exactly nbytes of the compressed (Bitshuffle-LZ4) frame.

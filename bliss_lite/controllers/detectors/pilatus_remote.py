@@ -25,6 +25,7 @@ class RemotePilatus(Pilatus2M):
         self._socket = None
         self._replies = gevent.queue.Queue()
         self._reader = None
+        self._lost = None  # why the connection ended, seen by the reader greenlet
         self._max_rate = None
         super().__init__(name, sample, roi)
 
@@ -38,8 +39,8 @@ class RemotePilatus(Pilatus2M):
             raise DetectorError(f"{self.name}: cannot reach the detector at {self._where}: {exc}") from None
         self._socket.setsockopt(stdlib_socket.IPPROTO_TCP, stdlib_socket.TCP_NODELAY, 1)
         self._socket.settimeout(None)
-        self._replies = gevent.queue.Queue()
-        self._reader = gevent.spawn(self._read)
+        self._replies, self._lost = gevent.queue.Queue(), None
+        self._reader = gevent.spawn(self._read, self._socket)
         self._send_roi()
 
     def _send_roi(self):
@@ -51,29 +52,43 @@ class RemotePilatus(Pilatus2M):
     def _where(self):
         return f"{self.address[0]}:{self.address[1]}"
 
-    def _read(self):
-        stream = self._socket.makefile("rb")
+    def _read(self, link):
+        stream = link.makefile("rb")
+        lost = None
         try:
             while True:
                 line = stream.readline()
                 if not line:
+                    lost = "closed by the detector"
                     break
                 text = line.decode("ascii", "replace").strip()
                 if text.startswith("FRAME "):
-                    number, t, nbytes = parse_frame_header(text)
+                    try:
+                        number, t, nbytes = parse_frame_header(text)
+                    except ValueError:
+                        lost = f"garbled frame header {text[:60]!r}"
+                        break
                     chunk = stream.read(nbytes)
                     if len(chunk) < nbytes:
+                        lost = f"frame {number} cut short"
                         break
                     self.frame_counter = number + 1
                     if self.on_frame is not None:
                         self.on_frame(number, chunk, t)
                 else:
                     self._replies.put(text)
-        except OSError:
-            pass
-        self._replies.put(None)  # the connection is gone
+        except OSError as exc:
+            lost = str(exc)
+        if self._socket is link:  # not a connection we dropped ourselves
+            self._lost = lost
+            self._replies.put(None)  # the connection is gone
 
     def _command(self, line, expect_reply=True):
+        verb = line.split()[0]
+        if self._lost is not None:  # found by the reader: report it once, reconnect next time
+            lost, self._lost = self._lost, None
+            self._drop()
+            raise DetectorError(f"{self.name}: connection to {self._where} lost before {verb}: {lost}")
         self._connect()
         try:
             self._socket.sendall(line.encode() + b"\n")
@@ -91,10 +106,21 @@ class RemotePilatus(Pilatus2M):
             raise DetectorError(f"{self.name}: connection to {self._where} closed during {line.split()[0]}")
         if reply.startswith("ERR"):
             raise DetectorError(f"{self.name}: {reply[4:]}")
+        if reply != "OK" and not reply.startswith("OK "):
+            self._drop()  # out of step with the detector server: start afresh
+            raise DetectorError(f"{self.name}: garbled reply to {verb} from {self._where}: {reply[:60]!r}")
         return reply[3:]
 
     def _drop(self):
+        """Forget the connection (and why it ended: reported already); the next command reconnects."""
+        self._lost = None
+        if self._reader is not None and self._reader is not gevent.getcurrent():
+            self._reader.kill(block=False)
         if self._socket is not None:
+            try:
+                self._socket.shutdown(stdlib_socket.SHUT_RDWR)  # the reader's file holds the fd open
+            except OSError:
+                pass
             try:
                 self._socket.close()
             finally:
@@ -137,8 +163,12 @@ class RemotePilatus(Pilatus2M):
     def gate(self, t_open, t_close):
         self._command(f"GATE {t_open!r} {t_close!r} {self._beam((t_open + t_close) / 2)}", expect_reply=False)
 
-    def inject(self, drop=(), twice=()):
-        self._command(f"INJECT drop={','.join(map(str, drop))} twice={','.join(map(str, twice))}")
+    def inject(self, drop=(), twice=(), **faults):
+        """Test faults in the simulator: drop/twice (frame numbers), stop_after=N,
+        close_after=N, close=True, delay=S, garble=N (pilatus_protocol.py)."""
+        words = [f"drop={','.join(map(str, drop))}", f"twice={','.join(map(str, twice))}"]
+        words += [key if value is True else f"{key}={value}" for key, value in faults.items() if value not in (None, False)]
+        self._command("INJECT " + " ".join(words))
 
     def wait(self, timeout):
         deadline = gevent.get_hub().loop.now() + timeout
