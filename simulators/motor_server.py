@@ -108,6 +108,15 @@ class Controller:
             return f"OK {self.axes[name].position()!r}"
         if command == "POS":
             return f"OK {self.axis(args[0]).position()!r}"
+        if command == "POSAT":  # POSAT name t: the encoder position latched at monotonic time t
+            axis, t = self.axis(args[0]), float(args[1])
+            return f"OK {axis.trajectory.position(min(t, axis.stalled) if axis.stalled is not None else t)!r}"
+        if command == "CROSS":  # CROSS name steps: when the motion passes there (position compare)
+            axis = self.axis(args[0])
+            t = axis.trajectory.first_crossing(float(args[1]))
+            if t is None or axis.fault or (axis.stalled is not None and t > axis.stalled):
+                return "OK none"
+            return f"OK {t!r}"
         if command == "STATE":
             return f"OK {self.axis(args[0]).state()}"
         if command == "MOVE":  # MOVE a1 t1 [a2 t2 ...]: all start together

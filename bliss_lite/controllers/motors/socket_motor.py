@@ -28,7 +28,7 @@ from bliss_lite.controllers.errors import AxisFault
 from bliss_lite.controllers.motor_controller import MotorController
 from bliss_lite.controllers.motors.socket_protocol import DEFAULT_TIMEOUT, STALL_TIMEOUT
 
-QUERIES = {"POS", "STATE", "VEL", "ACC", "PING", "AXES", "INIT"}
+QUERIES = {"POS", "STATE", "VEL", "ACC", "PING", "AXES", "INIT", "CROSS", "POSAT"}
 STATE_FLAGS = {"READY": ("READY",), "MOVING": ("MOVING",), "LIMPOS": ("READY", "LIMPOS"),
                "LIMNEG": ("READY", "LIMNEG"), "FAULT": ("FAULT",)}
 
@@ -107,6 +107,9 @@ class SocketMotorController(MotorController):
                     self._drop()
                     if attempt or verb not in QUERIES:
                         raise AxisFault(f"{axis.name}: {self.where}: link lost during {verb}: {exc}") from None
+                except BaseException:  # killed mid-exchange (a stop, Ctrl-C): its reply would
+                    self._drop()  # answer the next command, so start the next on a fresh link
+                    raise
         if reply.startswith("OK"):
             return reply[2:].strip()
         if reply.startswith("ERR"):
@@ -133,6 +136,20 @@ class SocketMotorController(MotorController):
     # -- hardware API ------------------------------------------------------------------------
     def read_position(self, axis):
         return self._number(axis, f"POS {axis.name}")
+
+    def read_position_at(self, axis, t):
+        return self._number(axis, f"POSAT {axis.name} {t!r}")
+
+    def crossing_time(self, axis, steps):
+        self._announce(axis)
+        reply = self.command(axis, f"CROSS {axis.name} {float(steps)!r}")
+        if reply == "none":
+            return None
+        try:
+            return float(reply)
+        except ValueError:
+            self._drop()
+            raise AxisFault(f"{axis.name}: {self.where}: garbled reply to CROSS: {reply[:60]!r}") from None
 
     def set_position(self, axis, steps):
         self._announce(axis)

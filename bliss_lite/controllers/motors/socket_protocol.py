@@ -6,6 +6,11 @@ velocities and accelerations in steps, steps/s, steps/s^2, as controllers speak:
     INIT axis steps velocity acceleration    POS axis        STATE axis (READY MOVING LIMPOS LIMNEG FAULT)
     MOVE axis target [axis target ...]       STOP axis ...   SETPOS axis steps
     VEL axis [v]    ACC axis [a]             AXES            PING
+    CROSS axis steps (monotonic time the motion passes there, or `none`: position compare)
+    POSAT axis t     (the position at monotonic time t: the encoder latched by a trigger)
+
+CROSS and POSAT let continuous scans fire and record triggers as a controller's position-
+compare output and encoder latch do; simulator and driver share the host's monotonic clock.
 
 Faults for tests: `INJECT drop` (the connection closes instead of the next reply), `INJECT
 delay S`, `INJECT garble N` (N replies garbled), `INJECT silent` (no more replies), `INJECT
