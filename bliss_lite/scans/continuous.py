@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import gevent
 import gevent.event
 
+from bliss_lite.controllers.errors import AxisError, AxisFault
 from bliss_lite.controllers.group import Group
 from bliss_lite.data.model import ChannelSpec
 from bliss_lite.scans.chain import HARDWARE, AcquisitionMaster, AcquisitionObject
@@ -87,7 +88,7 @@ class SweepMaster(AcquisitionMaster):
             for i in range(line.npoints):
                 t = axis.time_at(line.start + i * line.step)
                 if t is None:
-                    raise RuntimeError(f"{axis.name}: the sweep does not pass {line.start + i * line.step:g}")
+                    raise _stopped_short(axis, line.start + i * line.step)
                 if t > now():  # a timer, no busy wait: the I/O greenlet must run between frames,
                     gevent.sleep(t - now())  # and the frame's time is t whenever it is handled
                 if self._t0 is None:
@@ -98,8 +99,8 @@ class SweepMaster(AcquisitionMaster):
                 self.last_done = now()
                 self.max_lateness = max(self.max_lateness, self.last_done - t)
             axis.wait_move()
+            self._sweeping = None  # on an error it stays set: stop() brakes it
         finally:
-            self._sweeping = None
             axis.velocity = saved
 
     @property
@@ -119,15 +120,29 @@ class SweepMaster(AcquisitionMaster):
         self.emit(values)
 
     def stop(self):
-        axis = self._sweeping
+        axis, self._sweeping = self._sweeping, None
         if axis is not None and axis.is_moving:
             axis.stop()
 
 
+def _stopped_short(axis, target):
+    """The error for a sweep that will not reach `target`: what the controller says it is."""
+    try:
+        state, where = str(axis.state), f"at {axis.position:g} {axis.unit or ''}".rstrip()
+    except AxisError as exc:  # the controller itself is gone: that is the news
+        return exc
+    return AxisFault(f"{axis.name}: the sweep stopped short of {target:g} ({state} {where})")
+
+
 class FrameSlave(AcquisitionObject):
-    """A detector taking one frame per trigger, EXTERNAL_TRIGGER mode, for the whole scan."""
+    """A detector taking one frame per trigger, EXTERNAL_TRIGGER mode, for the whole scan.
+
+    A detector that stops delivering is found while the scan runs, not at its end: once
+    frames are owed and none has come for SILENCE_S, the next trigger fails the scan, naming
+    the detector (the scan then stops the motion and closes the file)."""
 
     trigger_mode = HARDWARE
+    SILENCE_S = 2.0
 
     def __init__(self, detector, nb_frames, expo_time, latency_time):
         super().__init__(detector.name)
@@ -137,6 +152,8 @@ class FrameSlave(AcquisitionObject):
         self.received = 0
         self.dropped = 0
         self.duplicated = 0
+        self.triggered = 0
+        self._progress_at = None  # monotonic time of the last frame (or of the first trigger)
         self._all = gevent.event.Event()
 
     def channels(self):
@@ -149,6 +166,13 @@ class FrameSlave(AcquisitionObject):
         self.detector.on_frame = self._on_frame
 
     def hardware_trigger(self, t):
+        moment = now()
+        if self.received >= self.triggered or self._progress_at is None:
+            self._progress_at = moment  # nothing owed: the silence clock starts now
+        elif moment - self._progress_at > self.SILENCE_S + self.expo_time:
+            raise RuntimeError(f"{self.detector.name}: silent: no frame for {moment - self._progress_at:.1f} s, "
+                               f"{self.triggered - self.received} of {self.triggered} triggered frames missing")
+        self.triggered += 1
         self.detector.trigger(t)
 
     def _on_frame(self, number, chunk, t):
@@ -160,14 +184,18 @@ class FrameSlave(AcquisitionObject):
             self.dropped += number - self.received
         self.emit({self.detector.name: chunk, f"{self.detector.name}_frame_number": number})
         self.received = number + 1
+        self._progress_at = now()
         if self.received >= self.nb_frames:
             self._all.set()
 
     def wait(self):
-        timeout = 2.0 + self.nb_frames * (self.expo_time + self.latency_time)
-        if not self._all.wait(timeout):
-            missing = self.nb_frames - self.received
-            raise RuntimeError(f"{self.detector.name}: {missing} of {self.nb_frames} frames did not arrive")
+        """Until every frame is in, as long as frames keep coming (a long backlog is fine)."""
+        while not self._all.is_set():
+            before = self.received
+            if not self._all.wait(self.SILENCE_S + self.expo_time) and self.received == before:
+                missing = self.nb_frames - self.received
+                raise RuntimeError(f"{self.detector.name}: {missing} of {self.nb_frames} frames did not arrive "
+                                   f"(none for {self.SILENCE_S + self.expo_time:g} s)")
 
     def stop(self):
         self.detector.stop()
