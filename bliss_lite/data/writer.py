@@ -7,11 +7,22 @@ Everything an entry holds is created when it opens, then the file switches to SW
 processes can read it (h5py.File(path, "r", swmr=True)) while the scan writes and flushes.
 Images are stored one frame per chunk, Bitshuffle-LZ4 (hdf5plugin). Imports neither gevent
 nor the shell.
+
+A full disk: HDF5 does not survive a write that fails half-way. It has already allocated
+the space, so the superblock it writes when closing records an end of file beyond the real
+one, and `h5py.File(path)` then refuses the whole file ("truncated file"). So the writer
+reserves the room for each batch on disk (posix_fallocate) before HDF5 sees it: if the disk,
+a quota or the file-size limit says no, the batch is refused whole (DiskFullError), HDF5
+never starts a write it cannot finish, and the entry still closes cleanly with every point
+written before. At close the file is cut back to the end HDF5 records, dropping the unused reserve.
 """
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
+import struct
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -24,6 +35,17 @@ from bliss_lite.data.model import END_REASONS
 FRAME_MARKS = ("frames_dropped", "frames_duplicated")  # per detector, set at close
 ENTRY_NAME = re.compile(r"^(\d+)\.1$")
 STRING = h5py.string_dtype()
+NO_ROOM = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)  # disk full, file-size limit, quota
+META_SLACK = 2**18  # bytes reserved beyond each batch for HDF5's own structures (headers, index blocks)
+INDEX_BYTES = 64  # per frame, for its chunk-index entry (measured: ~25)
+
+
+class DiskFullError(OSError):
+    """No room for the scan's data: the disk, a quota or the file-size limit. Built as
+    DiskFullError(errno, message); prints the message alone (it names the file)."""
+
+    def __str__(self):
+        return self.strerror
 
 
 def _now_iso():
@@ -78,16 +100,20 @@ class EntryWriter:
             self.h5.close()
             raise FileExistsError(f"{self.path}: entry {self.name} already exists")
         self.datasets = {}
-        self.counts = {}
+        self.counts = {}  # points per channel written and flushed
         self.encoded = set()  # channels whose points arrive as compressed chunks
+        self._fd = None
         try:
+            if hasattr(os, "posix_fallocate"):  # our own handle, to reserve room and trim; HDF5 keeps its own
+                self._fd = os.open(self.path, os.O_RDWR)
+            self._reserve(0, "the new entry")
             self._create(title, positioners or {}, list(axes), list(counters), plot)
             if scan_info is not None:  # JSON, so offline reprocessing knows the scan's parameters
                 entry = self.h5[self.name]
                 entry["scan_info"] = json.dumps(scan_info, default=str)
                 entry["scan_info"].attrs["type"] = "application/json"
         except BaseException:
-            self.h5.close()
+            self._close_file()
             raise
         self.h5.swmr_mode = True
 
@@ -127,32 +153,66 @@ class EntryWriter:
         self.h5.attrs["default"] = self.name
 
     def append(self, batches):
-        """Append {channel: points} along the first axis, then flush for SWMR readers."""
+        """Append {channel: points} along the first axis, then flush for SWMR readers. The
+        room is reserved first: on a full disk nothing of the batch is written."""
+        batches = {name: self._prepared(name, values) for name, values in batches.items()}
+        self._reserve(sum(self._bytes_needed(name, values) for name, values in batches.items()),
+                      "the next points")
         for name, values in batches.items():
             dataset = self.datasets[name]
-            if name in self.encoded:
-                self._append_chunks(name, dataset, values)
-                continue
-            values = np.asarray(values, dtype=dataset.dtype).reshape((-1, *dataset.shape[1:]))
             start = self.counts[name]
             dataset.resize(start + len(values), axis=0)
-            dataset[start:start + len(values)] = values
-            self.counts[name] = start + len(values)
+            if name in self.encoded:  # frames already compressed by the detector: stored as they are
+                for i, chunk in enumerate(values):
+                    dataset.id.write_direct_chunk((start + i,) + (0,) * (dataset.ndim - 1), chunk)
+            else:
+                dataset[start:start + len(values)] = values
         self.h5.flush()
+        for name, values in batches.items():
+            self.counts[name] += len(values)
 
-    def _append_chunks(self, name, dataset, chunks):
-        """Frames already compressed by the detector: stored as they are (no second compression)."""
-        start = self.counts[name]
-        dataset.resize(start + len(chunks), axis=0)
-        for i, chunk in enumerate(chunks):
-            dataset.id.write_direct_chunk((start + i,) + (0,) * (dataset.ndim - 1), chunk)
-        self.counts[name] = start + len(chunks)
+    def _prepared(self, name, values):
+        if name in self.encoded:
+            return list(values)
+        dataset = self.datasets[name]
+        return np.asarray(values, dtype=dataset.dtype).reshape((-1, *dataset.shape[1:]))
+
+    def _bytes_needed(self, name, values):
+        """Bytes the file may grow by for these points: frames as compressed (and their index
+        entries), plain values by the whole chunks they start (HDF5 allocates a chunk at once)."""
+        if name in self.encoded:
+            return sum(len(chunk) + INDEX_BYTES for chunk in values)
+        dataset = self.datasets[name]
+        per_chunk = dataset.chunks[0]
+        start, end = self.counts[name], self.counts[name] + len(values)
+        new_chunks = -(-end // per_chunk) - (-(-start // per_chunk))
+        return new_chunks * per_chunk * dataset.dtype.itemsize * int(np.prod(dataset.shape[1:], dtype=int))
+
+    def _reserve(self, nbytes, what):
+        """Make the file own the blocks HDF5 will write next, or raise DiskFullError."""
+        if self._fd is None:
+            return
+        end = self.h5.id.get_filesize() + nbytes + META_SLACK  # HDF5 allocates at its end of file
+        size = os.fstat(self._fd).st_size
+        if end <= size:
+            return  # reserved by an earlier call
+        try:
+            os.posix_fallocate(self._fd, size, end - size)
+        except OSError as exc:
+            if exc.errno in NO_ROOM:
+                kept = min(self.counts.values(), default=0)
+                raise DiskFullError(exc.errno, f"{self.path}: disk full ({exc.strerror}): no room for {what} "
+                                    f"of entry {self.name}; the file keeps its first {kept} points") from None
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                raise
+            self._fd = _closed(self._fd)  # a file system that cannot reserve: write without it
 
     def close(self, end_reason="SUCCESS", frame_marks=None):
         """End time and reason; `frame_marks` {detector: {"frames_dropped": n, ...}}."""
         if end_reason not in END_REASONS:
             raise ValueError(f"end_reason must be one of {', '.join(END_REASONS)}, got {end_reason!r}")
         if not self.h5.id.valid:
+            self._close_file()
             return
         try:
             entry = self.h5[self.name]
@@ -164,7 +224,34 @@ class EntryWriter:
                         entry[f"instrument/{detector}/{mark}"][()] = value
             self.h5.flush()
         finally:
-            self.h5.close()  # whatever happened: the next scan can open the file again
+            self._close_file()  # whatever happened: the next scan can open the file again
+
+    def _close_file(self):
+        """Close HDF5's handle, then cut the unused reserve off the end of the file (only after
+        a clean close: a failed one may have left the recorded end stale)."""
+        try:
+            if self.h5.id.valid:
+                self.h5.close()
+            end = _recorded_end(self._fd) if self._fd is not None else None
+            if end is not None and os.fstat(self._fd).st_size > end:
+                os.ftruncate(self._fd, end)
+        finally:
+            if self._fd is not None:
+                self._fd = _closed(self._fd)
+
+
+def _recorded_end(fd):
+    """The end of file HDF5 records in a version 2/3 superblock (libver="latest"), else None."""
+    head = os.pread(fd, 48, 0)
+    if len(head) < 44 or head[:8] != b"\x89HDF\r\n\x1a\n" or head[8] < 2 or head[9] != 8:
+        return None
+    base, _extension, end = struct.unpack_from("<QQQ", head, 12)
+    return base + end
+
+
+def _closed(fd):
+    os.close(fd)
+    return None
 
 
 def read_entry(path, number):
