@@ -4,18 +4,45 @@ The data root is `scan_saving: {base_path: ...}` in the session YAML, overridden
 environment variable BLISS_LITE_DATA_ROOT; the file is `<root>/<session>/<sample>.h5`.
 Changing `SCAN_SAVING.sample` in the shell starts a new file. Scan numbers continue from the
 highest entry of the file; scans not saved (`ct`, `save=False`) count on their own.
+
+Before a scan starts, the data directory must be writable and its disk must have room for
+the scan's estimated size (the writer still reserves each batch: see data/writer.py).
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
+import shutil
 from pathlib import Path
 
-from bliss_lite.data.writer import next_entry_number
+import numpy as np
+
+from bliss_lite.data.writer import DiskFullError, next_entry_number
 
 DATA_ROOT_ENV = "BLISS_LITE_DATA_ROOT"
 DEFAULT_BASE_PATH = "~/bliss_lite_data"
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+FRAME_RATIO = 0.5  # compressed / raw frame size, assumed: Pilatus frames reach ~0.13 at low counts
+MARGIN_BYTES = 16 * 2**20  # the file's own structures and the writer's reserve
+
+
+def estimated_bytes(specs, npoints):
+    """Bytes a scan of `npoints` points of these channels adds to its file (frames at
+    FRAME_RATIO of their raw size), with a 5 % and MARGIN_BYTES margin (open-ended scans,
+    `npoints` None: the margin alone)."""
+    per_point = 0.0
+    for spec in specs:
+        raw = np.dtype(spec.dtype).itemsize * int(np.prod(spec.shape, dtype=int))
+        per_point += raw * FRAME_RATIO if spec.encoding != "raw" else raw
+    return int(per_point * (npoints or 0) * 1.05) + MARGIN_BYTES
+
+
+def _size(nbytes):
+    for unit in ("kB", "MB", "GB", "TB"):
+        nbytes /= 1000
+        if nbytes < 1000 or unit == "TB":
+            return f"{nbytes:.1f} {unit}"
 
 
 class ScanSaving:
@@ -56,8 +83,9 @@ class ScanSaving:
         self._unsaved_number += 1
         return self._unsaved_number
 
-    def check_writable(self):
-        """Refuse, before anything moves, a data directory that cannot be created or written."""
+    def check_writable(self, specs=(), npoints=None):
+        """Refuse, before anything moves, a data directory that cannot be created or written,
+        or whose disk has no room for a scan of `npoints` points of these channels."""
         directory = self.filename.parent
         try:
             directory.mkdir(parents=True, exist_ok=True)
@@ -67,6 +95,10 @@ class ScanSaving:
             raise PermissionError(f"data directory {directory} is not writable")
         if self.filename.exists() and not os.access(self.filename, os.W_OK):
             raise PermissionError(f"data file {self.filename} is not writable")
+        needed, free = estimated_bytes(specs, npoints), shutil.disk_usage(directory).free
+        if needed > free:
+            raise DiskFullError(errno.ENOSPC, f"no space for this scan in {directory}: it needs about "
+                                f"{_size(needed)}, the disk has {_size(free)} free")
 
     def __info__(self):
         return (f"SCAN_SAVING (session {self.session_name})\n  base_path: {self.base_path}\n"

@@ -91,7 +91,7 @@ class Scan:
     def run(self):
         saving = self._saving()
         if self.save:
-            saving.check_writable()  # before anything moves
+            saving.check_writable(self.data.specs.values(), self.npoints)  # before anything moves
         self.number = saving.next_number(self.save)
         if self.save:
             self.filename, self.entry = str(saving.filename), f"{self.number}.1"
