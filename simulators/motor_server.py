@@ -177,6 +177,13 @@ class Controller:
 
 
 def serve_connection(connection, controller):
+    try:
+        _serve(connection, controller)
+    except OSError:
+        pass  # the client went away (reset, killed): its thread ends quietly
+
+
+def _serve(connection, controller):
     stream = connection.makefile("rb")
     with connection:
         for raw in stream:

@@ -243,4 +243,8 @@ class Axis:
         return "\n".join(lines)
 
     def __repr__(self):
-        return f"<Axis {self.name} at {self.position:g} {self.unit}>".replace(" >", ">")
+        try:  # a repr never fails, also for an axis whose controller is gone
+            where = f"{self.position:g}"
+        except Exception:  # noqa: BLE001
+            where = "?"
+        return f"<Axis {self.name} at {where} {self.unit}>".replace(" >", ">")

@@ -120,6 +120,16 @@ def _still_moving(axis):
         return False
 
 
+def _outcome(call, *args):
+    """call(*args)'s exception, or None: a waiter greenlet hands its error over instead of
+    dying with it (gevent's hub would print a traceback for every one)."""
+    try:
+        call(*args)
+    except Exception as exc:  # noqa: BLE001 - raised by the task that waits
+        return exc
+    return None
+
+
 class MotionTask:
     """The legs of one or several axes, run together in one greenlet."""
 
@@ -172,11 +182,11 @@ class MotionTask:
             axes[0].controller.wait_move(axes[0])
             _check_arrival(axes[0])
             return
-        waiters = {gevent.spawn(axis.controller.wait_move, axis): axis for axis in axes}
+        waiters = {gevent.spawn(_outcome, axis.controller.wait_move, axis): axis for axis in axes}
         try:
             for waiter in gevent.iwait(list(waiters)):
-                if waiter.exception is not None:
-                    raise waiter.exception
+                if waiter.value is not None:
+                    raise waiter.value
                 _check_arrival(waiters[waiter])
         finally:
             gevent.killall(list(waiters))

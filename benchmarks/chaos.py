@@ -1,0 +1,215 @@
+#!/usr/bin/env python3
+"""Chaos: N scans of mixed kinds through the simulator processes (stages behind the motor
+controller's socket, the Pilatus behind its own), each with a random Ctrl-C or an injected
+fault, or none. After every scan it checks what the reliability promise says:
+
+- `motors_left_moving`: axes the controller still reports MOVING once the scan has returned;
+- `corrupt_files`: entries that do not open, lack their end_reason, or disagree with it;
+- `points_lost`: points taken (in memory) but not in the file, plus scalar points in the file
+  but not in the sealed Redis scan;
+- `hangs`: scans that did not return within their own duration + HANG_S;
+- `unsealed`: Redis scans not sealed with the entry's end_reason;
+- `unnamed_errors`: failures whose message does not start with the axis, detector or command;
+- `not_returned`: relative scans ended by one Ctrl-C that did not move back to the start.
+All must be 0. Prints one JSON line.
+
+    python benchmarks/chaos.py --scans 50 [--seed 1]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench_env import private_environment  # noqa: E402
+
+HANG_S = 20.0
+MOTOR_FAULTS = ("fault", "stall", "limit", "silent", "garble", "drop", "delay")
+DETECTOR_FAULTS = ("stop_after", "close_after", "drop_twice", "close")
+
+
+def scan_kinds(ns):
+    """(name, run, relative axes, uses the detector): small scans of every kind, ~0.3-2 s each."""
+    omega, x, z, d1, d2, pil = ns["omega"], ns["x"], ns["z"], ns["diode1"], ns["diode2"], ns["pilatus"]
+    return [
+        ("ascan", lambda: ns["ascan"](x, 0, 2, 20, 0.02, d1, d2), (), False),
+        ("dscan", lambda: ns["dscan"](z, -1, 1, 20, 0.02, d1), (z,), False),
+        ("a2scan", lambda: ns["a2scan"](x, 0, 1, z, 0, 1, 15, 0.02, d1), (), False),
+        ("d2scan", lambda: ns["d2scan"](x, -0.5, 0.5, z, -0.5, 0.5, 15, 0.02, d1), (x, z), False),
+        ("amesh", lambda: ns["amesh"](x, 0, 1, 4, z, 0, 1, 3, 0.02, d1), (), False),
+        ("timescan", lambda: ns["timescan"](0.02, d1, npoints=40), (), False),
+        ("fscan", lambda: ns["fscan"](omega, 0.0, 2.0, 100, 0.01, pil), (), True),
+        ("xrdct", lambda: ns["xrdct"](omega, x, z, -1, 1, 6, [0.0, 0.5], 0.01, n_omega=40), (), True),
+    ]
+
+
+def inject(ns, motors, rng, uses_detector):
+    """One random fault, armed now or after a random delay; returns its name."""
+    import gevent
+
+    pil = ns["pilatus"]
+    if uses_detector and rng.random() < 0.5:
+        kind = rng.choice(DETECTOR_FAULTS)
+        if kind == "stop_after":
+            pil.inject(stop_after=rng.randrange(5, 100))
+        elif kind == "close_after":
+            pil.inject(close_after=rng.randrange(5, 100))
+        elif kind == "drop_twice":
+            pil.inject(drop=[rng.randrange(1, 50)], twice=[rng.randrange(1, 50)])
+        else:
+            gevent.spawn_later(rng.uniform(0.1, 1.0), pil.inject, close=True)
+        return f"detector:{kind}"
+    kind = rng.choice(MOTOR_FAULTS)
+    axis = rng.choice(["x", "z", "omega"])
+    line = {"fault": f"fault {axis}", "stall": f"stall {axis}", "silent": "silent", "garble": "garble 1",
+            "drop": "drop", "delay": "delay 0.8",
+            "limit": f"limit {axis} none {rng.choice([5000, 8000])}"}[kind]
+    delay = 0.0 if kind == "limit" else rng.uniform(0.05, 1.0)
+    gevent.spawn_later(delay, motors.send, f"INJECT {line}")
+    return f"motor:{kind}"
+
+
+def check_file(scan):
+    """(corrupt, points lost): the entry opens, has the scan's end_reason, and every channel
+    holds every point the scan took."""
+    import h5py
+
+    if scan.filename is None or scan.entry is None:
+        return 0, 0
+    data = scan.data.get_data([n for n, b in scan.data.buffers.items() if b.complete_in_memory])
+    try:
+        with h5py.File(scan.filename, "r", locking=False) as h5:
+            entry = h5[scan.entry]
+            if entry["end_reason"][()].decode() != scan.end_reason:
+                return 1, 0
+            lost = sum(max(0, len(values) - len(entry[f"measurement/{name}"])) for name, values in data.items())
+    except (OSError, KeyError):
+        return 1, 0
+    return 0, lost
+
+
+def check_redis(client, scan):
+    """(unsealed, scalar points in the file but not in Redis) for a published scan."""
+    from bliss_lite.data.client import ScanReader
+
+    if scan.key is None or client is None:
+        return 0, 0
+    try:
+        reader = ScanReader(client, scan.key)
+        if (reader.state, reader.end_reason) != ("CLOSED", scan.end_reason):
+            return 1, 0
+        if reader.record.get("incomplete"):
+            return 0, 0  # said so: the file has them
+        data = scan.get_data()
+        lost = sum(max(0, len(data[n]) - len(reader.read(n))) for n, spec in reader.channels.items()
+                   if spec.encoding == "raw")
+        return 0, lost
+    except Exception:  # noqa: BLE001 - an unreadable record counts as unsealed
+        return 1, 0
+
+
+def moving(motors, names):
+    import gevent
+
+    first = {n: motors.send(f"POS {n}") for n in names}
+    gevent.sleep(0.05)
+    return sum(motors.send(f"STATE {n}") == "OK MOVING" or motors.send(f"POS {n}") != first[n] for n in names)
+
+
+def run(n_scans, seed):
+    import gevent
+
+    from bliss_lite.data.redis_server import connect
+    from bliss_lite.scans import redis_link
+    from bliss_lite.shell.runner import open_session
+    from simulators.processes import SimulatorProcess, write_remote_config
+
+    rng = random.Random(seed)
+    totals = dict(scans=0, faults=0, interrupts=0, clean=0, failures=0, motors_left_moving=0, corrupt_files=0,
+                  points_lost=0, hangs=0, unsealed=0, unnamed_errors=0, not_returned=0)
+    kinds_run = {}
+    with SimulatorProcess.motor() as motors, SimulatorProcess.pilatus() as pilatus:
+        root = write_remote_config(Path(tempfile.mkdtemp(prefix="chaos_cfg_")), motors.port, pilatus.port,
+                                   timeout=0.5, stall_timeout=0.3)
+        _, ns = open_session("remote", root)
+        names = ("omega", "x", "z", "pilatus")
+        ns["mv"](ns["x"], 0, ns["z"], 0)
+        client = connect(redis_link.scan_redis_url()) if redis_link.scan_redis() is not None else None
+        kinds = scan_kinds(ns)
+        main = gevent.getcurrent()
+        t_start = time.perf_counter()
+        for i in range(n_scans):
+            name, call, relative, uses_detector = rng.choice(kinds)
+            kinds_run[name] = kinds_run.get(name, 0) + 1
+            what = rng.choices(["none", "ctrl_c", "fault"], weights=[1, 2, 3])[0]
+            before = {a.name: a.position for a in relative}
+            timers = []
+            if what == "ctrl_c":
+                timers.append(gevent.spawn_later(rng.uniform(0.1, 1.2), main.throw, KeyboardInterrupt))
+                totals["interrupts"] += 1
+            elif what == "fault":
+                inject(ns, motors, rng, uses_detector)
+                totals["faults"] += 1
+            count = len(ns["SCANS"])
+            error = None
+            try:
+                with gevent.Timeout(HANG_S, TimeoutError("hang")):
+                    call()
+            except TimeoutError as exc:
+                if str(exc) == "hang":
+                    totals["hangs"] += 1
+                error = exc
+            except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - what chaos is for
+                error = exc
+            finally:
+                gevent.killall(timers)
+            totals["scans"] += 1
+            if error is None:
+                totals["clean"] += 1
+            elif not isinstance(error, KeyboardInterrupt):
+                totals["failures"] += 1
+                if not str(error).split(":")[0] in (*names, name, "diode1", "diode2"):
+                    totals["unnamed_errors"] += 1
+                    print(f"unnamed error in {name}: {error!r}", file=sys.stderr)
+            gevent.sleep(0.3)  # a delayed fault lands now, if the scan ended first
+            motors.send("INJECT clear")
+            ns["pilatus"].close()  # a fresh link, no fault, for the next scan
+            totals["motors_left_moving"] += moving(motors, names[:3])
+            scan = ns["SCANS"][-1] if len(ns["SCANS"]) > count else None
+            if scan is not None:
+                corrupt, lost = check_file(scan)
+                unsealed, lost_redis = check_redis(client, scan)
+                totals["corrupt_files"] += corrupt
+                totals["points_lost"] += lost + lost_redis
+                totals["unsealed"] += unsealed
+                if isinstance(error, KeyboardInterrupt) and relative and scan.end_reason == "USER_ABORT":
+                    totals["not_returned"] += any(abs(a.position - before[a.name]) > 1e-4 for a in relative)
+            for axis in (ns["x"], ns["z"]):  # some faults leave axes anywhere: start the next from 0
+                try:
+                    axis.sync_hard()
+                    ns["mv"](axis, 0)
+                except Exception as exc:  # noqa: BLE001
+                    print(f"could not reset {axis.name}: {exc}", file=sys.stderr)
+        elapsed = time.perf_counter() - t_start
+    return {"benchmark": "chaos", **totals, "kinds": kinds_run, "seed": seed, "elapsed_s": round(elapsed, 1)}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scans", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    with private_environment("chaos_"):
+        result = run(args.scans, args.seed)
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
