@@ -214,7 +214,7 @@ def test_axes_items_must_be_named_mappings(tmp_path, axes, expected):
 
 def test_more_messages_name_the_key(tmp_path):
     message = error_of(tmp_path, {"a.yml": "- name: x\n  class: 5\n"}, "x")
-    assert message == "a.yml:2: 5 'x': class must be a string, got 5"
+    assert message == "a.yml:2: object 'x': class must be a string, got 5"
     huge = AXIS.format(velocity=5).replace("steps_per_unit: 100", "steps_per_unit: " + "9" * 400)
     message = error_of(tmp_path, {"b.yml": huge}, "m0")
     assert message.startswith("b.yml:5: axis 'm0': steps_per_unit must be a finite number")

@@ -11,7 +11,7 @@ import numbers
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from bliss_lite.config.errors import ConfigError, where
+from bliss_lite.config.errors import ConfigError, shown, where
 
 REQUIRED = object()
 
@@ -87,8 +87,9 @@ def _convert(kind, value):
 def describe(node):
     """How messages name an object: "axis 'srot'" style, from its class or role."""
     name = node.get("name")
-    role = node.get("_role") or node.get("class") or "object"
-    return f"{role} '{name}'" if name is not None else str(role)
+    role = node.get("_role") or node.get("class")
+    role = role if isinstance(role, str) and role else "object"  # never a list or bytes dumped
+    return f"{role} '{name}'" if name is not None else role
 
 
 def read_fields(node, fields, what=None, extra_keys=()):
@@ -99,7 +100,7 @@ def read_fields(node, fields, what=None, extra_keys=()):
         if key not in known and not str(key).startswith("_"):
             hint = difflib.get_close_matches(str(key), sorted(known), n=1)
             tail = f" (did you mean '{hint[0]}'?)" if hint else ""
-            raise ConfigError(f"{where(node, key)}: {what}: unknown key '{key}'{tail}")
+            raise ConfigError(f"{where(node, key)}: {what}: unknown key {shown(key)}{tail}")
     values = {}
     for field in fields:
         if field.key not in node or node[field.key] is None:
@@ -113,7 +114,7 @@ def read_fields(node, fields, what=None, extra_keys=()):
             complaint = field.check(value)
         if complaint is not None:
             raise ConfigError(
-                f"{where(node, field.key)}: {what}: {field.key} {complaint}, got {raw!r}"
+                f"{where(node, field.key)}: {what}: {field.key} {complaint}, got {shown(raw)}"
             )
         values[field.key] = value
     return values

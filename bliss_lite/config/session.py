@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import traceback
 
-from bliss_lite.config.errors import ConfigError, where
+from bliss_lite.config.errors import ConfigError, shown, where
 from bliss_lite.config.fields import Field, read_fields
 from bliss_lite.config.settings import flush_pending
 
@@ -149,13 +149,13 @@ def _scan_saving(node, what, value):
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise ConfigError(f"{where(node, 'scan_saving')}: {what}: scan_saving must be a mapping, got {value!r}")
+        raise ConfigError(f"{where(node, 'scan_saving')}: {what}: scan_saving must be a mapping, got {shown(value)}")
     for key, item in value.items():
         if key not in SCAN_SAVING_KEYS:
             raise ConfigError(f"{where(node, 'scan_saving')}: {what}: scan_saving: unknown key '{key}' "
                               f"(known: {', '.join(SCAN_SAVING_KEYS)})")
         if not isinstance(item, SCAN_SAVING_KEYS[key]):
-            raise ConfigError(f"{where(node, 'scan_saving')}: {what}: scan_saving: {key} must be a string, got {item!r}")
+            raise ConfigError(f"{where(node, 'scan_saving')}: {what}: scan_saving: {key} must be a string, got {shown(item)}")
     return dict(value)
 
 
@@ -167,13 +167,13 @@ def _processing(node, what, value):
         return {}
     if not isinstance(value, dict):
         raise ConfigError(f"{where(node, 'processing')}: {what}: processing must be a mapping of hook name to "
-                          f"options, got {value!r}")
+                          f"options, got {shown(value)}")
     for key, item in value.items():
         if not isinstance(key, str) or not key.isidentifier():
-            raise ConfigError(f"{where(node, 'processing')}: {what}: processing: hook name must be a name, got {key!r}")
+            raise ConfigError(f"{where(node, 'processing')}: {what}: processing: hook name must be a name, got {shown(key)}")
         if item is not None and not isinstance(item, dict):
             raise ConfigError(f"{where(node, 'processing')}: {what}: processing: {key}: options must be a mapping, "
-                              f"got {item!r}")
+                              f"got {shown(item)}")
     return {k: dict(v or {}) for k, v in value.items()}
 
 
@@ -185,7 +185,7 @@ def create_session(name, node, config):
         for item in values[key] or []:
             item = item[1:] if isinstance(item, str) and item.startswith("$") else item
             if item not in config.names:
-                raise ConfigError(f"{where(node, key)}: {what}: {key}: no object named {item!r}")
+                raise ConfigError(f"{where(node, key)}: {what}: {key}: no object named {shown(item)}")
     strip = lambda items: [i[1:] if i.startswith("$") else i for i in items]  # noqa: E731
     includes = []
     for item in values["include-sessions"]:
@@ -193,7 +193,7 @@ def create_session(name, node, config):
             raise ConfigError(f"{where(node, 'include-sessions')}: {what}: include-sessions: a session cannot include itself")
         included = config.get(item[1:] if str(item).startswith("$") else item) if str(item).lstrip("$") in config.names else None
         if not isinstance(included, Session):
-            raise ConfigError(f"{where(node, 'include-sessions')}: {what}: {item!r} is not a session")
+            raise ConfigError(f"{where(node, 'include-sessions')}: {what}: {shown(item)} is not a session")
         includes.append(included)
     setup = values["setup-file"]
     setup_path = None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from bliss_lite.config.errors import ConfigError, where
+from bliss_lite.config.errors import ConfigError, shown, where
 from bliss_lite.config.fields import describe
 from bliss_lite.config.paths import config_dir, run_dir
 from bliss_lite.config.settings import SettingsStore
@@ -42,7 +42,7 @@ def _import(target, node, key):
     module_name, _, attribute = target.partition(":")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
+    except (ImportError, ValueError, TypeError) as exc:  # also '' and relative names ('.mod')
         raise ConfigError(f"{where(node, key)}: cannot import module '{module_name}': {exc}") from None
     try:
         return getattr(module, attribute)
@@ -78,8 +78,11 @@ class Config:
         if class_name is None:
             raise ConfigError(f"{where(node)}: {describe(node)}: missing key 'class'")
         if not isinstance(class_name, str):
-            raise ConfigError(f"{where(node, 'class')}: {describe(node)}: class must be a string, got {class_name!r}")
+            raise ConfigError(f"{where(node, 'class')}: {describe(node)}: class must be a string, got {shown(class_name)}")
         if "module" in node:
+            if not isinstance(node["module"], str) or not node["module"]:
+                raise ConfigError(f"{where(node, 'module')}: {describe(node)}: module must be a module name, "
+                                  f"got {shown(node['module'])}")
             return _import(f"{node['module']}:{class_name}", node, "module")
         registered = _BY_NORMALISED.get(_normalise(class_name))
         if registered is None:

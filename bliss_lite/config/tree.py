@@ -8,10 +8,11 @@ Everything that can be checked without building objects is checked here, at load
 from __future__ import annotations
 
 import os
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from bliss_lite.config.errors import ConfigError, where
+from bliss_lite.config.errors import ConfigError, shown, where
 from bliss_lite.config.yaml_loader import ConfigNode, load_yaml_file
 
 YAML_SUFFIXES = (".yml", ".yaml")
@@ -73,8 +74,8 @@ class ConfigTree:
                 if init_name in filenames:
                     init = load_yaml_file(here / init_name, self.root) or {}
                     if not isinstance(init, dict):
-                        shown = os.path.relpath(here / init_name, self.root)
-                        raise ConfigError(f"{shown}: must be a mapping of inherited keys, got {init!r}")
+                        display = os.path.relpath(here / init_name, self.root)
+                        raise ConfigError(f"{display}: must be a mapping of inherited keys, got {shown(init)}")
                     for key in init:
                         inherited[key] = (init[key], where(init, key))
             inherited_by_dir[here] = inherited
@@ -86,13 +87,13 @@ class ConfigTree:
 
     def _load_file(self, path, inherited):
         content = load_yaml_file(path, self.root)
-        shown = os.path.relpath(path, self.root)
+        display = os.path.relpath(path, self.root)
         if content is None:
             return
         items = content if isinstance(content, list) else [content]
         for item in items:
             if not isinstance(item, ConfigNode):
-                raise ConfigError(f"{shown}: top-level entries must be mappings, got {item!r}")
+                raise ConfigError(f"{display}: top-level entries must be mappings, got {shown(item)}")
             for key, (value, origin) in inherited.items():
                 if key not in item:
                     item[key] = value
@@ -104,8 +105,11 @@ class ConfigTree:
             name = node["name"]
             if not isinstance(name, str) or not name.isidentifier():
                 raise ConfigError(
-                    f"{where(node, 'name')}: name must be a Python identifier, got {name!r}"
+                    f"{where(node, 'name')}: name must be a Python identifier, got {shown(name)}"
                 )
+            if unicodedata.normalize("NFKC", name) != name:  # Python reads 'ﬁ' as 'fi': unreachable
+                raise ConfigError(f"{where(node, 'name')}: name {shown(name)} is read by Python as "
+                                  f"{shown(unicodedata.normalize('NFKC', name))}: write it that way")
             if name in self.entries:
                 first = self.entries[name].node
                 raise ConfigError(

@@ -44,6 +44,14 @@ class AxisConfig:
         high = math.inf if values["high_limit"] is None else values["high_limit"]
         if low > high:
             raise ConfigError(f"{where(node, 'low_limit')}: {what}: low_limit {low} is above high_limit {high}")
+        spu = abs(values["steps_per_unit"])  # controllers count in steps: each value must stay finite there
+        for f in AXIS_FIELDS + tuple(extra_fields):
+            value = values[f.key]
+            if f.kind != "number" or f.key == "steps_per_unit" or value is None:
+                continue
+            if not math.isfinite(value * spu):
+                raise ConfigError(f"{where(node, f.key)}: {what}: {f.key} {value:g} is too large in steps "
+                                  f"(steps_per_unit {values['steps_per_unit']:g})")
         extras = {f.key: values.pop(f.key) for f in extra_fields}
         values.update(low_limit=low, high_limit=high)
         return cls(name=node["name"], **values), extras
