@@ -31,7 +31,8 @@ def print_scan(scan, out, timeout_ms=None):
 
 
 def follow(client, count=None, out=None, timeout_ms=None):
-    """Follow the next `count` scans (forever when None); returns how many were followed."""
+    """Follow the next `count` scans (forever when None); returns how many were followed.
+    A server that goes away raises `client.RedisLost`, naming it (password masked)."""
     out = out or sys.stdout
     scans = ScanClient(client)
     scans.start_from_now()

@@ -4,7 +4,9 @@ The scan loop never waits for I/O: it appends to the scan's buffers and goes on;
 wakes every PERIOD (or when asked), takes everything new as one batch per channel and hands it
 to the writer (one flush for SWMR readers) and the publisher (one pipelined round trip).
 A writer error (disk full, file gone) is kept and raised in the scan loop, which stops the
-scan; a Redis error is reported once and publishing stops, while the file keeps every point.
+scan. Redis errors never reach the pump: its publisher is the scan's `redis_link.LiveLink`,
+which warns, counts what Redis missed, looks for Redis again and resumes; the file keeps
+every point whatever Redis does.
 """
 from __future__ import annotations
 
@@ -12,7 +14,6 @@ import sys
 
 import gevent
 import gevent.event
-import redis
 
 
 class DataPump:
@@ -23,7 +24,7 @@ class DataPump:
         self.writer = writer
         self.publisher = publisher
         self.error = None  # a writer failure: the scan must stop
-        self.publish_error = None
+        self.publish_error = None  # always None: the publisher (LiveLink) handles Redis errors itself
         self._warn = warn or (lambda text: print(text, file=sys.stderr, flush=True))
         self._wake = gevent.event.Event()
         self._stopping = False
@@ -51,20 +52,14 @@ class DataPump:
     def flush(self, publish=True):
         """Write (and publish) what is new; returns the batch."""
         batch = self.data.take_new()
-        if not batch:
-            return batch
-        if self.writer is not None and self.error is None:
+        if batch and self.writer is not None and self.error is None:
             try:
                 self.writer.append(batch)
             except Exception as exc:  # noqa: BLE001 - kept, raised by the scan loop
                 self.error = exc
-        if publish and self.publisher is not None and self.publish_error is None:
-            try:
-                self.publisher.publish(batch)
-            except (redis.RedisError, OSError) as exc:
-                self.publish_error = exc
-                self._warn(f"WARNING: Redis unreachable ({exc}); the scan goes on, saved to the file only")
-        if self.writer is not None and self.error is None:
+        if publish and self.publisher is not None:
+            self.publisher.publish(batch)  # also when empty: Redis, if away, is looked for when due
+        if batch and self.writer is not None and self.error is None:
             self.data.release_sent()  # frames on disk need not stay in memory
         return batch
 

@@ -1,4 +1,5 @@
-"""The scan side's Redis connection: found (or started) once per process, then reused.
+"""The scan side's Redis connection: found (or started) once per process, then reused, and
+a scan's publisher kept going while Redis goes away and comes back.
 
 `ensure_server` pings and may start the run directory's server; doing that for every scan
 would cost a connection per scan, so the client is kept for the URL it was made for. When
@@ -13,26 +14,48 @@ import sys
 import time
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from bliss_lite.config.paths import run_dir
 from bliss_lite.data.redis_server import REDIS_URL_ENV, RedisUnavailable, connect, ensure_server
+from bliss_lite.data.redis_url import mask_url
 
 RETRY_AFTER_S = 5.0
 _state = {"key": None, "client": None, "url": None, "warned": False, "failed_at": None}
 
 
+def _where():
+    return os.environ.get(REDIS_URL_ENV), os.environ.get("BLISS_LITE_RUN_DIR")
+
+
+def _open(quick=False):
+    """(url, client) of the scans' Redis, pinged; RedisUnavailable naming the server (its
+    password masked) if it cannot be reached. `quick`: one try with short timeouts first
+    (a scan looking for Redis again must not be held by a silent host)."""
+    url = ensure_server(run_dir())
+    try:
+        if quick:
+            connect(url, retry=Retry(NoBackoff(), 0), socket_timeout=0.5).ping()
+        client = connect(url)
+        client.ping()
+    except (redis.RedisError, OSError) as exc:
+        text, name = str(exc), mask_url(url)
+        raise RedisUnavailable(text if name in text else f"Redis at {name}: {text}") from exc
+    _state.update(key=_where(), client=client, url=url, warned=False, failed_at=None)
+    return url, client
+
+
 def scan_redis():
     """A redis client for publishing scans, or None (with one warning) if there is no server."""
-    key = (os.environ.get(REDIS_URL_ENV), os.environ.get("BLISS_LITE_RUN_DIR"))
+    key = _where()
     if _state["key"] == key and _state["client"] is not None:
         return _state["client"]
     failed_at = _state["failed_at"]
     if _state["key"] == key and failed_at is not None and time.monotonic() - failed_at < RETRY_AFTER_S:
         return None
     try:
-        url = ensure_server(run_dir())
-        client = connect(url)
-        client.ping()
+        return _open()[1]
     except (RedisUnavailable, redis.RedisError, OSError) as exc:
         if not _state["warned"]:
             print(f"WARNING: no Redis for live data ({exc}); scans are saved to their file only",
@@ -40,8 +63,16 @@ def scan_redis():
             _state["warned"] = True
         _state.update(key=key, client=None, failed_at=time.monotonic())
         return None
-    _state.update(key=key, client=client, url=url, warned=False, failed_at=None)
-    return client
+
+
+def reconnect():
+    """A fresh client to the scans' Redis (the private server restarted if it died), or None,
+    silently: for a scan that lost Redis and looks for it again."""
+    forget()
+    try:
+        return _open(quick=True)[1]
+    except (RedisUnavailable, redis.RedisError, OSError):
+        return None
 
 
 def scan_redis_url():
@@ -52,3 +83,89 @@ def scan_redis_url():
 def forget():
     """Drop the cached client (after the server went away), so the next scan looks again."""
     _state.update(key=None, client=None, url=None, failed_at=None)
+
+
+class LiveLink:
+    """A scan's publisher while Redis may go away and come back.
+
+    At the first Redis error publishing stops, with one warning; the file keeps every point.
+    While the scan runs, Redis is looked for again at most every RETRY_S (connects time out
+    fast, so the scan loop is never held long). When it answers, the publisher resumes: the
+    record and its states written again if the server lost them, every raw point it lacks
+    sent again from memory, the frames it missed listed in record["incomplete"]; one warning
+    says so, and live publishing goes on. At the end the seal is tried once more.
+    """
+
+    RETRY_S = 1.5
+
+    def __init__(self, publisher, data, warn, label):
+        self.publisher = publisher
+        self.data = data  # the scan's ScanData: every raw point is still in memory
+        self.warn = warn
+        self.label = label
+        self.offline = False
+        self._next_try = 0.0
+
+    @property
+    def key(self):
+        """The scan's Redis key, None while its record never reached Redis."""
+        return self.publisher.key if self.publisher.published else None
+
+    def _raw_points(self, name, start, stop):
+        buffer = self.data.buffers[name]
+        return buffer.as_array(buffer.points[start:stop])
+
+    def call(self, method, *args, **kwargs):
+        """Run a publisher call; True if it went through. A Redis error takes the link offline."""
+        if self.offline:
+            return False
+        try:
+            method(*args, **kwargs)
+            return True
+        except (redis.RedisError, OSError) as exc:
+            self.offline = True
+            self._next_try = time.monotonic() + self.RETRY_S
+            forget()
+            self.warn(f"WARNING: Redis lost ({exc}); {self.label} goes on and saves every point to its file; "
+                      f"Redis is looked for every {self.RETRY_S:g} s and at the end")
+            return False
+
+    def create(self, then=()):
+        return self.call(self.publisher.create, then=then)
+
+    def publish(self, batch):
+        """Publish a batch, or count it as missed while Redis is away (looking for it when due)."""
+        if self.offline and time.monotonic() >= self._next_try:
+            self.retry()
+        if not batch:
+            return
+        if self.offline:
+            self.publisher.skip(batch)
+        else:
+            self.call(self.publisher.publish, batch)
+
+    def retry(self):
+        """Look for Redis now; if it answers, resume publishing. True when back."""
+        self._next_try = time.monotonic() + self.RETRY_S
+        client = reconnect()
+        if client is None:
+            return False
+        try:
+            self.publisher.resume(client, self._raw_points)
+        except (redis.RedisError, OSError):
+            forget()
+            return False
+        self.offline = False
+        missing = {n: sum(stop - first for first, stop in gaps) for n, gaps in self.publisher.missing.items()}
+        said = ", ".join(f"{n}: {count} frames not in Redis (all in the file)" for n, count in missing.items())
+        self.warn(f"Redis is back: {self.label} published again, every point of its scalar channels"
+                  f"{'; ' + said if said else ''}")
+        return True
+
+    def seal(self, end_reason, last):
+        """Seal the scan in Redis; if Redis is away, or the seal fails, look for it once more."""
+        if self.offline and not self.retry():
+            return False
+        if self.call(self.publisher.seal, end_reason, last):
+            return True
+        return self.retry() and self.call(self.publisher.seal, end_reason)

@@ -15,7 +15,6 @@ import sys
 import time
 
 import gevent
-import redis
 
 from bliss_lite.config.session import current_session
 from bliss_lite.controllers.group import Group
@@ -163,9 +162,9 @@ class Scan:
         if client is not None:
             publisher = ScanPublisher(client, session=self.session.name if self.session else "", number=self.number,
                                       name=self.name, scan_info=info, channels=specs, frame_budget=self.frame_budget)
-            self._publisher = publisher
-            if self._publish(publisher.create, then=("PREPARED", "STARTED")):
-                self.key = publisher.key
+            self._publisher = redis_link.LiveLink(publisher, self.data, _warn, f"scan {self.number}")
+            self._publisher.create(then=("PREPARED", "STARTED"))  # if Redis fails, the pump creates it later
+            self.key = self._publisher.key
         self.state = "STARTED"
 
     def _plot_signal(self):
@@ -175,24 +174,11 @@ class Scan:
         chosen = selected_counter()
         return chosen if chosen in names else (names[0] if names else None)
 
-    def _publish(self, call, *args, **kwargs):
-        """Run a publisher call; on a Redis error warn once and stop publishing this scan."""
-        if self._publisher is None:
-            return False
-        try:
-            call(*args, **kwargs)
-            return True
-        except (redis.RedisError, OSError) as exc:
-            _warn(f"WARNING: Redis unreachable ({exc}); scan {self.number} goes on, saved to the file only")
-            self._drop_publisher()
-            return False
-
     def _drop_publisher(self):
-        if self._publisher is not None:
-            self._dropped, self._publisher = self._publisher, None
+        """Stop publishing this scan (the file keeps every point)."""
+        self._publisher = None
         if self._pump is not None:
             self._pump.publisher = None
-        redis_link.forget()
 
     def _close(self, end_reason, pending=None):
         """Write the last points, close the entry, seal the Redis scan: always, in this order.
@@ -238,21 +224,17 @@ class Scan:
             raise errors[0]
 
     def _seal(self, end_reason, last):
-        """Seal the Redis scan; if publishing failed during the scan, try once more on a fresh
-        connection and mark the record incomplete (the file has every point)."""
-        if self._publisher is None and self._dropped is not None:
-            client = redis_link.scan_redis()
-            if client is None:
-                return
-            self._publisher, self._dropped = self._dropped, None
-            self._publisher.client = client
-            self._publisher.record["incomplete"] = True
-        if self._publisher is not None:
-            self._publish(self._publisher.seal, end_reason, last)
-            for name, count in self._publisher.trimmed().items():
-                self.scan_info.setdefault("redis_trimmed", {})[name] = count
-                _warn(f"{name}: Redis kept only the last ~{self._publisher.frame_budget_len} frames (memory budget "
-                      f"{self.frame_budget // 2**20} MB); all {self._publisher.counts[name]} are in the file")
+        """Seal the Redis scan; if Redis went away during the scan, it is looked for once more
+        (see redis_link.LiveLink: what Redis missed is named in the record; the file has it all)."""
+        if self._publisher is None:
+            return
+        self._publisher.seal(end_reason, last)
+        self.key = self._publisher.key
+        publisher = self._publisher.publisher
+        for name, count in publisher.trimmed().items():
+            self.scan_info.setdefault("redis_trimmed", {})[name] = count
+            _warn(f"{name}: Redis kept only the last ~{publisher.frame_budget_len} frames (memory budget "
+                  f"{self.frame_budget // 2**20} MB); all {publisher.counts[name]} are in the file")
 
     def _return_to_start(self, pending=None):
         """Relative scans end where they started, also after an error or Ctrl-C."""
