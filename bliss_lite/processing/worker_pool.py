@@ -25,10 +25,11 @@ class WorkerPool:
         """At least `count` of our workers alive (dead ones are replaced)."""
         self.processes = [p for p in self.processes if p.poll() is None]
         while len(self.processes) < count:
-            env = {**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
+            # the URL (it may carry a password) in the environment, not on the command line (ps)
+            env = {**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1", "BLISS_LITE_REDIS_URL": self.url}
             name = f"{os.uname().nodename}-{os.getpid()}-w{len(self.processes)}-{os.urandom(2).hex()}"
             self.processes.append(subprocess.Popen(
-                [sys.executable, "-m", "bliss_lite.cli", "worker", "--redis", self.url, "--name", name],
+                [sys.executable, "-m", "bliss_lite.cli", "worker", "--name", name],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=env, start_new_session=True))
         return self.processes
 

@@ -91,6 +91,8 @@ class SweepMaster(AcquisitionMaster):
                     raise _stopped_short(axis, line.start + i * line.step)
                 if t > now():  # a timer, no busy wait: the I/O greenlet must run between frames,
                     gevent.sleep(t - now())  # and the frame's time is t whenever it is handled
+                else:
+                    gevent.sleep(0)  # behind: still let the pump write and publish
                 if self._t0 is None:
                     self._t0 = t
                 for child in triggers:

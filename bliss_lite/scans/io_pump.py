@@ -24,7 +24,6 @@ class DataPump:
         self.writer = writer
         self.publisher = publisher
         self.error = None  # a writer failure: the scan must stop
-        self.publish_error = None  # always None: the publisher (LiveLink) handles Redis errors itself
         self._warn = warn or (lambda text: print(text, file=sys.stderr, flush=True))
         self._wake = gevent.event.Event()
         self._stopping = False

@@ -52,7 +52,6 @@ class Scan:
         self.start_time = self.end_time = None
         self.data = ScanData(chain.channels())
         self._writer = self._publisher = self._pump = None
-        self._dropped = None  # the publisher, after Redis failed during the scan
 
     # -- the contract ------------------------------------------------------------------------
     def get_data(self):
@@ -174,12 +173,6 @@ class Scan:
         chosen = selected_counter()
         return chosen if chosen in names else (names[0] if names else None)
 
-    def _drop_publisher(self):
-        """Stop publishing this scan (the file keeps every point)."""
-        self._publisher = None
-        if self._pump is not None:
-            self._pump.publisher = None
-
     def _close(self, end_reason, pending=None):
         """Write the last points, close the entry, seal the Redis scan: always, in this order.
 
@@ -204,8 +197,6 @@ class Scan:
                 last = step(self._pump.flush, False)
             if self._pump.error is not None:
                 errors.insert(0, self._pump.error)
-            if self._pump.publish_error is not None:
-                self._drop_publisher()
         if errors:
             end_reason = "FAILURE"
         elif held and end_reason == "SUCCESS":
