@@ -8,7 +8,8 @@ fault, or none. After every scan it checks what the reliability promise says:
 - `points_lost`: points taken (in memory) but not in the file, plus scalar points in the file
   but not in the sealed Redis scan;
 - `hangs`: scans that did not return within their own duration + HANG_S;
-- `unsealed`: Redis scans not sealed with the entry's end_reason;
+- `unsealed`: Redis scans not sealed with the entry's end_reason (Redis itself is one of the
+  faults: its private server is killed mid-scan and must be back, the scan republished);
 - `unnamed_errors`: failures whose message does not start with the axis, detector or command;
 - `not_returned`: relative scans ended by one Ctrl-C that did not move back to the start.
 All must be 0. Prints one JSON line.
@@ -50,11 +51,27 @@ def scan_kinds(ns):
     ]
 
 
+def kill_redis():
+    """SIGKILL the run directory's private Redis (the scan must go on, then republish)."""
+    import os
+    import signal
+
+    from bliss_lite.config.paths import run_dir
+    from bliss_lite.data.redis_server import server_status
+
+    pid = server_status(run_dir()).get("pid")
+    if pid:
+        os.kill(int(pid), signal.SIGKILL)
+
+
 def inject(ns, motors, rng, uses_detector):
     """One random fault, armed now or after a random delay; returns its name."""
     import gevent
 
     pil = ns["pilatus"]
+    if rng.random() < 0.15:
+        gevent.spawn_later(rng.uniform(0.1, 1.0), kill_redis)
+        return "redis:kill"
     if uses_detector and rng.random() < 0.5:
         kind = rng.choice(DETECTOR_FAULTS)
         if kind == "stop_after":
@@ -99,14 +116,12 @@ def check_redis(client, scan):
     """(unsealed, scalar points in the file but not in Redis) for a published scan."""
     from bliss_lite.data.client import ScanReader
 
-    if scan.key is None or client is None:
-        return 0, 0
+    if scan.key is None:
+        return 1, 0  # never published (Redis was there when the run started)
     try:
         reader = ScanReader(client, scan.key)
         if (reader.state, reader.end_reason) != ("CLOSED", scan.end_reason):
             return 1, 0
-        if reader.record.get("incomplete"):
-            return 0, 0  # said so: the file has them
         data = scan.get_data()
         lost = sum(max(0, len(data[n]) - len(reader.read(n))) for n, spec in reader.channels.items()
                    if spec.encoding == "raw")
@@ -134,14 +149,14 @@ def run(n_scans, seed):
     rng = random.Random(seed)
     totals = dict(scans=0, faults=0, interrupts=0, clean=0, failures=0, motors_left_moving=0, corrupt_files=0,
                   points_lost=0, hangs=0, unsealed=0, unnamed_errors=0, not_returned=0)
-    kinds_run = {}
+    kinds_run, fault_kinds = {}, {}
     with SimulatorProcess.motor() as motors, SimulatorProcess.pilatus() as pilatus:
         root = write_remote_config(Path(tempfile.mkdtemp(prefix="chaos_cfg_")), motors.port, pilatus.port,
                                    timeout=0.5, stall_timeout=0.3)
         _, ns = open_session("remote", root)
         names = ("omega", "x", "z", "pilatus")
         ns["mv"](ns["x"], 0, ns["z"], 0)
-        client = connect(redis_link.scan_redis_url()) if redis_link.scan_redis() is not None else None
+        url = redis_link.scan_redis_url()
         kinds = scan_kinds(ns)
         main = gevent.getcurrent()
         t_start = time.perf_counter()
@@ -155,7 +170,8 @@ def run(n_scans, seed):
                 timers.append(gevent.spawn_later(rng.uniform(0.1, 1.2), main.throw, KeyboardInterrupt))
                 totals["interrupts"] += 1
             elif what == "fault":
-                inject(ns, motors, rng, uses_detector)
+                fault = inject(ns, motors, rng, uses_detector)
+                fault_kinds[fault] = fault_kinds.get(fault, 0) + 1
                 totals["faults"] += 1
             count = len(ns["SCANS"])
             error = None
@@ -185,7 +201,7 @@ def run(n_scans, seed):
             scan = ns["SCANS"][-1] if len(ns["SCANS"]) > count else None
             if scan is not None:
                 corrupt, lost = check_file(scan)
-                unsealed, lost_redis = check_redis(client, scan)
+                unsealed, lost_redis = check_redis(connect(url), scan)
                 totals["corrupt_files"] += corrupt
                 totals["points_lost"] += lost + lost_redis
                 totals["unsealed"] += unsealed
@@ -198,7 +214,7 @@ def run(n_scans, seed):
                 except Exception as exc:  # noqa: BLE001
                     print(f"could not reset {axis.name}: {exc}", file=sys.stderr)
         elapsed = time.perf_counter() - t_start
-    return {"benchmark": "chaos", **totals, "kinds": kinds_run, "seed": seed, "elapsed_s": round(elapsed, 1)}
+    return {"benchmark": "chaos", **totals, "kinds": kinds_run, "fault_kinds": fault_kinds, "seed": seed, "elapsed_s": round(elapsed, 1)}
 
 
 def main():
