@@ -7,6 +7,7 @@ stops every axis of the task with its deceleration, and the `finally` always rec
 """
 from __future__ import annotations
 
+import math
 import sys
 
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ class MotionPlan:
 def _check_target(axis, target):
     if not is_finite_number(target):
         raise ValueError(f"{axis.name}: target must be a finite number, got {target!r}")
+    if not math.isfinite(axis.user2dial(float(target)) * axis.steps_per_unit):  # else OverflowError in round()
+        raise LimitError(f"{axis.name}: target {float(target):g} is too large to count in steps")
 
 
 def plan_motion(axis, user_target) -> MotionPlan:

@@ -10,6 +10,7 @@ import numbers
 
 import numpy as np
 
+from bliss_lite.config.errors import shown
 from bliss_lite.config.fields import is_finite_number
 from bliss_lite.config.session import current_session, is_counter, is_measurement_group
 from bliss_lite.controllers.axis import Axis
@@ -20,7 +21,7 @@ from bliss_lite.controllers.motion import check_reachable
 
 def number(command, what, value) -> float:
     if not is_finite_number(value):
-        raise ValueError(f"{command}: {what} must be a finite number, got {value!r}")
+        raise ValueError(f"{command}: {what} must be a finite number, got {shown(value)}")
     return float(value)
 
 
@@ -31,15 +32,51 @@ def count_time(command, value) -> float:
     return value
 
 
-def whole(command, what, value, minimum=1) -> int:
+# points of one scan: a step scan's targets (and a mesh's rows) are built before the first move,
+# so a typo like 10**12 intervals must be refused, not met with MemoryError or a swapping machine
+MAX_POINTS = 10_000_000
+MAX_FRAMES = 100_000_000  # a continuous scan's frames: 100 XRD-CT slices of 1000 x 1000
+
+
+def whole(command, what, value, minimum=1, maximum=None) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{command}: {what} must be a whole number >= {minimum}, got {value!r}")
+        raise ValueError(f"{command}: {what} must be a whole number >= {minimum}, got {shown(value)}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{command}: {what} must be at most {maximum:,}, got {value!r}")
     return int(value)
+
+
+def total_points(command, counts, what="points", limit=MAX_POINTS):
+    """The product of per-dimension counts, refused beyond `limit`."""
+    total = 1
+    for count in counts:
+        total *= count
+    if total > limit:
+        raise ValueError(f"{command}: {total:,} {what} is more than {limit:,}")
+    return total
+
+
+def flag(command, what, value) -> bool:
+    """True/False only: `snake="no"` would otherwise be true."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{command}: {what} must be True or False, got {shown(value)}")
+    return bool(value)
+
+
+def positions(command, name, value) -> list:
+    """A non-empty one-dimensional sequence of finite numbers (axis `name`'s), as floats."""
+    try:
+        one_dimensional = np.ndim(value) == 1 and not isinstance(value, (str, bytes, dict))
+    except ValueError:  # numpy refuses ragged nested lists
+        one_dimensional = False
+    if not one_dimensional or len(value) == 0:
+        raise ValueError(f"{command}: {name}: positions must be a non-empty list of numbers, got {shown(value)}")
+    return [number(command, f"{name} position {i}", p) for i, p in enumerate(value)]
 
 
 def axis(command, value, what="motor") -> Axis:
     if not isinstance(value, Axis):
-        raise TypeError(f"{command}: {what} must be an axis, got {value!r}")
+        raise TypeError(f"{command}: {what} must be an axis, got {shown(value)}")
     if value.is_moving:
         raise AxisError(f"{command}: {value.name} is moving; wait for it (or stop it) first")
     return value
@@ -57,7 +94,7 @@ def _by_name(command, name):
     obj = session.objects.get(name) if session is not None else None
     if obj is None or not (is_counter(obj) or is_measurement_group(obj)):
         known = sorted(c.name for c in session.counters) if session is not None else []
-        raise ValueError(f"{command}: unknown counter {name!r}" + (f" (counters: {', '.join(known)})" if known else ""))
+        raise ValueError(f"{command}: unknown counter {shown(name)}" + (f" (counters: {', '.join(known)})" if known else ""))
     return obj
 
 
@@ -76,7 +113,7 @@ def counters(command, args):
         elif is_counter(obj):
             found.append(obj)
         else:
-            raise TypeError(f"{command}: {arg!r} is not a counter or a measurement group")
+            raise TypeError(f"{command}: {shown(arg)} is not a counter or a measurement group")
     chosen = list({id(c): c for c in found}.values())
     if not chosen:
         raise ValueError(f"{command}: no enabled counter to count")

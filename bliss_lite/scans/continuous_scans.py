@@ -8,6 +8,7 @@ detector's own settings (its prepare refuses a rate it cannot do).
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
@@ -123,11 +124,12 @@ def fscan(motor, start, step, npoints, acq_time, *counters, save=True, hooks=Non
     start, step = check.number(command, "start", start), check.number(command, "step", step)
     if step == 0:
         raise ValueError(f"{command}: step must not be 0")
-    npoints = check.whole(command, "npoints", npoints)
+    npoints = check.whole(command, "npoints", npoints, maximum=check.MAX_FRAMES)
     t = check.count_time(command, acq_time)
     if t == 0:
         raise ValueError(f"{command}: acquisition time must be > 0")
     detectors, plain = _split(command, counters)
+    save = check.flag(command, "save", save)
     line = Line({}, axis, start, step, npoints)
     title = f"{command} {axis.name} {start:g} {step:g} {npoints} {t:g}"
     return _run(command, title, [line], t, detectors, plain, [axis], None, {}, save, hooks)
@@ -148,21 +150,24 @@ def xrdct(omega, x, z, x_start, x_stop, n_x, z_positions, acq_time, n_omega=None
     x_start, x_stop = check.number(command, "x_start", x_start), check.number(command, "x_stop", x_stop)
     if x_stop == x_start:
         raise ValueError(f"{command}: x_start and x_stop must differ")
-    n_x = check.whole(command, "n_x", n_x)
+    n_x = check.whole(command, "n_x", n_x, maximum=check.MAX_FRAMES)
     n_omega = math.ceil(n_x * math.pi / 2) if n_omega is None else check.whole(command, "n_omega", n_omega)
     omega_range = check.number(command, "omega_range", omega_range)
     if omega_range <= 0:
         raise ValueError(f"{command}: omega_range must be > 0, got {omega_range!r}")
-    zs = [z_positions] if np.ndim(z_positions) == 0 else list(z_positions)
-    if not zs:
-        raise ValueError(f"{command}: z_positions must hold at least one position")
-    zs = [check.number(command, "z position", v) for v in zs]
+    if isinstance(z_positions, numbers.Real):
+        z_positions = [z_positions]
+    zs = check.positions(command, "z_positions", z_positions)
+    check.total_points(command, [n_x, n_omega, len(zs)], "frames", check.MAX_FRAMES)
     t = check.count_time(command, acq_time)
     if t == 0:
         raise ValueError(f"{command}: acquisition time must be > 0")
-    if fast_axis not in ("omega", "x"):
+    if not isinstance(fast_axis, str) or fast_axis not in ("omega", "x"):
         raise ValueError(f"{command}: fast_axis must be 'omega' or 'x', got {fast_axis!r}")
+    snake, save = check.flag(command, "snake", snake), check.flag(command, "save", save)
     detector = detector if detector is not None else _session_detector(command)
+    if not _is_detector(detector):
+        raise TypeError(f"{command}: detector must be a detector such as a Pilatus, got {detector!r}")
     dx, domega = (x_stop - x_start) / n_x, omega_range / n_omega
     x_mid = x_start + (np.arange(n_x) + 0.5) * dx
     omega_mid = (np.arange(n_omega) + 0.5) * domega

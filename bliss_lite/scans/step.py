@@ -30,6 +30,7 @@ def _run_steps(command, title, axes, points, count_time, counter_args, save, res
     """Check everything, build MotorMaster -> TimerMaster -> CounterSlave, run it."""
     t = check.count_time(command, count_time)
     counters = check.counters(command, counter_args)
+    save = check.flag(command, "save", save)
     points = np.asarray(points, dtype=float).reshape((len(points), len(axes)))
     for i, axis in enumerate(axes):
         check.reachable(command, axis, points[:, i])
@@ -42,7 +43,7 @@ def _run_steps(command, title, axes, points, count_time, counter_args, save, res
 
 def _line(command, motor_ranges, intervals, relative):
     """Axes, start/stop per axis (absolute), and the points of a straight line scan."""
-    intervals = check.whole(command, "intervals", intervals)
+    intervals = check.whole(command, "intervals", intervals, maximum=check.MAX_POINTS - 1)
     axes = [check.axis(command, m) for m, _, _ in motor_ranges]
     check.distinct_axes(command, axes)
     starts, stops = [], []
@@ -51,7 +52,8 @@ def _line(command, motor_ranges, intervals, relative):
         offset = axis.position if relative else 0.0
         starts.append(start + offset)
         stops.append(stop + offset)
-    points = np.linspace(starts, stops, intervals + 1)
+    with np.errstate(over="ignore", invalid="ignore"):  # -1e308..1e308: refused as not finite below
+        points = np.linspace(starts, stops, intervals + 1)
     return axes, points
 
 
@@ -75,6 +77,7 @@ def _triples(command, motor_tuple_list):
 def _count(command, count_time, counters, save):
     t = check.count_time(command, count_time)
     chosen = check.counters(command, counters)
+    save = check.flag(command, "save", save)
     chain = AcquisitionChain(TimerMaster(t, 1, children=[CounterSlave(chosen, t)]))
     return Scan(chain, name=command, title=_title(command, t), npoints=1, save=save, counters=chosen,
                 count_time=t).run()
@@ -128,6 +131,8 @@ def _mesh(command, args, count_time, counters, save, backnforth, relative):
     motor1, start1, stop1, intervals1, motor2, start2, stop2, intervals2 = args
     fast, slow = check.axis(command, motor1), check.axis(command, motor2)
     check.distinct_axes(command, [fast, slow])
+    check.total_points(command, [check.whole(command, "intervals", n) + 1 for n in (intervals1, intervals2)])
+    backnforth = check.flag(command, "backnforth", backnforth)
     _, fast_points = _line(command, [(fast, start1, stop1)], intervals1, relative)
     _, slow_points = _line(command, [(slow, start2, stop2)], intervals2, relative)
     rows = []
@@ -175,10 +180,7 @@ def _lookup(command, motor_pos_tuple_list, count_time, counters, save):
         if not isinstance(item, (list, tuple)) or len(item) != 2:
             raise TypeError(f"{command}: each entry must be (motor, positions), got {item!r}")
         axes.append(check.axis(command, item[0]))
-        positions = list(item[1]) if np.ndim(item[1]) == 1 else None
-        if not positions:
-            raise ValueError(f"{command}: {axes[-1].name}: positions must be a non-empty list of numbers")
-        columns.append([check.number(command, f"{axes[-1].name} position {i}", p) for i, p in enumerate(positions)])
+        columns.append(check.positions(command, axes[-1].name, item[1]))
     check.distinct_axes(command, axes)
     if len({len(c) for c in columns}) != 1:
         lengths = ", ".join(f"{a.name}: {len(c)}" for a, c in zip(axes, columns))
@@ -191,7 +193,7 @@ def _lookup(command, motor_pos_tuple_list, count_time, counters, save):
 def timescan(count_time, *counters, npoints=0, sleep_time=0.0, save=True):
     """Count every `count_time` (+ `sleep_time`), `npoints` times; 0 = until Ctrl-C."""
     command = "timescan"
-    n = None if npoints == 0 else check.whole(command, "npoints", npoints, minimum=0)
+    n = check.whole(command, "npoints", npoints, minimum=0) or None  # 0.0 is not 0: refused
     return _timed(command, _title(command, count_time), count_time, counters, n, sleep_time, save)
 
 
@@ -208,6 +210,7 @@ def _timed(command, title, count_time, counter_args, npoints, sleep_time, save):
     if pause < 0:
         raise ValueError(f"{command}: sleep time must be >= 0, got {sleep_time!r}")
     chosen = check.counters(command, counter_args)
+    save = check.flag(command, "save", save)
     chain = AcquisitionChain(TimerMaster(t, npoints, pause, children=[CounterSlave(chosen, t)]))
     return Scan(chain, name=command, title=title, npoints=npoints, save=save, counters=chosen,
                 count_time=t).run()
