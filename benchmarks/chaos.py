@@ -66,13 +66,19 @@ def kill_redis():
         os.kill(int(pid), signal.SIGKILL)
 
 
-def inject(ns, motors, rng, uses_detector):
-    """One random fault, armed now or after a random delay; returns its name."""
+def _later(timers, delay, call, *args, **kwargs):
+    """call(...) after `delay` unless the scan returns first; the timer joins `timers`."""
     import gevent
 
+    timers.append(gevent.spawn_later(delay, call, *args, **kwargs))
+
+
+def inject(ns, motors, rng, uses_detector, timers):
+    """One random fault, armed now or after a random delay (its timer joins `timers`, killed
+    when the scan returns: a fault never lands on the next scan); returns its name."""
     pil = ns["pilatus"]
     if rng.random() < 0.15:
-        gevent.spawn_later(rng.uniform(0.1, 1.0), kill_redis)
+        _later(timers, rng.uniform(0.1, 1.0), kill_redis)
         return "redis:kill"
     if uses_detector and rng.random() < 0.5:
         kind = rng.choice(DETECTOR_FAULTS)
@@ -83,7 +89,7 @@ def inject(ns, motors, rng, uses_detector):
         elif kind == "drop_twice":
             pil.inject(drop=[rng.randrange(1, 50)], twice=[rng.randrange(1, 50)])
         else:
-            gevent.spawn_later(rng.uniform(0.1, 1.0), pil.inject, close=True)
+            _later(timers, rng.uniform(0.1, 1.0), pil.inject, close=True)
         return f"detector:{kind}"
     kind = rng.choice(MOTOR_FAULTS)
     axis = rng.choice(["x", "z", "omega"])
@@ -91,7 +97,7 @@ def inject(ns, motors, rng, uses_detector):
             "drop": "drop", "delay": "delay 0.8",
             "limit": f"limit {axis} none {rng.choice([5000, 8000])}"}[kind]
     delay = 0.0 if kind == "limit" else rng.uniform(0.05, 1.0)
-    gevent.spawn_later(delay, motors.send, f"INJECT {line}")
+    _later(timers, delay, motors.send, f"INJECT {line}")
     return f"motor:{kind}"
 
 
@@ -172,7 +178,7 @@ def run(n_scans, seed):
                 timers.append(gevent.spawn_later(rng.uniform(0.1, 1.2), main.throw, KeyboardInterrupt))
                 totals["interrupts"] += 1
             elif what == "fault":
-                fault = inject(ns, motors, rng, uses_detector)
+                fault = inject(ns, motors, rng, uses_detector, timers)
                 fault_kinds[fault] = fault_kinds.get(fault, 0) + 1
                 totals["faults"] += 1
             count = len(ns["SCANS"])
@@ -187,8 +193,14 @@ def run(n_scans, seed):
             except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - what chaos is for
                 error = exc
             finally:
+                unfired = sum(not t.started and not t.dead for t in timers)
                 gevent.killall(timers)
             totals["scans"] += 1
+            if unfired and what == "fault":
+                totals["faults"] -= 1  # the scan ended before its fault: it did not happen
+                fault_kinds[fault] -= 1
+            elif unfired and what == "ctrl_c":
+                totals["interrupts"] -= 1
             if error is None:
                 totals["clean"] += 1
             elif not isinstance(error, KeyboardInterrupt):
@@ -196,7 +208,6 @@ def run(n_scans, seed):
                 if not str(error).split(":")[0] in (*names, name, "diode1", "diode2"):
                     totals["unnamed_errors"] += 1
                     print(f"unnamed error in {name}: {error!r}", file=sys.stderr)
-            gevent.sleep(0.3)  # a delayed fault lands now, if the scan ended first
             motors.send("INJECT clear")
             ns["pilatus"].close()  # a fresh link, no fault, for the next scan
             totals["motors_left_moving"] += moving(motors, names[:3])
