@@ -58,6 +58,8 @@ def _follow(argv):
     args = parser.parse_args(argv)
     if args.count is not None and args.count < 1:
         parser.error(f"--count must be >= 1, got {args.count}")
+    if args.timeout is not None and not 0 < args.timeout < 1e9:  # nan and inf fail this too
+        parser.error(f"--timeout must be a number of seconds > 0, got {args.timeout}")
     from bliss_lite.config.paths import run_dir
     from bliss_lite.data import redis_server
     from bliss_lite.data.follow import follow
@@ -78,7 +80,17 @@ def _follow(argv):
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
+    """Exit status: 0 success, 1 failure, 2 bad usage or configuration (one line, no traceback)."""
+    from bliss_lite.config.errors import ConfigError
+
+    try:
+        return _main(sys.argv[1:] if argv is None else list(argv))
+    except ConfigError as exc:  # e.g. a run directory that cannot be created, for any subcommand
+        print(f"bliss-lite: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _main(argv):
     if argv and argv[0] == "server":
         return _server(argv[1:])
     if argv and argv[0] == "follow":

@@ -36,5 +36,9 @@ def run_dir() -> Path:
     else:
         state_home = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
         path = Path(state_home) / "bliss_lite"
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file in the way, no permission: said once, where it starts
+        origin = "BLISS_LITE_RUN_DIR" if explicit else "run directory"
+        raise ConfigError(f"{origin}: cannot create '{path}': {exc.strerror or exc}") from None
     return path

@@ -166,6 +166,21 @@ def _new_id():
     return uuid.uuid4().hex
 
 
+MAX_DEPTH = 100  # nesting of a job's input/output: deeper would exhaust the stack in copy and json
+
+
+def _too_deep(value, limit=MAX_DEPTH):
+    """True if lists/objects nest deeper than `limit` (checked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return False
+
+
 @dataclass(eq=False)
 class Job:
     """One run of a plugin: id (uuid hex), plugin name, input, output, status, error, timings.
@@ -215,6 +230,9 @@ class Job:
                                f"got {type(data[key]).__name__}")
         if not data["plugin"]:
             raise JobError(f"{source}: field 'plugin' is empty")
+        for key in ("input", "output"):
+            if _too_deep(data.get(key)):
+                raise JobError(f"{source}: field {key!r} is nested more than {MAX_DEPTH} deep")
         values = {"plugin": data["plugin"], "input": data["input"]}
         for key, kinds in (("id", str), ("status", str), ("output", (dict, type(None))),
                            ("error", (str, type(None))), ("traceback", (str, type(None))),
@@ -244,6 +262,8 @@ class Job:
             data = json.loads(text)
         except (ValueError, UnicodeDecodeError) as exc:
             raise JobError(f"{source}: not JSON: {exc}") from None
+        except RecursionError:  # json's decoder recurses per nesting level
+            raise JobError(f"{source}: not a job: JSON nested too deeply") from None
         return cls.from_dict(data, source)
 
     def save(self, path):

@@ -7,8 +7,8 @@ problem and the exit code is 2. `--set key=value` overrides an input parameter i
 (a dotted key reaches into nested objects: `--set azimuthal.npt=500`); the value is JSON when it
 parses as JSON (500, 0.5, true, [1, 2], "text"), else the plain string. Each job runs as a new
 job (new id, `reprocessed_from` the old one) in this process; one line per job says how it
-ended, and the finished job is written next to its file as `<name>.reprocessed.json` (or into
---output DIR). Exit code 1 if any job failed.
+ended, and the finished job (with its traceback, if it failed) is written next to its file as
+`<name>.reprocessed.json` (or into --output DIR). Exit code 1 if any job failed.
 """
 from __future__ import annotations
 
@@ -39,6 +39,8 @@ def parse_setting(text):
         value = json.loads(raw)
     except ValueError:
         value = raw
+    except RecursionError:
+        raise UsageError(f"--set {key.strip()}: value nested too deeply") from None
     return path, value
 
 
@@ -131,10 +133,11 @@ def main(argv=None) -> int:
             print(f"{name}: cannot write {target}: {exc}", file=sys.stderr)
             failed += 1
             continue
-        if job.status != "success":
+        summary = _summary(job, name, target)
+        if job.status != "success":  # one line; the traceback is in the job written at `target`
             failed += 1
-            print(job.traceback or "", file=sys.stderr, end="", flush=True)
-        print(_summary(job, name, target), flush=True)
+            summary += f" (traceback in {target})" if job.traceback else ""
+        print(summary, flush=True)
     return 1 if failed else 0
 
 

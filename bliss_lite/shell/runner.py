@@ -67,8 +67,14 @@ def _run(session_name, namespace, code, script):
         if not path.is_file():
             print(f"bliss-lite: script '{script}' not found", file=sys.stderr)
             return 2
+        try:
+            source = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"bliss-lite: script '{script}' cannot be read: {getattr(exc, 'strerror', None) or exc}",
+                  file=sys.stderr)
+            return 2
         namespace["__file__"] = str(path.resolve())
-        return _run_code(path.read_text(encoding="utf-8"), str(path), namespace)
+        return _run_code(source, str(path), namespace)
     from bliss_lite.shell.repl import run_shell
 
     history = run_dir() / "history" / session_name
