@@ -406,3 +406,9 @@ def test_names_python_would_rewrite_are_refused():
         "a.yml:1: name 'ﬁt' is read by Python as 'fit': write it that way"
     _, built = load_everything({"a.yml": "- name: café\n  class: simulation_diode\n"})
     assert built["café"].name == "café"
+
+
+def test_unusable_setup_file_name_names_the_key():
+    """A NUL byte in setup-file gave "session 's': cannot be created: embedded null byte" at the object."""
+    message = error_of({"a.yml": '- name: s\n  class: session\n  setup-file: "a\\0b.py"\n'})
+    assert message == "a.yml:3: session 's': setup-file 'a\\x00b.py': embedded null byte"

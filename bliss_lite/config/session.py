@@ -198,8 +198,12 @@ def create_session(name, node, config):
     setup = values["setup-file"]
     setup_path = None
     if setup is not None:
-        setup_path = config.file_beside(node, setup)
-        if not setup_path.is_file():
+        try:
+            setup_path = config.file_beside(node, setup)
+            found = setup_path.is_file()
+        except (ValueError, OSError) as exc:  # a NUL byte, a name too long
+            raise ConfigError(f"{where(node, 'setup-file')}: {what}: setup-file {shown(setup)}: {exc}") from None
+        if not found:
             raise ConfigError(f"{where(node, 'setup-file')}: {what}: setup-file {setup} not found (looked at {setup_path})")
     session = Session(name, config, None if objects is None else strip(objects), includes,
                       strip(values["exclude-objects"]), setup_path)
