@@ -172,6 +172,7 @@ def run(n_scans, seed):
             name, call, relative, uses_detector = rng.choice(kinds)
             kinds_run[name] = kinds_run.get(name, 0) + 1
             what = rng.choices(["none", "ctrl_c", "fault"], weights=[1, 2, 3])[0]
+            fault = None
             before = {a.name: a.position for a in relative}
             timers = []
             if what == "ctrl_c":
@@ -210,7 +211,11 @@ def run(n_scans, seed):
                     print(f"unnamed error in {name}: {error!r}", file=sys.stderr)
             motors.send("INJECT clear")
             ns["pilatus"].close()  # a fresh link, no fault, for the next scan
-            totals["motors_left_moving"] += moving(motors, names[:3])
+            left = moving(motors, names[:3])
+            if left:
+                print(f"left moving after {name} ({what} {fault if what == 'fault' else ''}): {error!r}",
+                      file=sys.stderr)
+            totals["motors_left_moving"] += left
             scan = ns["SCANS"][-1] if len(ns["SCANS"]) > count else None
             if scan is not None:
                 corrupt, lost = check_file(scan)

@@ -251,3 +251,16 @@ def test_redis_record_of_a_faulted_scan_is_readable_by_clients(remote):
         followed.setdefault(name, []).extend(points.tolist())
     assert followed["diode1"] == scan.get_data()["diode1"].tolist()
 
+
+
+def test_an_axis_whose_controller_goes_silent_mid_move_is_still_stopped(remote):
+    """A state that cannot be read is no proof of rest: the stop is sent anyway (the
+    controller executes commands it no longer answers)."""
+    ns = remote
+    x = ns["x"]
+    after(0.3, lambda: ns["motors"].send("INJECT silent"))
+    with pytest.raises(AxisError, match=r"^x: .*no reply to \w+ within 0\.5 s"):
+        ns["mv"](x, 40)
+    ns["motors"].send("INJECT clear")
+    assert at_rest(ns, "x")
+    assert float(ns["motors"].send("POS x").split()[1]) < 40 * 10000 - 1  # stopped, not arrived

@@ -116,11 +116,13 @@ def _quietly(call, *args):
 
 
 def _still_moving(axis):
+    """Whether to send the axis a stop: yes unless its controller says it is at rest (a state
+    that cannot be read is no proof of rest; stopping an axis at rest is harmless)."""
     try:
         return "MOVING" in axis.controller.state(axis)
     except AxisError as exc:
         print(f"WARNING: while stopping: {exc}", file=sys.stderr, flush=True)
-        return False
+        return True
 
 
 def _outcome(call, *args):
