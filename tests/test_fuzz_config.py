@@ -124,7 +124,8 @@ def structural(draw, files):
         key = draw(st.sampled_from(sorted(k for k in obj if k != "name")))
         value = draw(weird)
         obj[key] = value
-        must = key in NUMBER_KEYS and kind_of(value) in MUST_FAIL
+        must = key in NUMBER_KEYS and kind_of(value) in MUST_FAIL or key == "axis" and not (
+            isinstance(value, str) and value.startswith("$") and value[1:] in {"ax0", "ax1", "ax2"})
         return files, f"{label}.{key} = {value!r}", {label, key}, must
     if action == "delete":
         key = draw(st.sampled_from(sorted(obj)))
@@ -237,10 +238,11 @@ def number_of(raw):
 
 
 def check_values(files, built):
-    """Every object holds exactly the values its mapping gave (defaults aside)."""
+    """Every object holds exactly the values its mapping gave (a null value means the default)."""
     for _, node in objects_of(files):
         if "name" not in node:
             continue
+        node = {k: v for k, v in node.items() if v is not None}
         obj = built[node["name"]]
         if "steps_per_unit" in node:  # an axis
             for key in ("steps_per_unit", "velocity", "acceleration", "backlash", "tolerance"):
@@ -250,9 +252,9 @@ def check_values(files, built):
                 assert obj.sign == node["sign"] and not isinstance(node["sign"], bool)
             if "unit" in node:
                 assert obj.unit == node["unit"]
-            if node.get("low_limit") is not None:
+            if "low_limit" in node:
                 assert obj.dial_limits[0] == number_of(node["low_limit"])
-            if node.get("high_limit") is not None:
+            if "high_limit" in node:
                 assert obj.dial_limits[1] == number_of(node["high_limit"])
         elif node.get("class", "simulation_diode") == "simulation_diode" and "mean" in node:
             assert obj.height == number_of(node["mean"]) and obj.noise == number_of(node.get("noise", 0.01))
@@ -412,3 +414,26 @@ def test_unusable_setup_file_name_names_the_key():
     """A NUL byte in setup-file gave "session 's': cannot be created: embedded null byte" at the object."""
     message = error_of({"a.yml": '- name: s\n  class: session\n  setup-file: "a\\0b.py"\n'})
     assert message == "a.yml:3: session 's': setup-file 'a\\x00b.py': embedded null byte"
+
+
+@pytest.mark.parametrize("value, problem", [
+    ("x", "sample must be a reference to an object ($name), got 'x'"),
+    ("5", "sample must be a reference to an object ($name), got 5"),
+    ("$d", "$d is not a sample"),
+])
+def test_references_must_be_references_to_the_right_kind(value, problem):
+    """A 'ref' key took any value (`sample: x`, `sample: 5`, a diode): the detector failed at its first frame."""
+    message = error_of({"a.yml": DIODE + f"- name: p\n  class: pilatus2m\n  sample: {value}\n"})
+    assert message == f"a.yml:5: detector 'p': {problem}"
+
+
+@pytest.mark.parametrize("text", [
+    '- name: d\n  class: "simulation\\ndiode"\n',
+    '- name: d\n  class: simulation_diode\n  unit: "$a\\nb"\n',
+    '- name: d\n  class: simulation_diode\n  plugin: "x\\ny"\n',
+    '- name: d\n  class: Thing\n  module: "a\\nb"\n',
+])
+def test_messages_stay_on_one_line(text):
+    """A class name with a newline was quoted raw: "unknown class '\\n'" over two lines."""
+    message = error_of({"a.yml": text})
+    assert "\n" not in message and re.match(r"a.yml:\d: ", message), message

@@ -21,7 +21,7 @@ COMMON_KEYS = frozenset({"name", "class", "plugin", "module"})
 
 @dataclass(frozen=True)
 class Field:
-    """One accepted key: its type ('number', 'int', 'str', 'bool', 'list', 'ref', 'any')."""
+    """One accepted key: its type ('number', 'int', 'str', 'bool', 'list', 'ref' ($name), 'any')."""
 
     key: str
     kind: str
@@ -81,14 +81,21 @@ def _convert(kind, value):
         return (value, None) if isinstance(value, bool) else (None, "must be true or false")
     if kind == "list":
         return (value, None) if isinstance(value, list) else (None, "must be a list")
-    return value, None  # 'ref' and 'any' are resolved by the caller
+    if kind == "ref":  # resolved to its object by the caller, who checks what kind of object it is
+        if isinstance(value, str) and value.startswith("$") and len(value) > 1:
+            return value, None
+        return None, "must be a reference to an object ($name)"
+    return value, None  # 'any' is checked by the caller
 
 
 def describe(node):
     """How messages name an object: "axis 'srot'" style, from its class or role."""
     name = node.get("name")
     role = node.get("_role") or node.get("class")
-    role = role if isinstance(role, str) and role else "object"  # never a list or bytes dumped
+    if not isinstance(role, str) or not role:
+        role = "object"  # never a list or bytes dumped
+    elif not role.isprintable():
+        role = shown(role)
     return f"{role} '{name}'" if name is not None else role
 
 

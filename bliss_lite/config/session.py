@@ -152,7 +152,7 @@ def _scan_saving(node, what, value):
         raise ConfigError(f"{where(node, 'scan_saving')}: {what}: scan_saving must be a mapping, got {shown(value)}")
     for key, item in value.items():
         if key not in SCAN_SAVING_KEYS:
-            raise ConfigError(f"{where(node, 'scan_saving')}: {what}: scan_saving: unknown key '{key}' "
+            raise ConfigError(f"{where(node, 'scan_saving')}: {what}: scan_saving: unknown key {shown(key)} "
                               f"(known: {', '.join(SCAN_SAVING_KEYS)})")
         if not isinstance(item, SCAN_SAVING_KEYS[key]):
             raise ConfigError(f"{where(node, 'scan_saving')}: {what}: scan_saving: {key} must be a string, got {shown(item)}")

@@ -43,11 +43,11 @@ def _import(target, node, key):
     try:
         module = importlib.import_module(module_name)
     except (ImportError, ValueError, TypeError) as exc:  # also '' and relative names ('.mod')
-        raise ConfigError(f"{where(node, key)}: cannot import module '{module_name}': {exc}") from None
+        raise ConfigError(f"{where(node, key)}: cannot import module {shown(module_name)}: {exc}") from None
     try:
         return getattr(module, attribute)
     except AttributeError:
-        raise ConfigError(f"{where(node, 'class')}: module '{module_name}' has no '{attribute}'") from None
+        raise ConfigError(f"{where(node, 'class')}: module {shown(module_name)} has no {shown(attribute)}") from None
 
 
 class Config:
@@ -88,14 +88,14 @@ class Config:
         if registered is None:
             choices = ", ".join(sorted(FACTORIES))
             raise ConfigError(
-                f"{where(node, 'class')}: {describe(node)}: unknown class '{class_name}' "
+                f"{where(node, 'class')}: {describe(node)}: unknown class {shown(class_name)} "
                 f"(known: {choices}; or give 'module:' to use your own)"
             )
         plugin, target = FACTORIES[registered]
         if "plugin" in node and node["plugin"] != plugin:
             raise ConfigError(
-                f"{where(node, 'plugin')}: {describe(node)}: class '{class_name}' belongs to "
-                f"plugin '{plugin}', not '{node['plugin']}'"
+                f"{where(node, 'plugin')}: {describe(node)}: class {shown(class_name)} belongs to "
+                f"plugin '{plugin}', not {shown(node['plugin'])}"
             )
         return _import(target, node, "class")
 
@@ -112,7 +112,7 @@ class Config:
         if name not in self._objects:
             raise ConfigError(
                 f"{where(entry.node)}: '{name}' was not created by its controller "
-                f"'{entry.container.get('class')}'"
+                f"{shown(entry.container.get('class'))}"
             )
         return self._objects[name]
 

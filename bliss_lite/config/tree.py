@@ -129,8 +129,8 @@ class ConfigTree:
                 for ref in _references(value):
                     if ref not in self.entries:
                         raise ConfigError(
-                            f"{where(entry.node, key)}: '{entry.name}': key '{key}': "
-                            f"reference '${ref}' names no object in the configuration"
+                            f"{where(entry.node, key)}: '{entry.name}': key {shown(key)}: "
+                            f"reference {shown('$' + ref)} names no object in the configuration"
                         )
 
     # -- queries -----------------------------------------------------------------------------
@@ -142,4 +142,4 @@ class ConfigTree:
         try:
             return self.entries[name]
         except KeyError:
-            raise ConfigError(f"{self.root}: no object named '{name}' in the configuration") from None
+            raise ConfigError(f"{self.root}: no object named {shown(name)} in the configuration") from None

@@ -64,7 +64,7 @@ def _make_loader(filename):
                 ) from None
             if id(key_node) in own and key in result.key_lines:
                 raise ConfigError(
-                    f"{filename}:{key_node.start_mark.line + 1}: key '{key}' appears twice "
+                    f"{filename}:{key_node.start_mark.line + 1}: key {shown(key)} appears twice "
                     f"in the same mapping (first at line {result.key_lines[key]})"
                 )
             result[key] = loader.construct_object(value_node, deep=True)

@@ -206,6 +206,8 @@ PILATUS_FIELDS = (
 def create(name, node, config):
     values = read_fields(node, PILATUS_FIELDS, f"detector '{name}'")
     sample = config.resolve(values["sample"]) if values["sample"] is not None else None
+    if sample is not None and not callable(getattr(sample, "frame_at", None)):
+        raise ConfigError(f"{where(node, 'sample')}: detector '{name}': {values['sample']} is not a sample")
     roi = None
     if values["roi"] is not None:
         try:
