@@ -11,6 +11,9 @@ is one sparse product on the raw counts, and the result is pyFAI's own:
 
 Outlier rejection (zingers) follows pyFAI's `sigma_clip_ng` and `medfilt1d_ng` definitions
 (see `outliers.py`); it needs per-pixel work and is therefore an option, not the default.
+
+`backend="gpu"` (or "auto" where a GPU is) runs the same product on an NVIDIA GPU
+(`processing/gpu/integrate.py`), in batches; outlier rejection stays on the CPU.
 """
 from __future__ import annotations
 
@@ -64,10 +67,19 @@ def load_image(path, shape, what):
 
 
 class LeanIntegrator:
-    """Integrates frames of one detector geometry with pyFAI's matrix and constant corrections."""
+    """Integrates frames of one detector geometry with pyFAI's matrix and constant corrections.
+    `backend`: "cpu", "gpu" or "auto" (the GPU when CuPy finds one)."""
 
-    def __init__(self, settings: IntegrationSettings):
+    def __init__(self, settings: IntegrationSettings, backend="cpu"):
+        from bliss_lite.processing.gpu import resolve_backend
+
         self.settings = settings
+        self.backend = resolve_backend(backend, "integration")
+        if self.backend == "gpu" and settings.outliers != "none":
+            if backend == "gpu":
+                raise ValueError(f"integration: outlier rejection ({settings.outliers}) runs on the CPU only; "
+                                 "use backend='cpu' or 'auto'")
+            self.backend = "cpu"
         self.ai, self.mask = azimuthal_integrator(settings)
         self.shape = self.mask.shape
         self.dark = self._correction(settings.dark, "dark")
@@ -114,9 +126,18 @@ class LeanIntegrator:
     def npt(self):
         return self.settings.npt
 
+    @functools.cached_property
+    def gpu(self):
+        """The GPU engine (backend "gpu"): batches, copies overlapped with compute."""
+        from bliss_lite.processing.gpu.integrate import GpuIntegrator
+
+        return GpuIntegrator(self)
+
     def integrate(self, frame) -> np.ndarray:
         """One frame (raw counts, gaps anything) -> float32 pattern on `self.radial`."""
         frame = self._checked(frame)
+        if self.backend == "gpu":
+            return self.gpu.integrate_frames(frame[None])[0]
         if self.settings.outliers != "none":
             from bliss_lite.processing import outliers
 
@@ -128,9 +149,24 @@ class LeanIntegrator:
         frames = np.asarray(frames)
         if frames.ndim != 3 or frames.shape[1:] != self.shape:
             raise ValueError(f"integration: frames must be (k, {self.shape[0]}, {self.shape[1]}), got {frames.shape}")
+        if self.backend == "gpu":
+            return self.gpu.integrate_frames(frames)
         if self.settings.outliers != "none":  # per-pixel work: one frame at a time
             return np.stack([self.integrate(f) for f in frames])
         return self._finish(np.stack([self.product(f) for f in frames]))
+
+    def integrate_compressed(self, chunks, dtype=np.int32) -> np.ndarray:
+        """Bitshuffle-LZ4 chunks (`bliss_lite.data.bslz4`) -> (k, npt) float32 patterns; on the
+        GPU the compressed bytes cross the bus and are decoded there."""
+        if self.backend == "gpu":
+            return self.gpu.integrate_chunks(chunks, dtype)
+        from bliss_lite.data import bslz4
+
+        chunks = list(chunks)
+        out = np.empty((len(chunks), self.npt), np.float32)
+        for i, chunk in enumerate(chunks):
+            out[i] = self.integrate(bslz4.decompress(chunk, self.shape, dtype))
+        return out
 
     @functools.cached_property
     def matrix_squared(self):
