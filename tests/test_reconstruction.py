@@ -139,8 +139,8 @@ def test_filter_by_matrix_equals_filter_by_fft():
 
 def test_unknown_backend_and_window_are_refused():
     x, omega = grid(8, 4)
-    with pytest.raises(ValueError, match="unknown backend 'gpu'.*cpu"):
-        fbp(np.zeros((4, 8)), x, omega, 0.0, backend="gpu")
+    with pytest.raises(ValueError, match="unknown backend 'tpu'.*cpu"):
+        fbp(np.zeros((4, 8)), x, omega, 0.0, backend="tpu")
     with pytest.raises(ValueError, match="unknown filter window 'box'"):
         fbp(np.zeros((4, 8)), x, omega, 0.0, window="box")
 

@@ -30,6 +30,9 @@ band-limited ramp, optional window) and applied as the equivalent n_x x n_x Toep
 through BLAS when n_x <= 1024 (one sgemm per angle and q block: ~1 s for 400 x 600 x 1000 on 2
 cores, where scipy.fft's float32 round trip takes ~2.1 s), else by scipy.fft. Both are exact
 linear convolutions and agree to float32 rounding.
+
+`backend="gpu"` (or "auto" where CuPy finds a GPU) runs the same filter and interpolation on
+an NVIDIA GPU (`processing/gpu/fbp.py`); a CuPy sinogram stays on the GPU.
 """
 from __future__ import annotations
 
@@ -47,7 +50,7 @@ QB = 128  # q block width (floats), a compile-time constant of the kernel
 SMALL_NQ = 32  # below this many q bins, back-project pixel by pixel (no q blocks to fill)
 MATRIX_FILTER_MAX_NX = 1024  # above this, the FFT filter beats the Toeplitz sgemm
 WINDOWS = ("ramp", "shepp-logan", "cosine", "hamming", "hann")
-BACKENDS = ("cpu",)
+BACKENDS = ("cpu", "gpu", "auto")
 
 
 # --- geometry ----------------------------------------------------------------------------------
@@ -261,9 +264,10 @@ def _blocks(sino, op=None, chunk=32):
 
 
 def _check_backend(backend):
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}: only {', '.join(BACKENDS)} is available "
-                         "(GPU back-projection is not implemented yet)")
+    """"cpu" or "gpu" (see `processing.gpu.resolve_backend`)."""
+    from bliss_lite.processing.gpu import resolve_backend
+
+    return resolve_backend(backend, "reconstruction")
 
 
 def _as_stack(sino):
@@ -318,8 +322,12 @@ def fbp(sino, x_mm, omega_deg, centre, n=None, window="ramp", backend="cpu", fil
     """Filtered back-projection of (n_omega, n_x[, nq]) line integrals (mm) -> (n, n[, nq])
     float32 image (per mm of path: volume fractions for chord sinograms). Angles are taken to
     cover 180 or 360 degrees evenly (weight pi / n_omega). `centre`: motor x (mm) of the
-    rotation axis. `timings`: a dict that receives filter_seconds and backproject_seconds."""
-    _check_backend(backend)
+    rotation axis. `timings`: a dict that receives filter_seconds and backproject_seconds.
+    `backend`: "cpu", "gpu" or "auto"; on the GPU a CuPy sinogram gives a CuPy image."""
+    if _check_backend(backend) == "gpu":
+        from bliss_lite.processing.gpu import fbp as gpu_fbp
+
+        return gpu_fbp.fbp(sino, x_mm, omega_deg, centre, n, window, filter_method, timings)
     x_mm, omega_deg, dx = _check_grid(x_mm, omega_deg)
     op = _filter_op(x_mm.size, abs(dx), window, filter_method, workers)
     return _run(sino, x_mm, omega_deg, centre, n, math.pi / omega_deg.size, op, timings)
@@ -335,7 +343,9 @@ class IncrementalBackprojector:
     not kept (that would double the memory)."""
 
     def __init__(self, omega_deg, x_mm, nq, centre, n=None, window="ramp", backend="cpu"):
-        _check_backend(backend)
+        if _check_backend(backend) == "gpu" and backend == "gpu":
+            raise ValueError("live back-projection runs on the CPU only (a projection at a time is no GPU work); "
+                             "use backend='cpu' or 'auto'")
         self.x_mm, self.omega_deg, dx = _check_grid(x_mm, omega_deg)
         self.nq, self.centre = int(nq), float(centre)
         self.n = self.x_mm.size if n is None else int(n)
