@@ -264,3 +264,14 @@ def test_an_axis_whose_controller_goes_silent_mid_move_is_still_stopped(remote):
     ns["motors"].send("INJECT clear")
     assert at_rest(ns, "x")
     assert float(ns["motors"].send("POS x").split()[1]) < 40 * 10000 - 1  # stopped, not arrived
+
+
+def test_a_move_ending_in_a_fault_returns_once_the_faulted_axis_has_braked(remote):
+    """FAULT hides MOVING: the controller brakes a faulted axis to rest, and the move does not
+    return while it still runs."""
+    ns = remote
+    after(0.3, lambda: ns["motors"].send("INJECT fault z"))
+    with pytest.raises(AxisError, match=r"^z: .*FAULT"):
+        ns["mv"](ns["z"], 15)
+    assert at_rest(ns, "z") and controller_state(ns, "z") == "FAULT"
+    assert 0 < ns["z"].position < 15

@@ -115,14 +115,27 @@ def _quietly(call, *args):
         print(f"WARNING: while stopping: {exc}", file=sys.stderr, flush=True)
 
 
-def _still_moving(axis):
-    """Whether to send the axis a stop: yes unless its controller says it is at rest (a state
-    that cannot be read is no proof of rest; stopping an axis at rest is harmless)."""
+def _state_or_none(axis):
+    """The controller's state of the axis, or None (with a warning) when it cannot be read."""
     try:
-        return "MOVING" in axis.controller.state(axis)
+        return axis.controller.state(axis)
     except AxisError as exc:
         print(f"WARNING: while stopping: {exc}", file=sys.stderr, flush=True)
-        return True
+        return None
+
+
+def _settle(axis, timeout=2.0):
+    """Wait until a faulted axis holds its position: FAULT hides MOVING, and a controller
+    brakes a faulted axis to rest (the move is not over while it still runs)."""
+    deadline = gevent.get_hub().loop.now() + timeout
+    last = axis.controller.read_position(axis)
+    while gevent.get_hub().loop.now() < deadline:
+        gevent.sleep(0.01)
+        position = axis.controller.read_position(axis)
+        if position == last:
+            return
+        last = position
+    raise AxisFault(f"{axis.name}: still moving {timeout:g} s after its fault")
 
 
 def _outcome(call, *args):
@@ -200,11 +213,16 @@ class MotionTask:
         """Brake every axis still moving. Runs while another error is on its way up: a
         controller that fails here (dead, silent) must not hide that error, so its failure is
         only printed, and the other controllers' axes are still stopped."""
-        moving = [axis for axis in self.axes if _still_moving(axis)]
+        states = {axis: _state_or_none(axis) for axis in self.axes}
+        # an unreadable state is no proof of rest; stopping an axis at rest is harmless
+        moving = [axis for axis, state in states.items() if state is None or "MOVING" in state]
         for controller, group in _by_controller(moving, key=lambda a: a):
             _quietly(controller.stop_all, *group)
         for axis in moving:
             _quietly(axis.controller.wait_move, axis)
+        for axis, state in states.items():
+            if state is not None and "FAULT" in state:
+                _quietly(_settle, axis)
 
     def wait(self):
         """Wait for the end; on Ctrl-C (or any interruption) stop all axes first, then re-raise."""
