@@ -64,18 +64,24 @@ def _follow(argv):
     from bliss_lite.data import redis_server
     from bliss_lite.data.follow import follow
 
+    from bliss_lite.data.client import RedisLost
+    from bliss_lite.data.redis_url import mask_url
+
     try:
         url = redis_server.ensure_server(run_dir())
-        client = redis_server.connect(url, socket_timeout=None)
+        client = redis_server.connect(url)  # reads block 1 s at most: a frozen server is noticed
         client.ping()
     except Exception as exc:  # noqa: BLE001 - unreachable or unstartable: reported, exit 1
         print(f"bliss-lite follow: cannot reach Redis: {exc}", file=sys.stderr)
         return 1
-    print(f"Following scans on {url}", flush=True)
+    print(f"Following scans on {mask_url(url)}", flush=True)
     try:
         follow(client, args.count, timeout_ms=None if args.timeout is None else int(args.timeout * 1000))
     except KeyboardInterrupt:
         return 130
+    except RedisLost as exc:
+        print(f"bliss-lite follow: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -117,7 +117,8 @@ def test_workers_and_followers_use_the_acl_user(tcp_redis, tmp_path):
     follower = subprocess.Popen([sys.executable, "-m", "bliss_lite", "follow", "--count", "1", "--timeout", "30"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        assert follower.stdout.readline().startswith("Following scans on redis://")
+        first = follower.stdout.readline()
+        assert first.startswith("Following scans on redis://scanner:***@") and SECRET not in first
         watcher, deadline = connect(url), time.monotonic() + 30
         while not any(c["cmd"] == "xread" for c in watcher.client_list()) and time.monotonic() < deadline:
             time.sleep(0.02)  # until the follower waits for the next scan
@@ -130,7 +131,7 @@ def test_workers_and_followers_use_the_acl_user(tcp_redis, tmp_path):
     finally:
         follower.kill()
     assert follower.returncode == 0, err
-    assert "End of scan 1: SUCCESS, 3 points" in out and SECRET not in err
+    assert "End of scan 1: SUCCESS, 3 points" in out and SECRET not in out + err
 
 
 def test_a_wrong_password_is_named_without_printing_it(tcp_redis, scan_session, monkeypatch, capsys, tmp_path):
