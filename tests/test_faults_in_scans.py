@@ -275,3 +275,16 @@ def test_a_move_ending_in_a_fault_returns_once_the_faulted_axis_has_braked(remot
         ns["mv"](ns["z"], 15)
     assert at_rest(ns, "z") and controller_state(ns, "z") == "FAULT"
     assert 0 < ns["z"].position < 15
+
+
+def test_a_garbled_reply_mid_sweep_leaves_nothing_braking_unwatched(remote):
+    """Whichever greenlet reads the garbled reply (the sweep's or the move's), the scan returns
+    with the sweeping axis at rest: a stop never cuts short the move's own braking."""
+    ns = remote
+    for delay in (0.3, 0.45, 0.6):
+        after(delay, lambda: ns["motors"].send("INJECT garble 1"))
+        with pytest.raises(AxisError, match=r"^(omega|x|z): .*garbled|^omega: the sweep stopped short"):
+            ns["fscan"](ns["omega"], 0.0, 2.0, 100, 0.01, ns["pilatus"])
+        assert at_rest(ns, "omega", "x", "z")
+        check_closed(ns, ns["SCANS"][-1], "FAILURE", ["omega", "pilatus_frame_number"])
+        ns["pilatus"].close()

@@ -155,6 +155,7 @@ class MotionTask:
         self.plans = [p for p in plans if p.legs]
         self.axes = [p.axis for p in self.plans]
         self._greenlet = None
+        self._stopping = False  # in _stop_hardware: a stop() waits instead of killing
         self.error = None  # what ended the motion, re-raised by wait()
 
     def start(self):
@@ -213,6 +214,7 @@ class MotionTask:
         """Brake every axis still moving. Runs while another error is on its way up: a
         controller that fails here (dead, silent) must not hide that error, so its failure is
         only printed, and the other controllers' axes are still stopped."""
+        self._stopping = True
         states = {axis: _state_or_none(axis) for axis in self.axes}
         # an unreadable state is no proof of rest; stopping an axis at rest is harmless
         moving = [axis for axis, state in states.items() if state is None or "MOVING" in state]
@@ -239,5 +241,10 @@ class MotionTask:
             raise error
 
     def stop(self, wait=True):
-        if self._greenlet is not None and not self._greenlet.dead:
-            self._greenlet.kill(block=wait)
+        if self._greenlet is None or self._greenlet.dead:
+            return
+        if self._stopping:  # already braking the axes (after an error): let it finish, a kill
+            if wait:  # would leave them braking unwatched
+                self._greenlet.join()
+            return
+        self._greenlet.kill(block=wait)
