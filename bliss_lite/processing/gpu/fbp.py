@@ -1,226 +1,30 @@
 """Filtered back-projection of every q bin of an XRD-CT slice at once, on the GPU.
 
 Same geometry, filter and interpolation rule as `processing/fbp.py` (its index lines, its
-filter matrix, `detector_bins`), so the images agree to float32 rounding. The filter is one
-batched sgemm (the n_x x n_x Toeplitz matrix, as on the CPU; FFT above 1024 positions).
-
-The back-projection is a plain gather kernel with q innermost. A thread holds a 2 x 2 group of
-pixels and 8 q values (2 float4). The four pixels of a group project within
-|cos| + |sin| <= 1.42 bins of each other, so at each angle their 8 interpolation operands lie
-in 4 consecutive detector bins: the thread loads those 4 rows (16-byte loads, coalesced over
-the 8 threads that share the group) and applies a 4 x 4 weight table, half the loads of
-pixel-by-pixel gathering. The tables (lowest bin and weights, per group and angle) are made
-once per thread block, 8 angles at a time, in shared memory: computed by each thread they
-cost as much as the arithmetic they feed (measured: 46 ms against ~30 ms). Groups that need
-more bins (an image grid coarser than the positions) go pixel by pixel. The detector index
-is computed in float64, as on the CPU, so a pixel at the edge of the measured range is kept
-or dropped alike. A thread block covers a 16 x 8 pixel tile and 64 q values; each thread
-issues the loads of two angles before their arithmetic. It is latency-bound (ncu: a third of
-the issue slots used, warps waiting on L1), ~35 ms for 400 x 600 x 1000.
+filter matrix, `detector_bins`), so the images agree to float32 rounding (measured: equal).
+The filter is one batched sgemm (the n_x x n_x Toeplitz matrix, as on the CPU; FFT above
+1024 positions); the back-projection is `gpu/backproject.py`.
 
 `fbp` takes a CuPy array (already on the GPU, e.g. from GPU integration: the image stays there
 too) or a NumPy array: then chunks of 128 q values cross the bus while the previous chunk is
 filtered and back-projected and the one before crosses back (2-D copies straight from and to
 pinned arrays; ordinary arrays go through pinned buffers, copied by a few threads).
+Page-locking the caller's arrays in place (cudaHostRegister) instead was slower: 238 ms
+against 141 ms for 400 x 600 x 1000 on an H200.
 """
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
 
 from bliss_lite.processing.fbp import (MATRIX_FILTER_MAX_NX, _as_stack, _check_grid, filter_matrix, filter_response,
                                        index_lines)
+from bliss_lite.processing.gpu.backproject import CONFIG, launch
 
-# measured on an H200, 400 x 600 x 1000 (ms): (8, 8, 8, 4, 8, 1, 1) 44-46, (8, 8, 8, 1, 8, 1, 2) 38.5,
-# (8, 8, 8, 2, 8, 2, 1) 37.4, (8, 4, 8, 2, 8, 2, 2) 34.5
-GX, GY = 8, 4  # 2 x 2 pixel groups per thread block, along columns and rows: a 16 x 8 tile
-QL, QV = 8, 2  # threads along q per group, float4s per thread: 64 q values per thread block
-AC = 8  # angles tabulated at a time in shared memory
-AU = 2  # angles whose loads are issued together
-MINB = 2  # thread blocks per multiprocessor the registers must allow
 PAD_BINS = 3  # zero detector bins after the last, read by a group's 4-bin window
 Q_CHUNK = 128  # q values per chunk crossing the bus (host arrays)
-
-SOURCE = r"""
-#define NG (GX * GY)
-#define NONE 0x7fffffff
-
-struct Bins { int bin[4]; float w[4]; int k; int span; };
-
-// the 2 x 2 group at (r0, c0) at one angle: each pixel's left bin and weight (bin NONE: outside
-// the image or the measured range), the lowest bin k and the span of the group's left bins
-__device__ __forceinline__ Bins group_bins(double F, double C, double R, int r0, int c0, int row1, int n,
-                                           int n_x) {
-    Bins g;
-    g.k = NONE;
-    g.span = 0;
-    #pragma unroll
-    for (int p = 0; p < 4; ++p) {
-        const int r = r0 + (p >> 1), c = c0 + (p & 1);
-        const double f = F + r * R + c * C;
-        const bool ok = r < row1 && c < n && f >= 0.0 && f <= (double)(n_x - 1);
-        const int i = min((int)f, n_x - 2);
-        g.bin[p] = ok ? i : NONE;
-        g.w[p] = ok ? (float)(f - i) : 0.f;
-        g.k = min(g.k, g.bin[p]);
-    }
-    #pragma unroll
-    for (int p = 0; p < 4; ++p) if (g.bin[p] != NONE) g.span = max(g.span, g.bin[p] - g.k);
-    return g;
-}
-
-// acc += the NA angles' contributions through the 4-bin window at rows k[u] (table index aa)
-template <int NA>
-__device__ __forceinline__ void window(float4 (&acc)[4][QV], const float4* rows, int a, int aa, const int (&k)[NA],
-                                       int g, int nxp, int nq4, int v0, const float4 (*table_w)[4][NG]) {
-    float4 s[NA][QV][4];
-    #pragma unroll
-    for (int u = 0; u < NA; ++u) {  // every load first: 4 NA QV in flight
-        const float4* base = rows + ((long long)(a + u) * nxp + k[u]) * nq4 + v0;
-        #pragma unroll
-        for (int v = 0; v < QV; ++v)
-            #pragma unroll
-            for (int b = 0; b < 4; ++b)
-                s[u][v][b] = v0 + v * QL < nq4 ? __ldg(base + b * nq4 + v * QL) : make_float4(0.f, 0.f, 0.f, 0.f);
-    }
-    #pragma unroll
-    for (int u = 0; u < NA; ++u) {
-        #pragma unroll
-        for (int p = 0; p < 4; ++p) {
-            const float4 W = table_w[aa + u][p][g];
-            const float w4[4] = {W.x, W.y, W.z, W.w};
-            #pragma unroll
-            for (int v = 0; v < QV; ++v)
-                #pragma unroll
-                for (int b = 0; b < 4; ++b) {
-                    acc[p][v].x = fmaf(w4[b], s[u][v][b].x, acc[p][v].x);
-                    acc[p][v].y = fmaf(w4[b], s[u][v][b].y, acc[p][v].y);
-                    acc[p][v].z = fmaf(w4[b], s[u][v][b].z, acc[p][v].z);
-                    acc[p][v].w = fmaf(w4[b], s[u][v][b].w, acc[p][v].w);
-                }
-        }
-    }
-}
-
-// acc += one angle's contribution pixel by pixel (a group needing more than 4 bins)
-__device__ __forceinline__ void pixels(float4 (&acc)[4][QV], const float4* rows, int a, const double* f0,
-                                    const double* dfc, const double* dfr, int r0, int c0, int row1, int n, int n_x,
-                                    int nxp, int nq4, int v0) {
-    const Bins b = group_bins(f0[a], dfc[a], dfr[a], r0, c0, row1, n, n_x);
-    #pragma unroll
-    for (int p = 0; p < 4; ++p) {
-        if (b.bin[p] == NONE) continue;
-        const float4* base = rows + ((long long)a * nxp + b.bin[p]) * nq4 + v0;
-        const float wl = 1.f - b.w[p], wr = b.w[p];
-        #pragma unroll
-        for (int v = 0; v < QV; ++v) {
-            if (v0 + v * QL >= nq4) break;
-            const float4 l = __ldg(base + v * QL), r = __ldg(base + nq4 + v * QL);
-            acc[p][v].x += wl * l.x + wr * r.x;
-            acc[p][v].y += wl * l.y + wr * r.y;
-            acc[p][v].z += wl * l.z + wr * r.z;
-            acc[p][v].w += wl * l.w + wr * r.w;
-        }
-    }
-}
-
-extern "C" __global__ void __launch_bounds__(NG * QL, MINB)
-backproject(const float* __restrict__ sino, const double* __restrict__ f0, const double* __restrict__ dfc,
-            const double* __restrict__ dfr, int n_om, int n_x, int nxp, int nqp, int n, int row0, int row1,
-            float weight, float* __restrict__ image)
-{
-    // per chunk of AC angles, the thread block first tabulates each group's lowest bin k and its
-    // 4 x 4 weights (shared by the QL threads of the group), then every thread uses the table;
-    // a group that sees no measured bin gets k = 0 and zero weights, one needing more than 4
-    // bins k = -1 (pixel by pixel)
-    __shared__ int table_k[AC][NG];
-    __shared__ float4 table_w[AC][4][NG];
-    const int ql = threadIdx.x % QL, g = threadIdx.x / QL;
-    const int tiles_x = (n + 2 * GX - 1) / (2 * GX);
-    const int tr = row0 + (blockIdx.x / tiles_x) * GY * 2, tc = (blockIdx.x % tiles_x) * GX * 2;
-    const int r0 = tr + (g / GX) * 2, c0 = tc + (g % GX) * 2;
-    const int v0 = blockIdx.y * QL * QV + ql;  // float4 index of the thread's first q values
-    const int nq4 = nqp / 4;
-    const bool active = r0 < row1 && c0 < n && v0 < nq4;
-    float4 acc[4][QV];
-    #pragma unroll
-    for (int p = 0; p < 4; ++p)
-        #pragma unroll
-        for (int v = 0; v < QV; ++v) acc[p][v] = make_float4(0.f, 0.f, 0.f, 0.f);
-    const float4* rows = reinterpret_cast<const float4*>(sino);
-    for (int a0 = 0; a0 < n_om; a0 += AC) {
-        __syncthreads();
-        for (int e = threadIdx.x; e < AC * NG; e += NG * QL) {
-            const int aa = e / NG, gg = e % NG, a = a0 + aa;
-            int k = 0;
-            float4 w[4] = {};
-            if (a < n_om) {
-                const Bins b = group_bins(f0[a], dfc[a], dfr[a], tr + (gg / GX) * 2, tc + (gg % GX) * 2, row1, n, n_x);
-                if (b.k != NONE) {
-                    k = b.span <= 2 ? b.k : -1;
-                    #pragma unroll
-                    for (int p = 0; p < 4; ++p) {
-                        const int o = b.bin[p] == NONE ? -2 : b.bin[p] - b.k;
-                        const float l = 1.f - b.w[p], r = b.w[p];
-                        w[p] = make_float4((o == 0) * l, (o == 1) * l + (o == 0) * r, (o == 2) * l + (o == 1) * r,
-                                           (o == 2) * r);
-                    }
-                }
-            }
-            table_k[aa][gg] = k;
-            #pragma unroll
-            for (int p = 0; p < 4; ++p) table_w[aa][p][gg] = w[p];
-        }
-        __syncthreads();
-        if (!active) continue;
-        const int end = min(AC, n_om - a0);
-        for (int aa = 0; aa < end; aa += AU) {
-            int k[AU];
-            bool fast = aa + AU <= end;
-            #pragma unroll
-            for (int u = 0; u < AU; ++u) {
-                k[u] = aa + u < end ? table_k[aa + u][g] : 0;
-                fast = fast && k[u] >= 0;
-            }
-            if (fast) {
-                window<AU>(acc, rows, a0 + aa, aa, k, g, nxp, nq4, v0, table_w);
-                continue;
-            }
-            #pragma unroll 1
-            for (int u = 0; u < AU && aa + u < end; ++u) {
-                const int k1[1] = {k[u]};
-                if (k1[0] >= 0) window<1>(acc, rows, a0 + aa + u, aa + u, k1, g, nxp, nq4, v0, table_w);
-                else pixels(acc, rows, a0 + aa + u, f0, dfc, dfr, r0, c0, row1, n, n_x, nxp, nq4, v0);
-            }
-        }
-    }
-    if (!active) return;
-    float4* out = reinterpret_cast<float4*>(image);
-    #pragma unroll
-    for (int p = 0; p < 4; ++p) {
-        const int r = r0 + (p >> 1), c = c0 + (p & 1);
-        if (r >= row1 || c >= n) continue;
-        float4* dst = out + ((long long)r * n + c) * nq4 + v0;
-        #pragma unroll
-        for (int v = 0; v < QV; ++v) {
-            if (v0 + v * QL >= nq4) break;
-            dst[v * QL] = make_float4(acc[p][v].x * weight, acc[p][v].y * weight,
-                                      acc[p][v].z * weight, acc[p][v].w * weight);
-        }
-    }
-}
-"""
-
-
-@functools.lru_cache(maxsize=None)
-def _kernel(gx=GX, gy=GY, ql=QL, qv=QV, ac=AC, au=AU, minb=MINB):
-    import cupy
-
-    options = ("-std=c++17", f"-DGX={gx}", f"-DGY={gy}", f"-DQL={ql}", f"-DQV={qv}", f"-DAC={ac}", f"-DAU={au}",
-               f"-DMINB={minb}")
-    return cupy.RawModule(code=SOURCE, options=options).get_function("backproject")
+Q_ALIGN = 128  # q rows padded (zeros) to whole thread blocks of any configuration: loads need no bounds check
 
 
 class SliceGeometry:
@@ -232,7 +36,7 @@ class SliceGeometry:
         self.x_mm, self.omega_deg, dx = _check_grid(x_mm, omega_deg)
         self.n_om, self.n_x = self.omega_deg.size, self.x_mm.size
         self.n = self.n_x if n is None else int(n)
-        self.nq, self.nqp = int(nq), -(-int(nq) // 4) * 4
+        self.nq, self.nqp = int(nq), -(-int(nq) // Q_ALIGN) * Q_ALIGN
         self.nxp = self.n_x + PAD_BINS
         self.weight = np.float32(math.pi / self.n_om)
         self.lines = [cupy.asarray(v, np.float64) for v in index_lines(self.x_mm, self.omega_deg, centre, self.n)]
@@ -262,18 +66,12 @@ class SliceGeometry:
             out[:, :self.n_x] = cupy.fft.irfft(spectrum, n=self.fft_size, axis=1)[:, :self.n_x]
             out[:, self.n_x:] = 0
 
-    def backproject(self, filtered, image, row0=0, row1=None, config=(GX, GY, QL, QV, AC, AU, MINB)):
+    def backproject(self, filtered, image, row0=0, row1=None, config=CONFIG, weight=None):
         """image[row0:row1] (n, n, nqp) = weight * back-projection of the filtered sinogram
-        (n_omega, nxp, nqp), nqp a multiple of 4.
-        `config`: the kernel's (GX, GY, QL, QV, AC, AU, MINB)."""
-        row1 = self.n if row1 is None else row1
-        gx, gy, ql, qv = config[:4]
-        nqp = filtered.shape[2]
-        tiles = (-(-(row1 - row0) // (2 * gy))) * (-(-self.n // (2 * gx)))
-        grid = (tiles, -(-nqp // (4 * ql * qv)))
-        _kernel(*config)(grid, (gx * gy * ql,), (filtered, *self.lines, np.int32(self.n_om), np.int32(self.n_x),
-                                        np.int32(self.nxp), np.int32(nqp), np.int32(self.n), np.int32(row0),
-                                        np.int32(row1), self.weight, image))
+        (n_omega, nxp, nqp), nqp a multiple of Q_ALIGN. `weight`: instead of pi / n_omega
+        (SIRT's A^T); `config`: the kernel's (see `gpu/backproject.py`)."""
+        launch(filtered, image, self.lines, self.n_om, self.n_x, self.nxp, self.n,
+               self.weight if weight is None else weight, row0, self.n if row1 is None else row1, config)
 
 
 def fbp_device(sino, geometry: SliceGeometry, timings=None):
@@ -296,7 +94,7 @@ def fbp_device(sino, geometry: SliceGeometry, timings=None):
         events[2].synchronize()
         timings["filter_seconds"] = cupy.cuda.get_elapsed_time(events[0], events[1]) / 1e3
         timings["backproject_seconds"] = cupy.cuda.get_elapsed_time(events[1], events[2]) / 1e3
-    return image[..., :g.nq] if g.nqp != g.nq else image
+    return image[..., :g.nq] if g.nqp != g.nq else image  # a view: no 640 MB copy
 
 
 class _HostBuffers:
@@ -339,7 +137,7 @@ def fbp_host(sino, geometry: SliceGeometry, timings=None, out=None):
 
     global _buffers
     g = geometry
-    width = min(Q_CHUNK, g.nqp)
+    width = min(Q_CHUNK, g.nqp)  # both multiples of Q_ALIGN
     out = np.empty((g.n, g.n, g.nq), np.float32) if out is None else out
     if out.shape != (g.n, g.n, g.nq) or out.dtype != np.float32 or not out.flags.c_contiguous:
         raise ValueError(f"out must be a C-contiguous float32 array of shape {(g.n, g.n, g.nq)}")
@@ -369,7 +167,7 @@ def fbp_host(sino, geometry: SliceGeometry, timings=None, out=None):
 
     for c, (q0, q1) in enumerate(chunks):
         j, w = c % 2, q1 - q0
-        wp = -(-w // 4) * 4
+        wp = -(-w // Q_ALIGN) * Q_ALIGN
         up.wait_event(ev["filtered"][j])  # the slot's device sinogram is free again
         if direct_in:
             if wp != w:
