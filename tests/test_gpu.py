@@ -84,7 +84,8 @@ def test_bad_chunks_are_named():
 
 def test_importing_bliss_lite_never_imports_cupy():
     code = ("import sys, bliss_lite.processing.fbp, bliss_lite.processing.integrator, bliss_lite.processing.sirt, "
-            "bliss_lite.processing.gpu.integrate, bliss_lite.processing.gpu.fbp; "
+            "bliss_lite.processing.gpu.integrate, bliss_lite.processing.gpu.fbp, bliss_lite.processing.gpu.sirt, "
+            "bliss_lite.processing.gpu.backproject; "
             "assert 'cupy' not in sys.modules, 'cupy imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
@@ -247,3 +248,45 @@ def test_gpu_fbp_with_fft_filter_for_wide_scans():
     sino, x, omega = slice_data(20, 1100, 8, seed=2)
     expected = fbp(sino, x, omega, 0.0, n=64)
     assert relative_error(fbp(sino, x, omega, 0.0, n=64, backend="gpu"), expected) <= 1e-4
+
+
+@needs_gpu
+@pytest.mark.parametrize("n", [None, 23, 41])
+def test_gpu_forward_projection_is_the_cpu_one(n):
+    import cupy
+
+    from bliss_lite.processing.gpu.fbp import SliceGeometry
+    from bliss_lite.processing.gpu.sirt import forward_project
+    from bliss_lite.processing.sirt import _area, forward_project as cpu_forward_project
+
+    _, x, omega = slice_data(37, 30, 0)
+    size = 30 if n is None else n
+    image = np.random.default_rng(size).random((size, size, 6), dtype=np.float32)
+    g = SliceGeometry(x, omega, 0.02, n, 6, "ramp", "auto")
+    padded = np.zeros((size, size, g.nqp), np.float32)
+    padded[..., :6] = image
+    scale = _area(x, size) / abs(x[1] - x[0])
+    projections = forward_project(cupy.asarray(padded), g, scale).get()
+    expected = cpu_forward_project(image, x, omega, 0.02)
+    assert np.all(projections[:, 30:] == 0) and np.all(projections[..., 6:] == 0)
+    assert relative_error(projections[:, :30, :6], expected) <= 1e-5
+
+
+@needs_gpu
+def test_gpu_sirt_equals_the_cpu_sirt():
+    import cupy
+
+    from bliss_lite.processing.sirt import sirt
+
+    sino, x, omega = slice_data(40, 32, 5, seed=4)
+    for x0 in (None, "fbp"):
+        norms = {"cpu": [], "gpu": []}
+        expected = sirt(sino, x, omega, 0.01, iterations=8, x0=x0, callback=lambda k, im, r: norms["cpu"].append(r))
+        image = sirt(sino, x, omega, 0.01, iterations=8, x0=x0, backend="gpu",
+                     callback=lambda k, im, r: norms["gpu"].append(r))
+        assert isinstance(image, np.ndarray) and image.shape == expected.shape
+        assert relative_error(image, expected) <= 1e-4
+        np.testing.assert_allclose(norms["gpu"], norms["cpu"], rtol=1e-4)
+    on_device = sirt(cupy.asarray(sino[..., 0]), x, omega, 0.01, iterations=3, backend="gpu")
+    assert isinstance(on_device, cupy.ndarray) and on_device.shape == (32, 32)
+    assert relative_error(on_device.get(), sirt(sino[..., 0], x, omega, 0.01, iterations=3)) <= 1e-4

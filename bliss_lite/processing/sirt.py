@@ -57,10 +57,18 @@ def _area(x_mm, n):
     return (axis[1] - axis[0]) ** 2 if n > 1 else 1.0
 
 
-def sirt(sino, x_mm, omega_deg, centre, n=None, iterations=50, nonnegative=True, x0=None, callback=None):
+def sirt(sino, x_mm, omega_deg, centre, n=None, iterations=50, nonnegative=True, x0=None, callback=None,
+         backend="cpu"):
     """SIRT of (n_omega, n_x[, nq]) line integrals -> (n, n[, nq]) float32, same units as fbp.
     `x0`: None (zeros), "fbp", or a start image. `callback(k, image, residual)` after each
-    iteration, residual = ||b - A x||_R before the update (it decreases for plain SIRT)."""
+    iteration, residual = ||b - A x||_R before the update (it decreases for plain SIRT).
+    `backend`: "cpu", "gpu" or "auto" (`processing/gpu/sirt.py`; the callback then gets CuPy images)."""
+    from bliss_lite.processing.gpu import resolve_backend
+
+    if resolve_backend(backend, "reconstruction") == "gpu":
+        from bliss_lite.processing.gpu import sirt as gpu_sirt
+
+        return gpu_sirt.sirt(sino, x_mm, omega_deg, centre, n, iterations, nonnegative, x0, callback)
     stack, squeeze = _as_stack(sino)
     stack = np.asarray(stack, np.float32)
     x_mm, omega_deg, dx = _check_grid(x_mm, omega_deg)
