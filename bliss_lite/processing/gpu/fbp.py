@@ -81,7 +81,10 @@ def fbp_device(sino, geometry: SliceGeometry, timings=None):
     g = geometry
     sino = cupy.asarray(sino, np.float32)
     if g.nqp != g.nq:
-        sino = cupy.pad(sino, ((0, 0), (0, 0), (0, g.nqp - g.nq)))
+        padded = cupy.empty((g.n_om, g.n_x, g.nqp), np.float32)
+        padded[..., :g.nq] = sino
+        padded[..., g.nq:] = 0
+        sino = padded
     events = [cupy.cuda.Event() for _ in range(3)]
     events[0].record()
     filtered = cupy.empty((g.n_om, g.nxp, g.nqp), np.float32)
