@@ -10,6 +10,14 @@ all their frames over the wall time. pyFAI's `integrate1d` (CSR, no split, its o
 threads on every core) does the same pipeline in the same run for `pyfai_fps`; `max_rel_err`
 is the largest difference between the two patterns over the bank, relative to the pattern's
 maximum. One JSON line.
+
+`--backend gpu` (one NVIDIA GPU, CuPy): the same bank, as compressed chunks in host memory
+(bytes objects, as they come from Redis), integrated into patterns in host memory by the GPU
+pipeline (chunks staged into pinned buffers, decoded and integrated on the GPU, `--frames`
+frames cycling over the bank): `fps`. `fps_int32`: the bank decoded, int32 frames in pinned
+host memory (as the issue's CuPy peer had them), `fps_int32_pageable` from an ordinary numpy
+array. `max_rel_err` is against the CPU path. The CPU pipeline runs in the same invocation
+with `--processes` processes (`cpu_fps`).
 """
 from __future__ import annotations
 
@@ -96,6 +104,52 @@ def pyfai_fps_and_error(chunks, npt, frames):
     return frames / (time.perf_counter() - start), error
 
 
+def gpu_figures(chunks, npt, frames, int32_frames, repeat):
+    import cupy
+    import numpy as np
+
+    from bliss_lite.controllers.detectors.pilatus_geometry import FULL_SHAPE
+    from bliss_lite.data import bslz4
+    from bliss_lite.processing.gpu.staging import pinned_empty
+    from bliss_lite.processing.integration_settings import IntegrationSettings
+    from bliss_lite.processing.integrator import LeanIntegrator
+
+    settings = IntegrationSettings.from_poni(PONI, npt=npt)
+    gpu, cpu = LeanIntegrator(settings, backend="gpu"), LeanIntegrator(settings)
+    decoded = np.stack([bslz4.decompress(c, FULL_SHAPE, np.int32) for c in chunks])
+    expected = np.stack([cpu.integrate(f) for f in decoded])
+    error = max(_rel(gpu.integrate_compressed(chunks), expected), _rel(gpu.integrate_many(decoded), expected))
+    stream = [chunks[i % len(chunks)] for i in range(frames)]
+    gpu.integrate_compressed(stream[:4 * gpu.gpu.batch])  # warm: kernels compiled, buffers allocated
+    runs = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        gpu.integrate_compressed(stream)
+        runs.append(frames / (time.perf_counter() - start))
+    bank = np.stack([decoded[i % len(decoded)] for i in range(int32_frames)])
+    pinned = pinned_empty(bank.shape, np.int32)
+    pinned[...] = bank
+    int32 = {}
+    for name, source in (("pinned", pinned), ("pageable", bank)):
+        gpu.integrate_many(source[:gpu.gpu.batch])
+        best = 0.0
+        for _ in range(repeat):
+            start = time.perf_counter()
+            gpu.integrate_many(source)
+            best = max(best, len(source) / (time.perf_counter() - start))
+        int32[name] = best
+    return {"device": cupy.cuda.runtime.getDeviceProperties(0)["name"].decode(), "fps": max(runs),
+            "fps_runs": [round(r) for r in runs], "fps_int32": int32["pinned"],
+            "fps_int32_pageable": int32["pageable"], "max_rel_err": error, "batch": gpu.gpu.batch,
+            "staging_threads": gpu.gpu.stager.threads}
+
+
+def _rel(a, b):
+    import numpy as np
+
+    return float(max(np.abs(x - y).max() / np.abs(y).max() for x, y in zip(a, b)))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--processes", type=int, default=2)
@@ -103,13 +157,30 @@ def main(argv=None):
     parser.add_argument("--pyfai-frames", type=int, default=150)
     parser.add_argument("--bank", type=int, default=32, help="distinct frames rendered before the timed part")
     parser.add_argument("--npt", type=int, default=1000)
-    parser.add_argument("--backend", default="cpu", choices=["cpu"])
+    parser.add_argument("--backend", default="cpu", choices=["cpu", "gpu"])
+    parser.add_argument("--gpu-frames", type=int, default=30000, help="compressed frames integrated on the GPU")
+    parser.add_argument("--int32-frames", type=int, default=384, help="int32 frames in host memory, GPU")
+    parser.add_argument("--repeat", type=int, default=3, help="GPU timed runs; the best is reported")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     chunks = make_bank(args.bank)
+    mean_chunk = sum(map(len, chunks)) / len(chunks)
+    if args.backend == "gpu":
+        figures = gpu_figures(chunks, args.npt, args.gpu_frames, args.int32_frames, args.repeat)
+        cpu_fps, wall = lean_fps(chunks, args.npt, args.processes, args.frames)
+        print(json.dumps({
+            "benchmark": "integration", "backend": "gpu", "device": figures.pop("device"),
+            "frames": args.gpu_frames, "npt": args.npt, "frame_shape": [1679, 1475], "bank_frames": args.bank,
+            "compressed_mb_per_frame": round(mean_chunk / 1e6, 3),
+            **{k: (round(v, 1) if isinstance(v, float) and k != "max_rel_err" else v) for k, v in figures.items()},
+            "cpu_fps": round(cpu_fps, 1), "cpu_processes": args.processes, "cpus": os.cpu_count(),
+            "ratio_to_cpu": round(figures["fps"] / cpu_fps, 2),
+            "peer": {"plain CuPy pipeline, int32 frames in pinned memory, H100 (issue 7)": 5000},
+            "note": "compressed frames: bytes objects in host memory -> patterns in host memory; bank pre-rendered",
+        }))
+        return
     fps, wall = lean_fps(chunks, args.npt, args.processes, args.frames)
     pyfai_fps, error = pyfai_fps_and_error(chunks, args.npt, args.pyfai_frames)
-    mean_chunk = sum(map(len, chunks)) / len(chunks)
     print(json.dumps({
         "benchmark": "integration", "backend": args.backend, "processes": args.processes, "cpus": os.cpu_count(),
         "frames": args.frames, "npt": args.npt, "frame_shape": [1679, 1475], "bank_frames": args.bank,

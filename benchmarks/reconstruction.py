@@ -9,6 +9,14 @@ counted, but reported as first_run_seconds. Then the slice is timed, filter and
 back-projection separately. DESIGN.md's figure for a plain batched numba kernel on
 this machine: ~25 s for 400 x 600 x 1000. Prints one JSON line.
 Usage: python benchmarks/reconstruction.py [--nx 400] [--nomega 600] [--nq 1000] [--backend cpu]
+
+`--backend gpu`: `seconds` is end to end from a NumPy sinogram in host memory to a NumPy image
+in host memory (the bus crossed both ways, overlapped with the work), `seconds_pinned` from
+and to pinned arrays;
+`device_seconds` with the sinogram already on the GPU (as after GPU integration) and the image
+left there. Medians of `--repeat` runs after a warm-up. The CPU FBP runs in the same
+invocation (`cpu_seconds`), and `max_rel_err` is the GPU images against it, relative to its
+maximum.
 """
 from __future__ import annotations
 
@@ -20,6 +28,74 @@ import time
 import numpy as np
 
 
+def gpu_main(args, sino, x, omega):
+    import cupy
+
+    from bliss_lite.processing.fbp import fbp
+    from bliss_lite.processing.gpu import fbp as gpu_fbp
+    from bliss_lite.processing.gpu.staging import pinned_empty
+
+    def timed(call):
+        call()  # warm-up: kernels compiled, pinned buffers made
+        times = []
+        for _ in range(args.repeat):
+            cupy.cuda.Device().synchronize()
+            start = time.perf_counter()
+            call()
+            cupy.cuda.Device().synchronize()
+            times.append(time.perf_counter() - start)
+        return float(np.median(times)), [round(t, 4) for t in times]
+
+    start = time.perf_counter()
+    image = fbp(sino, x, omega, 0.0, backend="gpu", window=args.window)
+    first = time.perf_counter() - start
+    seconds, runs = timed(lambda: fbp(sino, x, omega, 0.0, backend="gpu", window=args.window))
+    pinned_in = pinned_empty(sino.shape, np.float32)
+    pinned_in[...] = sino
+    pinned_out = pinned_empty((args.nx, args.nx, args.nq), np.float32)
+    pinned, pinned_runs = timed(lambda: gpu_fbp.fbp(pinned_in, x, omega, 0.0, window=args.window, out=pinned_out))
+    on_device = cupy.asarray(sino)
+    timings = {}
+    device_seconds, device_runs = timed(lambda: fbp(on_device, x, omega, 0.0, backend="gpu", window=args.window,
+                                                    timings=timings))
+    from bliss_lite.processing.sirt import sirt
+
+    sirt(on_device[:, :, :8], x, omega, 0.0, iterations=1, backend="gpu")  # compiled
+    cupy.cuda.Device().synchronize()
+    start = time.perf_counter()
+    sirt(on_device, x, omega, 0.0, iterations=args.sirt_iterations, backend="gpu")
+    cupy.cuda.Device().synchronize()
+    sirt_seconds = (time.perf_counter() - start) / args.sirt_iterations
+    start = time.perf_counter()
+    expected = fbp(sino, x, omega, 0.0, window=args.window)
+    cpu_first = time.perf_counter() - start
+    start = time.perf_counter()
+    expected = fbp(sino, x, omega, 0.0, window=args.window)
+    cpu_seconds = time.perf_counter() - start
+    scale = np.abs(expected).max()
+    error = max(float(np.abs(image - expected).max() / scale), float(np.abs(pinned_out - expected).max() / scale),
+                float(np.abs(fbp(on_device, x, omega, 0.0, backend="gpu", window=args.window).get() - expected).max()
+                      / scale))
+    print(json.dumps({
+        "benchmark": "fbp_slice", "backend": "gpu", "device": cupy.cuda.runtime.getDeviceProperties(0)["name"].decode(),
+        "nx": args.nx, "nomega": args.nomega, "nq": args.nq, "window": args.window,
+        "seconds": round(seconds, 4), "runs": runs, "first_run_seconds": round(first, 3),
+        "seconds_pinned": round(pinned, 4), "pinned_runs": pinned_runs,
+        "device_seconds": round(device_seconds, 4), "device_runs": device_runs,
+        "filter_seconds": round(timings["filter_seconds"], 4),
+        "backproject_seconds": round(timings["backproject_seconds"], 4),
+        "interpolations_per_second": round(args.nx ** 2 * args.nomega * args.nq / timings["backproject_seconds"], -9),
+        "sirt_seconds_per_iteration": round(sirt_seconds, 3), "sirt_iterations": args.sirt_iterations,
+        "cpu_seconds": round(cpu_seconds, 3), "cpu_first_run_seconds": round(cpu_first, 3),
+        "cpu_threads": __import__("numba").get_num_threads(), "cpus": os.cpu_count(),
+        "ratio_to_cpu": round(cpu_seconds / device_seconds, 1), "max_rel_err": error,
+        "peer": {"plain batched GPU kernel, end to end with transfers, H100 (issue 7)": 0.071},
+        "ratio_to_peer_pinned": round(0.071 / pinned, 2),
+        "note": "seconds: NumPy sinogram -> NumPy image (staged through pinned buffers); seconds_pinned: pinned "
+                "in and out; device_seconds: CuPy sinogram -> CuPy image (no bus)",
+    }))
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--nx", type=int, default=400)
@@ -27,7 +103,8 @@ def main():
     parser.add_argument("--nq", type=int, default=1000)
     parser.add_argument("--backend", default="cpu")
     parser.add_argument("--window", default="ramp")
-    parser.add_argument("--repeat", type=int, default=1, help="timed runs; the best is reported")
+    parser.add_argument("--sirt-iterations", type=int, default=3, help="gpu: SIRT iterations timed (device sinogram)")
+    parser.add_argument("--repeat", type=int, default=1, help="timed runs; the best is reported (gpu: median)")
     args = parser.parse_args()
 
     import numba
@@ -37,6 +114,8 @@ def main():
     x = np.linspace(-1, 1, args.nx, endpoint=False) + 1.0 / args.nx
     omega = (np.arange(args.nomega) + 0.5) * 180.0 / args.nomega
     sino = np.random.default_rng(0).random((args.nomega, args.nx, args.nq), dtype=np.float32)
+    if args.backend == "gpu":
+        return gpu_main(args, sino, x, omega)
     start = time.perf_counter()
     fbp(sino, x, omega, 0.0, backend=args.backend, window=args.window)  # warm-up, not counted
     first = time.perf_counter() - start
