@@ -55,16 +55,29 @@ class SliceGeometry:
             self.response = cupy.asarray((response / abs(dx)).astype(np.float32))[:, None]
 
     def filter(self, chunk, out):
-        """out (angles, nxp, nqp) = filtered chunk (angles, n_x, nqp), zero padding bins."""
+        """out (angles, nxp, nqp) = filtered chunk (angles, n_x, nq), nq <= nqp; the padding bins
+        and q values of out are zeros. The matrix filter is one cuBLAS strided-batched sgemm
+        writing straight into the padded rows (no padded copy of the sinogram)."""
         import cupy
+        from cupy_backends.cuda.libs import cublas
 
+        chunk = cupy.ascontiguousarray(chunk, np.float32)
+        angles, _, nq = chunk.shape
+        nqp = out.shape[2]
         if self.filter_method == "matrix":
-            cupy.matmul(self.matrix, chunk, out=out)
+            one, zero = np.ones(1, np.float32), np.zeros(1, np.float32)
+            # column-major view: out[a]^T (nq x nxp, ld nqp) = chunk[a]^T (nq x n_x) @ matrix^T (n_x x nxp)
+            cublas.sgemmStridedBatched(cupy.cuda.device.get_cublas_handle(), cublas.CUBLAS_OP_N, cublas.CUBLAS_OP_N,
+                                       nq, self.nxp, self.n_x, one.ctypes.data, chunk.data.ptr, nq, self.n_x * nq,
+                                       self.matrix.data.ptr, self.n_x, 0, zero.ctypes.data, out.data.ptr, nqp,
+                                       self.nxp * nqp, angles)
         else:
             spectrum = cupy.fft.rfft(chunk, n=self.fft_size, axis=1)
             spectrum *= self.response
-            out[:, :self.n_x] = cupy.fft.irfft(spectrum, n=self.fft_size, axis=1)[:, :self.n_x]
-            out[:, self.n_x:] = 0
+            out[:, :self.n_x, :nq] = cupy.fft.irfft(spectrum, n=self.fft_size, axis=1)[:, :self.n_x]
+            out[:, self.n_x:, :nq] = 0
+        if nqp > nq:
+            out[..., nq:] = 0
 
     def backproject(self, filtered, image, row0=0, row1=None, config=CONFIG, weight=None):
         """image[row0:row1] (n, n, nqp) = weight * back-projection of the filtered sinogram
@@ -79,16 +92,10 @@ def fbp_device(sino, geometry: SliceGeometry, timings=None):
     import cupy
 
     g = geometry
-    sino = cupy.asarray(sino, np.float32)
-    if g.nqp != g.nq:
-        padded = cupy.empty((g.n_om, g.n_x, g.nqp), np.float32)
-        padded[..., :g.nq] = sino
-        padded[..., g.nq:] = 0
-        sino = padded
     events = [cupy.cuda.Event() for _ in range(3)]
     events[0].record()
     filtered = cupy.empty((g.n_om, g.nxp, g.nqp), np.float32)
-    g.filter(cupy.ascontiguousarray(sino), filtered)
+    g.filter(sino, filtered)
     events[1].record()
     image = cupy.empty((g.n, g.n, g.nqp), np.float32)
     g.backproject(filtered, image)
