@@ -9,17 +9,18 @@ weights, per group and angle) are made once per thread block, 16 angles at a tim
 memory: computed by each thread they cost as much as the arithmetic they feed. Groups that
 need more bins (an image grid coarser than the positions) go pixel by pixel. The detector
 index is computed in float64, as on the CPU, so a pixel at the edge of the measured range is
-kept or dropped alike. A thread block covers a 16 x 4 pixel tile and 64 q values; each thread
-issues the loads of two angles before their arithmetic. Rows are padded with zero q values to
+kept or dropped alike. A thread block covers a 16 x 4 pixel tile and 64 q values. Rows are padded with zero q values to
 whole thread blocks, so no load needs a bounds check (that took 32 -> 29 ms). When none of
 a warp's groups needs the 4th bin at an angle (span <= 1: most angles near 0 and 90 degrees)
-the warp reads and weighs 3 rows (29 -> 28 ms).
+the warp reads and weighs 3 rows (29 -> 28 ms). A chunk of 16 angles whose groups all take
+4-bin windows runs as straight-line code, so the compiler hoists its loads (28 -> 25.2 ms),
+and a tile that sees no measured position during a chunk skips it (-> 24.9 ms).
 
-Measured on an H200, 400 x 600 x 1000: 28.0 ms (3.4e12 interpolations/s). ncu: warps wait on
-L1 (long scoreboard ~2 cycles an instruction), FMAs are ~80 % of the hot loop; the FMA and L1
-bounds of this scheme are ~11.5 ms each. Slower variants tried: each chunk's rows staged in
-shared memory with cp.async (40-48 ms), prefetching rows into L2 (+3 ms), larger or smaller
-tiles and q ranges (30-46 ms), q blocks fastest in the grid (+3 ms); 32 angles a table: same.
+Measured on an H200, 400 x 600 x 1000: 24.9 ms (3.9e12 interpolations/s). ncu, before the
+unrolling: warps wait on L1 (long scoreboard ~2 cycles an instruction), FMAs are ~80 % of the
+hot loop; the FMA and L1 bounds of this scheme are ~11.5 ms each. Slower variants tried:
+each chunk's rows staged in shared memory with cp.async (40-48 ms), prefetching rows into L2
+(+3 ms), larger or smaller tiles and q ranges (30-46 ms), q blocks fastest in the grid (+3 ms).
 """
 from __future__ import annotations
 
@@ -28,13 +29,15 @@ import functools
 import numpy as np
 
 # measured on an H200, 400 x 600 x 1000 (ms), (GX, GY, QL, QV, AC, AU, MINB): (8, 8, 8, 4, 8, 1, 1) 44-46,
-# (8, 8, 8, 1, 8, 1, 2) 38.5, (8, 4, 8, 2, 8, 2, 2) 31.4, (4, 4, 8, 2, 16, 2, 4) 29.0, (8, 2, 8, 2, 16, 2, 4) 28.9
+# (8, 8, 8, 1, 8, 1, 2) 38.5, (8, 4, 8, 2, 8, 2, 2) 31.4, (4, 4, 8, 2, 16, 2, 4) 29.0, (8, 2, 8, 2, 16, 2, 4) 28.9;
+# with N3 and UR (unrolled chunks): (8, 2, 8, 2, 16, 1, 4) 25.2, AC 32: 30.3, AC 24: 27.3, MINB 3: 27.2, QV 1: 31.7
 GX, GY = 8, 2  # 2 x 2 pixel groups per thread block, along columns and rows: a 16 x 4 tile
 QL, QV = 8, 2  # threads along q per group, float4s per thread: 64 q values per thread block
 AC = 16  # angles tabulated at a time in shared memory
-AU = 2  # angles whose loads are issued together
+AU = 1  # angles whose loads are issued together (UR unrolls anyway)
 MINB = 4  # thread blocks per multiprocessor the registers must allow
 N3 = 1  # 3-bin windows when a warp's groups need no 4th bin
+UR = 1  # 1: a chunk whose groups all take 4-bin windows runs as one unrolled block
 
 SOURCE = r"""
 #define NG (GX * GY)
@@ -148,12 +151,14 @@ backproject(const float* __restrict__ sino, const double* __restrict__ f0, const
     const float4* rows = reinterpret_cast<const float4*>(sino);
     for (int a0 = 0; a0 < n_om; a0 += AC) {
         __syncthreads();
+        bool seen = false;  // some pixel of the tile lies in the measured range at some angle of the chunk
         for (int e = threadIdx.x; e < AC * NG; e += NG * QL) {
             const int aa = e / NG, gg = e % NG, a = a0 + aa;
             int k = 0;
             float4 w[4] = {};
             if (a < n_om) {
                 const Bins b = group_bins(f0[a], dfc[a], dfr[a], tr + (gg / GX) * 2, tc + (gg % GX) * 2, row1, n, n_x);
+                seen = seen || b.k != NONE;
                 if (b.k != NONE) {
                     k = b.span <= 2 ? 2 * b.k + (b.span == 2) : -1;  // low bit: the 4th bin is used
                     #pragma unroll
@@ -169,9 +174,31 @@ backproject(const float* __restrict__ sino, const double* __restrict__ f0, const
             #pragma unroll
             for (int p = 0; p < 4; ++p) table_w[aa][p][gg] = w[p];
         }
-        __syncthreads();
+        if (!__syncthreads_or(seen)) continue;  // a corner tile outside the beam for the whole chunk
         if (!active) continue;
         const int end = min(AC, n_om - a0);
+#if UR
+        if (end == AC) {  // a whole chunk of 4-bin windows: straight-line code, loads hoisted freely
+            bool all = true;
+            int kk[AC];
+            #pragma unroll
+            for (int aa = 0; aa < AC; ++aa) {
+                const int code = table_k[aa][g];
+                all = all && code >= 0;
+                kk[aa] = code >> 1;
+            }
+            if (all) {
+                #pragma unroll
+                for (int aa = 0; aa < AC; aa += AU) {
+                    int k[AU];
+                    #pragma unroll
+                    for (int u = 0; u < AU; ++u) k[u] = kk[aa + u];
+                    window<AU, 4>(acc, rows, a0 + aa, aa, k, g, nxp, nq4, v0, table_w);
+                }
+                continue;
+            }
+        }
+#endif
         for (int aa = 0; aa < end; aa += AU) {
             int k[AU];
             bool fast = aa + AU <= end, narrow = true;
@@ -219,15 +246,15 @@ backproject(const float* __restrict__ sino, const double* __restrict__ f0, const
 
 
 @functools.lru_cache(maxsize=None)
-def _kernel(gx=GX, gy=GY, ql=QL, qv=QV, ac=AC, au=AU, minb=MINB, n3=N3):
+def _kernel(gx=GX, gy=GY, ql=QL, qv=QV, ac=AC, au=AU, minb=MINB, n3=N3, ur=UR):
     import cupy
 
     options = ("-std=c++17", f"-DGX={gx}", f"-DGY={gy}", f"-DQL={ql}", f"-DQV={qv}", f"-DAC={ac}", f"-DAU={au}",
-               f"-DMINB={minb}", f"-DN3={n3}")
+               f"-DMINB={minb}", f"-DN3={n3}", f"-DUR={ur}")
     return cupy.RawModule(code=SOURCE, options=options).get_function("backproject")
 
 
-CONFIG = (GX, GY, QL, QV, AC, AU, MINB, N3)
+CONFIG = (GX, GY, QL, QV, AC, AU, MINB, N3, UR)
 
 
 def launch(filtered, image, lines, n_om, n_x, nxp, n, weight, row0, row1, config=CONFIG):

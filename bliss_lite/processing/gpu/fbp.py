@@ -14,6 +14,7 @@ against 141 ms for 400 x 600 x 1000 on an H200.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -25,6 +26,25 @@ from bliss_lite.processing.gpu.backproject import CONFIG, launch
 PAD_BINS = 3  # zero detector bins after the last, read by a group's 4-bin window
 Q_CHUNK = 128  # q values per chunk crossing the bus (host arrays)
 Q_ALIGN = 128  # q rows padded (zeros) to whole thread blocks of any configuration: loads need no bounds check
+
+
+@functools.lru_cache(maxsize=8)
+def _device_lines(x_bytes, omega_bytes, centre, n):
+    """The index lines on the device, kept for the next slice of the same scan."""
+    import cupy
+
+    x_mm, omega_deg = np.frombuffer(x_bytes), np.frombuffer(omega_bytes)
+    return [cupy.asarray(v, np.float64) for v in index_lines(x_mm, omega_deg, centre, n)]
+
+
+@functools.lru_cache(maxsize=8)
+def _device_matrix(n_x, nxp, dx, window):
+    """The filter matrix on the device, with zero rows for the padding bins."""
+    import cupy
+
+    padded = np.zeros((nxp, n_x), np.float32)
+    padded[:n_x] = filter_matrix(n_x, dx, window)
+    return cupy.asarray(padded)
 
 
 class SliceGeometry:
@@ -39,16 +59,14 @@ class SliceGeometry:
         self.nq, self.nqp = int(nq), -(-int(nq) // Q_ALIGN) * Q_ALIGN
         self.nxp = self.n_x + PAD_BINS
         self.weight = np.float32(math.pi / self.n_om)
-        self.lines = [cupy.asarray(v, np.float64) for v in index_lines(self.x_mm, self.omega_deg, centre, self.n)]
+        self.lines = _device_lines(self.x_mm.tobytes(), self.omega_deg.tobytes(), float(centre), self.n)
         if filter_method == "auto":
             filter_method = "matrix" if self.n_x <= MATRIX_FILTER_MAX_NX else "fft"
         if filter_method not in ("matrix", "fft"):
             raise ValueError(f"unknown filter method {filter_method!r}; choose 'auto', 'matrix' or 'fft'")
         self.filter_method = filter_method
         if filter_method == "matrix":
-            padded = np.zeros((self.nxp, self.n_x), np.float32)  # zero rows: the padding bins
-            padded[:self.n_x] = filter_matrix(self.n_x, abs(dx), window)
-            self.matrix = cupy.asarray(padded)
+            self.matrix = _device_matrix(self.n_x, self.nxp, abs(dx), window)
         else:
             size, response = filter_response(self.n_x, window)
             self.fft_size = size

@@ -7,8 +7,9 @@ round a few slots, each with its own stream and pinned buffers: while the GPU de
 integrates one batch, the next one's bytes cross the bus and the host stages the one after.
 The matrix, mask and normalisation are the LeanIntegrator's own, so the patterns are the
 CPU path's (float32 sums in a different order: within 1e-6 relative). Measured on an H200
-(Pilatus 2M, 0.73 MB chunks): batches of 32 frames 15,900 frames/s, 64: 19,900, 128: 24,400;
-the GPU alone ~41,000, the host's staging alone ~30,000 (8 threads; more threads are slower).
+(Pilatus 2M, 0.73 MB chunks): batches of 32 frames 15,900 frames/s, 64: 19,900, 128:
+20,700-27,500 (runs differ); the GPU alone ~41,000, the host's staging alone ~30,000 (8
+threads; more threads are slower), so the host sets the pace.
 """
 from __future__ import annotations
 
