@@ -80,6 +80,38 @@ def test_bad_chunks_are_named():
         fmt.lz4_block(bytes([0x00, 0x05, 0x00, 0x10]), 8)
 
 
+def test_staging_copies_and_indexes_chunks_with_threads():
+    from bliss_lite.processing.gpu.staging import ALIGN, Stager
+
+    class Buffers:  # pinned on a GPU host; plain numpy here
+        src = None
+
+        def reserve(self, nbytes):
+            if self.src is None or self.src.size < nbytes:
+                self.src = np.zeros(nbytes, np.uint8)
+
+    frames = frames_of((100, 333), 9, seed=11)
+    chunks = [bslz4.compress(f) for f in frames]
+    layout = fmt.read_layout(chunks[0], (100, 333), np.int32)
+    buffers = Buffers()
+    buffers.positions = np.zeros((9, layout.blocks), np.int64)
+    buffers.ends = np.zeros(9, np.int64)
+    stager = Stager(threads=3)
+    try:
+        used = stager.stage_chunks(chunks, buffers, layout)
+        starts = buffers.ends - [len(c) for c in chunks]
+        assert np.all(starts % ALIGN == 0) and used == buffers.ends[-1]
+        for i, chunk in enumerate(chunks):
+            assert bytes(buffers.src[starts[i]:buffers.ends[i]]) == chunk
+            np.testing.assert_array_equal(buffers.positions[i],
+                                          fmt.index_chunks(np.frombuffer(chunk, np.uint8), [0], [len(chunk)], layout)[0]
+                                          + starts[i])
+        with pytest.raises(ValueError, match="bslz4: chunk 13 is truncated"):
+            stager.stage_chunks(chunks[:4] + [chunks[4][:-9]], buffers, layout, first=9)
+    finally:
+        stager.close()
+
+
 # --- backend selection, everywhere -----------------------------------------------------------------
 
 def test_importing_bliss_lite_never_imports_cupy():
