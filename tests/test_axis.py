@@ -157,13 +157,13 @@ def test_fault_on_one_axis_stops_the_group(config):
     group = Group(m0, m1)
     group.move({m0: 30.0, m1: 30.0}, wait=False)
     gevent.sleep(0.3)
-    fault_time = time.monotonic()
     m0.controller.set_fault(m1)
+    m1_braking = m0.controller._trajectories[m1]
     with pytest.raises(AxisFault, match="m1: FAULT"):
         group.wait_move()
     braking = m0.controller._trajectories[m0]
-    # m0 braked as soon as the fault was seen, not after m1's own braking (0.1 s) ended
-    assert braking.start - fault_time < 0.05
+    # m0 braked as soon as the fault was seen, not after m1's own braking ended
+    assert m1_braking.start <= braking.start < m1_braking.end
     assert braking.segments and braking.segments[0].v0 == pytest.approx(5000.0)
     assert not m0.is_moving and m0.position < 30.0 and m0.state.READY
     assert m1.state.FAULT

@@ -53,6 +53,11 @@ def at_rest(ns, *names):
     return all(controller_state(ns, n) != "MOVING" and ns["motors"].send(f"POS {n}") == first[n] for n in names)
 
 
+def xrdct_480(ns):
+    """An omega-sweep XRD-CT of 8 x 60 = 480 frames, 3 degrees a 10 ms frame (~5 s)."""
+    return ns["xrdct"](ns["omega"], ns["x"], ns["z"], -1, 1, 8, [0.0], 0.01, n_omega=60)
+
+
 def after(delay, action):
     return gevent.spawn_later(delay, action)
 
@@ -90,7 +95,7 @@ def test_a_motor_fault_mid_sweep_stops_the_sweep_and_the_detector(remote):
     ns = remote
     after(0.8, lambda: ns["motors"].send("INJECT fault omega"))
     with pytest.raises(AxisError, match=r"^omega: .*FAULT"):
-        ns["xrdct"](ns["omega"], ns["x"], ns["z"], -1, 1, 8, [0.0], 0.01, n_omega=60)
+        xrdct_480(ns)
     scan = ns["SCANS"][-1]
     data = check_closed(ns, scan, "FAILURE", ["omega", "x", "pilatus_frame_number"])
     n = len(data["pilatus_frame_number"])
@@ -103,7 +108,7 @@ def test_an_axis_stalled_mid_sweep_is_stopped_and_named(remote):
     ns = remote
     after(0.8, lambda: ns["motors"].send("INJECT stall omega"))
     with pytest.raises(AxisError, match=r"^omega: (the sweep stopped short of [\d.]+ \(MOVING|stalled)"):
-        ns["xrdct"](ns["omega"], ns["x"], ns["z"], -1, 1, 8, [0.0], 0.01, n_omega=60)
+        xrdct_480(ns)
     check_closed(ns, ns["SCANS"][-1], "FAILURE", ["omega", "x"])
     assert at_rest(ns, "omega", "x", "z")  # the scan's stop released the frozen axis
 
@@ -134,23 +139,17 @@ def test_a_garbled_reply_mid_scan_is_named(remote):
     check_closed(ns, ns["SCANS"][-1], "FAILURE", ["x", "diode1"])
 
 
-def test_a_detector_that_stops_delivering_is_named_while_the_scan_runs(remote):
+@pytest.mark.parametrize("fault, error, message, frames", [
+    ({"stop_after": 100}, RuntimeError, r"silent: no frame for [\d.]+ s|\d+ of 480 frames did not arrive", 100),
+    ({"close_after": 50}, DetectorError, r"connection to 127\.0\.0\.1:\d+ (lost|closed)", 51),
+], ids=["stops delivering", "hangs up"])
+def test_a_detector_failing_mid_scan_is_named_while_the_scan_runs(remote, fault, error, message, frames):
     ns = remote
-    ns["pilatus"].inject(stop_after=100)
-    with pytest.raises(RuntimeError, match=r"^pilatus: (silent: no frame for [\d.]+ s|\d+ of 480 frames did not arrive)"):
-        ns["xrdct"](ns["omega"], ns["x"], ns["z"], -1, 1, 8, [0.0], 0.01, n_omega=60)
+    ns["pilatus"].inject(**fault)
+    with pytest.raises(error, match=rf"^pilatus: ({message})"):
+        xrdct_480(ns)
     data = check_closed(ns, ns["SCANS"][-1], "FAILURE", ["pilatus_frame_number"])
-    assert data["pilatus_frame_number"].tolist() == list(range(100))
-    assert at_rest(ns, "omega", "x", "z")
-
-
-def test_a_detector_hanging_up_mid_scan_is_named(remote):
-    ns = remote
-    ns["pilatus"].inject(close_after=50)
-    with pytest.raises(DetectorError, match=r"^pilatus: connection to 127\.0\.0\.1:\d+ (lost|closed)"):
-        ns["xrdct"](ns["omega"], ns["x"], ns["z"], -1, 1, 8, [0.0], 0.01, n_omega=60)
-    data = check_closed(ns, ns["SCANS"][-1], "FAILURE", ["pilatus_frame_number"])
-    assert data["pilatus_frame_number"].tolist() == list(range(51))
+    assert data["pilatus_frame_number"].tolist() == list(range(frames))  # every frame sent, none after
     assert at_rest(ns, "omega", "x", "z")
 
 
@@ -193,7 +192,7 @@ def test_ctrl_c_mid_sweep_stops_every_axis_within_its_deceleration(remote):
 
     after(1.0, ctrl_c)
     with pytest.raises(KeyboardInterrupt):
-        ns["xrdct"](omega, ns["x"], ns["z"], -1, 1, 8, [0.0], 0.01, n_omega=60)
+        xrdct_480(ns)
     scan = ns["SCANS"][-1]
     assert scan.end_reason == "USER_ABORT"
     check_closed(ns, scan, "USER_ABORT", ["omega", "x", "pilatus_frame_number"])
