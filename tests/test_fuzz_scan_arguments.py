@@ -98,6 +98,16 @@ def counter_problems(ns, args):
     return set()
 
 
+def counting_problems(ns, t, counters, save):
+    """What every step scan's count time, counters and save flag may get wrong."""
+    problems = counter_problems(ns, counters)
+    if not (is_number(t) and t >= 0):
+        problems.add("count time")
+    if not isinstance(save, (bool, np.bool_)):
+        problems.add("save")
+    return problems
+
+
 def unreachable(axes, points):
     """True if a point is not finite or not reachable (checked point by point, not min/max)."""
     points = np.asarray(points, dtype=float).reshape(len(points), len(axes))
@@ -176,11 +186,7 @@ def test_line_scans(accepting, data, command):
     else:
         for m, start, stop in ranges:
             problems |= {f"{m.name} {what}" for what, v in (("start", start), ("stop", stop)) if not is_number(v)}
-    if not (is_number(t) and t >= 0):
-        problems.add("count time")
-    problems |= counter_problems(ns, counters)
-    if not isinstance(save, (bool, np.bool_)):
-        problems.add("save")
+    problems |= counting_problems(ns, t, counters, save)
     points = None
     if not problems:
         offsets = [m.position if command.startswith("d") else 0.0 for m in axes]
@@ -220,11 +226,7 @@ def test_meshes(accepting, data, command):
                                                       (m2, "stop", b2)) if not is_number(v)}
     if not isinstance(backnforth, (bool, np.bool_)):
         problems.add("backnforth")
-    if not (is_number(t) and t >= 0):
-        problems.add("count time")
-    problems |= counter_problems(ns, counters)
-    if not isinstance(save, (bool, np.bool_)):
-        problems.add("save")
+    problems |= counting_problems(ns, t, counters, save)
     points = None
     if not problems:
         o1, o2 = (m1.position, m2.position) if command == "dmesh" else (0.0, 0.0)
@@ -271,11 +273,7 @@ def test_position_lists(accepting, data, command):
             problems.add("given twice")
         elif len({len(c) for c in columns}) > 1:
             problems.add("same number of positions")
-    if not (is_number(t) and t >= 0):
-        problems.add("count time")
-    problems |= counter_problems(ns, counters)
-    if not isinstance(save, (bool, np.bool_)):
-        problems.add("save")
+    problems |= counting_problems(ns, t, counters, save)
     points = list(zip(*columns)) if not problems else None
     if command == "pointscan":
         call = lambda: ns["pointscan"](pairs[0][0], pairs[0][1], t, *counters, save=save)  # noqa: E731
@@ -297,11 +295,7 @@ def test_timed_scans(accepting, data, command):
         problems.add("npoints")
     if command in ("timescan", "loopscan") and not (is_number(sleep) and sleep >= 0):
         problems.add("sleep time")
-    if not (is_number(t) and t >= 0):
-        problems.add("count time")
-    problems |= counter_problems(ns, counters)
-    if not isinstance(save, (bool, np.bool_)):
-        problems.add("save")
+    problems |= counting_problems(ns, t, counters, save)
     call = {"timescan": lambda: ns["timescan"](t, *counters, npoints=npoints, sleep_time=sleep, save=save),
             "loopscan": lambda: ns["loopscan"](npoints, t, *counters, sleep_time=sleep, save=save),
             "ct": lambda: ns["ct"](t, *counters, save=save),
