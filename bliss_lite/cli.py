@@ -11,7 +11,8 @@ def _parser():
         description="BLISS-like beamline control shell on simulated hardware.",
         epilog="Examples: bliss-lite -s demo | bliss-lite -s test -c 'umv(m0, 1); wa()' | "
                "bliss-lite -s demo run.py | bliss-lite server status|start|stop | bliss-lite follow | "
-               "bliss-lite worker --redis URL | bliss-lite reprocess JOB.json | bliss-lite demo",
+               "bliss-lite worker --redis URL | bliss-lite reprocess JOB.json | bliss-lite demo | "
+               "bliss-lite view [--host H --port P] | bliss-lite plot FILE ENTRY -o out.png",
     )
     parser.add_argument("-s", "--session", help="session to open (a session YAML in the configuration)")
     parser.add_argument("-c", "--command", dest="code", help="run CODE in the session namespace and exit")
@@ -109,6 +110,14 @@ def _main(argv):
         from bliss_lite.processing.reprocess import main as reprocess_main
 
         return reprocess_main(argv[1:])
+    if argv and argv[0] == "view":
+        from bliss_lite.view.server import main as view_main
+
+        return view_main(argv[1:])
+    if argv and argv[0] == "plot":
+        from bliss_lite.view.export import main as plot_main
+
+        return plot_main(argv[1:])
     if argv and argv[0] == "worker":
         from bliss_lite.processing.worker import main as worker_main
 
