@@ -84,5 +84,5 @@ def scan_session(shared_redis, data_root, monkeypatch, test_session):
     from bliss_lite.scans import peaks
 
     monkeypatch.setenv("BLISS_LITE_REDIS_URL", shared_redis)
-    monkeypatch.setitem(peaks._selected, "counter", None)
+    monkeypatch.setitem(peaks._selected, "counters", [])
     return test_session

@@ -31,7 +31,7 @@ def remote(simulators, shared_redis, data_root, run_dir, tmp_path, monkeypatch):
     motors, pilatus = simulators
     assert motors.send("INJECT clear") == "OK"
     monkeypatch.setenv("BLISS_LITE_REDIS_URL", shared_redis)
-    monkeypatch.setitem(peaks._selected, "counter", None)
+    monkeypatch.setitem(peaks._selected, "counters", [])
     root = write_remote_config(tmp_path / "config", motors.port, pilatus.port, timeout=0.5, stall_timeout=0.3)
     _, ns = open_session("remote", root)
     ns["mv"](ns["omega"], 0, ns["x"], 0, ns["z"], 0)

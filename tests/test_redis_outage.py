@@ -28,7 +28,7 @@ def session(server_dir, data_root, monkeypatch, test_session):
     ensure_server when it dies), Redis looked for again every 0.2 s."""
     from bliss_lite.scans import peaks
 
-    monkeypatch.setitem(peaks._selected, "counter", None)
+    monkeypatch.setitem(peaks._selected, "counters", [])
     monkeypatch.setattr(redis_link.LiveLink, "RETRY_S", 0.2)
     redis_link.forget()
     yield test_session, ensure_server(server_dir)
@@ -300,7 +300,7 @@ def test_a_slow_reader_is_cut_off_before_redis_grows_past_its_budget(server_dir,
 
     budget = 64 * 2**20
     monkeypatch.setenv("BLISS_LITE_REDIS_MAXMEMORY", "64mb")
-    monkeypatch.setitem(peaks._selected, "counter", None)
+    monkeypatch.setitem(peaks._selected, "counters", [])
     monkeypatch.setattr(Scan, "frame_budget", 2**20)  # the frame stream holds about 1 MB
     redis_link.forget()
     url = ensure_server(server_dir)

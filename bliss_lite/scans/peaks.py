@@ -13,26 +13,54 @@ from bliss_lite.controllers.group import Group
 
 __all__ = ["cen", "com", "peak", "fwhm", "goto_cen", "goto_com", "goto_peak", "plotselect"]
 
-_selected = {"counter": None}
+_selected = {"counters": []}
+PLOTSELECT_KEY = "bliss_lite:session:{}:plotselect"  # Redis string: JSON list of counter names
 
 
-def plotselect(counter):
-    """Choose the counter that the peak tools (and the plot) use."""
+def plotselect(*counters):
+    """Choose the counters that the plot shows (the live view follows it through Redis); the
+    peak tools use the first."""
     from bliss_lite.config.session import current_session
 
-    name = getattr(counter, "name", counter)
-    if not isinstance(name, str):
-        raise TypeError(f"plotselect: give a counter or its name, got {counter!r}")
+    if not counters:
+        raise TypeError("plotselect: give one or more counters (or their names)")
+    names = [getattr(c, "name", c) for c in counters]
+    for counter, name in zip(counters, names):
+        if not isinstance(name, str):
+            raise TypeError(f"plotselect: give a counter or its name, got {counter!r}")
     session = current_session()
     if session is not None:
         known = [c.name for c in session.counters]
-        if name not in known:
-            raise ValueError(f"plotselect: no counter {name!r} in session {session.name} (counters: {', '.join(known)})")
-    _selected["counter"] = name
+        for name in names:
+            if name not in known:
+                raise ValueError(f"plotselect: no counter {name!r} in session {session.name} "
+                                 f"(counters: {', '.join(known)})")
+    _selected["counters"] = list(dict.fromkeys(names))
+    if session is not None:
+        _publish_selection(session.name, _selected["counters"])
+
+
+def _publish_selection(session_name, names):
+    """The selection goes to Redis for the live view; without Redis only the shell knows it."""
+    import json
+
+    from bliss_lite.scans.redis_link import scan_redis
+
+    client = scan_redis()
+    if client is None:
+        return
+    try:
+        client.set(PLOTSELECT_KEY.format(session_name), json.dumps(names))
+    except Exception as exc:  # noqa: BLE001 - the view misses the choice; the shell still has it
+        print(f"WARNING: plotselect not published to Redis ({exc})")
 
 
 def selected_counter():
-    return _selected["counter"]
+    return _selected["counters"][0] if _selected["counters"] else None
+
+
+def selected_counters():
+    return list(_selected["counters"])
 
 
 # -- the numbers, on plain arrays -------------------------------------------------------------

@@ -1,0 +1,307 @@
+"""One scan as the live view knows it: everything read from Redis so far, read on incrementally.
+
+Each `poll` asks Redis only for what is new (stream ids remembered per channel) and never for
+every frame: of a frame channel only the newest frame is fetched, so a 250 Hz scan costs the
+view one frame per poll. Integrated patterns are summed as they arrive; for XRD-CT they also
+fill sinograms by the frames' read-backs (omega, x, z), as the reconstruction hook does.
+Version counters tell the server which images changed, so each is rendered once per change.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+
+from bliss_lite.data.client import ScanReader
+from bliss_lite.data.model import channel_key, state_key
+from bliss_lite.processing.integration_queue import PatternReader, get_info
+from bliss_lite.processing.reconstruction_hook import live_key
+
+PAGE = 2000  # stream entries asked for at once
+MAX_PAGES = 20  # per poll and stream: a view that fell behind catches up over several polls
+SINOGRAM_BYTES = 512 * 2**20  # larger XRD-CT scans get no live sinogram in the view
+
+
+class Growing:
+    """A 1-D float array that grows at the end without copying on every append."""
+
+    def __init__(self):
+        self._data = np.empty(256)
+        self.size = 0
+
+    def extend(self, values):
+        values = np.asarray(values, float).reshape(-1)
+        if self.size + values.size > self._data.size:
+            bigger = np.empty(max(2 * self._data.size, self.size + values.size))
+            bigger[:self.size] = self._data[:self.size]
+            self._data = bigger
+        self._data[self.size:self.size + values.size] = values
+        self.size += values.size
+
+    @property
+    def values(self):
+        return self._data[:self.size]
+
+
+class LiveScan:
+    """A scan's record, state, scalar points, newest frame, patterns and maps, from Redis."""
+
+    def __init__(self, client, key):
+        self.client, self.key = client, key
+        self.reader = ScanReader(client, key)
+        self.info = self.reader.scan_info
+        channels = self.reader.channels
+        self.scalars = [n for n, s in channels.items() if s.shape == () and s.encoding == "raw"]
+        self.detector = next((n for n, s in channels.items() if len(s.shape) == 2), None)
+        self.points = {n: Growing() for n in self.scalars}
+        self._last = {channel_key(key, n): "0-0" for n in self.scalars}
+        self._channel_of = {channel_key(key, n): n for n in self.scalars}
+        self.state, self.end_reason = self.reader.record.get("state"), self.reader.record.get("end_reason")
+        self.frame = None  # (index, fields) of the newest frame
+        self._frame_id = None
+        self.frames_seen = 0
+        self.versions = {"points": 0, "frame": 0, "patterns": 0, "maps": 0}
+        self.patterns = self._radial = self._unit = None
+        self.pattern_sum = self.pattern_last = None
+        self.pattern_count = 0
+        self.maps = {}  # (z index, phase) -> (image, complete)
+        self._map_last = "0-0"
+        self.sinograms = None
+        self._waiting = []  # (indices, patterns) whose read-backs have not arrived yet
+        self.finished = False
+        self._closed_at = None
+
+    # -- reading -----------------------------------------------------------------------------
+    def poll(self):
+        """Read what is new; True if anything changed. Once the scan is sealed and read
+        through, further polls cost one round trip at most (finished)."""
+        if self.finished:
+            return False
+        changed = self._poll_state()
+        changed |= self._poll_points()
+        if self.detector is not None:
+            changed |= self._poll_frame()
+            changed |= self._poll_patterns()
+            changed |= self._poll_maps()
+        if self.state == "CLOSED" and not self._last and not self._waiting and not changed:
+            self.finished = self._done_processing()
+        return changed
+
+    def _poll_state(self):
+        last = self.client.xrevrange(state_key(self.key), count=1)
+        if not last:
+            return False
+        fields = last[0][1]
+        state = fields[b"state"].decode()
+        end = fields.get(b"end_reason")
+        end = end.decode() if end else None
+        changed = (state, end) != (self.state, self.end_reason)
+        self.state, self.end_reason = state, end
+        return changed
+
+    def _poll_points(self):
+        changed = False
+        for _ in range(MAX_PAGES):
+            if not self._last:
+                break
+            answer = self.client.xread(self._last, count=PAGE)
+            if not answer:
+                break
+            for stream, entries in answer:
+                stream = stream.decode()
+                name = self._channel_of[stream]
+                for entry_id, fields in entries:
+                    self._last[stream] = entry_id
+                    if b"data" in fields:
+                        index, values = self.reader.decode(name, fields)
+                        self._place(name, index, values)
+                        changed = True
+                    if b"sealed" in fields:
+                        del self._last[stream]
+                        break
+        if changed:
+            self.versions["points"] += 1
+        return changed
+
+    def _place(self, name, index, values):
+        """Points in order; a batch sent again after a Redis outage is skipped where known."""
+        column = self.points[name]
+        skip = column.size - index
+        if skip < len(values):
+            column.extend(values[max(0, skip):])
+
+    def _poll_frame(self):
+        """The newest frame, if one arrived since the last poll (asked by entry id: a scan that
+        sends no new frame costs an empty reply, not a frame)."""
+        newer = f"({self._frame_id}" if self._frame_id else "-"
+        entries = self.client.xrevrange(channel_key(self.key, self.detector), "+", newer, count=2)
+        if entries:
+            self._frame_id = entries[0][0].decode()
+        for _, fields in entries:
+            if b"data" in fields:
+                index = int(fields[b"index"])
+                self.frame = (index, fields)
+                self.frames_seen = max(self.frames_seen, index + 1)
+                self.versions["frame"] += 1
+                return True
+        return False
+
+    def _poll_patterns(self):
+        if self.patterns is None:
+            info = get_info(self.client, self.key)
+            if info is None:
+                return False
+            self._radial, self._unit = np.asarray(info["radial"], float), info.get("unit", "")
+            self.patterns = PatternReader(self.client, self.key, int(info["npt"]))
+            self.pattern_sum = np.zeros(int(info["npt"]))
+            self._start_sinograms(int(info["npt"]))
+        indices, patterns = self.patterns.poll(count=PAGE)
+        if not len(indices):
+            return self._fill_sinograms()
+        self.pattern_sum += patterns.sum(axis=0, dtype=float)
+        self.pattern_count += len(indices)
+        self.pattern_last = (int(indices[-1]), patterns[-1].astype(float))
+        if self.sinograms is not None:
+            self._waiting.append((indices, patterns))
+            self._fill_sinograms()
+        self.versions["patterns"] += 1
+        return True
+
+    def _start_sinograms(self, nq):
+        xrdct = self.info.get("xrdct")
+        if not xrdct:
+            return
+        from bliss_lite.processing.sinogram import SinogramBuilder
+
+        size = len(xrdct["z_positions"]) * int(xrdct["n_omega"]) * int(xrdct["n_x"]) * nq * 4
+        if size <= SINOGRAM_BYTES and all(n in self.points for n in ("omega", "x", "z")):
+            self.sinograms = SinogramBuilder(self.info, nq)
+
+    def _fill_sinograms(self):
+        """Patterns whose frames' read-backs are known go into the sinograms."""
+        if not self._waiting:
+            return False
+        known = min(self.points[n].size for n in ("omega", "x", "z"))
+        waiting, placed = [], False
+        for indices, patterns in self._waiting:
+            ready = indices < known
+            if ready.any():
+                i = indices[ready]
+                self.sinograms.add(i, patterns[ready], *(self.points[n].values[i] for n in ("omega", "x", "z")))
+                placed = True
+            if not ready.all():
+                waiting.append((indices[~ready], patterns[~ready]))
+        self._waiting = waiting
+        if placed:
+            self.versions["patterns"] += 1
+        return placed
+
+    def _poll_maps(self):
+        answer = self.client.xread({live_key(self.key): self._map_last}, count=PAGE)
+        if not answer:
+            return False
+        for entry_id, fields in answer[0][1]:
+            self._map_last = entry_id
+            shape = tuple(json.loads(fields[b"shape"]))
+            image = np.frombuffer(fields[b"data"], "<f4").reshape(shape)
+            self.maps[(int(fields[b"z_index"]), fields[b"phase"].decode())] = (image, bool(int(fields[b"complete"])))
+        self.versions["maps"] += 1
+        return True
+
+    def _done_processing(self):
+        """Closed and read through: finished once no worker integrates its frames any more and,
+        for XRD-CT, the final maps came (or a minute passed: no reconstruction hook ran)."""
+        if self.detector is None:
+            return True
+        from bliss_lite.processing.integration_queue import ACTIVE_KEY
+
+        if self._closed_at is None:
+            self._closed_at = time.monotonic()
+        if self.client.hexists(ACTIVE_KEY, self.key):
+            return False
+        final_maps = any(complete for _, complete in self.maps.values())
+        return not self.info.get("xrdct") or final_maps or time.monotonic() - self._closed_at > 60
+
+    # -- what the page gets ------------------------------------------------------------------
+    @property
+    def npoints(self):
+        """Points taken so far (frames for a frame scan)."""
+        sizes = [c.size for c in self.points.values()]
+        return max(sizes + [self.frames_seen]) if sizes or self.frames_seen else 0
+
+    def summary(self):
+        info = self.info
+        return {"key": self.key, "name": self.reader.name, "number": self.reader.number,
+                "session": self.reader.session, "title": info.get("title"), "state": self.state,
+                "end_reason": self.end_reason, "points": self.npoints, "expected": _expected(info),
+                "filename": info.get("filename"), "entry": info.get("entry"), "start_time": info.get("start_time")}
+
+    def describe(self):
+        """The summary and what the page needs to lay the scan out."""
+        info, channels = self.info, self.reader.channels
+        xrdct = info.get("xrdct")
+        phases = sorted({phase for _, phase in self.maps})
+        return {**self.summary(), "type": info.get("type"), "motors": info.get("motors", []),
+                "counters": [c for c in info.get("counters", []) if c in self.points],
+                "scalars": self.scalars, "units": {n: channels[n].unit for n in self.scalars},
+                "plot": info.get("plot", {}), "mesh": _mesh(info), "detector": self.detector,
+                "frame_index": None if self.frame is None else self.frame[0],
+                "patterns": self.pattern_count, "radial_unit": self._unit,
+                "nq": None if self._radial is None else int(self._radial.size),
+                "xrdct": None if not xrdct else {"nz": len(xrdct["z_positions"]), "n_omega": xrdct["n_omega"],
+                                                 "n_x": xrdct["n_x"], "sinograms": self.sinograms is not None},
+                "phases": phases, "versions": dict(self.versions)}
+
+    def columns(self, names=None, start=0, stride=1):
+        """{channel: list of values from point `start` on, every `stride`-th}."""
+        names = self.scalars if names is None else [n for n in names if n in self.points]
+        return {n: _plain(self.points[n].values[start::stride]) for n in names}
+
+    def frame_array(self):
+        if self.frame is None:
+            return None
+        return self.reader.decode(self.detector, self.frame[1])[1][0]
+
+    def pattern_curves(self):
+        if self.pattern_last is None:
+            return None
+        return {"radial": _plain(self._radial), "unit": self._unit, "last_index": self.pattern_last[0],
+                "last": _plain(self.pattern_last[1]), "sum": _plain(self.pattern_sum), "count": self.pattern_count}
+
+    def mesh_image(self, counter):
+        """(slow, fast) image of a counter in a mesh scan, NaN where not measured yet."""
+        mesh = _mesh(self.info)
+        slow, fast = mesh["shape"]
+        values = np.full(slow * fast, np.nan)
+        taken = self.points[counter].values[:slow * fast]
+        values[:taken.size] = taken
+        image = values.reshape(slow, fast)
+        if mesh["backnforth"]:
+            image[1::2] = image[1::2, ::-1].copy()
+        return image
+
+
+def _expected(info):
+    if info.get("npoints"):
+        return int(info["npoints"])
+    xrdct = info.get("xrdct")
+    if xrdct:
+        return int(xrdct["n_x"]) * int(xrdct["n_omega"]) * len(xrdct["z_positions"])
+    return None
+
+
+def _mesh(info):
+    if "shape" not in info or len(info.get("motors", [])) < 2:
+        return None
+    return {"shape": [int(n) for n in info["shape"]], "backnforth": bool(info.get("backnforth")),
+            "fast": info["motors"][0], "slow": info["motors"][1]}
+
+
+def _plain(values):
+    """JSON-ready floats: NaN and infinities become None."""
+    values = np.asarray(values, float)
+    out = values.tolist()
+    if not np.isfinite(values).all():
+        out = [v if np.isfinite(v) else None for v in out]
+    return out

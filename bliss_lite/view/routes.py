@@ -1,0 +1,211 @@
+"""The live view's URLs: the page, the event stream, scan snapshots (JSON) and images (PNG).
+
+Handlers that touch the Watcher or render run in the thread pool: the event loop only moves
+bytes, so a slow render never delays another page's events.
+"""
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from bliss_lite.view import images
+from bliss_lite.view.server import HEARTBEAT_S, QUEUE_LIMIT, STATIC, event_stream_headers
+from bliss_lite.view.watcher import encode_event
+
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+class NotFound(Exception):
+    pass
+
+
+def routes():
+    return [Route("/", index), Route("/favicon.ico", lambda request: Response(status_code=204)),
+            Route("/events", events), Route("/api/health", health),
+            Route("/api/scans", scans), Route("/api/scans/{key}", snapshot),
+            Route("/api/scans/{key}/frame.png", frame_png), Route("/api/scans/{key}/patterns", patterns),
+            Route("/api/scans/{key}/mesh.png", mesh_png), Route("/api/scans/{key}/map.png", map_png),
+            Route("/api/scans/{key}/sinogram.png", sinogram_png), Route("/api/scans/{key}/qmap.png", qmap_png)]
+
+
+async def index(request):
+    return FileResponse(STATIC / "index.html", headers=NO_STORE)
+
+
+async def health(request):
+    watcher = request.app.state.watcher
+    return JSONResponse({"polls": watcher.polls, "viewers": len(watcher.listeners), "redis_error": watcher.error,
+                         "renders": request.app.state.cache.renders, "current": watcher.current})
+
+
+async def scans(request):
+    watcher = request.app.state.watcher
+    if not watcher.listeners:  # nobody keeps the watcher polling: read Redis now
+        await run_in_threadpool(watcher.tick)
+    return JSONResponse({"scans": watcher.recent, "current": watcher.current})
+
+
+async def events(request):
+    """Server-sent events: `scans`, `scan`, `plotselect`, `status`; a page that lags more than
+    QUEUE_LIMIT messages is dropped and reconnects (then asks for a fresh snapshot)."""
+    watcher = request.app.state.watcher
+    loop, queue = asyncio.get_running_loop(), asyncio.Queue()
+
+    def put(data):
+        queue.put_nowait(data if queue.qsize() < QUEUE_LIMIT else None)
+
+    def listener(data):
+        loop.call_soon_threadsafe(put, data)
+
+    async def stream():
+        watcher.subscribe(listener)
+        try:
+            yield encode_event("scans", {"scans": watcher.recent, "current": watcher.current})
+            for session, names in list(watcher.plotselect.items()):
+                yield encode_event("plotselect", {"session": session, "counters": names})
+            while True:
+                try:
+                    data = await asyncio.wait_for(queue.get(), HEARTBEAT_S)
+                except asyncio.TimeoutError:
+                    yield b": keep-alive\n\n"
+                    continue
+                if data is None:
+                    return
+                yield data
+        finally:
+            watcher.unsubscribe(listener)
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=event_stream_headers())
+
+
+async def _scan(request):
+    scan = await run_in_threadpool(request.app.state.watcher.scan, request.path_params["key"])
+    if scan is None:
+        raise NotFound(f"no scan {request.path_params['key']} in Redis")
+    request.app.state.watcher.want(scan.key)
+    return scan
+
+
+def _handled(handler):
+    async def wrapped(request):
+        try:
+            return await handler(request)
+        except NotFound as exc:
+            return PlainTextResponse(str(exc), status_code=404)
+        except ValueError as exc:
+            return PlainTextResponse(str(exc), status_code=400)
+    wrapped.__name__ = handler.__name__
+    return wrapped
+
+
+@_handled
+async def snapshot(request):
+    data = await run_in_threadpool(request.app.state.watcher.snapshot, request.path_params["key"])
+    if data is None:
+        raise NotFound(f"no scan {request.path_params['key']} in Redis")
+    return JSONResponse(data, headers=NO_STORE)
+
+
+async def _png(request, scan, kind, params, version, render):
+    data = await run_in_threadpool(request.app.state.cache.get, (scan.key, kind, params, version), render)
+    return Response(data, media_type="image/png", headers=NO_STORE)
+
+
+@_handled
+async def frame_png(request):
+    scan = await _scan(request)
+    if scan.frame is None:
+        raise NotFound(f"scan {scan.reader.number} has no frame in Redis yet")
+    frame = scan.frame
+    response = await _png(request, scan, "frame", (), frame[0],
+                          lambda: images.frame_png(scan.reader.decode(scan.detector, frame[1])[1][0]))
+    response.headers["X-Frame-Index"] = str(frame[0])
+    return response
+
+
+@_handled
+async def patterns(request):
+    scan = await _scan(request)
+    curves = scan.pattern_curves()
+    if curves is None:
+        raise NotFound(f"scan {scan.reader.number} has no integrated pattern yet")
+    return JSONResponse(curves, headers=NO_STORE)
+
+
+@_handled
+async def mesh_png(request):
+    scan = await _scan(request)
+    counter = request.query_params.get("counter") or (scan.info.get("plot") or {}).get("signal")
+    if scan.info.get("shape") is None:
+        raise ValueError(f"scan {scan.reader.number} is not a mesh")
+    if counter not in scan.points:
+        raise ValueError(f"counter {counter!r} is not in scan {scan.reader.number}")
+    return await _png(request, scan, "mesh", counter, scan.versions["points"],
+                      lambda: images.map_png(scan.mesh_image(counter), ~np.isnan(scan.mesh_image(counter))))
+
+
+def _int_param(request, name, size, what):
+    raw = request.query_params.get(name, "0")
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r}: give a whole number") from None
+    if not 0 <= value < size:
+        raise ValueError(f"{name}={value}: {what} runs from 0 to {size - 1}")
+    return value
+
+
+@_handled
+async def map_png(request):
+    scan = await _scan(request)
+    phase = request.query_params.get("phase")
+    z = int(request.query_params.get("z", "0") or 0)
+    if (z, phase) not in scan.maps:
+        raise NotFound(f"no map of phase {phase!r} at z index {z} yet (phases: {sorted({p for _, p in scan.maps})})")
+    image, _ = scan.maps[(z, phase)]
+    return await _png(request, scan, "map", (phase, z), scan.versions["maps"], lambda: images.map_png(image))
+
+
+def _sinogram_slice(request, scan):
+    if scan.sinograms is None:
+        raise NotFound(f"scan {scan.reader.number} has no live sinogram (not XRD-CT, not integrated yet, or too large)")
+    sino = scan.sinograms.sinograms
+    q_bin = _int_param(request, "bin", sino.data.shape[-1], "the q bin")
+    z = _int_param(request, "z", sino.data.shape[0], "the z index")
+    return sino, q_bin, z
+
+
+@_handled
+async def sinogram_png(request):
+    scan = await _scan(request)
+    sino, q_bin, z = _sinogram_slice(request, scan)
+    return await _png(request, scan, "sinogram", (q_bin, z), scan.versions["patterns"],
+                      lambda: images.map_png(sino.data[z, :, :, q_bin], sino.filled[z]))
+
+
+@_handled
+async def qmap_png(request):
+    """The reconstruction of one q bin from the projections measured so far."""
+    scan = await _scan(request)
+    sino, q_bin, z = _sinogram_slice(request, scan)
+    return await _png(request, scan, "qmap", (q_bin, z), scan.versions["patterns"],
+                      lambda: images.map_png(reconstruct_bin(sino, q_bin, z)))
+
+
+def reconstruct_bin(sino, q_bin, z):
+    """FBP of one q bin of slice z (unmeasured points count as zero), centre of rotation
+    estimated from the measured projections (the middle of the x range until there are 3)."""
+    from bliss_lite.processing.fbp import fbp
+    from bliss_lite.processing.sinogram import estimate_centre
+
+    data = sino.data[z, :, :, q_bin]
+    rows = sino.filled[z].all(axis=1)
+    try:
+        centre = estimate_centre(data[rows], sino.x_mm, sino.omega_deg[rows])
+    except ValueError:
+        centre = float(np.mean(sino.x_mm))
+    return fbp(data, sino.x_mm, sino.omega_deg, centre)

@@ -1,0 +1,224 @@
+"""The one reader of Redis behind every page of a `bliss-lite view` server.
+
+Viewers never talk to Redis: one thread polls it (every POLL_S while a page is open, not at
+all while none is) and hands each change to every page as the same pre-encoded message, so
+five pages cost the scan what one does. What it follows: the scan history (the newest scan
+is the current one), the scans a page asked for in the last WANTED_S, and the session's
+plotselect choice.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import OrderedDict
+
+import numpy as np
+
+from bliss_lite.data.client import ScanReader
+from bliss_lite.data.model import HISTORY_KEY
+from bliss_lite.scans.peaks import PLOTSELECT_KEY, fwhm_and_center, peak_index
+from bliss_lite.view.live_scan import LiveScan
+
+POLL_S = 0.1
+RECENT = 20  # scans in the list
+KEEP = 8  # scans held in memory (the current one and those pages looked at last)
+WANTED_S = 30.0
+MAX_CURVE_POINTS = 20000  # more points go to pages decimated, on request, not as deltas
+
+
+class Watcher:
+    def __init__(self, client, poll_s=POLL_S):
+        self.client, self.poll_s = client, poll_s
+        self.lock = threading.RLock()
+        self.scans = OrderedDict()  # key -> LiveScan
+        self.recent = []  # summaries, newest first
+        self.current = None
+        self.plotselect = {}  # session -> [counter names]
+        self.listeners = set()
+        self._listeners_lock = threading.Lock()
+        self.polls = 0
+        self._history_id = None
+        self._wanted = {}  # key -> time a page last asked for it
+        self._sent = {}  # key -> {channel: points already sent as deltas}
+        self._recent_json = None
+        self._stop = threading.Event()
+        self.error = None
+
+    # -- the thread --------------------------------------------------------------------------
+    def start(self):
+        self._thread = threading.Thread(target=self._run, name="view-watcher", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+
+    def _run(self):
+        while not self._stop.is_set():
+            begin = time.monotonic()
+            if self.listeners:
+                try:
+                    self.tick()
+                    if self.error is not None:
+                        self.error = None
+                        self._emit("status", {"redis": "ok"})
+                except Exception as exc:  # noqa: BLE001 - Redis away: say so, try again next period
+                    self.error = str(exc)
+                    self._emit("status", {"redis": "lost", "error": self.error})
+                    self._stop.wait(1.0)
+            self._stop.wait(max(0.0, self.poll_s - (time.monotonic() - begin)))
+
+    def tick(self):
+        """One poll of everything followed; changes go to the listeners."""
+        with self.lock:
+            self.polls += 1
+            self._poll_history()
+            now = time.monotonic()
+            followed = [self.current] + [k for k, t in self._wanted.items() if now - t < WANTED_S]
+            for key in dict.fromkeys(k for k in followed if k):
+                scan = self.scan(key)
+                if scan is not None and scan.poll():
+                    self._emit("scan", self._scan_message(scan))
+            self._poll_plotselect()
+            summaries = [self.scans[k].summary() if k in self.scans else s for k, s in
+                         ((s["key"], s) for s in self.recent)]
+            text = json.dumps(summaries)
+            if text != self._recent_json:
+                self.recent, self._recent_json = summaries, text
+                self._emit("scans", {"scans": summaries, "current": self.current})
+
+    def _poll_history(self):
+        newer = f"({self._history_id}" if self._history_id else "-"
+        entries = self.client.xrevrange(HISTORY_KEY, "+", newer, count=RECENT)
+        if not entries:
+            return
+        self._history_id = entries[0][0].decode()
+        fresh = []
+        for _, fields in entries:
+            key = fields[b"key"].decode()
+            try:
+                fresh.append(ScanReader(self.client, key))
+            except KeyError:  # evicted
+                continue
+        summaries = [_summary_of(r) for r in fresh]
+        known = {s["key"] for s in summaries}
+        self.recent = (summaries + [s for s in self.recent if s["key"] not in known])[:RECENT]
+        if fresh:
+            self.current = fresh[0].key
+
+    def _poll_plotselect(self):
+        sessions = {s["session"] for s in self.recent[:1]} | set(self.plotselect)
+        for session in sessions:
+            raw = self.client.get(PLOTSELECT_KEY.format(session))
+            names = json.loads(raw) if raw else []
+            if names != self.plotselect.get(session):
+                self.plotselect[session] = names
+                self._emit("plotselect", {"session": session, "counters": names})
+
+    # -- what pages ask for ------------------------------------------------------------------
+    def want(self, key):
+        """A page shows this scan: follow it for the next WANTED_S."""
+        with self.lock:
+            self._wanted[key] = time.monotonic()
+
+    def scan(self, key):
+        """The LiveScan of a key (read from Redis on first use), or None if Redis lacks it."""
+        with self.lock:
+            if key in self.scans:
+                self.scans.move_to_end(key)
+                return self.scans[key]
+            try:
+                scan = LiveScan(self.client, key)
+            except KeyError:
+                return None
+            scan.poll()
+            self.scans[key] = scan
+            while len(self.scans) > KEEP:
+                old = next(k for k in self.scans if k != self.current)
+                del self.scans[old]
+                self._sent.pop(old, None)
+            return scan
+
+    def snapshot(self, key):
+        """Everything a page needs to draw a scan from scratch: the description, markers and
+        the points (decimated beyond MAX_CURVE_POINTS)."""
+        with self.lock:
+            scan = self.scan(key)
+            if scan is None:
+                return None
+            self.want(key)
+            stride = max(1, -(-scan.npoints // MAX_CURVE_POINTS))
+            return {**scan.describe(), "markers": markers(scan), "stride": stride,
+                    "columns": scan.columns(stride=stride), "plotselect": self.plotselect.get(scan.reader.session, [])}
+
+    # -- messages ----------------------------------------------------------------------------
+    def _scan_message(self, scan):
+        """The scan's description and the points new since the last message (deltas), or
+        `refetch` when the scan is too long for deltas."""
+        message = {**scan.describe(), "markers": markers(scan)}
+        if scan.npoints > MAX_CURVE_POINTS:
+            message["refetch"] = True
+            return message
+        sent = self._sent.setdefault(scan.key, {})
+        deltas = {}
+        for name in scan.scalars:
+            start = sent.get(name, 0)
+            column = scan.points[name]
+            if column.size > start:
+                deltas[name] = {"start": start, "values": scan.columns([name], start)[name]}
+                sent[name] = column.size
+        message["deltas"] = deltas
+        return message
+
+    def subscribe(self, listener):
+        """listener(bytes) gets every message (one server-sent event each) from now on."""
+        with self._listeners_lock:
+            self.listeners.add(listener)
+
+    def unsubscribe(self, listener):
+        with self._listeners_lock:
+            self.listeners.discard(listener)
+
+    def _emit(self, event, payload):
+        data = encode_event(event, payload)
+        with self._listeners_lock:
+            listeners = list(self.listeners)
+        for listener in listeners:
+            listener(data)
+
+
+def encode_event(event, payload):
+    return f"event: {event}\ndata: {json.dumps(payload)}\n\n".encode()
+
+
+def _summary_of(reader):
+    info = reader.scan_info
+    return {"key": reader.key, "name": reader.name, "number": reader.number, "session": reader.session,
+            "title": info.get("title"), "state": reader.record.get("state"),
+            "end_reason": reader.record.get("end_reason"), "points": None, "expected": info.get("npoints"),
+            "filename": info.get("filename"), "entry": info.get("entry"), "start_time": info.get("start_time")}
+
+
+def markers(scan):
+    """{counter: {peak, cen, fwhm}} against the plot axis, for one-dimensional scans."""
+    info = scan.info
+    axis = (info.get("plot") or {}).get("axis")
+    if "shape" in info or axis not in scan.points or axis in (info.get("counters") or []):
+        return {}
+    x = scan.points[axis].values
+    found = {}
+    for name in info.get("counters", []):
+        if name not in scan.points:
+            continue
+        y = scan.points[name].values
+        n = min(x.size, y.size)
+        if n < 3 or n > MAX_CURVE_POINTS or not np.isfinite(y[:n]).any():
+            continue
+        xs, ys = x[:n], y[:n]
+        try:
+            width, centre = fwhm_and_center(xs, ys)
+        except ValueError:  # flat
+            continue
+        found[name] = {"peak": float(xs[peak_index(ys)]), "cen": float(centre), "fwhm": float(width)}
+    return found
