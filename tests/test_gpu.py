@@ -112,6 +112,17 @@ def test_staging_copies_and_indexes_chunks_with_threads():
         stager.close()
 
 
+def test_tf32_split_of_the_filter_matrix():
+    from bliss_lite.processing.fbp import filter_matrix
+    from bliss_lite.processing.gpu.fbp import tf32_high
+
+    matrix = filter_matrix(50, 0.01, "hann")
+    high = tf32_high(matrix)
+    assert np.all(high.view(np.uint32) & 0x1FFF == 0)  # 10 mantissa bits left
+    assert np.all(np.abs(matrix - high) <= 2.0**-11 * np.abs(matrix))
+    assert np.array_equal(high + (matrix - high), matrix)  # the low part is exact
+
+
 # --- backend selection, everywhere -----------------------------------------------------------------
 
 def test_importing_bliss_lite_never_imports_cupy():
@@ -230,6 +241,46 @@ def test_gpu_integration_with_dark_flat_and_pinned_frames(tmp_path):
     assert relative_error(on_device.get(), expected) <= 1e-4
 
 
+def test_patterns_stay_on_the_gpu_only_with_the_gpu_backend():
+    cpu = lean("cpu", roi=ROI, npt=20)
+    frames = frames_of((48, 160), 2)
+    for call in (lambda: cpu.integrate_many(frames, device=True),
+                 lambda: cpu.integrate_compressed([bslz4.compress(f) for f in frames], device=True)):
+        with pytest.raises(ValueError, match="device=True keeps patterns on the GPU, but this integrator's "
+                                             "backend is 'cpu'"):
+            call()
+
+
+@needs_gpu
+def test_integration_to_reconstruction_stays_on_the_gpu():
+    """Frames integrated on the GPU (device=True) -> normalised sinogram -> FBP and SIRT there:
+    CuPy arrays all the way (no host round trip), equal to the CPU path within 1e-4."""
+    import cupy
+
+    from bliss_lite.processing.sinogram import normalise
+    from bliss_lite.processing.sirt import sirt
+
+    n_om, n_x = 12, 16
+    cpu, on_gpu = lean("cpu", roi=ROI, npt=64), lean("gpu", roi=ROI, npt=64)
+    frames = frames_of((48, 160), n_om * n_x, seed=9)
+    i0 = np.random.default_rng(9).uniform(0.9, 1.1, n_om * n_x)
+    _, x, omega = slice_data(n_om, n_x, 0)
+    expected_sino = normalise(cpu.integrate_many(frames), i0).reshape(n_om, n_x, -1)
+    expected = fbp(expected_sino, x, omega, 0.01)
+    chunks = [bslz4.compress(f) for f in frames]
+    for patterns in (on_gpu.integrate_compressed(chunks, device=True), on_gpu.integrate_many(frames, device=True),
+                     on_gpu.integrate_many(cupy.asarray(frames), device=True)):
+        assert isinstance(patterns, cupy.ndarray) and patterns.shape == (n_om * n_x, 64)
+        sino = normalise(patterns, i0).reshape(n_om, n_x, -1)
+        assert isinstance(sino, cupy.ndarray)
+        image = fbp(sino, x, omega, 0.01, backend="gpu")
+        assert isinstance(image, cupy.ndarray)
+        assert relative_error(image.get(), expected) <= 1e-4
+    iterated = sirt(sino, x, omega, 0.01, iterations=5, backend="gpu")
+    assert isinstance(iterated, cupy.ndarray)
+    assert relative_error(iterated.get(), sirt(expected_sino, x, omega, 0.01, iterations=5)) <= 1e-4
+
+
 @needs_gpu
 def test_outliers_refuse_the_gpu_and_auto_takes_the_cpu():
     with pytest.raises(ValueError, match="outlier rejection .* runs on the CPU only"):
@@ -273,6 +324,20 @@ def test_gpu_fbp_of_a_device_sinogram_stays_on_the_device():
     assert relative_error(image.get(), fbp(sino, x, omega, -0.02)) <= 1e-4
     assert relative_error(fbp(sino, x, omega, -0.02, backend="auto"), image.get()) <= 1e-5
     assert set(timings) >= {"filter_seconds", "backproject_seconds"}
+
+
+@needs_gpu
+def test_gpu_filter_precisions_agree(monkeypatch):
+    from bliss_lite.processing.gpu import fbp as gpu_fbp
+
+    sino, x, omega = slice_data(90, 120, 200, seed=5)
+    expected = fbp(sino, x, omega, 0.0)
+    images = {}
+    for precision in ("fp32", "3xtf32"):
+        monkeypatch.setattr(gpu_fbp, "FILTER_PRECISION", precision)
+        images[precision] = fbp(sino, x, omega, 0.0, backend="gpu")
+        assert relative_error(images[precision], expected) <= 1e-4
+    assert relative_error(images["3xtf32"], images["fp32"]) <= 1e-5
 
 
 @needs_gpu

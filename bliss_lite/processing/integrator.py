@@ -144,22 +144,28 @@ class LeanIntegrator:
             return outliers.integrate(self, frame).astype(np.float32)
         return self._finish(self.product(frame))
 
-    def integrate_many(self, frames) -> np.ndarray:
-        """(k, rows, columns) frames -> (k, npt) float32 patterns."""
+    def integrate_many(self, frames, device=False) -> np.ndarray:
+        """(k, rows, columns) frames -> (k, npt) float32 patterns; `device=True` (GPU backend
+        only): a CuPy array left on the GPU, e.g. for `fbp(..., backend="gpu")` there."""
+        self._check_device(device)
+        if device and type(frames).__module__.startswith("cupy"):  # already on the GPU
+            return self.gpu.integrate_device(frames)
         frames = np.asarray(frames)
         if frames.ndim != 3 or frames.shape[1:] != self.shape:
             raise ValueError(f"integration: frames must be (k, {self.shape[0]}, {self.shape[1]}), got {frames.shape}")
         if self.backend == "gpu":
-            return self.gpu.integrate_frames(frames)
+            return self.gpu.integrate_frames(frames, device=device)
         if self.settings.outliers != "none":  # per-pixel work: one frame at a time
             return np.stack([self.integrate(f) for f in frames])
         return self._finish(np.stack([self.product(f) for f in frames]))
 
-    def integrate_compressed(self, chunks, dtype=np.int32) -> np.ndarray:
+    def integrate_compressed(self, chunks, dtype=np.int32, device=False) -> np.ndarray:
         """Bitshuffle-LZ4 chunks (`bliss_lite.data.bslz4`) -> (k, npt) float32 patterns; on the
-        GPU the compressed bytes cross the bus and are decoded there."""
+        GPU the compressed bytes cross the bus and are decoded there (`device=True`: the
+        patterns stay there, a CuPy array)."""
+        self._check_device(device)
         if self.backend == "gpu":
-            return self.gpu.integrate_chunks(chunks, dtype)
+            return self.gpu.integrate_chunks(chunks, dtype, device=device)
         from bliss_lite.data import bslz4
 
         chunks = list(chunks)
@@ -179,6 +185,11 @@ class LeanIntegrator:
         coo = self.matrix.tocoo()
         keep = coo.data != 0
         return coo.row[keep], coo.col[keep], coo.data[keep].astype(np.float64)
+
+    def _check_device(self, device):
+        if device and self.backend != "gpu":
+            raise ValueError(f"integration: device=True keeps patterns on the GPU, but this integrator's backend "
+                             f"is {self.backend!r}")
 
     def _checked(self, frame):
         frame = np.asarray(frame)

@@ -15,8 +15,12 @@ import numpy as np
 def normalise(patterns, i0, it=None, reference=None):
     """Patterns (N, nq) / I0 (times `reference`, default the mean I0, so the units stay
     counts-like) and, with `it`, / the transmission it / i0 (absorption correction): float32
-    (N, nq). Pass a fixed `reference` when normalising a scan batch by batch."""
-    patterns = np.asarray(patterns, np.float32)
+    (N, nq). Pass a fixed `reference` when normalising a scan batch by batch. CuPy patterns
+    (integrated on the GPU) stay on the GPU; the monitors are host arrays either way."""
+    xp = np
+    if type(patterns).__module__.startswith("cupy"):  # no import of CuPy for NumPy patterns
+        import cupy as xp
+    patterns = xp.asarray(patterns, np.float32)
     i0 = np.asarray(i0, float).reshape(-1)
     if patterns.ndim != 2 or patterns.shape[0] != i0.size:
         raise ValueError(f"patterns {patterns.shape} do not match {i0.size} I0 values")
@@ -28,7 +32,7 @@ def normalise(patterns, i0, it=None, reference=None):
             raise ValueError(f"{it.size} transmission values for {i0.size} frames")
         _check_monitor("It", it)
         scale = scale * (it / i0)
-    return patterns / scale.astype(np.float32)[:, None]
+    return patterns / xp.asarray(scale.astype(np.float32))[:, None]
 
 
 def _check_monitor(name, values):

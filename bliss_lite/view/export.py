@@ -103,7 +103,7 @@ def _entries(h5):
         head = name.split(".")[0]
         return (0, int(head), name) if head.isdigit() else (1, 0, name)
 
-    return sorted((name for name in h5 if isinstance(h5.get(name, getclass=True), type(h5))), key=key)
+    return sorted((name for name in h5 if h5.get(name, getclass=True) is h5py.Group), key=key)
 
 
 def _unit(entry, name, dataset):
@@ -395,8 +395,7 @@ def save(figure, out, dpi=100):
 # -- command line ---------------------------------------------------------------------------
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
-        print(f"{self.prog}: {message} (usage: {self.format_usage().strip().removeprefix('usage: ')})",
-              file=sys.stderr)
+        print(f"{self.prog}: {message} (usage: {self.usage})", file=sys.stderr)
         raise SystemExit(2)
 
 
@@ -408,10 +407,11 @@ def _dpi(text):
 
 
 def _parser():
-    parser = _Parser(prog="bliss-lite plot", description="Save a plot of a scan already saved (PNG, PDF, SVG).")
-    parser.add_argument("file", help="the HDF5 data file")
-    parser.add_argument("entry", help='the scan entry, "3.1" or "3"')
-    parser.add_argument("-o", "--output", required=True, help="image to write (format from the suffix)")
+    parser = _Parser(prog="bliss-lite plot", usage="bliss-lite plot FILE ENTRY -o OUT [--counters A,B] [--dpi N]",
+                     description="Save a plot of a scan already saved (PNG, PDF, SVG).")
+    parser.add_argument("file", metavar="FILE", help="the HDF5 data file")
+    parser.add_argument("entry", metavar="ENTRY", help='the scan entry, "3.1" or "3"')
+    parser.add_argument("-o", "--output", required=True, metavar="OUT", help="image to write (format from the suffix)")
     parser.add_argument("--counters", help="comma-separated counters to plot (default: the scan's plot)")
     parser.add_argument("--dpi", type=_dpi, default=100.0, help="dots per inch (default 100)")
     return parser

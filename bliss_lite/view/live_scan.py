@@ -243,15 +243,25 @@ class LiveScan:
         xrdct = info.get("xrdct")
         phases = sorted({phase for _, phase in self.maps})
         return {**self.summary(), "type": info.get("type"), "motors": info.get("motors", []),
-                "counters": [c for c in info.get("counters", []) if c in self.points],
+                "counters": self.counters(),
                 "scalars": self.scalars, "units": {n: channels[n].unit for n in self.scalars},
                 "plot": info.get("plot", {}), "mesh": _mesh(info), "detector": self.detector,
                 "frame_index": None if self.frame is None else self.frame[0],
                 "patterns": self.pattern_count, "radial_unit": self._unit,
                 "nq": None if self._radial is None else int(self._radial.size),
+                "strongest_bin": None if not self.pattern_count else int(np.argmax(self.pattern_sum)),
                 "xrdct": None if not xrdct else {"nz": len(xrdct["z_positions"]), "n_omega": xrdct["n_omega"],
                                                  "n_x": xrdct["n_x"], "sinograms": self.sinograms is not None},
                 "phases": phases, "versions": dict(self.versions)}
+
+    def counters(self):
+        """The counters to offer for plotting: the scan's, else (a continuous scan that counts
+        monitors) every scalar channel that is neither a motor nor bookkeeping."""
+        named = [c for c in self.info.get("counters", []) if c in self.points]
+        if named:
+            return named
+        skip = set(self.info.get("motors", [])) | {"elapsed_time", "epoch"}
+        return [n for n in self.scalars if n not in skip and not n.endswith("_frame_number")]
 
     def columns(self, names=None, start=0, stride=1):
         """{channel: list of values from point `start` on, every `stride`-th}."""

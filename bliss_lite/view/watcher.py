@@ -204,13 +204,11 @@ def markers(scan):
     """{counter: {peak, cen, fwhm}} against the plot axis, for one-dimensional scans."""
     info = scan.info
     axis = (info.get("plot") or {}).get("axis")
-    if "shape" in info or axis not in scan.points or axis in (info.get("counters") or []):
+    if "shape" in info or scan.detector is not None or axis not in scan.points:
         return {}
     x = scan.points[axis].values
     found = {}
-    for name in info.get("counters", []):
-        if name not in scan.points:
-            continue
+    for name in scan.counters():
         y = scan.points[name].values
         n = min(x.size, y.size)
         if n < 3 or n > MAX_CURVE_POINTS or not np.isfinite(y[:n]).any():

@@ -25,7 +25,48 @@ from bliss_lite.processing.gpu.backproject import CONFIG, launch
 
 PAD_BINS = 3  # zero detector bins after the last, read by a group's 4-bin window
 Q_CHUNK = 128  # q values per chunk crossing the bus (host arrays)
+Q_FIRST = 128  # q values of the first chunk (a smaller one starts the GPU's work sooner)
 Q_ALIGN = 128  # q rows padded (zeros) to whole thread blocks of any configuration: loads need no bounds check
+Q_BLOCK = 4 * CONFIG[2] * CONFIG[3]  # q values of one thread block of the default configuration
+FILTER_PRECISION = "3xtf32"  # "fp32": plain sgemm; "3xtf32": split operands on tensor cores; "tf32": one pass
+COMPUTE_32F, COMPUTE_32F_FAST_TF32, GEMM_DEFAULT, R_32F = 68, 77, -1, 0  # cuBLAS and CUDA enum values
+
+
+def tf32_high(values):
+    """The float32 values rounded to TF32 (10 mantissa bits; the low 13 bits zero), as the
+    split kernel rounds them: ties away from zero."""
+    bits = np.ascontiguousarray(values, np.float32).view(np.uint32)
+    return ((bits + np.uint32(0x1000)) & np.uint32(0xFFFFE000)).view(np.float32)
+
+
+SPLIT = r"""
+extern "C" __global__ void split_tf32(const float* __restrict__ src, float* __restrict__ dst, long long rows,
+                                      int n_x, int nq, int nqp, int copies)
+{
+    // src (rows = angles * n_x, nq) -> dst (angles, copies, n_x, nqp): [hi, lo, hi] (or [hi] alone),
+    // hi = src rounded to TF32, lo = src - hi (exact); q values nq..nqp-1 zero
+    const long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    if (i >= rows * nqp) return;
+    const long long row = i / nqp;
+    const int q = (int)(i - row * nqp);
+    const float x = q < nq ? src[row * nq + q] : 0.f;
+    const float hi = __uint_as_float((__float_as_uint(x) + 0x1000u) & 0xffffe000u);
+    const long long a = row / n_x, plane = (long long)n_x * nqp;
+    float* out = dst + a * copies * plane + (row - a * n_x) * nqp + q;
+    out[0] = hi;
+    if (copies == 3) {
+        out[plane] = x - hi;
+        out[2 * plane] = hi;
+    }
+}
+"""
+
+
+@functools.lru_cache(maxsize=None)
+def _split_kernel():
+    import cupy
+
+    return cupy.RawModule(code=SPLIT).get_function("split_tf32")
 
 
 @functools.lru_cache(maxsize=8)
@@ -38,19 +79,25 @@ def _device_lines(x_bytes, omega_bytes, centre, n):
 
 
 @functools.lru_cache(maxsize=8)
-def _device_matrix(n_x, nxp, dx, window):
-    """The filter matrix on the device, with zero rows for the padding bins."""
+def _device_matrix(n_x, nxp, dx, window, precision="fp32"):
+    """The filter matrix on the device, with zero rows for the padding bins; for "3xtf32"
+    [M_hi | M_hi | M_lo] (M_hi rounded to TF32, M_lo = M - M_hi), the partner of the split
+    sinogram [s_hi; s_lo; s_hi]: M_hi s_hi + M_hi s_lo + M_lo s_hi = M s up to M_lo s_lo (2^-22)."""
     import cupy
 
-    padded = np.zeros((nxp, n_x), np.float32)
-    padded[:n_x] = filter_matrix(n_x, dx, window)
+    matrix = filter_matrix(n_x, dx, window)
+    if precision == "3xtf32":
+        high = tf32_high(matrix)
+        matrix = np.concatenate([high, high, matrix - high], axis=1)
+    padded = np.zeros((nxp, matrix.shape[1]), np.float32)
+    padded[:n_x] = matrix
     return cupy.asarray(padded)
 
 
 class SliceGeometry:
     """What the kernels need of one slice's grid, on the device."""
 
-    def __init__(self, x_mm, omega_deg, centre, n, nq, window, filter_method):
+    def __init__(self, x_mm, omega_deg, centre, n, nq, window, filter_method, precision=None):
         import cupy
 
         self.x_mm, self.omega_deg, dx = _check_grid(x_mm, omega_deg)
@@ -65,8 +112,12 @@ class SliceGeometry:
         if filter_method not in ("matrix", "fft"):
             raise ValueError(f"unknown filter method {filter_method!r}; choose 'auto', 'matrix' or 'fft'")
         self.filter_method = filter_method
+        self.precision = FILTER_PRECISION if precision is None else precision
+        if self.precision not in ("fp32", "3xtf32", "tf32"):
+            raise ValueError(f"unknown filter precision {self.precision!r}; choose 'fp32', '3xtf32' or 'tf32'")
         if filter_method == "matrix":
-            self.matrix = _device_matrix(self.n_x, self.nxp, abs(dx), window)
+            self.matrix = _device_matrix(self.n_x, self.nxp, abs(dx), window,
+                                         "3xtf32" if self.precision == "3xtf32" else "fp32")
         else:
             size, response = filter_response(self.n_x, window)
             self.fft_size = size
@@ -74,28 +125,35 @@ class SliceGeometry:
 
     def filter(self, chunk, out):
         """out (angles, nxp, nqp) = filtered chunk (angles, n_x, nq), nq <= nqp; the padding bins
-        and q values of out are zeros. The matrix filter is one cuBLAS strided-batched sgemm
-        writing straight into the padded rows (no padded copy of the sinogram)."""
+        and q values of out are zeros. The matrix filter is one cuBLAS strided-batched GEMM
+        writing straight into the padded rows; "3xtf32" (see `_device_matrix`) runs it on the
+        tensor cores over the split sinogram (k = 3 n_x), float32 accuracy at TF32 speed."""
         import cupy
-        from cupy_backends.cuda.libs import cublas
 
         chunk = cupy.ascontiguousarray(chunk, np.float32)
         angles, _, nq = chunk.shape
         nqp = out.shape[2]
-        if self.filter_method == "matrix":
-            one, zero = np.ones(1, np.float32), np.zeros(1, np.float32)
-            # column-major view: out[a]^T (nq x nxp, ld nqp) = chunk[a]^T (nq x n_x) @ matrix^T (n_x x nxp)
-            cublas.sgemmStridedBatched(cupy.cuda.device.get_cublas_handle(), cublas.CUBLAS_OP_N, cublas.CUBLAS_OP_N,
-                                       nq, self.nxp, self.n_x, one.ctypes.data, chunk.data.ptr, nq, self.n_x * nq,
-                                       self.matrix.data.ptr, self.n_x, 0, zero.ctypes.data, out.data.ptr, nqp,
-                                       self.nxp * nqp, angles)
-        else:
+        if self.filter_method != "matrix":
             spectrum = cupy.fft.rfft(chunk, n=self.fft_size, axis=1)
             spectrum *= self.response
             out[:, :self.n_x, :nq] = cupy.fft.irfft(spectrum, n=self.fft_size, axis=1)[:, :self.n_x]
             out[:, self.n_x:, :nq] = 0
-        if nqp > nq:
-            out[..., nq:] = 0
+            if nqp > nq:
+                out[..., nq:] = 0
+            return
+        if self.precision == "fp32":
+            source, k, m, lda, compute = chunk, self.n_x, nq, nq, COMPUTE_32F
+        else:
+            copies = 3 if self.precision == "3xtf32" else 1
+            source = cupy.empty((angles, copies, self.n_x, nqp), np.float32)
+            total = angles * self.n_x * nqp
+            _split_kernel()((-(-total // 256),), (256,), (chunk, source, np.int64(angles * self.n_x),
+                                                          np.int32(self.n_x), np.int32(nq), np.int32(nqp),
+                                                          np.int32(copies)))
+            k, m, lda, compute = copies * self.n_x, nqp, nqp, COMPUTE_32F_FAST_TF32
+        _gemm(source, self.matrix, out, m, k, lda, angles, compute)
+        if m < nqp:
+            out[..., m:] = 0
 
     def backproject(self, filtered, image, row0=0, row1=None, config=CONFIG, weight=None):
         """image[row0:row1] (n, n, nqp) = weight * back-projection of the filtered sinogram
@@ -103,6 +161,20 @@ class SliceGeometry:
         (SIRT's A^T); `config`: the kernel's (see `gpu/backproject.py`)."""
         launch(filtered, image, self.lines, self.n_om, self.n_x, self.nxp, self.n,
                self.weight if weight is None else weight, row0, self.n if row1 is None else row1, config)
+
+
+def _gemm(source, matrix, out, m, k, lda, angles, compute):
+    """out[a]^T (m x nxp, ld nqp) = source[a]^T (m x k, ld lda) @ matrix^T (k x nxp), column-major
+    as cuBLAS sees the row-major arrays; one strided-batched GEMM over the angles."""
+    import cupy
+    from cupy_backends.cuda.libs import cublas
+
+    nxp, nqp = out.shape[1:]
+    one, zero = np.ones(1, np.float32), np.zeros(1, np.float32)
+    cublas.gemmStridedBatchedEx(cupy.cuda.device.get_cublas_handle(), cublas.CUBLAS_OP_N, cublas.CUBLAS_OP_N,
+                                m, nxp, k, one.ctypes.data, source.data.ptr, R_32F, lda, k * lda,
+                                matrix.data.ptr, R_32F, k, 0, zero.ctypes.data, out.data.ptr, R_32F, nqp,
+                                nxp * nqp, angles, compute, GEMM_DEFAULT)
 
 
 def fbp_device(sino, geometry: SliceGeometry, timings=None):
@@ -165,7 +237,7 @@ def fbp_host(sino, geometry: SliceGeometry, timings=None, out=None):
 
     global _buffers
     g = geometry
-    width = min(Q_CHUNK, g.nqp)  # both multiples of Q_ALIGN
+    width = min(max(Q_CHUNK, Q_FIRST), g.nqp)  # multiples of Q_BLOCK
     out = np.empty((g.n, g.n, g.nq), np.float32) if out is None else out
     if out.shape != (g.n, g.n, g.nq) or out.dtype != np.float32 or not out.flags.c_contiguous:
         raise ValueError(f"out must be a C-contiguous float32 array of shape {(g.n, g.n, g.nq)}")
@@ -179,7 +251,8 @@ def fbp_host(sino, geometry: SliceGeometry, timings=None, out=None):
     up, down, compute = (cupy.cuda.Stream(non_blocking=True) for _ in range(3))
     marks = [cupy.cuda.Event(), cupy.cuda.Event()]
     marks[0].record(up)
-    chunks = [(q0, min(q0 + width, g.nq)) for q0 in range(0, g.nq, width)]
+    starts = [0] + list(range(min(Q_FIRST, g.nq), g.nq, Q_CHUNK))
+    chunks = [(q0, min(q1, g.nq)) for q0, q1 in zip(starts, starts[1:] + [g.nq])]
     pending = [None, None]
 
     def drain(j):
@@ -195,7 +268,7 @@ def fbp_host(sino, geometry: SliceGeometry, timings=None, out=None):
 
     for c, (q0, q1) in enumerate(chunks):
         j, w = c % 2, q1 - q0
-        wp = -(-w // Q_ALIGN) * Q_ALIGN
+        wp = -(-w // Q_BLOCK) * Q_BLOCK
         up.wait_event(ev["filtered"][j])  # the slot's device sinogram is free again
         if direct_in:
             if wp != w:

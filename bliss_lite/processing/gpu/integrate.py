@@ -100,7 +100,8 @@ def _copy(dst_ptr, src_ptr, nbytes, kind, stream):
 class GpuIntegrator:
     """A LeanIntegrator's integration on the GPU: `integrate_frames` (int32 frames in host
     memory), `integrate_chunks` (Bitshuffle-LZ4 chunks), `integrate_device` (a CuPy array of
-    frames already on the GPU). Results are (frames, npt) float32 numpy arrays."""
+    frames already on the GPU). Results are (frames, npt) float32 numpy arrays, or CuPy arrays
+    left on the GPU with `device=True` (for a sinogram reconstructed there: no round trip)."""
 
     def __init__(self, lean, batch=128, slots=3, threads=None):
         import cupy
@@ -129,7 +130,7 @@ class GpuIntegrator:
         self.product(frames, sums)
         return self._finish(sums, self._dark, self._inverse, np.int32(self.npt))
 
-    def integrate_frames(self, frames):
+    def integrate_frames(self, frames, device=False):
         """(k, rows, columns) frames (int32, host memory) -> (k, npt) float32 patterns."""
         frames = np.asarray(frames)
         if frames.ndim != 3 or frames.shape[1:] != self.shape:
@@ -152,15 +153,15 @@ class GpuIntegrator:
             _copy(frames_dev.data.ptr, source.ctypes.data, count * self.npix * 4, H2D, slot.stream)
             return frames_dev
 
-        return self._pipeline(len(frames), stage, enqueue, compressed=False)
+        return self._pipeline(len(frames), stage, enqueue, compressed=False, device=device)
 
-    def integrate_chunks(self, chunks, dtype=np.int32):
+    def integrate_chunks(self, chunks, dtype=np.int32, device=False):
         """Bitshuffle-LZ4 chunks (bytes-like, `bliss_lite.data.bslz4`) of frames of the
         integrator's shape -> (k, npt) float32 patterns; ValueError names a chunk that does not
         decode."""
         chunks = list(chunks)
         if not chunks:
-            return np.empty((0, self.npt), np.float32)
+            return self._empty(0, device)
         layout = read_layout(chunks[0], self.shape, dtype)
 
         def stage(slot, first, count):
@@ -179,7 +180,7 @@ class GpuIntegrator:
                                 slot.errors, stream)
             return slot.frames[:count]
 
-        return self._pipeline(len(chunks), stage, enqueue, compressed=True)
+        return self._pipeline(len(chunks), stage, enqueue, compressed=True, device=device)
 
     def decode_chunks(self, chunks, dtype=np.int32):
         """The frames themselves, decoded on the GPU: (k, rows, columns) int32 numpy array
@@ -211,8 +212,17 @@ class GpuIntegrator:
             self._slots = [_Slot(self.batch, self.npt, self.stride) for _ in range(self.nslots)]
         return self._slots
 
-    def _pipeline(self, count, stage, enqueue, compressed):
-        out = np.empty((count, self.npt), np.float32)
+    def _empty(self, count, device):
+        if device:
+            import cupy
+
+            return cupy.empty((count, self.npt), np.float32)
+        return np.empty((count, self.npt), np.float32)
+
+    def _pipeline(self, count, stage, enqueue, compressed, device=False):
+        """Batches round the slots; `device`: the patterns are finished straight into a CuPy
+        array (no copy back), else copied into pinned buffers and from there into `out`."""
+        out = self._empty(count, device)
         slots = self._get_slots()
         try:
             for i, first in enumerate(range(0, count, self.batch)):
@@ -222,13 +232,15 @@ class GpuIntegrator:
                 stage(slot, first, n)
                 frames = enqueue(slot, first, n)
                 self.product(frames, slot.sums[:n], slot.stream)
+                result = out[first:first + n] if device else slot.result[:n]
                 with slot.stream:
-                    self._finish(slot.sums[:n], self._dark, self._inverse, np.int32(self.npt), slot.result[:n])
-                _copy(slot.host_result.ctypes.data, slot.result.data.ptr, n * self.npt * 4, D2H, slot.stream)
+                    self._finish(slot.sums[:n], self._dark, self._inverse, np.int32(self.npt), result)
+                if not device:
+                    _copy(slot.host_result.ctypes.data, slot.result.data.ptr, n * self.npt * 4, D2H, slot.stream)
                 if compressed:
                     _copy(slot.host_errors.ctypes.data, slot.errors.data.ptr, n * 4, D2H, slot.stream)
                 slot.done.record(slot.stream)
-                slot.pending = (first, n, compressed)
+                slot.pending = (first, n, compressed, device)
             for slot in slots:
                 self._harvest(slot, out)
         finally:
@@ -240,12 +252,13 @@ class GpuIntegrator:
     def _harvest(self, slot, out):
         if slot.pending is None:
             return
-        first, n, compressed = slot.pending
+        first, n, compressed, device = slot.pending
         slot.done.synchronize()
         slot.pending = None
         if compressed:
             self._check(slot.host_errors[:n], first)
-        out[first:first + n] = slot.host_result[:n]
+        if not device:
+            out[first:first + n] = slot.host_result[:n]
 
     @staticmethod
     def _check(errors, first):

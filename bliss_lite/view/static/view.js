@@ -83,8 +83,8 @@ function update(desc) {
 // -- curves ----------------------------------------------------------------------------------
 function axisOf(desc) {
   const axis = (desc.plot || {}).axis;
-  if (axis && view.columns[axis] && !(desc.counters || []).includes(axis)) return axis;
-  return null;  // point index
+  if (axis && view.columns[axis] && !desc.detector && !(desc.counters || []).includes(axis)) return axis;
+  return null;  // point index (continuous scans sweep back and forth)
 }
 
 function chooseCounters(desc, fresh) {
@@ -234,20 +234,24 @@ function drawXrdct(desc) {
   const x = desc.xrdct;
   $("xrdct-panel").hidden = !x;
   if (!x) return;
-  const what = $("recon-what"), zs = $("recon-z");
-  const options = [...desc.phases.map((p) => "phase:" + p)];
-  if (x.sinograms && desc.nq) for (let b = 0; b < desc.nq; b += Math.max(1, Math.floor(desc.nq / 50))) options.push("bin:" + b);
+  const what = $("recon-what"), zs = $("recon-z"), binInput = $("recon-bin");
+  const options = [...desc.phases.map((p) => "phase:" + p), ...(x.sinograms ? ["bin"] : [])];
   const signature = desc.key + options.join(",");
-  if (what.dataset.signature !== signature) {
+  if (what.dataset.signature !== signature) {  // phases appear with the first live maps
     const before = what.value;
     what.dataset.signature = signature;
-    what.innerHTML = options.map((o) => `<option value="${o}">${o.replace(":", " ")}</option>`).join("");
-    if (options.includes(before)) what.value = before;
-    zs.innerHTML = Array.from({length: x.nz}, (_, i) => `<option>${i}</option>`).join("");
-    what.onchange = zs.onchange = () => { view.mapsVersion = -1; view.xrdctPatterns = -1; drawXrdct(view.desc); };
+    what.innerHTML = options.map((o) => `<option value="${o}">${o === "bin" ? "q bin" : o.replace(":", " ")}</option>`).join("");
+    if (what.dataset.user === "1" && options.includes(before)) what.value = before;
+    if (zs.options.length !== x.nz) zs.innerHTML = Array.from({length: x.nz}, (_, i) => `<option>${i}</option>`).join("");
+    const again = () => { view.mapsVersion = -1; view.xrdctPatterns = -1; view.xrdctAt = 0; drawXrdct(view.desc); };
+    what.onchange = () => { what.dataset.user = "1"; again(); };
+    zs.onchange = again;
+    binInput.onchange = () => { binInput.dataset.user = "1"; again(); };
   }
+  if (desc.nq) binInput.max = desc.nq - 1;
+  if (binInput.dataset.user !== "1" && desc.strongest_bin !== null) binInput.value = desc.strongest_bin;
   const chosen = what.value || "";
-  const z = zs.value || 0;
+  const z = zs.value || 0, bin = binInput.value || 0;
   const now = Date.now();
   if (chosen.startsWith("phase:") && desc.versions.maps !== view.mapsVersion) {
     view.mapsVersion = desc.versions.maps;
@@ -258,10 +262,9 @@ function drawXrdct(desc) {
   if (x.sinograms && desc.versions.patterns !== view.xrdctPatterns && now - (view.xrdctAt || 0) > 1000) {
     view.xrdctPatterns = desc.versions.patterns;
     view.xrdctAt = now;
-    const bin = chosen.startsWith("bin:") ? chosen.slice(4) : Math.floor((desc.nq || 1) / 2);
     refresh($("sino-img"), api(`/sinogram.png?bin=${bin}&z=${z}&v=${desc.versions.patterns}`));
     $("sino-caption").textContent = `sinogram of q bin ${bin} (omega down, x across)`;
-    if (chosen.startsWith("bin:")) {
+    if (chosen === "bin") {
       refresh($("recon-img"), api(`/qmap.png?bin=${bin}&z=${z}&v=${desc.versions.patterns}`));
       $("recon-caption").textContent = `q bin ${bin}, z ${z}: from the projections so far`;
     }
