@@ -25,6 +25,8 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
 from bliss_lite.controllers.detectors.pilatus_geometry import GAP_VALUE
+from bliss_lite.processing.frame_sources import _open as open_entry_file  # SWMR, else plain read-only
+from bliss_lite.processing.frame_sources import entry_name
 from bliss_lite.scans.peaks import fwhm_and_center, peak_index
 
 TIMERS = ("elapsed_time", "epoch")  # channels of every scan, not counters a scientist plots
@@ -72,10 +74,12 @@ class ScanPlot:
 
 
 # -- reading --------------------------------------------------------------------------------
-def entry_name(text):
-    """"3" or "3.1" -> "3.1" (the writer's names); anything else is looked up as it is."""
-    text = str(text).strip()
-    return f"{text}.1" if text.isdigit() else text
+def _entry_name(text):
+    """"3" or "3.1" -> "3.1" (the writer's names); a name that is not a number is looked up as it is."""
+    try:
+        return entry_name(str(text).strip())
+    except ValueError:
+        return str(text)
 
 
 def _open(path):
@@ -84,13 +88,9 @@ def _open(path):
     if not path.is_file():
         raise PlotError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
     try:
-        return h5py.File(path, "r", locking=False, swmr=True)
-    except OSError:
-        pass
-    try:
-        return h5py.File(path, "r", locking=False)
+        return open_entry_file(path)
     except OSError as exc:
-        raise PlotError(f"{path}: not a readable HDF5 file ({exc})") from None
+        raise PlotError(f"{exc} (not a readable HDF5 file)") from None
 
 
 def _text(value):
@@ -137,7 +137,7 @@ def _default_plot(entry):
 def read_scan(path, entry, counters=None) -> ScanPlot:
     """The entry's data to draw. `counters`: names to plot (default: the NXdata plot's signal,
     else every scalar counter). Raises PlotError naming the file, entry or counter."""
-    path, entry = Path(path), entry_name(entry)
+    path, entry = Path(path), _entry_name(entry)
     with _open(path) as h5:
         if not isinstance(h5.get(entry), h5py.Group):
             present = ", ".join(_entries(h5)) or "none"
