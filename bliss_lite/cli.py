@@ -17,6 +17,8 @@ def _parser():
     parser.add_argument("-s", "--session", help="session to open (a session YAML in the configuration)")
     parser.add_argument("-c", "--command", dest="code", help="run CODE in the session namespace and exit")
     parser.add_argument("--config", help="configuration directory (default: $BLISS_LITE_CONFIG, ./config, shipped)")
+    parser.add_argument("--view", nargs="?", const=8765, type=int, metavar="PORT",
+                        help="also serve the live view on 127.0.0.1:PORT (default 8765) while the session runs")
     parser.add_argument("script", nargs="?", help="a Python script to run in the session namespace")
     return parser
 
@@ -128,6 +130,10 @@ def _main(argv):
         parser.error("give a session with -s SESSION (e.g. bliss-lite -s demo)")
     if args.code is not None and args.script is not None:
         parser.error("give either -c CODE or a SCRIPT, not both")
+    if args.view is not None:
+        from bliss_lite.view.with_session import start_view
+
+        start_view(args.view)
     # before anything else imports threading, sockets or ptpython: greenlets must cooperate
     from gevent import monkey
 

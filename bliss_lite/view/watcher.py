@@ -77,7 +77,7 @@ class Watcher:
             now = time.monotonic()
             followed = [self.current] + [k for k, t in self._wanted.items() if now - t < WANTED_S]
             for key in dict.fromkeys(k for k in followed if k):
-                scan = self.scan(key)
+                scan = self.scan(key, fresh=False)
                 if scan is not None and scan.poll():
                     self._emit("scan", self._scan_message(scan))
             self._poll_plotselect()
@@ -122,11 +122,14 @@ class Watcher:
         with self.lock:
             self._wanted[key] = time.monotonic()
 
-    def scan(self, key):
-        """The LiveScan of a key (read from Redis on first use), or None if Redis lacks it."""
+    def scan(self, key, fresh=True):
+        """The LiveScan of a key (read from Redis on first use), or None if Redis lacks it.
+        `fresh`: read on now if no page keeps the watcher polling."""
         with self.lock:
             if key in self.scans:
                 self.scans.move_to_end(key)
+                if fresh and not self.listeners:
+                    self.scans[key].poll()
                 return self.scans[key]
             try:
                 scan = LiveScan(self.client, key)

@@ -1,0 +1,272 @@
+"""The live view server (`bliss-lite view`) against real scans in a real Redis: what it serves
+equals what the scans published, images are what the data say, and access is guarded."""
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bliss_lite.controllers.detectors.pilatus_geometry import GAP_VALUE, gap_mask
+from bliss_lite.data.redis_server import connect
+from bliss_lite.view import images
+
+
+class ViewServer:
+    """`python -m bliss_lite view --port 0` as a child process; .url is where it listens."""
+
+    def __init__(self, *args, env=None):
+        self.process = subprocess.Popen([sys.executable, "-m", "bliss_lite", "view", "--port", "0", *args],
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                        env={**os.environ, **(env or {})})
+        line = self.process.stdout.readline()
+        assert "Live view of" in line, line + self.process.stdout.read()
+        self.url = line.split(" on ")[1].strip()
+        self.base = self.url.split("?")[0].rstrip("/")
+
+    def get(self, path, headers=None):
+        request = urllib.request.Request(self.base + path, headers=headers or {})
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            body = reply.read()
+            return json.loads(body) if reply.headers["Content-Type"].startswith("application/json") else body
+
+    def close(self):
+        self.process.terminate()
+        self.process.wait(10)
+
+
+@pytest.fixture
+def view(scan_session, shared_redis):
+    server = ViewServer("--redis", shared_redis)
+    yield server
+    server.close()
+
+
+def png_pixels(data):
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def test_view_serves_the_points_markers_and_plotselect_of_a_scan(view, scan_session, shared_redis):
+    ns = scan_session
+    ns["plotselect"](ns["gauss"], "diode1")
+    assert json.loads(connect(shared_redis).get("bliss_lite:session:test:plotselect")) == ["gauss", "diode1"]
+    scan = ns["ascan"](ns["m0"], 3, 7, 40, 0.001, ns["gauss"], ns["diode1"])
+    scans = view.get("/api/scans")
+    assert scans["current"] == scan.key and scans["scans"][0]["number"] == scan.number
+    snap = view.get(f"/api/scans/{scan.key}")
+    data = scan.get_data()
+    for name in ("m0", "gauss", "diode1"):
+        np.testing.assert_array_equal(snap["columns"][name], data[name])
+    assert snap["points"] == snap["expected"] == 41 and snap["state"] == "CLOSED" and snap["end_reason"] == "SUCCESS"
+    assert snap["plotselect"] == ["gauss", "diode1"] and snap["counters"] == ["gauss", "diode1"]
+    assert snap["filename"] == scan.filename and snap["entry"] == scan.entry
+    marks = snap["markers"]["gauss"]
+    assert marks["peak"] == pytest.approx(5.0) and marks["cen"] == pytest.approx(5.0, abs=1e-9)
+    assert marks["fwhm"] == pytest.approx(ns["fwhm"](), abs=1e-12)
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        view.get("/api/scans/bliss_lite:scan:nosuchscan")
+    assert missing.value.code == 404
+
+
+def read_events(url, until, out):
+    """Collect every `scan` event of the event stream until one satisfies `until`."""
+    with urllib.request.urlopen(url + "/events", timeout=60) as stream:
+        event = None
+        for raw in stream:
+            line = raw.decode().rstrip("\n")
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: ") and event == "scan":
+                out.append(json.loads(line[6:]))
+                if until(out[-1]):
+                    return
+
+
+def test_event_stream_sends_every_point_once_in_order(view, scan_session):
+    ns = scan_session
+    ns["ascan"](ns["m0"], 0, 1, 2, 0, ns["diode1"])  # a scan before: the stream must follow the next one
+    messages = []
+    last = lambda m: m["title"].startswith("ascan m0 0 10 150") and m["state"] == "CLOSED"  # noqa: E731
+    reader = threading.Thread(target=read_events, args=(view.base, last, messages), daemon=True)
+    reader.start()
+    assert _wait(lambda: view.get("/api/health")["viewers"] == 1)
+    scan = ns["ascan"](ns["m0"], 0, 10, 150, 0.002, ns["gauss"], ns["diode1"])
+    reader.join(30)
+    messages = [m for m in messages if m["key"] == scan.key]
+    assert len(messages) > 2 and messages[-1]["state"] == "CLOSED"  # the points came in several messages
+    columns = {}
+    for message in messages:
+        for name, delta in message.get("deltas", {}).items():
+            column = columns.setdefault(name, [])
+            assert delta["start"] == len(column)  # no gap, no repeat
+            column.extend(delta["values"])
+    data = scan.get_data()
+    for name in ("m0", "gauss", "diode1", "elapsed_time"):
+        np.testing.assert_array_equal(columns[name], data[name])
+
+
+def _wait(condition, tries=200):
+    import time
+
+    for _ in range(tries):
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("backnforth", [False, True])
+def test_mesh_image_puts_each_point_where_the_motors_were(view, scan_session, backnforth):
+    ns = scan_session
+    scan = ns["amesh"](ns["m0"], 0, 4, 4, ns["m1"], 0, 2, 2, 0.001, ns["gauss"], backnforth=backnforth)
+    data = scan.get_data()
+    from bliss_lite.view.live_scan import LiveScan
+
+    live = LiveScan(connect(os.environ["BLISS_LITE_REDIS_URL"]), scan.key)
+    live.poll()
+    image = live.mesh_image("gauss")
+    assert image.shape == (3, 5)
+    # pixel (row, column) is where m1 was the row's value and m0 the column's
+    m0 = np.full(15, np.nan)
+    m0[:] = data["m0"]
+    placed = live.points["m0"].values
+    grid = np.full((3, 5), np.nan)
+    for k in range(15):
+        row, column = k // 5, k % 5
+        if backnforth and row % 2:
+            column = 4 - column
+        grid[row, column] = placed[k]
+    np.testing.assert_allclose(grid, np.tile(np.linspace(0, 4, 5), (3, 1)))  # columns follow m0
+    expected = np.empty((3, 5))
+    for k in range(15):
+        row = k // 5
+        column = int(round(data["m0"][k]))
+        expected[row, column] = data["gauss"][k]
+    np.testing.assert_array_equal(image, expected)
+    pixels = png_pixels(view.get(f"/api/scans/{scan.key}/mesh.png?counter=gauss"))
+    scale = 256 // 5
+    assert pixels.shape == (3 * scale, 5 * scale, 3)
+    top = np.unravel_index(np.argmax(expected), expected.shape)
+    assert tuple(pixels[top[0] * scale, top[1] * scale]) == tuple(images.colormap()[255])
+
+
+def test_frame_image_keeps_single_hot_pixels_and_greys_only_whole_gap_blocks():
+    frame = np.zeros((1679, 1475), np.int32)
+    gaps = gap_mask()
+    frame[gaps] = GAP_VALUE
+    frame[1000, 701] = 5000  # a single hot pixel: a block maximum keeps it
+    levels, grey = images.frame_levels(frame)
+    block = images.decimation(frame.shape)
+    assert block == 4 and levels.shape == (420, 369)
+    assert levels[1000 // 4, 701 // 4] == pytest.approx(np.log10(5001))
+    assert levels.max() == levels[1000 // 4, 701 // 4]
+    padded = np.pad(gaps, ((0, 1), (0, 1)), constant_values=True)
+    whole = padded.reshape(420, 4, 369, 4).all(axis=(1, 3))
+    np.testing.assert_array_equal(grey, whole)
+    rgb = png_pixels(images.frame_png(frame))
+    assert rgb.shape == (420, 369, 3)
+    assert np.all(rgb[grey] == images.GAP_RGB)
+    assert tuple(rgb[250, 175]) == tuple(images.colormap()[255])
+
+
+def test_xrdct_patterns_sinograms_and_maps(view, scan_session, shared_redis):
+    from bliss_lite.processing.fbp import fbp
+    from bliss_lite.processing.sinogram import assemble, estimate_centre
+    from bliss_lite.view.routes import reconstruct_bin
+
+    ns = scan_session
+    scan = ns["xrdct"](ns["omega"], ns["x"], ns["z"], -1, 1, 8, [0.0], 0.06, n_omega=10, fast_axis="omega",
+                       hooks={"integration": {"npt": 120}, "reconstruction": {
+                           "phases": {"CeO2": "CeO2", "LaB6": "LaB6"}, "live_period_s": 0.3}})
+    client = connect(shared_redis)
+    entries = client.xrange(f"{scan.key}:processing:integration")
+    patterns = {}
+    for _, fields in entries:
+        patterns[int(fields[b"index"])] = np.frombuffer(fields[b"data"], "<f4")
+    stacked = np.stack([patterns[i] for i in range(80)])
+    assert _wait(lambda: view.get(f"/api/scans/{scan.key}")["patterns"] == 80)
+    curves = view.get(f"/api/scans/{scan.key}/patterns")
+    np.testing.assert_allclose(curves["sum"], stacked.astype(float).sum(axis=0), rtol=1e-6)
+    assert curves["count"] == 80 and len(curves["radial"]) == 120 and curves["unit"].startswith("q_")
+    snap = view.get(f"/api/scans/{scan.key}")
+    assert snap["phases"] == ["CeO2", "LaB6"] and snap["xrdct"] == {"nz": 1, "n_omega": 10, "n_x": 8, "sinograms": True}
+    assert snap["strongest_bin"] == int(np.argmax(stacked.astype(float).sum(axis=0)))
+    assert snap["counters"] == ["i0", "it"] and snap["frame_index"] == 79
+    frame = png_pixels(view.get(f"/api/scans/{scan.key}/frame.png"))
+    assert frame.shape == (48, 160, 3)  # the test session's ROI, not decimated
+    data = scan.get_data()
+    sino = assemble(stacked, data["omega"], data["x"], data["z"], scan.scan_info)
+    q_bin = snap["strongest_bin"]
+    pixels = png_pixels(view.get(f"/api/scans/{scan.key}/sinogram.png?bin={q_bin}&z=0"))
+    assert pixels.shape[:2] == (10 * 25, 8 * 25)
+    brightest = np.unravel_index(np.argmax(sino.data[0, :, :, q_bin]), (10, 8))
+    assert tuple(pixels[brightest[0] * 25, brightest[1] * 25]) == tuple(images.colormap()[255])
+    centre = estimate_centre(sino.data[0, :, :, q_bin], sino.x_mm, sino.omega_deg)
+    expected = fbp(sino.data[0, :, :, q_bin], sino.x_mm, sino.omega_deg, centre)
+    np.testing.assert_allclose(reconstruct_bin(sino, q_bin, 0), expected, rtol=1e-6)
+    assert view.get(f"/api/scans/{scan.key}/qmap.png?bin={q_bin}&z=0")[:8] == b"\x89PNG\r\n\x1a\n"
+    final = scan.hook("reconstruction").result["maps"]["LaB6"][0]
+    pixels = png_pixels(view.get(f"/api/scans/{scan.key}/map.png?phase=LaB6&z=0"))
+    top = np.unravel_index(np.argmax(final), final.shape)
+    scale = 256 // final.shape[0]
+    assert tuple(pixels[top[0] * scale, top[1] * scale]) == tuple(images.colormap()[255])
+    for bad in ("sinogram.png?bin=120", "sinogram.png?bin=x", "map.png?phase=Si"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            view.get(f"/api/scans/{scan.key}/{bad}")
+        assert refused.value.code in (400, 404) and refused.value.read()
+
+
+def test_a_non_loopback_address_needs_a_token(capsys):
+    from bliss_lite.view.server import main
+
+    assert main(["--host", "0.0.0.0", "--port", "0"]) == 2
+    assert "not a loopback address: give a token" in capsys.readouterr().err
+    assert main(["--host", "0.0.0.0", "--port", "0", "--token", "short"]) == 2
+
+
+def test_token_guards_every_request_and_loopback_refuses_foreign_hosts(shared_redis):
+    token = "t0ken-with-enough-characters"
+    guarded = ViewServer("--redis", shared_redis, "--token", token)
+    try:
+        assert guarded.url.endswith(f"?token={token}")
+        for path in ("/", "/api/scans", "/events", "/static/view.js"):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                guarded.get(path)
+            assert refused.value.code == 401
+        with urllib.request.urlopen(guarded.url, timeout=10) as reply:
+            assert b"bliss-lite live view" in reply.read()
+            cookie = reply.headers["Set-Cookie"].split(";")[0]
+        assert "HttpOnly" in reply.headers["Set-Cookie"]
+        assert "scans" in guarded.get("/api/scans", {"Cookie": cookie})
+        assert "scans" in guarded.get("/api/scans", {"Authorization": f"Bearer {token}"})
+        with pytest.raises(urllib.error.HTTPError):
+            guarded.get("/api/scans", {"Authorization": "Bearer t0ken-with-enough-characterz"})
+    finally:
+        guarded.close()
+    local = ViewServer("--redis", shared_redis)
+    try:
+        assert "scans" in local.get("/api/scans")
+        with pytest.raises(urllib.error.HTTPError) as foreign:
+            local.get("/api/scans", {"Host": "attacker.example:8765"})  # DNS rebinding
+        assert foreign.value.code == 400
+    finally:
+        local.close()
+
+
+def test_session_option_starts_and_stops_the_view(run_dir, data_root, shared_redis):
+    env = {**os.environ, "BLISS_LITE_REDIS_URL": shared_redis}
+    done = subprocess.run([sys.executable, "-m", "bliss_lite", "-s", "test", "--view", "0", "-c",
+                           "import os, urllib.request; print(urllib.request.urlopen(os.environ['BLISS_LITE_VIEW_URL'] + 'api/health').read())"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    url = next(line for line in done.stdout.splitlines() if line.startswith("Live view of")).split(" on ")[1]
+    assert url.startswith("http://127.0.0.1:")
+    assert '"viewers":0' in done.stdout
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(url + "api/health", timeout=5)  # stopped with the session
