@@ -273,12 +273,13 @@ def _title(plot):
 def _draw_curves(ax, plot):
     x = plot.x.values if plot.x is not None else np.arange(len(plot.curves[0].values) if plot.curves else 0)
     steps = np.diff(x)
-    joined = bool(np.all(steps >= 0) or np.all(steps <= 0))  # lines back and forth (xrdct) hide the points
+    joined = bool(np.all(steps > 0) or np.all(steps < 0))  # lines over repeated x (xrdct) hide the points
     for curve in plot.curves:
         ax.plot(x, curve.values, marker=".", linewidth=1 if joined else 0, label=curve.name,
                 gid=f"curve:{curve.name}")
     ax.set_xlabel(plot.x.label if plot.x is not None else "point index")
-    ax.set_ylabel(plot.curves[0].label if len(plot.curves) == 1 else "counts")
+    units = {curve.unit for curve in plot.curves}
+    ax.set_ylabel(plot.curves[0].label if len(plot.curves) == 1 else units.pop() if len(units) == 1 else "")
     if len(plot.curves) > 1:
         ax.legend(fontsize="small")
     if plot.x is not None and plot.x.name in plot.motors and plot.curves and len(x):
