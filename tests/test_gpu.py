@@ -112,15 +112,18 @@ def test_staging_copies_and_indexes_chunks_with_threads():
         stager.close()
 
 
-def test_tf32_split_of_the_filter_matrix():
+def test_only_the_plain_ramp_has_no_even_lags():
+    """What the GPU filter's half-size GEMMs rely on: the plain ramp's kernel vanishes at every
+    even lag but 0 (Kak & Slaney); a windowed one does not (then the whole matrix is used)."""
     from bliss_lite.processing.fbp import filter_matrix
-    from bliss_lite.processing.gpu.fbp import tf32_high
+    from bliss_lite.processing.gpu.fbp import PARITY_ZERO
 
-    matrix = filter_matrix(50, 0.01, "hann")
-    high = tf32_high(matrix)
-    assert np.all(high.view(np.uint32) & 0x1FFF == 0)  # 10 mantissa bits left
-    assert np.all(np.abs(matrix - high) <= 2.0**-11 * np.abs(matrix))
-    assert np.array_equal(high + (matrix - high), matrix)  # the low part is exact
+    lag = np.subtract.outer(np.arange(51), np.arange(51))
+    even = (lag % 2 == 0) & (lag != 0)
+    for window in ("ramp", "hann", "shepp-logan"):
+        matrix = filter_matrix(51, 0.02, window)
+        small = np.abs(matrix[even]).max() <= PARITY_ZERO * abs(matrix[0, 0])
+        assert small == (window == "ramp")
 
 
 # --- backend selection, everywhere -----------------------------------------------------------------
@@ -300,6 +303,7 @@ def slice_data(n_om, n_x, nq, seed=0):
 @pytest.mark.parametrize("n_om, n_x, nq, n, window", [
     (60, 50, 300, None, "ramp"),  # the 2 x 2 groups' 4-bin window
     (61, 47, 37, None, "hann"),  # nq not a multiple of 4, odd sizes
+    (45, 33, 70, None, "ramp"),  # the ramp's half-size GEMMs with an odd number of positions
     (130, 40, 3, 33, "shepp-logan"),  # a finer image grid
     (50, 64, 20, 29, "ramp"),  # a coarser image grid: pixel by pixel
     (40, 30, 0, None, "cosine"),  # one 2-D sinogram
@@ -327,17 +331,25 @@ def test_gpu_fbp_of_a_device_sinogram_stays_on_the_device():
 
 
 @needs_gpu
-def test_gpu_filter_precisions_agree(monkeypatch):
+@pytest.mark.parametrize("n_x", [120, 121])
+def test_gpu_ramp_filter_by_parity_equals_the_whole_matrix(monkeypatch, n_x):
+    import cupy
+
     from bliss_lite.processing.gpu import fbp as gpu_fbp
 
-    sino, x, omega = slice_data(90, 120, 200, seed=5)
-    expected = fbp(sino, x, omega, 0.0)
-    images = {}
-    for precision in ("fp32", "3xtf32"):
-        monkeypatch.setattr(gpu_fbp, "FILTER_PRECISION", precision)
-        images[precision] = fbp(sino, x, omega, 0.0, backend="gpu")
-        assert relative_error(images[precision], expected) <= 1e-4
-    assert relative_error(images["3xtf32"], images["fp32"]) <= 1e-5
+    sino, x, omega = slice_data(90, n_x, 200, seed=5)
+    filtered = {}
+    for parity_zero in (gpu_fbp.PARITY_ZERO, -1.0):  # -1: no lag counts as zero, the whole matrix
+        monkeypatch.setattr(gpu_fbp, "PARITY_ZERO", parity_zero)
+        gpu_fbp._device_matrix.cache_clear()
+        g = gpu_fbp.SliceGeometry(x, omega, 0.0, None, 200, "ramp", "auto")
+        out = cupy.full((90, g.nxp, g.nqp), np.nan, np.float32)
+        g.filter(cupy.asarray(sino), out)
+        filtered[g.matrix[0]] = out.get()
+    gpu_fbp._device_matrix.cache_clear()
+    assert set(filtered) == {"parity", "full"}
+    assert np.all(filtered["parity"][:, n_x:] == 0) and np.all(filtered["parity"][..., 200:] == 0)
+    assert relative_error(filtered["parity"], filtered["full"]) <= 1e-6
 
 
 @needs_gpu
