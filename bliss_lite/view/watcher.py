@@ -24,6 +24,7 @@ POLL_S = 0.1
 RECENT = 20  # scans in the list
 KEEP = 8  # scans held in memory (the current one and those pages looked at last)
 WANTED_S = 30.0
+MESSAGE_S = 0.5  # shortest interval between two messages of one scan that only bring points
 MAX_CURVE_POINTS = 20000  # more points go to pages decimated, on request, not as deltas
 
 
@@ -41,6 +42,7 @@ class Watcher:
         self._history_id = None
         self._wanted = {}  # key -> time a page last asked for it
         self._sent = {}  # key -> {channel: points already sent as deltas}
+        self._pending = {}  # key -> (time of the last message, (state, frame, maps) then, unsent changes)
         self._recent_json = None
         self._stop = threading.Event()
         self.error = None
@@ -78,11 +80,11 @@ class Watcher:
             followed = [self.current] + [k for k, t in self._wanted.items() if now - t < WANTED_S]
             for key in dict.fromkeys(k for k in followed if k):
                 scan = self.scan(key, fresh=False)
-                if scan is not None and scan.poll():
-                    self._emit("scan", self._scan_message(scan))
+                if scan is not None:
+                    self._maybe_emit(scan, scan.poll(), now)
             self._poll_plotselect()
-            summaries = [self.scans[k].summary() if k in self.scans else s for k, s in
-                         ((s["key"], s) for s in self.recent)]
+            summaries = [{**self.scans[k].summary(), "points": None} if k in self.scans else s
+                         for k, s in ((s["key"], s) for s in self.recent)]  # progress goes in `scan` messages
             text = json.dumps(summaries)
             if text != self._recent_json:
                 self.recent, self._recent_json = summaries, text
@@ -141,6 +143,7 @@ class Watcher:
                 old = next(k for k in self.scans if k != self.current)
                 del self.scans[old]
                 self._sent.pop(old, None)
+                self._pending.pop(old, None)
             return scan
 
     def snapshot(self, key):
@@ -156,6 +159,21 @@ class Watcher:
                     "columns": scan.columns(stride=stride), "plotselect": self.plotselect.get(scan.reader.session, [])}
 
     # -- messages ----------------------------------------------------------------------------
+    def _maybe_emit(self, scan, changed, now):
+        """New points go out at most every MESSAGE_S (pages redraw no faster than that); a new
+        state or frame goes out at once."""
+        pending = self._pending.get(scan.key)
+        if changed:
+            mark = (scan.state, scan.versions["frame"], scan.versions["maps"])
+            urgent = pending is None or mark != pending[1]
+            self._pending[scan.key] = pending = (pending[0] if pending else now - MESSAGE_S, mark, True)
+            if urgent:
+                pending = (now - MESSAGE_S, mark, True)
+        if pending and pending[2] and now - pending[0] >= MESSAGE_S:
+            self._emit("scan", self._scan_message(scan))
+            self._pending[scan.key] = (now, pending[1], False)
+
+
     def _scan_message(self, scan):
         """The scan's description and the points new since the last message (deltas), or
         `refetch` when the scan is too long for deltas."""

@@ -73,7 +73,7 @@ function update(desc) {
   $("progress").value = desc.points;
   $("progress-text").textContent = `${desc.points} / ${desc.expected ?? "?"}`;
   $("where").textContent = desc.filename ? `${desc.filename} :: ${desc.entry}` : "not saved";
-  drawCurves(desc);
+  scheduleCurves();
   drawMesh(desc);
   drawFrame(desc);
   drawPatterns(desc);
@@ -81,6 +81,31 @@ function update(desc) {
 }
 
 // -- curves ----------------------------------------------------------------------------------
+let curvesTimer = null, curvesDrawn = 0;
+const REDRAW_MS = 500, MAX_DRAWN = 1500;
+function scheduleCurves() {  // points are kept as they come; the plot is redrawn at most twice a second
+  if (curvesTimer) return;
+  curvesTimer = setTimeout(() => { curvesTimer = null; curvesDrawn = Date.now(); drawCurves(view.desc); },
+                           Math.max(0, REDRAW_MS - (Date.now() - curvesDrawn)));
+}
+
+function decimated(x, ys, count) {
+  // at most MAX_DRAWN points drawn: each group of points keeps its first point and the
+  // points where each curve has its minimum and maximum, so no peak is lost at any width
+  if (count <= MAX_DRAWN) return [x.slice(0, count), ...ys.map((y) => y.slice(0, count))];
+  const group = Math.ceil(count / (MAX_DRAWN / 3)), keep = [];
+  for (let start = 0; start < count; start += group) {
+    const end = Math.min(count, start + group), picked = new Set([start]);
+    for (const y of ys) {
+      let lo = start, hi = start;
+      for (let i = start + 1; i < end; i++) { if (y[i] < y[lo]) lo = i; if (y[i] > y[hi]) hi = i; }
+      picked.add(lo); picked.add(hi);
+    }
+    keep.push(...[...picked].sort((a, b) => a - b));
+  }
+  return [keep.map((i) => x[i]), ...ys.map((y) => keep.map((i) => y[i]))];
+}
+
 function axisOf(desc) {
   const axis = (desc.plot || {}).axis;
   if (axis && view.columns[axis] && !desc.detector && !(desc.counters || []).includes(axis)) return axis;
@@ -124,9 +149,9 @@ function drawCurves(desc) {
   const names = view.selected.filter((c) => view.columns[c]);
   const n = Math.min(...names.map((c) => view.columns[c].length), axis ? view.columns[axis].length : Infinity);
   const count = Number.isFinite(n) ? n : 0;
-  const x = axis ? view.columns[axis].slice(0, count) : Array.from({length: count}, (_, i) => i * (view.stride || 1));
-  const data = [x, ...names.map((c) => view.columns[c].slice(0, count))];
-  const key = desc.key + "|" + axis + "|" + names.join(",");
+  const x = axis ? view.columns[axis] : Array.from({length: count}, (_, i) => i * (view.stride || 1));
+  const data = decimated(x, names.map((c) => view.columns[c]), count);
+  const key = axis + "|" + names.join(",");  // the same series in the next scan: the plot is reused
   $("axis-name").textContent = `against ${axis || "point index"}`;
   view.points = count;
   if (key !== curveSeries || !curvePlot) {

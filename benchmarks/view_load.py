@@ -1,0 +1,194 @@
+#!/usr/bin/env python3
+"""Benchmark: what live-view pages cost a scan, and how fast the frame view refreshes.
+
+1. Step-scan per-point cost with 0, 1 and 5 pages of `bliss-lite view` open in headless
+   Chromium (one browser, five tabs: the "0" tabs show about:blank, so the idle browser is
+   there in every case). `ascan(m4, 0, 1, N-1, 0, diode1, diode2, diode3)` in the `test`
+   session, saving and publishing, in its own process; the conditions are interleaved
+   (0, 1, 5, 0, 1, 5, ...) so drifts of the machine hit them alike; medians compared.
+   Goal: 1 and 5 pages within 5% of none.
+2. Frame view refresh during a 250 Hz full-frame acquisition (`fscan` of the demo session's
+   Pilatus 2M, frames replayed from a bank as benchmarks/xrdct_acquisition.py does): distinct
+   frames the page displayed per second of scan. Goal >= 5 Hz; the scan must keep 250 Hz.
+Everything runs on this machine (2 cores): the scan, Redis, the view server and Chromium.
+Usage: python benchmarks/view_load.py [--points N] [--repeat R] [--frames N]
+Prints one JSON line.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench_env import private_environment
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+SETTLE_S = 4.0
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+# -- the scan side: a session in its own process, driven line by line ---------------------------
+def scan_process(kind, points, frames):
+    """Runs in a child: answers each line on stdin with one JSON line (one scan's figures)."""
+    from gevent import monkey
+
+    monkey.patch_all()
+    from bliss_lite.scans.scan import SCAN_WATCHERS
+    from bliss_lite.shell.runner import open_session
+
+    session, ns = open_session("test" if kind == "steps" else "demo", ROOT / "config")
+    SCAN_WATCHERS.clear()
+    if kind == "steps":
+        from bliss_lite.scans.step import ascan
+
+        counters = [ns["diode1"], ns["diode2"], ns["diode3"]]
+        ascan(ns["m4"], 0, 1, 99, 0, *counters)  # warm-up
+
+        def one():
+            t0 = time.perf_counter()
+            ascan(ns["m4"], 0, 1, points - 1, 0, *counters)
+            return {"ms_per_point": (time.perf_counter() - t0) / points * 1e3}
+    else:
+        import numpy as np
+
+        from bliss_lite.data import bslz4
+        from bliss_lite.scans.continuous_scans import fscan
+
+        pilatus, omega, sample = ns["pilatus"], ns["omega"], ns["xrdct_sample"]
+        model, rng = sample.model(pilatus.roi), np.random.default_rng(0)
+        pilatus.frame_bank = [bslz4.compress(model.frame(rng.uniform(-0.9, 0.9), rng.uniform(0, 180), 0.0, 0.003)[0])
+                              for _ in range(32)]
+        period = 1 / 250.0
+        step = min(1.0, 0.9 * omega.velocity * period)
+
+        def one():
+            t0 = time.perf_counter()
+            scan = fscan(omega, 0.0, step, frames, period, pilatus)
+            report = scan.scan_info["frames"]["pilatus"]
+            return {"wall_s": time.perf_counter() - t0, "fps": scan.scan_info["sweep"]["handled_rate_hz"],
+                    "dropped": report["dropped"], "frame_shape": list(pilatus.shape)}
+    print(json.dumps({"ready": True}), flush=True)
+    for _ in sys.stdin:
+        print(json.dumps(one()), flush=True)
+    session.close()
+
+
+class Scans:
+    def __init__(self, kind, points, frames):
+        self.child = subprocess.Popen([sys.executable, __file__, "--child", kind, "--points", str(points),
+                                       "--frames", str(frames)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      text=True, cwd=ROOT / "benchmarks")
+        assert self._answer()["ready"]
+
+    def _answer(self):
+        """The next JSON line of the child (a session may print other lines)."""
+        for line in self.child.stdout:
+            if line.startswith("{"):
+                return json.loads(line)
+        raise RuntimeError(f"the {self.child.args[3]} scan process ended")
+
+    def run(self):
+        self.child.stdin.write("go\n")
+        self.child.stdin.flush()
+        return self._answer()
+
+    def close(self):
+        self.child.stdin.close()
+        self.child.wait(60)
+
+
+# -- the viewers --------------------------------------------------------------------------------
+class Viewers:
+    """One headless Chromium with five tabs; show(n) points n of them at the view."""
+
+    def __init__(self, url, tabs=5):
+        from playwright.sync_api import sync_playwright
+
+        self.url = url
+        self.playwright = sync_playwright().start()
+        self.browser = self.playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        self.pages = [self.browser.new_page(viewport={"width": 1400, "height": 1100}) for _ in range(tabs)]
+        self.shown = 0
+
+    def show(self, n):
+        for i, page in enumerate(self.pages):
+            if i < n and not page.url.startswith(self.url.split("?")[0]):
+                page.goto(self.url)
+                page.wait_for_function("window.blissView && window.blissView.connected")
+            elif i >= n and page.url != "about:blank":
+                page.goto("about:blank")
+        self.shown = n
+        time.sleep(SETTLE_S)  # pages loaded and drawn: the steady state is measured, not page loads
+
+    def frames(self, i=0):
+        return self.pages[i].evaluate("blissView.frames")
+
+    def close(self):
+        self.browser.close()
+        self.playwright.stop()
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--points", type=int, default=20000)
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--frames", type=int, default=2500)
+    parser.add_argument("--child", choices=["steps", "frames"])
+    args = parser.parse_args()
+    if args.child:
+        return scan_process(args.child, args.points, args.frames)
+    with private_environment("bl_view_"):
+        result = run(args)
+    print(json.dumps(result))
+
+
+def run(args):
+    from bliss_lite.config.paths import run_dir
+    from bliss_lite.data.redis_server import ensure_server
+
+    ensure_server(run_dir())
+    server = subprocess.Popen([sys.executable, "-m", "bliss_lite", "view", "--port", "0"], stdout=subprocess.PIPE,
+                              text=True, cwd=ROOT)
+    url = server.stdout.readline().split(" on ")[1].strip()
+    viewers = Viewers(url)
+    try:
+        steps = Scans("steps", args.points, args.frames)
+        per_point = {0: [], 1: [], 5: []}
+        steps.run()  # one scan before timing: files and Redis streams exist
+        for _ in range(args.repeat):
+            for n in per_point:
+                viewers.show(n)
+                per_point[n].append(steps.run()["ms_per_point"])
+        steps.close()
+        frames = Scans("frames", args.points, args.frames)
+        viewers.show(1)
+        before = viewers.frames()
+        acquisition = frames.run()
+        shown = viewers.frames() - before
+        frames.close()
+    finally:
+        viewers.close()
+        server.terminate()
+    median = {n: statistics.median(v) for n, v in per_point.items()}
+    return {
+        "benchmark": "view_load", "date": time.strftime("%Y-%m-%d"), "points": args.points, "repeat": args.repeat,
+        "ms_per_point_no_view": round(median[0], 5), "ms_per_point_1_view": round(median[1], 5),
+        "ms_per_point_5_views": round(median[5], 5),
+        "ratio_1_view": round(median[1] / median[0], 3), "ratio_5_views": round(median[5] / median[0], 3),
+        "runs_ms_per_point": {str(n): [round(x, 5) for x in v] for n, v in per_point.items()},
+        "noise_no_view_max_over_min": round(max(per_point[0]) / min(per_point[0]), 3),
+        "frame_acquisition": {"frames": args.frames, "rate_hz": 250, "fps": round(acquisition["fps"], 1),
+                              "dropped": acquisition["dropped"], "frame_shape": acquisition["frame_shape"],
+                              "wall_s": round(acquisition["wall_s"], 2)},
+        "frames_shown": shown, "frame_view_hz": round(shown / acquisition["wall_s"], 1),
+    }
+
+
+if __name__ == "__main__":
+    main()
