@@ -16,7 +16,8 @@ maximum. One JSON line.
 pipeline (chunks staged into pinned buffers, decoded and integrated on the GPU, `--frames`
 frames cycling over the bank): `fps`. `fps_int32`: the bank decoded, int32 frames in pinned
 host memory (as the issue's CuPy peer had them), `fps_int32_pageable` from an ordinary numpy
-array. `max_rel_err` is against the CPU path. The CPU pipeline runs in the same invocation
+array. `fps_to_device`: the compressed frames into patterns left on the GPU (`device=True`,
+as before a reconstruction there), one run. `max_rel_err` is against the CPU path. The CPU pipeline runs in the same invocation
 with `--processes` processes (`cpu_fps`).
 """
 from __future__ import annotations
@@ -126,6 +127,13 @@ def gpu_figures(chunks, npt, frames, int32_frames, repeat):
         start = time.perf_counter()
         gpu.integrate_compressed(stream)
         runs.append(frames / (time.perf_counter() - start))
+    gpu.integrate_compressed(stream[:4 * gpu.gpu.batch], device=True)
+    start = time.perf_counter()
+    on_device = gpu.integrate_compressed(stream, device=True)
+    cupy.cuda.Device().synchronize()
+    to_device = frames / (time.perf_counter() - start)
+    error = max(error, _rel(on_device[:len(chunks)].get(), expected))
+    del on_device
     bank = np.stack([decoded[i % len(decoded)] for i in range(int32_frames)])
     pinned = pinned_empty(bank.shape, np.int32)
     pinned[...] = bank
@@ -139,7 +147,7 @@ def gpu_figures(chunks, npt, frames, int32_frames, repeat):
             best = max(best, len(source) / (time.perf_counter() - start))
         int32[name] = best
     return {"device": cupy.cuda.runtime.getDeviceProperties(0)["name"].decode(), "fps": max(runs),
-            "fps_runs": [round(r) for r in runs], "fps_int32": int32["pinned"],
+            "fps_runs": [round(r) for r in runs], "fps_to_device": to_device, "fps_int32": int32["pinned"],
             "fps_int32_pageable": int32["pageable"], "max_rel_err": error, "batch": gpu.gpu.batch,
             "staging_threads": gpu.gpu.stager.threads}
 
