@@ -7,6 +7,8 @@
    session, saving and publishing, in its own process; the conditions are interleaved
    (0, 1, 5, 0, 1, 5, ...) so drifts of the machine hit them alike; medians compared.
    Goal: 1 and 5 pages within 5% of none.
+   Also "5 streams": five event streams read by plain HTTP clients (pages on other hosts:
+   the view server's work without the browsers' CPU on this machine).
 2. Frame view refresh during a 250 Hz full-frame acquisition (`fscan` of the demo session's
    Pilatus 2M, frames replayed from a bank as benchmarks/xrdct_acquisition.py does): distinct
    frames the page displayed per second of scan. Goal >= 5 Hz; the scan must keep 250 Hz.
@@ -134,6 +136,29 @@ class Viewers:
         self.playwright.stop()
 
 
+class Streams:
+    """Event streams read by plain HTTP clients: the view server's side of pages that run on
+    other hosts (the server still reads Redis and sends every message, no browser here)."""
+
+    def __init__(self, url, count):
+        import threading
+        import urllib.request
+
+        self.stop = threading.Event()
+
+        def read():
+            with urllib.request.urlopen(url.split("?")[0].rstrip("/") + "/events", timeout=60) as stream:
+                while not self.stop.is_set() and stream.readline():
+                    pass
+        self.threads = [threading.Thread(target=read, daemon=True) for _ in range(count)]
+        for thread in self.threads:
+            thread.start()
+        time.sleep(SETTLE_S)
+
+    def close(self):
+        self.stop.set()
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--points", type=int, default=20000)
@@ -159,12 +184,15 @@ def run(args):
     viewers = Viewers(url)
     try:
         steps = Scans("steps", args.points, args.frames)
-        per_point = {0: [], 1: [], 5: []}
+        per_point = {0: [], 1: [], 5: [], "5 streams": []}
         steps.run()  # one scan before timing: files and Redis streams exist
         for _ in range(args.repeat):
             for n in per_point:
-                viewers.show(n)
+                viewers.show(n if isinstance(n, int) else 0)
+                streams = Streams(url, 5) if n == "5 streams" else None
                 per_point[n].append(steps.run()["ms_per_point"])
+                if streams:
+                    streams.close()
         steps.close()
         frames = Scans("frames", args.points, args.frames)
         viewers.show(1)
@@ -181,6 +209,8 @@ def run(args):
         "ms_per_point_no_view": round(median[0], 5), "ms_per_point_1_view": round(median[1], 5),
         "ms_per_point_5_views": round(median[5], 5),
         "ratio_1_view": round(median[1] / median[0], 3), "ratio_5_views": round(median[5] / median[0], 3),
+        "ms_per_point_5_remote_streams": round(median["5 streams"], 5),
+        "ratio_5_remote_streams": round(median["5 streams"] / median[0], 3),
         "runs_ms_per_point": {str(n): [round(x, 5) for x in v] for n, v in per_point.items()},
         "noise_no_view_max_over_min": round(max(per_point[0]) / min(per_point[0]), 3),
         "frame_acquisition": {"frames": args.frames, "rate_hz": 250, "fps": round(acquisition["fps"], 1),
