@@ -49,6 +49,9 @@ def fake_scan(client, frames):
 
 
 def test_killing_a_worker_mid_scan_loses_no_frame(shared_redis):
+    from bliss_lite.processing import worker_pool
+
+    worker_pool.stop_all()  # workers an earlier test's scans left running would take the frames
     client = connect(shared_redis, socket_timeout=None)
     settings = IntegrationSettings.from_poni(PONI, roi=ROI, npt=100)
     integrator = LeanIntegrator(settings)

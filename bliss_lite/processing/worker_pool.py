@@ -53,6 +53,7 @@ def pool(url):
 
 
 @atexit.register
-def _stop_all():
+def stop_all():
+    """Stop the workers this process started (at exit; tests that need no stray worker too)."""
     for p in _POOLS.values():
         p.stop()
