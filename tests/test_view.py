@@ -111,8 +111,6 @@ def test_mesh_image_puts_each_point_where_the_motors_were(view, scan_session, ba
     image = live.mesh_image("gauss")
     assert image.shape == (3, 5)
     # pixel (row, column) is where m1 was the row's value and m0 the column's
-    m0 = np.full(15, np.nan)
-    m0[:] = data["m0"]
     placed = live.points["m0"].values
     grid = np.full((3, 5), np.nan)
     for k in range(15):

@@ -17,6 +17,7 @@ from view_helpers import ViewServer
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run"]
+HANG_LOOKS = 2000  # looks at the page before giving up: a hang guard, nothing is timed
 ARTEFACTS = Path(os.environ.get("BLISS_LITE_TEST_ARTEFACTS", Path(__file__).resolve().parents[1] / "test-artefacts"))
 
 pytestmark = pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (.ci/run installs it)")
@@ -55,15 +56,16 @@ def shot(page, name):
 
 def test_the_curve_gains_the_scans_points_as_they_come(page, shared_redis, data_root):
     running = session("plotselect(gauss); ascan(m0, 3, 7, 60, 0.04, gauss, diode1)", shared_redis)
-    seen = []
+    seen, looks = [], 0
     while running.poll() is None or not seen or seen[-1] < 61:
+        looks += 1
+        assert looks < HANG_LOOKS, f"hang guard: the page stopped at {seen[-1:]} points"
         points = page.evaluate("blissView.desc && blissView.desc.title.startsWith('ascan m0 3 7 60') ? blissView.points : 0")
         if not seen or points != seen[-1]:
             seen.append(points)
         if running.poll() not in (None, 0):
             pytest.fail(running.stderr.read())
         time.sleep(0.05)
-        assert len(seen) < 2000
     assert seen == sorted(seen) and seen[-1] == 61
     assert any(0 < n < 61 for n in seen), seen  # the page drew points while the scan ran
     with h5py.File(data_root / "test" / "sample.h5", "r") as h5:

@@ -231,11 +231,7 @@ class LiveScan:
         return max(sizes + [self.frames_seen]) if sizes or self.frames_seen else 0
 
     def summary(self):
-        info = self.info
-        return {"key": self.key, "name": self.reader.name, "number": self.reader.number,
-                "session": self.reader.session, "title": info.get("title"), "state": self.state,
-                "end_reason": self.end_reason, "points": self.npoints, "expected": _expected(info),
-                "filename": info.get("filename"), "entry": info.get("entry"), "start_time": info.get("start_time")}
+        return summary(self.reader, self.state, self.end_reason, self.npoints)
 
     def describe(self):
         """The summary and what the page needs to lay the scan out."""
@@ -268,10 +264,10 @@ class LiveScan:
         names = self.scalars if names is None else [n for n in names if n in self.points]
         return {n: _plain(self.points[n].values[start::stride]) for n in names}
 
-    def frame_array(self):
-        if self.frame is None:
-            return None
-        return self.reader.decode(self.detector, self.frame[1])[1][0]
+    def frame_array(self, frame=None):
+        """The decoded newest frame (or the given (index, fields) one), None before the first."""
+        frame = frame or self.frame
+        return None if frame is None else self.reader.decode(self.detector, frame[1])[1][0]
 
     def pattern_curves(self):
         if self.pattern_last is None:
@@ -290,6 +286,15 @@ class LiveScan:
         if mesh["backnforth"]:
             image[1::2] = image[1::2, ::-1].copy()
         return image
+
+
+def summary(reader, state, end_reason, points=None):
+    """A scan's line in the list: what it is, where it is saved, how far it got."""
+    info = reader.scan_info
+    return {"key": reader.key, "name": reader.name, "number": reader.number, "session": reader.session,
+            "title": info.get("title"), "state": state, "end_reason": end_reason, "points": points,
+            "expected": _expected(info), "filename": info.get("filename"), "entry": info.get("entry"),
+            "start_time": info.get("start_time")}
 
 
 def _expected(info):

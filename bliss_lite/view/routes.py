@@ -13,10 +13,11 @@ from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 
 from bliss_lite.view import images
-from bliss_lite.view.server import HEARTBEAT_S, QUEUE_LIMIT, STATIC, event_stream_headers
+from bliss_lite.view.server import HEARTBEAT_S, QUEUE_LIMIT, STATIC
 from bliss_lite.view.watcher import encode_event
 
 NO_STORE = {"Cache-Control": "no-store"}
+EVENT_STREAM = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 class NotFound(Exception):
@@ -79,7 +80,7 @@ async def events(request):
         finally:
             watcher.unsubscribe(listener)
 
-    return StreamingResponse(stream(), media_type="text/event-stream", headers=event_stream_headers())
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=EVENT_STREAM)
 
 
 async def _scan(request):
@@ -122,7 +123,7 @@ async def frame_png(request):
         raise NotFound(f"scan {scan.reader.number} has no frame in Redis yet")
     frame = scan.frame
     response = await _png(request, scan, "frame", (), frame[0],
-                          lambda: images.frame_png(scan.reader.decode(scan.detector, frame[1])[1][0]))
+                          lambda: images.frame_png(scan.frame_array(frame)))
     response.headers["X-Frame-Index"] = str(frame[0])
     return response
 
@@ -144,8 +145,11 @@ async def mesh_png(request):
         raise ValueError(f"scan {scan.reader.number} is not a mesh")
     if counter not in scan.points:
         raise ValueError(f"counter {counter!r} is not in scan {scan.reader.number}")
-    return await _png(request, scan, "mesh", counter, scan.versions["points"],
-                      lambda: images.map_png(scan.mesh_image(counter), ~np.isnan(scan.mesh_image(counter))))
+    def render():
+        image = scan.mesh_image(counter)
+        return images.map_png(image, ~np.isnan(image))
+
+    return await _png(request, scan, "mesh", counter, scan.versions["points"], render)
 
 
 def _int_param(request, name, size, what):
@@ -163,7 +167,7 @@ def _int_param(request, name, size, what):
 async def map_png(request):
     scan = await _scan(request)
     phase = request.query_params.get("phase")
-    z = int(request.query_params.get("z", "0") or 0)
+    z = _int_param(request, "z", len(scan.info.get("xrdct", {}).get("z_positions", [0])), "the z index")
     if (z, phase) not in scan.maps:
         raise NotFound(f"no map of phase {phase!r} at z index {z} yet (phases: {sorted({p for _, p in scan.maps})})")
     image, _ = scan.maps[(z, phase)]

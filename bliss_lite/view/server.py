@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import hmac
 import ipaddress
-import json
 import os
 import secrets
 import socket
@@ -74,7 +73,7 @@ def create_app(watcher, token=None, loopback=True):
     from starlette.applications import Starlette
     from starlette.middleware import Middleware
     from starlette.middleware.trustedhost import TrustedHostMiddleware
-    from starlette.routing import Mount, Route
+    from starlette.routing import Mount
     from starlette.staticfiles import StaticFiles
 
     from bliss_lite.view import routes
@@ -211,10 +210,3 @@ def _serve(app, sock, watcher):
         watcher.stop()
     return 0
 
-
-def event_stream_headers():
-    return {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-
-
-def json_bytes(payload):
-    return json.dumps(payload).encode()

@@ -18,7 +18,7 @@ import numpy as np
 from bliss_lite.data.client import ScanReader
 from bliss_lite.data.model import HISTORY_KEY
 from bliss_lite.scans.peaks import PLOTSELECT_KEY, fwhm_and_center, peak_index
-from bliss_lite.view.live_scan import LiveScan
+from bliss_lite.view.live_scan import LiveScan, summary
 
 POLL_S = 0.1
 RECENT = 20  # scans in the list
@@ -42,7 +42,7 @@ class Watcher:
         self._history_id = None
         self._wanted = {}  # key -> time a page last asked for it
         self._sent = {}  # key -> {channel: points already sent as deltas}
-        self._pending = {}  # key -> (time of the last message, (state, frame, maps) then, unsent changes)
+        self._pending = {}  # key -> (time of the last message, (state, frame, maps) it carried, unsent changes?)
         self._recent_json = None
         self._stop = threading.Event()
         self.error = None
@@ -103,7 +103,7 @@ class Watcher:
                 fresh.append(ScanReader(self.client, key))
             except KeyError:  # evicted
                 continue
-        summaries = [_summary_of(r) for r in fresh]
+        summaries = [summary(r, r.record.get("state"), r.record.get("end_reason")) for r in fresh]
         known = {s["key"] for s in summaries}
         self.recent = (summaries + [s for s in self.recent if s["key"] not in known])[:RECENT]
         if fresh:
@@ -162,16 +162,14 @@ class Watcher:
     def _maybe_emit(self, scan, changed, now):
         """New points go out at most every MESSAGE_S (pages redraw no faster than that); a new
         state or frame goes out at once."""
-        pending = self._pending.get(scan.key)
-        if changed:
-            mark = (scan.state, scan.versions["frame"], scan.versions["maps"])
-            urgent = pending is None or mark != pending[1]
-            self._pending[scan.key] = pending = (pending[0] if pending else now - MESSAGE_S, mark, True)
-            if urgent:
-                pending = (now - MESSAGE_S, mark, True)
-        if pending and pending[2] and now - pending[0] >= MESSAGE_S:
+        sent_at, sent_mark, unsent = self._pending.get(scan.key, (None, None, False))
+        mark = (scan.state, scan.versions["frame"], scan.versions["maps"])
+        unsent = unsent or changed
+        if unsent and (mark != sent_mark or now - sent_at >= MESSAGE_S):
             self._emit("scan", self._scan_message(scan))
-            self._pending[scan.key] = (now, pending[1], False)
+            self._pending[scan.key] = (now, mark, False)
+        else:
+            self._pending[scan.key] = (sent_at, sent_mark, unsent)
 
 
     def _scan_message(self, scan):
@@ -211,14 +209,6 @@ class Watcher:
 
 def encode_event(event, payload):
     return f"event: {event}\ndata: {json.dumps(payload)}\n\n".encode()
-
-
-def _summary_of(reader):
-    info = reader.scan_info
-    return {"key": reader.key, "name": reader.name, "number": reader.number, "session": reader.session,
-            "title": info.get("title"), "state": reader.record.get("state"),
-            "end_reason": reader.record.get("end_reason"), "points": None, "expected": info.get("npoints"),
-            "filename": info.get("filename"), "entry": info.get("entry"), "start_time": info.get("start_time")}
 
 
 def markers(scan):
