@@ -2,7 +2,16 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+
+SUBCOMMANDS = {  # `bliss-lite NAME ...` -> the module whose main(argv) runs it
+    "demo": "bliss_lite.demo",
+    "reprocess": "bliss_lite.processing.reprocess",
+    "view": "bliss_lite.view.server",
+    "plot": "bliss_lite.view.export",
+    "worker": "bliss_lite.processing.worker",
+}
 
 
 def _parser():
@@ -104,26 +113,8 @@ def _main(argv):
         return _server(argv[1:])
     if argv and argv[0] == "follow":
         return _follow(argv[1:])
-    if argv and argv[0] == "demo":
-        from bliss_lite.demo import main as demo_main
-
-        return demo_main(argv[1:])
-    if argv and argv[0] == "reprocess":
-        from bliss_lite.processing.reprocess import main as reprocess_main
-
-        return reprocess_main(argv[1:])
-    if argv and argv[0] == "view":
-        from bliss_lite.view.server import main as view_main
-
-        return view_main(argv[1:])
-    if argv and argv[0] == "plot":
-        from bliss_lite.view.export import main as plot_main
-
-        return plot_main(argv[1:])
-    if argv and argv[0] == "worker":
-        from bliss_lite.processing.worker import main as worker_main
-
-        return worker_main(argv[1:])
+    if argv and argv[0] in SUBCOMMANDS:  # imported only when asked for: each has its own weight
+        return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
     if args.session is None:

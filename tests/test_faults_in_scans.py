@@ -123,18 +123,14 @@ def test_a_limit_switch_mid_scan_stops_it_where_it_was_hit(remote):
     assert ns["x"].position == pytest.approx(1.5) and at_rest(ns, "x")
 
 
-def test_a_silent_controller_fails_the_scan_without_a_hang(remote):
+@pytest.mark.parametrize("fault, message", [
+    ("silent", r"^x: controller 'remote_stages' at 127\.0\.0\.1:\d+: no reply to \w+ within 0\.5 s"),  # no hang
+    ("garble 1", r"^x: .*garbled reply to \w+"),
+], ids=["silent controller", "garbled reply"])
+def test_a_controller_that_stops_answering_well_fails_the_scan_by_name(remote, fault, message):
     ns = remote
-    after(0.3, lambda: ns["motors"].send("INJECT silent"))
-    with pytest.raises(AxisError, match=r"^x: controller 'remote_stages' at 127\.0\.0\.1:\d+: no reply to \w+ within 0\.5 s"):
-        ns["ascan"](ns["x"], 0, 2, 40, 0.02, ns["diode1"])
-    check_closed(ns, ns["SCANS"][-1], "FAILURE", ["x", "diode1"])
-
-
-def test_a_garbled_reply_mid_scan_is_named(remote):
-    ns = remote
-    after(0.3, lambda: ns["motors"].send("INJECT garble 1"))
-    with pytest.raises(AxisError, match=r"^x: .*garbled reply to \w+"):
+    after(0.3, lambda: ns["motors"].send(f"INJECT {fault}"))
+    with pytest.raises(AxisError, match=message):
         ns["ascan"](ns["x"], 0, 2, 40, 0.02, ns["diode1"])
     check_closed(ns, ns["SCANS"][-1], "FAILURE", ["x", "diode1"])
 
