@@ -206,9 +206,13 @@ def test_omega_sweeping_scan_is_reconstructed_live_and_at_the_end(scan_session):
 
     ns = scan_session
     scan = ns["xrdct"](ns["omega"], ns["x"], ns["z"], -1, 1, 8, [0.0], 0.06, n_omega=10, fast_axis="omega",
-                       hooks={"integration": {"npt": 200}, "reconstruction": {
-                           "phases": {"CeO2": "CeO2", "LaB6": "LaB6"}, "live_period_s": 0.3}})
+                       hooks={"integration": {"npt": 200, "backend": "auto"}, "reconstruction": {
+                           "phases": {"CeO2": "CeO2", "LaB6": "LaB6"}, "live_period_s": 0.3, "backend": "auto"}})
     hook = scan.hook("reconstruction")
+    from bliss_lite.processing import gpu
+
+    here = "gpu" if gpu.available() else "cpu"  # "auto": the GPU where there is one
+    assert hook.resolved == here and hook.configuration()["sinograms_on_gpu"] == (here == "gpu")
     assert hook.live_updates >= 1  # the partial sinogram was reconstructed while the scan ran
     assert set(hook.result["maps"]) == {"CeO2", "LaB6"} and hook.result["volume"].shape == (1, 8, 8, 200)
     assert hook.result["filled"] == 1.0
@@ -233,3 +237,32 @@ def test_bad_reconstruction_options_are_refused_before_motion(test_session):
     with pytest.raises(ValueError, match="hook reconstruction: unknown option\\(s\\) slices"):
         ns["xrdct"](*args, n_omega=6, fast_axis="x", hooks={"reconstruction": {"slices": 3}})
     assert ns["x"].position == before
+
+
+def test_gpu_backend_without_a_gpu_is_refused_before_motion(test_session):
+    from bliss_lite.processing import gpu
+
+    if gpu.available():
+        pytest.skip("a GPU is here: backend 'gpu' is accepted")
+    ns = test_session
+    before = ns["x"].position
+    args = (ns["omega"], ns["x"], ns["z"], -0.25, 0.25, 4, [0.0], 0.008)
+    with pytest.raises(ValueError, match="hook integration: integration: backend 'gpu' needs CuPy and an NVIDIA GPU, "
+                                         "but CuPy cannot be imported .*; use backend='cpu' or 'auto'"):
+        ns["xrdct"](*args, n_omega=6, fast_axis="x", hooks={"integration": {"backend": "gpu"}})
+    with pytest.raises(ValueError, match="hook reconstruction: reconstruction: backend 'gpu' needs CuPy"):
+        ns["xrdct"](*args, n_omega=6, fast_axis="x", hooks={"integration": {}, "reconstruction": {"backend": "gpu"}})
+    with pytest.raises(ValueError, match="hook integration: backend must be one of cpu, gpu, auto, got 'cuda'"):
+        ns["xrdct"](*args, n_omega=6, fast_axis="x", hooks={"integration": {"backend": "cuda"}})
+    assert ns["x"].position == before
+
+
+def test_a_worker_asked_for_the_gpu_where_there_is_none_exits_with_the_reason():
+    from bliss_lite.processing import gpu
+
+    if gpu.available():
+        pytest.skip("a GPU is here")
+    done = subprocess.run([sys.executable, "-m", "bliss_lite.cli", "worker", "--backend", "gpu", "--redis",
+                           "redis://127.0.0.1:1"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "bliss-lite worker: --backend gpu, but CuPy cannot be imported" in done.stderr

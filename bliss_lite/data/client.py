@@ -30,6 +30,14 @@ class RedisLost(RedisUnavailable, redis.ConnectionError):
     """Redis went away (or lost the scan) while a reader used it; the message names the server."""
 
 
+def decode_entry(spec: ChannelSpec, fields):
+    """(index of the first point, points) of one stream entry of a channel described by `spec`."""
+    if spec.encoding == "bslz4":  # one compressed frame per entry
+        frame = bslz4.decompress(fields[b"data"], spec.shape, spec.numpy_dtype.newbyteorder("="))
+        return int(fields[b"index"]), frame[np.newaxis]
+    return int(fields[b"index"]), decode_points(spec, fields[b"data"], int(fields[b"count"]))
+
+
 @contextmanager
 def _named(client, what):
     """Connection errors become RedisLost, saying which server and what was being read."""
@@ -88,11 +96,7 @@ class ScanReader:
 
     def decode(self, name, fields):
         """(index of the first point, points) of one stream entry of channel `name`."""
-        spec = self.channels[name]
-        if spec.encoding == "bslz4":  # one compressed frame per entry
-            frame = bslz4.decompress(fields[b"data"], spec.shape, spec.numpy_dtype.newbyteorder("="))
-            return int(fields[b"index"]), frame[np.newaxis]
-        return int(fields[b"index"]), decode_points(spec, fields[b"data"], int(fields[b"count"]))
+        return decode_entry(self.channels[name], fields)
 
     def page(self, names):
         """Entries to ask for at once: a frame channel's page stays under PAGE_BYTES."""

@@ -5,6 +5,11 @@ configured number of local workers run; a greenlet then collects the patterns as
 back and hands them to listeners (the reconstruction hook). At the end it waits for the last
 patterns, integrates itself whatever no worker delivered (frames dropped from Redis by the
 memory budget, no Redis at all, no worker alive) from the HDF5 file, and writes the NXprocess.
+
+`backend` ("cpu", "gpu", "auto") goes to the workers with the job (a GPU worker integrates
+the compressed frames of a whole batch on the GPU) and is used for the frames integrated
+here; on the GPU those patterns reach the listeners as CuPy arrays, so a GPU reconstruction
+places them without a trip through host memory.
 """
 from __future__ import annotations
 
@@ -13,22 +18,25 @@ import time
 import numpy as np
 
 from bliss_lite.processing import integration_queue as queue
+from bliss_lite.processing.gpu import checked_option, take_rows, to_host
 from bliss_lite.processing.hooks import ScanHook, register_hook, warn
 from bliss_lite.processing.integration_settings import IntegrationSettings
 
-HOOK_OPTIONS = {"workers", "timeout", "poni", "detector", "poll_s"}
+HOOK_OPTIONS = {"workers", "timeout", "poni", "detector", "poll_s", "backend"}
 
 
 class IntegrationHook(ScanHook):
     name = "integration"
 
-    def __init__(self, settings: IntegrationSettings, detector, workers=2, timeout=20.0, poll_s=0.25):
+    def __init__(self, settings: IntegrationSettings, detector, workers=2, timeout=20.0, poll_s=0.25,
+                 backend="cpu"):
         self.settings = settings
+        self.backend = backend  # "cpu", "gpu" or "auto": the workers' and this hook's integration
         self.detector = detector  # name of the frame channel
         self.workers = workers
         self.timeout = timeout  # s without a new pattern before the hook integrates the rest itself
         self.poll_s = poll_s
-        self.listeners = []  # callables (indices, patterns) on the scan's greenlet
+        self.listeners = []  # callables (indices, patterns: NumPy, or CuPy when integrated here on the GPU)
         self.patterns = None  # (frames, npt) float32, filled as they arrive
         self.received = None  # bool per frame
         self.radial = None
@@ -55,7 +63,7 @@ class IntegrationHook(ScanHook):
             warn(f"integration: no Redis for scan {scan.number}: its frames are integrated from the file at the end")
             return
         self._scan_key = scan.key
-        queue.register(self._client, scan.key, self.detector, self.settings, scan.npoints)
+        queue.register(self._client, scan.key, self.detector, self.settings, scan.npoints, self.backend)
         if self.workers:
             from bliss_lite.processing.worker_pool import pool
 
@@ -113,10 +121,12 @@ class IntegrationHook(ScanHook):
         return len(indices)
 
     def _store(self, indices, patterns):
+        """Keep (host copy) and hand on newly arrived patterns (NumPy, or CuPy from the GPU)."""
         self._grow(int(indices.max()) + 1)
         fresh = ~self.received[indices]
-        indices, patterns = indices[fresh], patterns[fresh]
-        self.patterns[indices] = patterns
+        if not fresh.all():
+            indices, patterns = indices[fresh], take_rows(patterns, fresh)
+        self.patterns[indices] = to_host(patterns)
         self.received[indices] = True
         for listener in self.listeners:
             try:
@@ -152,17 +162,18 @@ class IntegrationHook(ScanHook):
         if self._integrator is None:
             from bliss_lite.processing.integrator import LeanIntegrator
 
-            self._integrator = LeanIntegrator(self.settings)
+            self._integrator = LeanIntegrator(self.settings, backend=self.backend)
         return self._integrator
 
     def _integrate_from_file(self, scan, indices):
         from bliss_lite.data.entry_reader import read_frames
 
         integrator = self.integrator()
+        on_gpu = integrator.backend == "gpu"  # patterns stay there for the listeners
         for start in range(0, len(indices), 64):
             chunk = indices[start:start + 64]
             frames = read_frames(scan.filename, scan.entry, self.detector, chunk)
-            self._store(chunk, integrator.integrate_many(frames))
+            self._store(chunk, integrator.integrate_many(frames, device=on_gpu))
             self.local_frames += len(chunk)
 
 
@@ -192,6 +203,7 @@ def make_integration_hook(options, context):
     timeout = hook_options.get("timeout", 20.0)
     if not isinstance(timeout, (int, float)) or not timeout > 0:
         raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+    backend = _checked_backend(hook_options.get("backend", "cpu"), options.get("outliers", "none"))
     if "poni" in hook_options:
         options["poni"] = hook_options.pop("poni")
     try:
@@ -199,4 +211,13 @@ def make_integration_hook(options, context):
     except TypeError as exc:  # an unknown keyword: name the known ones
         known = sorted(set(IntegrationSettings.__dataclass_fields__) - {"geometry", "extra"} | HOOK_OPTIONS)
         raise ValueError(f"{exc}; known options: {', '.join(known)}") from None
-    return IntegrationHook(settings, detector, workers, float(timeout), hook_options.get("poll_s", 0.25))
+    return IntegrationHook(settings, detector, workers, float(timeout), hook_options.get("poll_s", 0.25), backend)
+
+
+def _checked_backend(backend, outliers):
+    """The backend option, refused before the scan where it cannot run: "gpu" needs a GPU
+    here (the frames the workers miss are integrated here) and no outlier rejection."""
+    if checked_option(backend, "integration") == "gpu" and outliers != "none":
+        raise ValueError(f"backend 'gpu': outlier rejection ({outliers}) runs on the CPU only; "
+                         "use backend='cpu' or 'auto'")
+    return backend

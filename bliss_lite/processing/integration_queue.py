@@ -41,13 +41,14 @@ def frames_key(scan_key, detector):
     return f"{scan_key}:data:{detector}"
 
 
-def register(client, scan_key, detector, settings, npoints=None):
-    """Ask the workers to integrate this scan's frames. The group starts at the stream's first
-    entry, so frames written before any worker joins are not missed."""
+def register(client, scan_key, detector, settings, npoints=None, backend="cpu"):
+    """Ask the workers to integrate this scan's frames (`backend`: what the scan asks the
+    workers for, "cpu", "gpu" or "auto"). The group starts at the stream's first entry, so
+    frames written before any worker joins are not missed."""
     import redis
 
     job = {"scan": scan_key, "detector": detector, "settings": settings.to_dict(), "npoints": npoints,
-           "registered": time.time()}
+           "backend": backend, "registered": time.time()}
     try:
         client.xgroup_create(frames_key(scan_key, detector), GROUP, id="0", mkstream=True)
     except redis.ResponseError as exc:

@@ -24,6 +24,7 @@ import numpy as np
 import scipy.sparse
 
 from bliss_lite.processing import csr_kernels
+from bliss_lite.processing.gpu import on_device
 from bliss_lite.processing.integration_settings import IntegrationSettings
 
 
@@ -148,7 +149,7 @@ class LeanIntegrator:
         """(k, rows, columns) frames -> (k, npt) float32 patterns; `device=True` (GPU backend
         only): a CuPy array left on the GPU, e.g. for `fbp(..., backend="gpu")` there."""
         self._check_device(device)
-        if device and type(frames).__module__.startswith("cupy"):  # already on the GPU
+        if device and on_device(frames):  # already on the GPU
             return self.gpu.integrate_device(frames)
         frames = np.asarray(frames)
         if frames.ndim != 3 or frames.shape[1:] != self.shape:

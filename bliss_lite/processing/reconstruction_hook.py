@@ -9,6 +9,12 @@ with x sweeping, each finished line is one projection and is back-projected at o
 slice, so the partial sinogram is reconstructed every `live_period_s` instead. Heavy numpy
 work runs in the hub's threadpool so acquisition never waits for it. Live phase maps go to
 Redis (`<key>:processing:reconstruction`, docs/redis-protocol.md) for viewers.
+
+`backend="gpu"` (or "auto" where there is one): the sinograms are built on the GPU (patterns
+cross the bus once, as CuPy arrays already when the integration ran here on the GPU), FBP and
+SIRT read them there, and only the reconstructed slices come back for the maps and the file.
+Sinograms larger than GPU_SHARE of the GPU's free memory stay in host memory and cross the
+bus slice by slice (`gpu/fbp.py` overlaps that with the work).
 """
 from __future__ import annotations
 
@@ -17,11 +23,13 @@ import time
 
 import numpy as np
 
+from bliss_lite.processing.gpu import checked_option, take_rows, to_host
 from bliss_lite.processing.hooks import ScanHook, register_hook, warn
 
 LIVE_MAXLEN = 500
 METHODS = ("fbp", "sirt")
 NORMALISATIONS = ("i0", "i0+transmission", "none")
+GPU_SHARE = 0.5  # of the GPU's free memory the sinograms may take; the reconstruction needs room too
 
 
 def live_key(scan_key):
@@ -32,13 +40,16 @@ class ReconstructionHook(ScanHook):
     name = "reconstruction"
 
     def __init__(self, phases, method="fbp", iterations=50, window="ramp", centre="auto",
-                 normalise="i0+transmission", roi_width=0.6, live_period_s=1.0, n=None, peak_fwhm=None):
+                 normalise="i0+transmission", roi_width=0.6, live_period_s=1.0, n=None, peak_fwhm=None,
+                 backend="cpu"):
         self.phases = dict(phases)  # {phase: pyFAI calibrant name, or None for amorphous}
         self.method, self.iterations, self.window = method, iterations, window
         self.centre_option = centre
         self.normalisation = normalise
         self.roi_width, self.live_period_s, self.n = roi_width, live_period_s, n
         self.peak_fwhm = peak_fwhm  # the instrument's peak width (q units): fits overlapping peaks
+        self.backend = backend  # as asked; `resolved` is what runs ("cpu" or "gpu")
+        self.resolved = None
         self.reference_i0 = None  # one I0 scale for the whole scan, whatever the batches
         self.builder = self.info = self.rois = None
         self.centre = None
@@ -54,18 +65,36 @@ class ReconstructionHook(ScanHook):
     def scan_started(self, scan):
         import gevent
 
-        from bliss_lite.processing.sinogram import SinogramBuilder
-
         self._integration = scan.hook("integration")
         if self._integration is None:
             raise ValueError("the reconstruction hook needs the integration hook")
-        self.info = scan.scan_info.get("xrdct")
-        if not self.info:
+        info = scan.scan_info.get("xrdct")
+        if not info:
             raise ValueError("the reconstruction hook needs an xrdct scan")
         self._scan = scan
-        self.builder = SinogramBuilder(self.info, self._integration.npt)
+        self.start(info, self._integration.npt)
         self._integration.add_listener(self._on_patterns)
         self._greenlet = gevent.spawn(self._live_forever)
+
+    def start(self, info, npt):
+        """Empty sinograms for the scan's grid (scan_info["xrdct"]), on the GPU where the
+        backend runs there and they fit."""
+        from bliss_lite.processing.gpu import resolve_backend
+        from bliss_lite.processing.sinogram import SinogramBuilder
+
+        self.info = info
+        self.resolved = resolve_backend(self.backend, "reconstruction")
+        on_gpu = self.resolved == "gpu"
+        if on_gpu:
+            import cupy
+
+            size, free = SinogramBuilder.nbytes(info, npt), cupy.cuda.Device().mem_info[0]
+            if size > GPU_SHARE * free:
+                warn(f"reconstruction: the sinograms ({size / 1e9:.1f} GB) would take more than {GPU_SHARE:.0%} of "
+                     f"the GPU's free memory ({free / 1e9:.1f} GB): they stay in host memory and cross the bus "
+                     "slice by slice")
+                on_gpu = False
+        self.builder = SinogramBuilder(info, npt, device=on_gpu)
 
     def scan_finished(self, scan):
         if self._greenlet is not None:
@@ -85,7 +114,7 @@ class ReconstructionHook(ScanHook):
     def reconstruct_all(self, sinograms, radial):
         """Every slice: centre of rotation, volume (nz, n, n, nq), phase maps {phase: (nz, n, n)}."""
         self.centre = self._final_centre(sinograms)
-        volume = np.stack([self._reconstruct(sinograms, iz) for iz in range(len(sinograms.z))])
+        volume = np.stack([to_host(self._reconstruct(sinograms, iz)) for iz in range(len(sinograms.z))])
         return {"volume": volume, "maps": self._maps(volume, radial), "centre": self.centre,
                 "x_mm": sinograms.x_mm, "z": np.asarray(sinograms.z), "radial": radial, "rois": self.rois,
                 "filled": float(sinograms.filled.mean())}
@@ -102,11 +131,14 @@ class ReconstructionHook(ScanHook):
         return {"method": self.method, "iterations": self.iterations, "window": self.window,
                 "peak_fwhm": self.peak_fwhm, "reference_i0": self.reference_i0,
                 "centre_mm": self.centre, "centre_option": self.centre_option, "normalise": self.normalisation,
-                "phases": self.phases, "rois": _plain_rois(self.rois), "roi_width": self.roi_width}
+                "phases": self.phases, "rois": _plain_rois(self.rois), "roi_width": self.roi_width,
+                "backend": self.resolved, "sinograms_on_gpu": self.builder is not None and self.builder.xp is not np}
 
     # -- live ------------------------------------------------------------------------------------
     def _on_patterns(self, indices, patterns):
-        self._pending.append((np.asarray(indices), np.asarray(patterns)))
+        """Patterns (NumPy, or CuPy from a GPU integration) are kept where the sinograms are."""
+        patterns = to_host(patterns) if self.builder.xp is np else self.builder.xp.asarray(patterns)
+        self._pending.append((np.asarray(indices), patterns))
         self._dirty = True
 
     def _take_pending(self):
@@ -120,10 +152,10 @@ class ReconstructionHook(ScanHook):
         for indices, patterns in self._pending:
             ready = indices < known
             if (~ready).any():
-                waiting.append((indices[~ready], patterns[~ready]))
+                waiting.append((indices[~ready], take_rows(patterns, ~ready)))
             if ready.any():
                 idx = indices[ready]
-                self._add(idx, patterns[ready], *(data[n][idx] for n in names))
+                self._add(idx, take_rows(patterns, ready), *(data[n][idx] for n in names))
         self._pending = waiting
 
     def _add(self, indices, patterns, omega, x, z, i0, it):
@@ -180,14 +212,15 @@ class ReconstructionHook(ScanHook):
                                                      centre, n=self.n, window=self.window)
         projector = self.live[iz]
         for iw in np.flatnonzero(sinograms.filled[iz].all(axis=1)):
-            if iw not in projector.added:  # each finished projection once
-                projector.add(int(iw), sinograms.data[iz, iw])
+            if iw not in projector.added:  # each finished projection once (the CPU's incremental path)
+                projector.add(int(iw), to_host(sinograms.data[iz, iw]))
         return projector.image() if projector.count else None
 
     def _partial_fbp(self, sinograms, iz, centre):
         from bliss_lite.processing.fbp import fbp
 
-        return fbp(sinograms.data[iz], sinograms.x_mm, sinograms.omega_deg, centre, n=self.n, window=self.window)
+        return to_host(fbp(sinograms.data[iz], sinograms.x_mm, sinograms.omega_deg, centre, n=self.n,
+                           window=self.window, backend=self.resolved))
 
     def _publish_live(self, scan, maps, complete):
         client = getattr(self._integration, "_client", None)
@@ -232,14 +265,15 @@ class ReconstructionHook(ScanHook):
     def _reconstruct(self, sinograms, iz):
         from bliss_lite.processing.fbp import fbp
 
-        sino = sinograms.data[iz]
+        sino, backend = sinograms.data[iz], self.resolved  # NumPy or CuPy: the image is the same kind
+        start = fbp(sino, sinograms.x_mm, sinograms.omega_deg, self.centre, n=self.n, window=self.window,
+                    backend=backend)
         if self.method == "sirt":
             from bliss_lite.processing.sirt import sirt
 
-            start = fbp(sino, sinograms.x_mm, sinograms.omega_deg, self.centre, n=self.n, window=self.window)
             return sirt(sino, sinograms.x_mm, sinograms.omega_deg, self.centre, iterations=self.iterations,
-                        n=self.n, x0=np.maximum(start, 0))
-        return fbp(sino, sinograms.x_mm, sinograms.omega_deg, self.centre, n=self.n, window=self.window)
+                        n=self.n, x0=start.clip(0), backend=backend)
+        return start
 
     def _image_axis(self, x_mm, n):
         from bliss_lite.processing.fbp import image_axis
@@ -272,7 +306,7 @@ def _plain_rois(rois):
 def make_reconstruction_hook(options, context):
     options = dict(options)
     known = {"phases", "method", "iterations", "window", "centre", "normalise", "roi_width", "live_period_s", "n",
-             "peak_fwhm"}
+             "peak_fwhm", "backend"}
     unknown = sorted(set(options) - known)
     if unknown:
         raise ValueError(f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
@@ -300,4 +334,5 @@ def make_reconstruction_hook(options, context):
     centre = options.get("centre", "auto")
     if centre != "auto" and not isinstance(centre, (int, float)):
         raise ValueError(f"centre must be 'auto' or a position in mm, got {centre!r}")
+    checked_option(options.get("backend", "cpu"), "reconstruction")
     return ReconstructionHook(phases, **options)

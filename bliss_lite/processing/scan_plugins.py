@@ -96,7 +96,6 @@ def reconstruct_scan(data):
     from bliss_lite.processing.frame_sources import hdf5_scan
     from bliss_lite.processing.integration_settings import IntegrationSettings
     from bliss_lite.processing.reconstruction_hook import make_reconstruction_hook
-    from bliss_lite.processing.sinogram import SinogramBuilder
 
     started = time.perf_counter()
     for key in ("filename", "entry"):
@@ -129,7 +128,7 @@ def reconstruct_scan(data):
         radial = results[results.attrs["axes"][-1]][()]
     channels = record.channels
     count = min(len(patterns), *(len(v) for v in channels.values()))
-    hook.info, hook.builder = info, SinogramBuilder(info, patterns.shape[1])
+    hook.start(info, patterns.shape[1])  # its backend option too: sinograms on the GPU where asked for
     hook._add(np.arange(count), patterns[:count], *(channels[n][:count] for n in ("omega", "x", "z", "i0", "it")))
     hook.result = hook.reconstruct_all(hook.builder.sinograms, radial)
     hook.write(path, entry, settings.unit)

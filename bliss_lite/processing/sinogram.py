@@ -4,12 +4,18 @@ Frames arrive in acquisition order (snake lines reversed, batches in any order o
 path), so each frame is placed by its recorded read-backs (omega, x, z) on the scan's grid from
 scan_info["xrdct"], never by its index: x positions are the middles of n_x equal intervals of
 [x_start, x_stop], omega the middles of n_omega intervals of [0, omega_range].
+
+The sinogram data may live on the GPU (SinogramBuilder(..., device=True)): only the patterns
+cross the bus, the placement is computed on the host (it is bookkeeping), and the GPU FBP and
+SIRT then read the sinograms where they are.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+
+from bliss_lite.processing.gpu import on_device, to_host
 
 
 def normalise(patterns, i0, it=None, reference=None):
@@ -18,7 +24,7 @@ def normalise(patterns, i0, it=None, reference=None):
     (N, nq). Pass a fixed `reference` when normalising a scan batch by batch. CuPy patterns
     (integrated on the GPU) stay on the GPU; the monitors are host arrays either way."""
     xp = np
-    if type(patterns).__module__.startswith("cupy"):  # no import of CuPy for NumPy patterns
+    if on_device(patterns):  # no import of CuPy for NumPy patterns
         import cupy as xp
     patterns = xp.asarray(patterns, np.float32)
     i0 = np.asarray(i0, float).reshape(-1)
@@ -129,17 +135,29 @@ def _clash(owner, indices, cells):
 class SinogramBuilder:
     """Fills Sinograms as frames arrive: `add(indices, patterns, omega, x, z)` in any order and
     batch size; `sinograms` is the current state (a view, not a copy). A frame index added
-    again replaces its pattern; two different frames on one grid point are an error."""
+    again replaces its pattern; two different frames on one grid point are an error.
+    `device=True`: the data is a CuPy array on the GPU (patterns NumPy or CuPy)."""
 
-    def __init__(self, info, nq):
+    def __init__(self, info, nq, device=False):
         self.grid = Grid.from_info(info)
         nz, n_omega, n_x = self.grid.z.size, self.grid.omega_deg.size, self.grid.x_mm.size
-        self.data = np.zeros((nz, n_omega, n_x, int(nq)), np.float32)
+        if device:
+            import cupy as xp
+        else:
+            xp = np
+        self.xp = xp
+        self.data = xp.zeros((nz, n_omega, n_x, int(nq)), np.float32)
         self.frame = np.full((nz, n_omega, n_x), -1, np.int64)  # which frame filled each point
+
+    @staticmethod
+    def nbytes(info, nq):
+        """Bytes the sinograms of a scan take (to decide whether they fit on the GPU)."""
+        grid = Grid.from_info(info)
+        return grid.z.size * grid.omega_deg.size * grid.x_mm.size * int(nq) * 4
 
     def add(self, indices, patterns, omega, x, z):
         indices = np.asarray(indices, np.int64).reshape(-1)
-        patterns = np.asarray(patterns, np.float32).reshape(indices.size, -1)
+        patterns = self.xp.asarray(patterns, np.float32).reshape(indices.size, -1)
         if patterns.shape[1] != self.data.shape[-1]:
             raise ValueError(f"patterns have {patterns.shape[1]} q bins, expected {self.data.shape[-1]}")
         iz, io, ix = self.grid.locate(omega, x, z, indices)
@@ -149,7 +167,11 @@ class SinogramBuilder:
             raise ValueError(f"frame {int(indices[k])} lands on the grid point of frame {other} "
                              f"(z {self.grid.z[iz[k]]:g}, omega {self.grid.omega_deg[io[k]]:g}, "
                              f"x {self.grid.x_mm[ix[k]]:g})")
-        self.data[iz, io, ix] = patterns
+        if self.xp is np:
+            self.data[iz, io, ix] = patterns
+        else:  # CuPy scatters with its own index arrays
+            cells = np.ravel_multi_index((iz, io, ix), self.frame.shape)
+            self.data.reshape(-1, self.data.shape[-1])[self.xp.asarray(cells)] = patterns
         self.frame[iz, io, ix] = indices
 
     @property
@@ -169,8 +191,9 @@ def estimate_centre(sino, x_mm, omega_deg):
     """Centre of rotation (motor x, mm) from one slice (n_omega, n_x[, nq]): each projection's
     centre of mass (summed over q) is c + a cos(omega) + b sin(omega) for a consistent
     sinogram (the sample's centre of mass turning about the axis); least squares for c, a, b."""
-    sino = np.asarray(sino, float)
-    profile = sino.reshape(sino.shape[0], sino.shape[1], -1).sum(axis=2)
+    if not hasattr(sino, "__cuda_array_interface__"):  # a CuPy sinogram is summed on the GPU
+        sino = np.asarray(sino)
+    profile = to_host(sino.reshape(sino.shape[0], sino.shape[1], -1).sum(axis=2, dtype=np.float64))
     x_mm = np.asarray(x_mm, float)
     omega = np.radians(np.asarray(omega_deg, float))
     mass = profile.sum(axis=1)

@@ -6,6 +6,11 @@ and the numba product each use one core). Each round it first claims frames left
 a dead worker (idle longer than CLAIM_IDLE_MS), then reads new ones; patterns and
 acknowledgements go in one pipelined round trip per batch. A frame whose entry Redis has
 already dropped (memory budget) is left to the scan's hook, which reads it from the file.
+
+A job may ask for the GPU (`backend` "gpu" or "auto", the integration hook's option): a worker
+that has one integrates a whole batch at once, the frames crossing the bus as the compressed
+bytes Redis holds and decoded there; a worker without one integrates on the CPU (same
+patterns within 1e-4) and says so once, so a GPU host and CPU hosts can share a scan.
 """
 from __future__ import annotations
 
@@ -23,27 +28,45 @@ from bliss_lite.processing.integration_settings import IntegrationSettings
 
 
 class Worker:
-    def __init__(self, client, name=None, batch=16, frame_delay=0.0, log=None):
+    def __init__(self, client, name=None, batch=16, frame_delay=0.0, log=None, backend=None):
         self.client = client
+        self.backend = backend  # overrides the jobs' backend when given ("cpu", "gpu", "auto")
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
         self.batch = batch
         self.frame_delay = frame_delay  # tests: slow down, so a kill lands mid-batch
         self.log = log or (lambda text: print(text, file=sys.stderr, flush=True))
-        self.integrators = {}  # settings JSON -> LeanIntegrator (built once per geometry)
+        self.integrators = {}  # (settings JSON, backend asked for) -> LeanIntegrator
         self.readers = {}  # scan key -> ScanReader (channel specs)
         self.described = set()  # scans whose integration info this worker has made sure of
         self.done = 0
         self.stopping = False
         self._announce_id = "$"
+        self._said = set()  # GPU fallback reasons already logged
 
     def integrator(self, job):
+        """The job's integrator, built once per geometry and asked-for backend. "gpu" and "auto"
+        take the GPU where LeanIntegrator can (a GPU here, no outlier rejection); where a job
+        asked for "gpu" and gets the CPU, the reason is said once."""
+        from bliss_lite.processing import gpu
+
         settings = IntegrationSettings.from_dict(job["settings"])
-        key = settings.to_json()
+        requested = self.backend or job.get("backend", "cpu")
+        requested = requested if requested in gpu.BACKENDS else "cpu"
+        key = (settings.to_json(), requested)
         if key not in self.integrators:
             from bliss_lite.processing.integrator import LeanIntegrator
 
-            self.integrators[key] = LeanIntegrator(settings)
+            integrator = LeanIntegrator(settings, backend="cpu" if requested == "cpu" else "auto")
+            if requested == "gpu" and integrator.backend != "gpu":
+                self._say_once(gpu.unavailable_reason()
+                               or f"outlier rejection ({settings.outliers}) runs on the CPU only")
+            self.integrators[key] = integrator
         return self.integrators[key]
+
+    def _say_once(self, reason):
+        if reason not in self._said:
+            self._said.add(reason)
+            self.log(f"worker {self.name}: backend 'gpu' asked for, but {reason}: integrating on the CPU")
 
     def run(self, max_idle_s=None, max_frames=None, reconnect_s=10.0):
         """Work until stopped (SIGTERM/SIGINT), or idle for `max_idle_s`, or `max_frames` done,
@@ -126,23 +149,38 @@ class Worker:
         if key not in self.described:
             queue.set_info(self.client, key, integrator)
             self.described.add(key)
-        indices, patterns, ids = [], [], []
-        for entry_id, fields in entries:
-            ids.append(entry_id)
-            if b"data" not in fields:  # the seal entry: nothing to integrate
-                continue
-            index, frames = reader.decode(job["detector"], fields)
-            for k, frame in enumerate(frames):
-                indices.append(index + k)
-                patterns.append(integrator.integrate(frame))
-                if self.frame_delay:
-                    time.sleep(self.frame_delay)
+        ids = [entry_id for entry_id, _ in entries]
+        indices, patterns = integrate_entries(reader.channels[job["detector"]], integrator,
+                                              [fields for _, fields in entries], self.frame_delay)
         pipe = self.client.pipeline(transaction=False)
         queue.publish_patterns(pipe, key, indices, patterns, self.name)
         pipe.xack(queue.frames_key(key, job["detector"]), queue.GROUP, *ids)
         pipe.execute()
         self.done += len(indices)
         return len(indices)
+
+
+def integrate_entries(spec, integrator, entries, frame_delay=0.0):
+    """(indices, patterns) of a batch of frame-stream entries (field dicts; the seal entry has
+    no data). On the GPU a batch of Bitshuffle-LZ4 frames is one call: the compressed bytes
+    cross the bus and are decoded there. Elsewhere frame by frame, decoded here."""
+    from bliss_lite.data.client import decode_entry
+
+    entries = [fields for fields in entries if b"data" in fields]
+    if integrator.backend == "gpu" and spec.encoding == "bslz4" and entries:
+        indices = [int(fields[b"index"]) for fields in entries]
+        patterns = integrator.integrate_compressed([fields[b"data"] for fields in entries],
+                                                   dtype=spec.numpy_dtype.newbyteorder("="))
+        return indices, patterns
+    indices, patterns = [], []
+    for fields in entries:
+        index, frames = decode_entry(spec, fields)
+        for k, frame in enumerate(frames):
+            indices.append(index + k)
+            patterns.append(integrator.integrate(frame))
+            if frame_delay:
+                time.sleep(frame_delay)
+    return indices, patterns
 
 
 def main(argv=None):
@@ -155,10 +193,18 @@ def main(argv=None):
     parser.add_argument("--name", help="consumer name (default: host-pid)")
     parser.add_argument("--batch", type=int, default=16, help="frames read at once (default 16)")
     parser.add_argument("--max-idle", type=float, default=None, help="exit after S seconds without frames")
+    parser.add_argument("--backend", choices=("cpu", "gpu", "auto"), default=None,
+                        help="integrate on this backend whatever the scans ask for (default: the scan's choice)")
     parser.add_argument("--frame-delay", type=float, default=0.0, help=argparse.SUPPRESS)  # tests
     args = parser.parse_args(argv)
     if args.batch < 1:
         parser.error(f"--batch must be >= 1, got {args.batch}")
+    if args.backend == "gpu":
+        from bliss_lite.processing import gpu
+
+        if not gpu.available():
+            print(f"bliss-lite worker: --backend gpu, but {gpu.unavailable_reason()}", file=sys.stderr)
+            return 1
     from bliss_lite.data import redis_server
 
     try:
@@ -172,7 +218,7 @@ def main(argv=None):
     except Exception as exc:  # noqa: BLE001 - unreachable: reported, exit 1
         print(f"bliss-lite worker: cannot reach Redis: {exc}", file=sys.stderr)
         return 1
-    worker = Worker(client, args.name, args.batch, args.frame_delay)
+    worker = Worker(client, args.name, args.batch, args.frame_delay, backend=args.backend)
 
     def stop(*_):
         worker.stopping = True
