@@ -3,12 +3,17 @@
 
 1. Step-scan per-point cost with 0, 1 and 5 pages of `bliss-lite view` open in headless
    Chromium (one browser, five tabs: the "0" tabs show about:blank, so the idle browser is
-   there in every case). `ascan(m4, 0, 1, N-1, 0, diode1, diode2, diode3)` in the `test`
-   session, saving and publishing, in its own process; the conditions are interleaved
-   (0, 1, 5, 0, 1, 5, ...) so drifts of the machine hit them alike; medians compared.
-   Goal: 1 and 5 pages within 5% of none.
+   there in every case). The tabs are opened and closed through the DevTools HTTP endpoint
+   (/json/new, /json/close) and nothing is attached to them while the scan runs, as in a
+   scientist's browser: an automation driver attached to a page (Playwright's CDP session,
+   with its network and runtime domains) more than doubles the renderer's CPU, so that case
+   is measured apart ("5 automated": five Playwright pages of a second browser).
+   `ascan(m4, 0, 1, N-1, 0, diode1, diode2, diode3)` in the `test` session, saving and
+   publishing, in its own process; the conditions are interleaved (0, 1, 5, ...) so drifts of
+   the machine hit them alike; medians compared. Goal: 1 and 5 pages within 5% of none.
    Also "5 streams": five event streams read by plain HTTP clients (pages on other hosts:
-   the view server's work without the browsers' CPU on this machine).
+   the view server's work without the browsers' CPU on this machine). After the runs, the
+   plain tabs are looked at once (attached then) to check that they drew every point.
 2. Frame view refresh during a 250 Hz full-frame acquisition (`fscan` of the demo session's
    Pilatus 2M, frames replayed from a bank as benchmarks/xrdct_acquisition.py does): distinct
    frames the page displayed per second of scan. Goal >= 5 Hz; the scan must keep 250 Hz.
@@ -118,7 +123,7 @@ class Viewers:
         self.pages = [self.browser.new_page(viewport={"width": 1400, "height": 1100}) for _ in range(tabs)]
         self.shown = 0
 
-    def show(self, n):
+    def show(self, n, settle=True):
         for i, page in enumerate(self.pages):
             if i < n and not page.url.startswith(self.url.split("?")[0]):
                 page.goto(self.url)
@@ -126,7 +131,8 @@ class Viewers:
             elif i >= n and page.url != "about:blank":
                 page.goto("about:blank")
         self.shown = n
-        time.sleep(SETTLE_S)  # pages loaded and drawn: the steady state is measured, not page loads
+        if settle:
+            time.sleep(SETTLE_S)  # pages loaded and drawn: the steady state is measured, not page loads
 
     def frames(self, i=0):
         return self.pages[i].evaluate("blissView.frames")
@@ -134,6 +140,65 @@ class Viewers:
     def close(self):
         self.browser.close()
         self.playwright.stop()
+
+
+class PlainTabs:
+    """One headless Chromium with five tabs and no automation attached: tabs are opened and
+    closed through the DevTools HTTP endpoint only; show(n) makes n of them the view."""
+
+    def __init__(self, url, tabs=5):
+        import tempfile
+
+        self.url, self.tabs = url, tabs
+        self.profile = tempfile.TemporaryDirectory(prefix="bl_view_chromium_")
+        self.process = subprocess.Popen([CHROMIUM, *FLAGS, f"--user-data-dir={self.profile.name}",
+                                         "--remote-debugging-port=0", "--window-size=1400,1100", "about:blank"],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        port_file = Path(self.profile.name) / "DevToolsActivePort"
+        for _ in range(300):
+            if port_file.exists() and port_file.read_text().strip():
+                break
+            time.sleep(0.1)
+        self.endpoint = f"http://127.0.0.1:{port_file.read_text().split()[0]}"
+        self.opened = []  # [target id, showing the view?]
+        for _ in range(tabs):
+            self.opened.append([self._new("about:blank"), False])
+        for target in self._targets():  # the start-up tab
+            if target["id"] not in {t for t, _ in self.opened}:
+                self._call(f"/json/close/{target['id']}")
+
+    def _call(self, path, method="GET"):
+        import urllib.request
+
+        with urllib.request.urlopen(urllib.request.Request(self.endpoint + path, method=method), timeout=30) as reply:
+            return json.loads(reply.read() or b"null") if "json/close" not in path else None
+
+    def _targets(self):
+        return [t for t in self._call("/json/list") if t["type"] == "page"]
+
+    def _new(self, url):
+        return self._call(f"/json/new?{url}", method="PUT")["id"]
+
+    def show(self, n):
+        for i, (target, viewing) in enumerate(self.opened):
+            if (i < n) != viewing:  # a tab cannot be navigated from here: close it, open the other page
+                self._call(f"/json/close/{target}")
+                self.opened[i] = [self._new(self.url if i < n else "about:blank"), i < n]
+        time.sleep(SETTLE_S)
+
+    def check(self, playwright):
+        """Attach once (after the timed runs) and read what each view tab shows."""
+        browser = playwright.chromium.connect_over_cdp(self.endpoint)
+        try:
+            return [page.evaluate("[document.visibilityState, blissView.points, blissView.desc && blissView.desc.points]")
+                    for context in browser.contexts for page in context.pages if page.url.startswith("http")]
+        finally:
+            browser.close()  # disconnects; the browser and its tabs stay
+
+    def close(self):
+        self.process.terminate()
+        self.process.wait(30)
+        self.profile.cleanup()
 
 
 class Streams:
@@ -181,18 +246,24 @@ def run(args):
     server = subprocess.Popen([sys.executable, "-m", "bliss_lite", "view", "--port", "0"], stdout=subprocess.PIPE,
                               text=True, cwd=ROOT)
     url = server.stdout.readline().split(" on ")[1].strip()
-    viewers = Viewers(url)
+    viewers, tabs = Viewers(url), PlainTabs(url)
     try:
         steps = Scans("steps", args.points, args.frames)
-        per_point = {0: [], 1: [], 5: [], "5 streams": []}
+        per_point = {0: [], 1: [], 5: [], "5 streams": [], "5 automated": []}
         steps.run()  # one scan before timing: files and Redis streams exist
         for _ in range(args.repeat):
             for n in per_point:
-                viewers.show(n if isinstance(n, int) else 0)
+                viewers.show(5 if n == "5 automated" else 0, settle=False)
+                tabs.show(n if isinstance(n, int) else 0)
                 streams = Streams(url, 5) if n == "5 streams" else None
                 per_point[n].append(steps.run()["ms_per_point"])
                 if streams:
                     streams.close()
+        tabs.show(5)
+        steps.run()
+        time.sleep(SETTLE_S)  # the last message and draw
+        shown_points = tabs.check(viewers.playwright)
+        tabs.show(0)
         steps.close()
         frames = Scans("frames", args.points, args.frames)
         viewers.show(1)
@@ -202,6 +273,7 @@ def run(args):
         frames.close()
     finally:
         viewers.close()
+        tabs.close()
         server.terminate()
     median = {n: statistics.median(v) for n, v in per_point.items()}
     return {
@@ -211,6 +283,9 @@ def run(args):
         "ratio_1_view": round(median[1] / median[0], 3), "ratio_5_views": round(median[5] / median[0], 3),
         "ms_per_point_5_remote_streams": round(median["5 streams"], 5),
         "ratio_5_remote_streams": round(median["5 streams"] / median[0], 3),
+        "ms_per_point_5_automated_views": round(median["5 automated"], 5),
+        "ratio_5_automated_views": round(median["5 automated"] / median[0], 3),
+        "plain_tabs_after_a_scan": shown_points,
         "runs_ms_per_point": {str(n): [round(x, 5) for x in v] for n, v in per_point.items()},
         "noise_no_view_max_over_min": round(max(per_point[0]) / min(per_point[0]), 3),
         "frame_acquisition": {"frames": args.frames, "rate_hz": 250, "fps": round(acquisition["fps"], 1),

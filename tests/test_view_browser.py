@@ -55,12 +55,16 @@ def shot(page, name):
 
 
 def test_the_curve_gains_the_scans_points_as_they_come(page, shared_redis, data_root):
+    snapshots = []  # a page loads a scan once; messages bring the rest (no reload per message)
+    page.on("request", lambda r: snapshots.append(r.url) if "/api/scans/" in r.url and r.url.count("/") == 5 else None)
     running = session("plotselect(gauss); ascan(m0, 3, 7, 60, 0.04, gauss, diode1)", shared_redis)
     seen, looks = [], 0
     while running.poll() is None or not seen or seen[-1] < 61:
         looks += 1
         assert looks < HANG_LOOKS, f"hang guard: the page stopped at {seen[-1:]} points"
-        points = page.evaluate("blissView.desc && blissView.desc.title.startsWith('ascan m0 3 7 60') ? blissView.points : 0")
+        # the count of the curve drawn, with the title of the scan it was drawn for (the header
+        # may already show a new scan while the curve still shows the previous one's points)
+        points = page.evaluate("(blissView.drawnTitle || '').startsWith('ascan m0 3 7 60') ? blissView.points : 0")
         if not seen or points != seen[-1]:
             seen.append(points)
         if running.poll() not in (None, 0):
@@ -72,6 +76,8 @@ def test_the_curve_gains_the_scans_points_as_they_come(page, shared_redis, data_
         entry = sorted(h5, key=lambda e: float(e))[-1]
         gauss = h5[f"{entry}/measurement/gauss"][()].tolist()
     assert page.evaluate("blissView.columns.gauss") == gauss
+    key = page.evaluate("blissView.shown")
+    assert sum(url.endswith("/api/scans/" + key.replace(":", "%3A")) for url in snapshots) == 1, snapshots
     assert page.evaluate("blissView.selected") == ["gauss"]
     page.wait_for_function("document.getElementById('markers').textContent.includes('peak at 5.0000')")
     assert page.locator("#scan-state").text_content() == "SUCCESS"

@@ -173,19 +173,20 @@ class Watcher:
 
 
     def _scan_message(self, scan):
-        """The scan's description and the points new since the last message (deltas), or
-        `refetch` when the scan is too long for deltas."""
+        """The scan's description and, of the channels a page can draw, the points new since the
+        last message (deltas: {"start": index of the first, "type" and "b64": the values, see
+        LiveScan.packed}), or `refetch` when the scan is too long for deltas."""
         message = {**scan.describe(), "markers": markers(scan)}
         if scan.npoints > MAX_CURVE_POINTS:
             message["refetch"] = True
             return message
         sent = self._sent.setdefault(scan.key, {})
         deltas = {}
-        for name in scan.scalars:
+        for name in scan.plotted():
             start = sent.get(name, 0)
             column = scan.points[name]
             if column.size > start:
-                deltas[name] = {"start": start, "values": scan.columns([name], start)[name]}
+                deltas[name] = {"start": start, **scan.packed(name, start)}
                 sent[name] = column.size
         message["deltas"] = deltas
         return message

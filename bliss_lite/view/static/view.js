@@ -15,37 +15,58 @@ let reloadTimer = null, lastReload = 0;
 function api(path) { return "/api/scans/" + encodeURIComponent(view.shown) + path; }
 
 // -- the scan list ---------------------------------------------------------------------------
-function showScans(msg) {
+function showScans(msg) {  // items are kept by scan: a new scan adds one, a new state rewrites one
   const list = $("scan-list");
-  list.innerHTML = "";
-  for (const s of msg.scans) {
-    const li = document.createElement("li");
-    li.textContent = `#${s.number} ${s.title || s.name} — ${s.end_reason || s.state}`;
-    li.dataset.key = s.key;
-    if (s.key === view.shown) li.className = "shown";
-    li.onclick = () => { $("follow").checked = false; load(s.key); };
-    list.appendChild(li);
-  }
+  const items = new Map([...list.children].map((li) => [li.dataset.key, li]));
+  msg.scans.forEach((s, i) => {
+    let li = items.get(s.key);
+    if (!li) {
+      li = document.createElement("li");
+      li.dataset.key = s.key;
+      li.onclick = () => { $("follow").checked = false; load(s.key); };
+    }
+    items.delete(s.key);
+    const text = `#${s.number} ${s.title || s.name} — ${s.end_reason || s.state}`;
+    if (li.textContent !== text) li.textContent = text;
+    const shown = s.key === view.shown ? "shown" : "";
+    if (li.className !== shown) li.className = shown;
+    if (list.children[i] !== li) list.insertBefore(li, list.children[i] || null);
+  });
+  for (const li of items.values()) li.remove();
   if ($("follow").checked && msg.current && msg.current !== view.shown) load(msg.current);
 }
 
 // -- one scan ----------------------------------------------------------------------------------
+// A snapshot has every point up to the moment the server made it; messages bring the points
+// new since the previous message. The two travel on different connections, so a message may
+// overlap the snapshot (its known points are skipped) or arrive while the snapshot loads (it
+// is kept and applied after). Only a gap (points never received) makes the page load afresh.
 async function load(key) {
   view.shown = key;
+  view.loading = [];  // messages of this scan that arrive while its snapshot loads
   lastReload = Date.now();
-  const reply = await fetch("/api/scans/" + encodeURIComponent(key));
-  if (!reply.ok || view.shown !== key) return;
-  const snap = await reply.json();
-  view.columns = snap.columns;
+  let snap = null;
+  try {
+    const reply = await fetch("/api/scans/" + encodeURIComponent(key));
+    if (reply.ok) snap = await reply.json();
+  } catch (e) { /* the server is away: the event stream reconnects and loads again */ }
+  if (view.shown !== key) return;  // another scan was asked for meanwhile: its load goes on
+  const waiting = view.loading;
+  view.loading = null;
+  if (!snap) return;
+  view.columns = {};
+  for (const [name, values] of Object.entries(snap.columns))  // null (NaN, inf) kept as NaN
+    view.columns[name] = Float64Array.from(values, (v) => (v === null ? NaN : v));
   view.stride = snap.stride;
   view.frameIndex = null; view.patternsVersion = -1; view.mapsVersion = -1;
   if (snap.plotselect) view.plotselect[snap.session] = snap.plotselect;
   chooseCounters(snap, true);
   update(snap);
+  for (const msg of waiting) onScan(msg);
   for (const li of $("scan-list").children) li.className = li.dataset.key === key ? "shown" : "";
 }
 
-function reloadSoon() {  // a long scan: fresh decimated points at most once a second
+function reloadSoon() {  // a long scan or a gap: fresh (decimated) points at most once a second
   if (reloadTimer) return;
   const wait = Math.max(0, 1000 - (Date.now() - lastReload));
   reloadTimer = setTimeout(() => { reloadTimer = null; load(view.shown); }, wait);
@@ -53,57 +74,110 @@ function reloadSoon() {  // a long scan: fresh decimated points at most once a s
 
 function onScan(msg) {
   if (msg.key !== view.shown) return;
+  if (view.loading) { view.loading.push(msg); return; }
   if (msg.refetch) { view.desc = msg; reloadSoon(); return; }
   for (const [name, d] of Object.entries(msg.deltas || {})) {
-    const column = view.columns[name] || (view.columns[name] = []);
-    if (view.stride !== 1 || d.start !== column.length) { reloadSoon(); return; }
-    for (const v of d.values) column.push(v);
+    const column = view.columns[name] || new Float64Array(0);
+    if (view.stride !== 1 || d.start > column.length) { reloadSoon(); return; }
+    view.columns[name] = appended(column, unpacked(d).subarray(column.length - d.start));
   }
   update(msg);
 }
 
+function appended(column, values) {
+  // a column is a view of the first `length` values of a buffer twice as large as needed,
+  // so that points are copied in blocks, not pushed one by one
+  if (!values.length) return column;
+  const length = column.length + values.length;
+  let buffer = column.buffer;
+  if (column.byteOffset !== 0 || buffer.byteLength < length * 8) {
+    buffer = new ArrayBuffer(Math.max(4096, 2 * length) * 8);
+    new Float64Array(buffer).set(column);
+  }
+  const grown = new Float64Array(buffer, 0, length);
+  grown.set(values, column.length);
+  return grown;
+}
+
+const PACKED = {i1: Int8Array, i2: Int16Array, i4: Int32Array, f4: Float32Array, f8: Float64Array};
+function unpacked(d) {  // the server's {type, b64}: base64 of little-endian values of that type
+  let bytes;
+  if (Uint8Array.fromBase64) bytes = Uint8Array.fromBase64(d.b64);
+  else {
+    const text = atob(d.b64);
+    bytes = new Uint8Array(text.length);
+    for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+  }
+  const Type = PACKED[d.type];
+  return new Type(bytes.buffer, bytes.byteOffset, bytes.byteLength / Type.BYTES_PER_ELEMENT);
+}
+
+// Text, attributes and properties are written only when they change: every write makes the
+// browser lay out and paint the page again.
+function setText(id, text) { const e = $(id); if (e.textContent !== text) e.textContent = text; }
+function setProp(id, name, value) { const e = $(id); if (e[name] !== value) e[name] = value; }
+
 function update(desc) {
   view.desc = desc;
-  $("scan-title").textContent = `#${desc.number} ${desc.title}`;
-  const state = desc.end_reason || desc.state;
-  $("scan-state").textContent = state;
-  $("scan-state").className = "state " + state;
-  const expected = desc.expected || desc.points || 1;
-  $("progress").max = expected;
-  $("progress").value = desc.points;
-  $("progress-text").textContent = `${desc.points} / ${desc.expected ?? "?"}`;
-  $("where").textContent = desc.filename ? `${desc.filename} :: ${desc.entry}` : "not saved";
-  scheduleCurves();
-  drawMesh(desc);
+  if (document.hidden) { view.stale = true; return; }  // a hidden page draws when shown again
+  scheduleDraw();
+  drawMesh(desc);  // images follow their own data versions, one request at a time
   drawFrame(desc);
   drawPatterns(desc);
   drawXrdct(desc);
 }
 
-// -- curves ----------------------------------------------------------------------------------
-let curvesTimer = null, curvesDrawn = 0;
+// -- header and curves: drawn together, at most twice a second -----------------------------------
+// Messages may come faster (a new frame or state goes out at once); each draw shows the newest
+// description and every point received so far, and lays out and paints the page once.
+let drawTimer = null, lastDraw = 0;
 const REDRAW_MS = 500, MAX_DRAWN = 1500;
-function scheduleCurves() {  // points are kept as they come; the plot is redrawn at most twice a second
-  if (curvesTimer) return;
-  curvesTimer = setTimeout(() => { curvesTimer = null; curvesDrawn = Date.now(); drawCurves(view.desc); },
-                           Math.max(0, REDRAW_MS - (Date.now() - curvesDrawn)));
+function scheduleDraw() {
+  if (drawTimer) return;
+  drawTimer = setTimeout(() => { drawTimer = null; lastDraw = Date.now(); drawHeader(view.desc); drawCurves(view.desc); },
+                         Math.max(0, REDRAW_MS - (Date.now() - lastDraw)));
+}
+
+function drawHeader(desc) {
+  setText("scan-title", `#${desc.number} ${desc.title}`);
+  const state = desc.end_reason || desc.state;
+  setText("scan-state", state);
+  setProp("scan-state", "className", "state " + state);
+  setProp("progress", "max", desc.expected || desc.points || 1);
+  setProp("progress", "value", desc.points);
+  setText("progress-text", `${desc.points} / ${desc.expected ?? "?"}`);
+  setText("where", desc.filename ? `${desc.filename} :: ${desc.entry}` : "not saved");
 }
 
 function decimated(x, ys, count) {
   // at most MAX_DRAWN points drawn: each group of points keeps its first point and the
   // points where each curve has its minimum and maximum, so no peak is lost at any width
-  if (count <= MAX_DRAWN) return [x.slice(0, count), ...ys.map((y) => y.slice(0, count))];
+  const plain = (v) => (v === v ? v : null);  // NaN: a gap in the curve
+  if (count <= MAX_DRAWN) return [x, ...ys].map((c) => Array.from(c.slice(0, count), plain));
   const group = Math.ceil(count / (MAX_DRAWN / 3)), keep = [];
+  const picked = new Array(1 + 2 * ys.length);
   for (let start = 0; start < count; start += group) {
-    const end = Math.min(count, start + group), picked = new Set([start]);
+    const end = Math.min(count, start + group);
+    let k = 0;
+    picked[k++] = start;
     for (const y of ys) {
-      let lo = start, hi = start;
-      for (let i = start + 1; i < end; i++) { if (y[i] < y[lo]) lo = i; if (y[i] > y[hi]) hi = i; }
-      picked.add(lo); picked.add(hi);
+      let lo = start, hi = start, vlo = y[start], vhi = y[start];
+      for (let i = start + 1; i < end; i++) {
+        const v = y[i];
+        if (v < vlo || vlo !== vlo) { vlo = v; lo = i; }
+        if (v > vhi || vhi !== vhi) { vhi = v; hi = i; }
+      }
+      picked[k++] = lo; picked[k++] = hi;
     }
-    keep.push(...[...picked].sort((a, b) => a - b));
+    for (let i = 1; i < k; i++) {  // a handful of indices: insertion sort, then each once
+      const v = picked[i];
+      let j = i - 1;
+      while (j >= 0 && picked[j] > v) { picked[j + 1] = picked[j]; j--; }
+      picked[j + 1] = v;
+    }
+    for (let i = 0; i < k; i++) if (i === 0 || picked[i] !== picked[i - 1]) keep.push(picked[i]);
   }
-  return [keep.map((i) => x[i]), ...ys.map((y) => keep.map((i) => y[i]))];
+  return [x, ...ys].map((c) => { const out = new Array(keep.length); for (let i = 0; i < keep.length; i++) out[i] = plain(c[keep[i]]); return out; });
 }
 
 function axisOf(desc) {
@@ -142,9 +216,8 @@ function onPlotselect(msg) {
 const COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"];
 
 function drawCurves(desc) {
-  const panel = $("curves-panel");
-  if (desc.mesh || !desc.counters.length) { panel.hidden = !!desc.mesh; if (desc.mesh) return; }
-  panel.hidden = false;
+  if (desc.mesh) { setProp("curves-panel", "hidden", true); return; }
+  setProp("curves-panel", "hidden", false);
   const axis = axisOf(desc);
   const names = view.selected.filter((c) => view.columns[c]);
   const n = Math.min(...names.map((c) => view.columns[c].length), axis ? view.columns[axis].length : Infinity);
@@ -152,15 +225,15 @@ function drawCurves(desc) {
   const x = axis ? view.columns[axis] : Array.from({length: count}, (_, i) => i * (view.stride || 1));
   const data = decimated(x, names.map((c) => view.columns[c]), count);
   const key = axis + "|" + names.join(",");  // the same series in the next scan: the plot is reused
-  $("axis-name").textContent = `against ${axis || "point index"}`;
-  view.points = count;
+  setText("axis-name", `against ${axis || "point index"}`);
+  view.points = count; view.drawnTitle = desc.title;  // drawn together: a test or a benchmark reads both
   if (key !== curveSeries || !curvePlot) {
     if (curvePlot) curvePlot.destroy();
     curveSeries = key;
     const opts = {
       width: 640, height: 320, scales: {x: {time: false}},
-      series: [{label: axis || "index"}, ...names.map((c, i) => ({label: c, stroke: COLOURS[i % COLOURS.length], width: 1.5,
-                                                                  points: {show: count < 200}}))],
+      // point markers: uPlot's default, decided at each draw (shown while points are far apart)
+      series: [{label: axis || "index"}, ...names.map((c, i) => ({label: c, stroke: COLOURS[i % COLOURS.length], width: 1.5}))],
       axes: [{label: axis || "point"}, {}],
       hooks: {draw: [drawMarkers]},
     };
@@ -169,7 +242,7 @@ function drawCurves(desc) {
     curvePlot.setData(data);
   }
   const m = (desc.markers || {})[names[0]];
-  $("markers").textContent = m ? `${names[0]}: peak at ${fmt(m.peak)}, cen ${fmt(m.cen)}, fwhm ${fmt(m.fwhm)}` : "";
+  setText("markers", m ? `${names[0]}: peak at ${fmt(m.peak)}, cen ${fmt(m.cen)}, fwhm ${fmt(m.fwhm)}` : "");
 }
 
 function fmt(v) { return Number(v).toPrecision(5); }
@@ -202,8 +275,7 @@ function refresh(img, url, onload) {
 }
 
 function drawMesh(desc) {
-  const panel = $("mesh-panel");
-  panel.hidden = !desc.mesh;
+  setProp("mesh-panel", "hidden", !desc.mesh);
   if (!desc.mesh) return;
   const select = $("mesh-counter");
   if (select.dataset.key !== desc.key) {
@@ -212,12 +284,12 @@ function drawMesh(desc) {
     select.value = view.selected[0] || desc.counters[0];
     select.onchange = () => drawMesh(view.desc);
   }
-  $("mesh-axes").textContent = `${desc.mesh.fast} across, ${desc.mesh.slow} down, ${desc.mesh.shape.join(" x ")}`;
+  setText("mesh-axes", `${desc.mesh.fast} across, ${desc.mesh.slow} down, ${desc.mesh.shape.join(" x ")}`);
   refresh($("mesh-img"), api(`/mesh.png?counter=${encodeURIComponent(select.value)}&v=${desc.versions.points}`));
 }
 
 function drawFrame(desc) {
-  $("frame-panel").hidden = !desc.detector;
+  setProp("frame-panel", "hidden", !desc.detector);
   if (!desc.detector || desc.frame_index === null || desc.frame_index === view.frameIndex) return;
   view.frameIndex = desc.frame_index;
   refresh($("frame-img"), api(`/frame.png?i=${desc.frame_index}`), () => {
@@ -227,7 +299,7 @@ function drawFrame(desc) {
 }
 
 async function drawPatterns(desc) {
-  $("pattern-panel").hidden = !desc.patterns;
+  setProp("pattern-panel", "hidden", !desc.patterns);
   if (!desc.patterns || desc.versions.patterns === view.patternsVersion || view.patternsBusy) return;
   view.patternsVersion = desc.versions.patterns;
   view.patternsBusy = true;
@@ -257,7 +329,7 @@ async function drawPatterns(desc) {
 
 function drawXrdct(desc) {
   const x = desc.xrdct;
-  $("xrdct-panel").hidden = !x;
+  setProp("xrdct-panel", "hidden", !x);
   if (!x) return;
   const what = $("recon-what"), zs = $("recon-z"), binInput = $("recon-bin");
   const options = [...desc.phases.map((p) => "phase:" + p), ...(x.sinograms ? ["bin"] : [])];
@@ -314,5 +386,8 @@ function connect() {
   });
 }
 
+document.addEventListener("visibilitychange", () => {
+  if (!document.hidden && view.stale && view.desc) { view.stale = false; update(view.desc); }
+});
 $("follow").onchange = () => { if ($("follow").checked) fetch("/api/scans").then((r) => r.json()).then(showScans); };
 connect();
