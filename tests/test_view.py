@@ -153,6 +153,36 @@ def test_frame_image_keeps_single_hot_pixels_and_greys_only_whole_gap_blocks():
     assert tuple(rgb[250, 175]) == tuple(images.colormap()[255])
 
 
+def test_render_cache_renders_each_image_once_for_pages_asking_together_and_keeps_no_lock():
+    from bliss_lite.view.server import RenderCache
+    cache, started, release, calls = RenderCache(size=2), threading.Event(), threading.Event(), []
+
+    def render():
+        calls.append(1)
+        started.set()
+        release.wait(10)
+        return b"png"
+
+    results = []
+    pages = [threading.Thread(target=lambda: results.append(cache.get(("scan", "frame", 3, 7), render)))
+             for _ in range(4)]
+    pages[0].start()
+    assert started.wait(10)
+    for page in pages[1:]:
+        page.start()
+    release.set()
+    for page in pages:
+        page.join(10)
+    assert results == [b"png"] * 4 and len(calls) == 1 and cache.renders == 1
+    for version in range(5):  # newer versions push the oldest out; the size holds
+        cache.get(("scan", "frame", 3, version), lambda: b"v%d" % version)
+    assert list(cache.items) == [("scan", "frame", 3, 3), ("scan", "frame", 3, 4)]
+    assert cache.locks == {}  # no lock outlives its renders (a server runs for weeks of scans)
+    with pytest.raises(ZeroDivisionError):  # a failed render leaves no lock and no image
+        cache.get(("scan", "map", 1), lambda: 1 / 0)
+    assert cache.locks == {} and ("scan", "map", 1) not in cache.items
+
+
 def test_xrdct_patterns_sinograms_and_maps(view, scan_session, shared_redis):
     from bliss_lite.processing.fbp import fbp
     from bliss_lite.processing.sinogram import assemble, estimate_centre

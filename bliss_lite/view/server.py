@@ -38,25 +38,32 @@ class RenderCache:
 
     def __init__(self, size=64):
         self.size, self.items, self.lock = size, OrderedDict(), threading.Lock()
-        self.locks = {}
+        self.locks = {}  # (scan, kind, parameters) -> [lock, users]: only while a render is asked for
         self.renders = 0
 
     def get(self, key, render):
         with self.lock:
             if key in self.items:
                 return self.items[key]
-            lock = self.locks.setdefault(key[:-1], threading.Lock())
-        with lock:  # a second page asking for the same image waits for the first render
-            with self.lock:
-                if key in self.items:
-                    return self.items[key]
-            value = render()
-            with self.lock:
-                self.renders += 1
-                self.items[key] = value
-                while len(self.items) > self.size:
-                    self.items.popitem(last=False)
-            return value
+            entry = self.locks.setdefault(key[:-1], [threading.Lock(), 0])
+            entry[1] += 1
+        try:
+            with entry[0]:  # a second page asking for the same image waits for the first render
+                with self.lock:
+                    if key in self.items:
+                        return self.items[key]
+                value = render()
+                with self.lock:
+                    self.renders += 1
+                    self.items[key] = value
+                    while len(self.items) > self.size:
+                        self.items.popitem(last=False)
+                return value
+        finally:
+            with self.lock:  # the last user drops the lock: a server up for weeks keeps none per old scan
+                entry[1] -= 1
+                if entry[1] == 0:
+                    del self.locks[key[:-1]]
 
 
 def is_loopback(host):
