@@ -17,6 +17,7 @@ from PIL import Image
 from bliss_lite.controllers.detectors.pilatus_geometry import GAP_VALUE, gap_mask
 from bliss_lite.data.redis_server import connect
 from bliss_lite.view import images
+from bliss_lite.view.live_scan import LiveScan
 from view_helpers import ViewServer
 
 
@@ -185,7 +186,7 @@ def test_render_cache_renders_each_image_once_for_pages_asking_together_and_keep
 
 def test_xrdct_patterns_sinograms_and_maps(view, scan_session, shared_redis):
     from bliss_lite.processing.fbp import fbp
-    from bliss_lite.processing.sinogram import assemble, estimate_centre
+    from bliss_lite.processing.sinogram import assemble, estimate_centre, normalise
     from bliss_lite.view.routes import reconstruct_bin
 
     ns = scan_session
@@ -203,13 +204,21 @@ def test_xrdct_patterns_sinograms_and_maps(view, scan_session, shared_redis):
     np.testing.assert_allclose(curves["sum"], stacked.astype(float).sum(axis=0), rtol=1e-6)
     assert curves["count"] == 80 and len(curves["radial"]) == 120 and curves["unit"].startswith("q_")
     snap = view.get(f"/api/scans/{scan.key}")
-    assert snap["phases"] == ["CeO2", "LaB6"] and snap["xrdct"] == {"nz": 1, "n_omega": 10, "n_x": 8, "sinograms": True}
+    assert snap["phases"] == ["CeO2", "LaB6"] and snap["xrdct"] == {
+        "nz": 1, "n_omega": 10, "n_x": 8, "sinograms": True, "normalised_by": "i0+transmission", "frames_left_out": 0}
     assert snap["strongest_bin"] == int(np.argmax(stacked.astype(float).sum(axis=0)))
     assert snap["counters"] == ["i0", "it"] and snap["frame_index"] == 79
     frame = png_pixels(view.get(f"/api/scans/{scan.key}/frame.png"))
     assert frame.shape == (48, 160, 3)  # the test session's ROI, not decimated
     data = scan.get_data()
-    sino = assemble(stacked, data["omega"], data["x"], data["z"], scan.scan_info)
+    # the view's sinograms are normalised by I0 and the transmission, as the hook's default
+    sino = assemble(normalise(stacked, data["i0"], data["it"]), data["omega"], data["x"], data["z"], scan.scan_info)
+    live = LiveScan(client, scan.key)  # what the server holds, read from Redis the same way
+    while live.poll():
+        pass
+    assert live.sinograms.sinograms.filled.all() and live.frames_left_out == 0
+    np.testing.assert_allclose(live.sinograms.sinograms.data, sino.data * (live.reference_i0 / np.mean(data["i0"])),
+                               rtol=1e-5)
     q_bin = snap["strongest_bin"]
     pixels = png_pixels(view.get(f"/api/scans/{scan.key}/sinogram.png?bin={q_bin}&z=0"))
     assert pixels.shape[:2] == (10 * 25, 8 * 25)

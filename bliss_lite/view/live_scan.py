@@ -70,6 +70,11 @@ class LiveScan:
         self._map_last = "0-0"
         self.sinograms = None
         self._waiting = []  # (indices, patterns) whose read-backs have not arrived yet
+        # sinograms normalised like the reconstruction hook's default: by I0 and the
+        # transmission it/I0 where the scan counts them (one I0 reference for the whole scan)
+        self.monitors = tuple(n for n in ("i0", "it") if n in self.points) if "i0" in self.points else ()
+        self.reference_i0 = None
+        self.frames_left_out = 0  # frames whose monitor was not a positive number (beam lost)
         self.finished = False
         self._closed_at = None
 
@@ -180,17 +185,17 @@ class LiveScan:
             self.sinograms = SinogramBuilder(self.info, nq)
 
     def _fill_sinograms(self):
-        """Patterns whose frames' read-backs are known go into the sinograms."""
+        """Patterns whose frames' read-backs (and monitors) are known go into the sinograms."""
         if not self._waiting:
             return False
-        known = min(self.points[n].size for n in ("omega", "x", "z"))
+        needed = ("omega", "x", "z") + self.monitors
+        known = min(self.points[n].size for n in needed)
         waiting, placed = [], False
         for indices, patterns in self._waiting:
             ready = indices < known
             if ready.any():
                 i = indices[ready]
-                self.sinograms.add(i, patterns[ready], *(self.points[n].values[i] for n in ("omega", "x", "z")))
-                placed = True
+                placed |= self._add_to_sinograms(i, patterns[ready])
             if not ready.all():
                 waiting.append((indices[~ready], patterns[~ready]))
         self._waiting = waiting
@@ -248,8 +253,32 @@ class LiveScan:
                 "nq": None if self._radial is None else int(self._radial.size),
                 "strongest_bin": None if not self.pattern_count else int(np.argmax(self.pattern_sum)),
                 "xrdct": None if not xrdct else {"nz": len(xrdct["z_positions"]), "n_omega": xrdct["n_omega"],
-                                                 "n_x": xrdct["n_x"], "sinograms": self.sinograms is not None},
+                                                 "n_x": xrdct["n_x"], "sinograms": self.sinograms is not None,
+                                                 "normalised_by": self._normalisation(),
+                                                 "frames_left_out": self.frames_left_out},
                 "phases": phases, "versions": dict(self.versions)}
+
+    def _add_to_sinograms(self, indices, patterns):
+        """Normalise by the monitors and place; frames whose monitor is not a positive number
+        are left out (white in the sinogram), not allowed to stop the view."""
+        from bliss_lite.processing.sinogram import normalise
+
+        if self.monitors:
+            i0, it = (self.points[n].values[indices] if n in self.monitors else None for n in ("i0", "it"))
+            good = np.isfinite(i0) & (i0 > 0) & (True if it is None else np.isfinite(it) & (it > 0))
+            self.frames_left_out += int((~good).sum())
+            if not good.any():
+                return False
+            indices, patterns, i0 = indices[good], patterns[good], i0[good]
+            it = None if it is None else it[good]
+            if self.reference_i0 is None:
+                self.reference_i0 = float(i0.mean())
+            patterns = normalise(patterns, i0, it, reference=self.reference_i0)
+        self.sinograms.add(indices, patterns, *(self.points[n].values[indices] for n in ("omega", "x", "z")))
+        return True
+
+    def _normalisation(self):
+        return {("i0", "it"): "i0+transmission", ("i0",): "i0"}.get(self.monitors, "none")
 
     def counters(self):
         """The counters to offer for plotting: the scan's, else (a continuous scan that counts
