@@ -184,6 +184,18 @@ def test_render_cache_renders_each_image_once_for_pages_asking_together_and_keep
     assert cache.locks == {} and ("scan", "map", 1) not in cache.items
 
 
+@pytest.mark.parametrize("values, code", [
+    ([0, 1, -128, 127], "i1"), ([0, 300, -32768], "i2"), ([70000, -3], "i4"), ([2.0**40], "f4"),
+    ([0.5, -1.25, float("nan")], "f4"), ([0.1, 3.0], "f8"), ([1.0, float("inf")], "f4"), ([], "i1")])
+def test_packed_points_take_the_smallest_exact_type_and_decode_to_the_same_values(values, code):
+    from bliss_lite.view.live_scan import pack
+
+    packed = pack(values)
+    assert packed["type"] == code
+    back = np.frombuffer(base64.b64decode(packed["b64"]), "<" + code).astype(float)
+    np.testing.assert_array_equal(back, np.asarray(values, float))  # NaN equal to NaN here
+
+
 def test_xrdct_patterns_sinograms_and_maps(view, scan_session, shared_redis):
     from bliss_lite.processing.fbp import fbp
     from bliss_lite.processing.sinogram import assemble, estimate_centre, normalise
