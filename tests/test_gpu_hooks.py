@@ -199,3 +199,44 @@ def test_integration_hook_keeps_a_host_copy_and_hands_on_cupy_patterns():
     assert [list(i) for i, _ in seen] == [[0, 1, 2], [3, 4]]
     assert all(isinstance(p, cupy.ndarray) for _, p in seen)
     np.testing.assert_array_equal(seen[1][1].get(), patterns[3:].get())
+
+
+# --- a whole scan -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", ["cpu", pytest.param("gpu", marks=needs_gpu)])
+def test_a_whole_xrdct_scan_reduced_live_equals_its_reduction_on_the_cpu_afterwards(scan_session, backend):
+    """Both hooks with `backend` through a real scan (detector, Redis, workers, file); the
+    file's frames integrated again on the CPU and its patterns reconstructed again on the CPU
+    (`reconstruct_scan`) agree with what the hooks made during the scan, within 1e-4."""
+    import json
+
+    import h5py
+
+    from bliss_lite.processing.frame_sources import hdf5_frames
+    from bliss_lite.processing.scan_plugins import reconstruct_scan
+
+    ns = scan_session
+    scan = ns["xrdct"](ns["omega"], ns["x"], ns["z"], -1, 1, 8, [0.0], 0.05, n_omega=10, fast_axis="omega",
+                       hooks={"integration": {"npt": 200, "backend": backend},
+                              "reconstruction": {"phases": PHASES, "live_period_s": 0.3, "backend": backend}})
+    hook = scan.hook("reconstruction")
+    assert hook.resolved == backend and hook.configuration()["sinograms_on_gpu"] == (backend == "gpu")
+    gpu_maps = {phase: np.asarray(m) for phase, m in hook.result["maps"].items()}
+    with h5py.File(scan.filename, "r") as h5:
+        stored = json.loads(h5[f"{scan.entry}/integrate/configuration"][()])
+        patterns = h5[f"{scan.entry}/integrate/results/intensity"][()]
+    assert patterns.shape == (80, 200)
+    on_cpu = LeanIntegrator(IntegrationSettings.from_dict(stored), backend="cpu")
+    again = np.stack([on_cpu.integrate(frame) for _, frame in hdf5_frames(scan.filename, scan.entry)])
+    assert relative_error(patterns, again) <= 1e-4
+
+    reconstruct_scan({"filename": scan.filename, "entry": scan.entry, "reconstruction": {"backend": "cpu"}})
+    with h5py.File(scan.filename, "r") as h5:
+        config = json.loads(h5[f"{scan.entry}/reconstruct/configuration"][()])
+        cpu_maps = {phase: h5[f"{scan.entry}/reconstruct/{phase}/map"][()] for phase in PHASES}
+    assert config["backend"] == "cpu" and not config["sinograms_on_gpu"]
+    # the live hook's I0 reference is the first batch's mean I0, the offline one the whole scan's:
+    # the maps are linear in the patterns, so they differ by that ratio only
+    scale = config["reference_i0"] / hook.reference_i0
+    for phase in PHASES:
+        assert relative_error(gpu_maps[phase] * scale, cpu_maps[phase]) <= 1e-4, phase
