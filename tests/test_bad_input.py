@@ -64,6 +64,9 @@ CASES = [  # (arguments, environment, exit code, what one line of stderr says)
     (["reprocess", "{tmp}/good.json", "--set", "novalue"], {}, 2, "--set 'novalue': expected key=value"),
     (["reprocess", "{tmp}/good.json", "--set", "a.b=1"], {}, 2, "--set a.b: a is not an object (list)"),
     (["reprocess", "{tmp}/good.json", "--set", "x=" + nested(5000)], {}, 2, "--set x: value nested too deeply"),
+    # parsed by any JSON decoder, yet deeper than a job may nest (Python 3.12 once wrote the job first)
+    (["reprocess", "{tmp}/good.json", "--set", "a.x=" + nested(120)], {}, 2,
+     "--set a.x: value nested too deeply (a job nests at most 100 deep)"),
     (["reprocess", "{tmp}/good.json", "--output", "{tmp}/good.json"], {}, 2, "--output {tmp}/good.json: File exists"),
     (["worker", "--redis", "notaurl"], {}, 1, "cannot reach Redis"),
     (["demo", "--nx", "many"], {}, 2, "argument --nx: invalid int value: 'many'"),

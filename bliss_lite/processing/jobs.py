@@ -169,7 +169,7 @@ def _new_id():
 MAX_DEPTH = 100  # nesting of a job's input/output: deeper would exhaust the stack in copy and json
 
 
-def _too_deep(value, limit=MAX_DEPTH):
+def too_deep(value, limit=MAX_DEPTH):
     """True if lists/objects nest deeper than `limit` (checked without recursion)."""
     stack = [(value, 1)]
     while stack:
@@ -231,7 +231,7 @@ class Job:
         if not data["plugin"]:
             raise JobError(f"{source}: field 'plugin' is empty")
         for key in ("input", "output"):
-            if _too_deep(data.get(key)):
+            if too_deep(data.get(key)):
                 raise JobError(f"{source}: field {key!r} is nested more than {MAX_DEPTH} deep")
         values = {"plugin": data["plugin"], "input": data["input"]}
         for key, kinds in (("id", str), ("status", str), ("output", (dict, type(None))),

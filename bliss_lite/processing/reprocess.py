@@ -18,7 +18,8 @@ import json
 import sys
 from pathlib import Path
 
-from bliss_lite.processing.jobs import Job, JobError, UnknownPluginError, get_plugin, load_plugins, run_job
+from bliss_lite.processing.jobs import (MAX_DEPTH, Job, JobError, UnknownPluginError, get_plugin, load_plugins, run_job,
+                                        too_deep)
 
 SUFFIX = ".reprocessed"
 
@@ -35,12 +36,15 @@ def parse_setting(text):
     path = key.strip().split(".")
     if any(not part for part in path):
         raise UsageError(f"--set {text!r}: empty part in key {key!r}")
+    deep = False
     try:
         value = json.loads(raw)
     except ValueError:
         value = raw
-    except RecursionError:
-        raise UsageError(f"--set {key.strip()}: value nested too deeply") from None
+    except RecursionError:  # the decoder's own limit (Python 3.11); 3.12's C decoder goes deeper
+        deep = True
+    if deep or too_deep(value, MAX_DEPTH - len(path)):  # checked here, not when the job is written
+        raise UsageError(f"--set {key.strip()}: value nested too deeply (a job nests at most {MAX_DEPTH} deep)")
     return path, value
 
 
