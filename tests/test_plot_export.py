@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import h5py
@@ -16,7 +17,10 @@ from bliss_lite.data.model import ChannelSpec
 from bliss_lite.data.writer import EntryWriter
 from bliss_lite.view.export import main, render
 
-BLISS_LITE = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "bliss-lite"
+# the console script the README names, installed beside this interpreter (pip install -e .);
+# where the package is only on the path (no install), the same main through -m
+_SCRIPT = Path(sys.executable).with_name("bliss-lite")
+BLISS_LITE = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "bliss_lite"]
 
 
 def artist(figure, gid):
@@ -113,7 +117,7 @@ def test_xrdct_frame_pattern_and_phase_maps(scan_session, tmp_path):
         np.testing.assert_array_equal(artist(figure, f"map:{phase}").get_array(), image)
 
     out = tmp_path / "xrdct.png"
-    done = subprocess.run([str(BLISS_LITE), "plot", scan.filename, scan.entry, "-o", str(out)],
+    done = subprocess.run([*BLISS_LITE, "plot", scan.filename, scan.entry, "-o", str(out)],
                           capture_output=True, text=True, timeout=120, env=dict(os.environ))
     assert done.returncode == 0, done.stderr
     width, height = figure.get_size_inches() * 100  # the default dpi
