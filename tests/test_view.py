@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from bliss_lite.controllers.detectors.pilatus_geometry import GAP_VALUE, gap_mask
+from bliss_lite.data.model import ChannelSpec
 from bliss_lite.data.redis_server import connect
 from bliss_lite.view import images
 from bliss_lite.view.live_scan import LiveScan
@@ -249,6 +250,43 @@ def test_xrdct_patterns_sinograms_and_maps(view, scan_session, shared_redis):
         with pytest.raises(urllib.error.HTTPError) as refused:
             view.get(f"/api/scans/{scan.key}/{bad}")
         assert refused.value.code in (400, 404) and refused.value.read()
+
+
+def test_view_sinograms_leave_out_frames_whose_monitor_is_not_positive(shared_redis):
+    """A scan published straight to Redis: frame 1 lost the beam (I0 0), nothing came through
+    the sample in frame 2 (it 0). The others are normalised by I0 and it/I0 and placed by their
+    read-backs; those two are left out and counted, and the view goes on."""
+    from bliss_lite.data.publisher import ScanPublisher
+    from bliss_lite.processing.integration_queue import info_key, publish_patterns
+
+    client = connect(shared_redis)
+    xrdct = {"n_x": 2, "n_omega": 2, "x_start": -1.0, "x_stop": 1.0, "omega_range": 180.0, "z_positions": [0.0]}
+    publisher = ScanPublisher(client, session="test", number=901, name="xrdct",
+                              scan_info={"title": "xrdct by hand", "npoints": 4, "xrdct": xrdct},
+                              channels=[ChannelSpec(n) for n in ("omega", "x", "z", "i0", "it")]
+                              + [ChannelSpec("pilatus", "int32", (2, 3))])
+    publisher.create()
+    publisher.set_state("STARTED")
+    publisher.publish({"omega": [45.0, 45.0, 135.0, 135.0], "x": [-0.5, 0.5, 0.5, -0.5], "z": [0.0] * 4,
+                       "i0": [100.0, 0.0, 50.0, 100.0], "it": [50.0, 25.0, 0.0, 80.0],
+                       "pilatus": np.zeros((4, 2, 3), np.int32)})
+    patterns = np.arange(1, 13, dtype=np.float32).reshape(4, 3)
+    client.set(info_key(publisher.key), json.dumps({"radial": [1.0, 2.0, 3.0], "unit": "q_nm^-1", "npt": 3}))
+    pipe = client.pipeline()
+    publish_patterns(pipe, publisher.key, range(4), patterns, "by-hand")
+    pipe.execute()
+    publisher.seal("SUCCESS")  # ended, so that no view test after this one follows it
+    live = LiveScan(client, publisher.key)
+    while live.poll():
+        pass
+    sino = live.sinograms.sinograms
+    assert live.frames_left_out == 2 and live.reference_i0 == 100.0  # the mean I0 of the frames kept
+    assert sino.filled[0].tolist() == [[True, False], [True, False]]  # (omega, x): frames 0 and 3 only
+    # I0 / reference times it / I0 = it / reference: frame 0 divided by 0.5, frame 3 by 0.8
+    np.testing.assert_allclose(sino.data[0, 0, 0], patterns[0] / 0.5, rtol=1e-6)
+    np.testing.assert_allclose(sino.data[0, 1, 0], patterns[3] / 0.8, rtol=1e-6)
+    described = live.describe()["xrdct"]
+    assert described["normalised_by"] == "i0+transmission" and described["frames_left_out"] == 2
 
 
 def test_a_non_loopback_address_needs_a_token(capsys):
