@@ -154,9 +154,10 @@ def test_fault_on_one_axis_stops_the_group(config):
     m0, m1 = config.get("m0"), config.get("m1")
     for axis in (m0, m1):
         axis.velocity, axis.acceleration = 5.0, 50.0
+    m1.acceleration = 10.0  # m1 brakes for 0.5 s: the order below has room on a loaded machine
     group = Group(m0, m1)
     group.move({m0: 30.0, m1: 30.0}, wait=False)
-    gevent.sleep(0.3)
+    gevent.sleep(0.6)  # both at full speed
     m0.controller.set_fault(m1)
     m1_braking = m0.controller._trajectories[m1]
     with pytest.raises(AxisFault, match="m1: FAULT"):
