@@ -44,6 +44,8 @@ import numpy as np
 import scipy.fft
 from numba import njit, prange
 
+from bliss_lite.processing.gpu import on_device
+
 TILE = 16  # image tile side (pixels)
 UNROLL = 4  # angles added per pass over the accumulator
 QB = 128  # q block width (floats), a compile-time constant of the kernel
@@ -271,7 +273,10 @@ def _check_backend(backend):
 
 
 def _as_stack(sino):
-    sino = np.asarray(sino)
+    """(n_omega, n_x, nq) view of a sinogram and whether it was one q bin; a CuPy sinogram
+    stays a CuPy array (the GPU path reads it where it is)."""
+    if not on_device(sino):
+        sino = np.asarray(sino)
     if sino.ndim == 2:
         return sino[..., None], True
     if sino.ndim != 3:
@@ -343,7 +348,8 @@ class IncrementalBackprojector:
     not kept (that would double the memory)."""
 
     def __init__(self, omega_deg, x_mm, nq, centre, n=None, window="ramp", backend="cpu"):
-        if _check_backend(backend) == "gpu" and backend == "gpu":
+        _check_backend(backend)  # "gpu" without a GPU: CuPy's reason first
+        if backend == "gpu":
             raise ValueError("live back-projection runs on the CPU only (a projection at a time is no GPU work); "
                              "use backend='cpu' or 'auto'")
         self.x_mm, self.omega_deg, dx = _check_grid(x_mm, omega_deg)

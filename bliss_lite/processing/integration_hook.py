@@ -20,7 +20,7 @@ import numpy as np
 from bliss_lite.processing import integration_queue as queue
 from bliss_lite.processing.gpu import checked_option, take_rows, to_host
 from bliss_lite.processing.hooks import ScanHook, register_hook, warn
-from bliss_lite.processing.integration_settings import IntegrationSettings
+from bliss_lite.processing.integration_settings import IntegrationSettings, cpu_only_reason
 
 HOOK_OPTIONS = {"workers", "timeout", "poni", "detector", "poll_s", "backend"}
 
@@ -217,7 +217,7 @@ def make_integration_hook(options, context):
 def _checked_backend(backend, outliers):
     """The backend option, refused before the scan where it cannot run: "gpu" needs a GPU
     here (the frames the workers miss are integrated here) and no outlier rejection."""
-    if checked_option(backend, "integration") == "gpu" and outliers != "none":
-        raise ValueError(f"backend 'gpu': outlier rejection ({outliers}) runs on the CPU only; "
-                         "use backend='cpu' or 'auto'")
+    reason = cpu_only_reason(outliers)
+    if checked_option(backend, "integration") == "gpu" and reason:
+        raise ValueError(f"backend 'gpu': {reason}; use backend='cpu' or 'auto'")
     return backend

@@ -15,6 +15,13 @@ SPLITS = ("no", "bbox")
 OUTLIERS = ("none", "sigma_clip", "trimmed_mean")
 
 
+def cpu_only_reason(outliers):
+    """Why these integration options cannot run on the GPU, or None: outlier rejection (pyFAI's
+    sigma clipping and trimmed mean) runs on the CPU only. One rule for the integrator, the
+    hook's check before a scan and the workers' log."""
+    return None if outliers == "none" else f"outlier rejection ({outliers}) runs on the CPU only"
+
+
 @dataclass(frozen=True)
 class IntegrationSettings:
     geometry: dict  # pyFAI AzimuthalIntegrator.get_config() of the full detector

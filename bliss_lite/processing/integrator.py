@@ -25,7 +25,7 @@ import scipy.sparse
 
 from bliss_lite.processing import csr_kernels
 from bliss_lite.processing.gpu import on_device
-from bliss_lite.processing.integration_settings import IntegrationSettings
+from bliss_lite.processing.integration_settings import IntegrationSettings, cpu_only_reason
 
 
 def _method(settings):
@@ -76,10 +76,10 @@ class LeanIntegrator:
 
         self.settings = settings
         self.backend = resolve_backend(backend, "integration")
-        if self.backend == "gpu" and settings.outliers != "none":
+        reason = cpu_only_reason(settings.outliers)
+        if self.backend == "gpu" and reason:
             if backend == "gpu":
-                raise ValueError(f"integration: outlier rejection ({settings.outliers}) runs on the CPU only; "
-                                 "use backend='cpu' or 'auto'")
+                raise ValueError(f"integration: {reason}; use backend='cpu' or 'auto'")
             self.backend = "cpu"
         self.ai, self.mask = azimuthal_integrator(settings)
         self.shape = self.mask.shape

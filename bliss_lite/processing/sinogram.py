@@ -191,7 +191,7 @@ def estimate_centre(sino, x_mm, omega_deg):
     """Centre of rotation (motor x, mm) from one slice (n_omega, n_x[, nq]): each projection's
     centre of mass (summed over q) is c + a cos(omega) + b sin(omega) for a consistent
     sinogram (the sample's centre of mass turning about the axis); least squares for c, a, b."""
-    if not hasattr(sino, "__cuda_array_interface__"):  # a CuPy sinogram is summed on the GPU
+    if not on_device(sino):  # a CuPy sinogram is summed on the GPU
         sino = np.asarray(sino)
     profile = to_host(sino.reshape(sino.shape[0], sino.shape[1], -1).sum(axis=2, dtype=np.float64))
     x_mm = np.asarray(x_mm, float)

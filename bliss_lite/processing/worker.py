@@ -24,7 +24,7 @@ import redis
 
 from bliss_lite.data.client import ScanReader
 from bliss_lite.processing import integration_queue as queue
-from bliss_lite.processing.integration_settings import IntegrationSettings
+from bliss_lite.processing.integration_settings import IntegrationSettings, cpu_only_reason
 
 
 class Worker:
@@ -58,8 +58,7 @@ class Worker:
 
             integrator = LeanIntegrator(settings, backend="cpu" if requested == "cpu" else "auto")
             if requested == "gpu" and integrator.backend != "gpu":
-                self._say_once(gpu.unavailable_reason()
-                               or f"outlier rejection ({settings.outliers}) runs on the CPU only")
+                self._say_once(gpu.unavailable_reason() or cpu_only_reason(settings.outliers))
             self.integrators[key] = integrator
         return self.integrators[key]
 

@@ -15,13 +15,13 @@ it documents the format and checks it against bitshuffle in the tests.
 """
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
 
-HEADER = struct.Struct(">QI")
+from bliss_lite.data.bslz4 import HEADER  # the chunk's header: (frame bytes, block bytes)
+
 BLOCKED_MULT = 8  # bitshuffle transposes groups of 8 elements; the rest of a frame stays raw
 
 

@@ -309,18 +309,12 @@ def fbp(sino, x_mm, omega_deg, centre, n=None, window="ramp", filter_method="aut
     image (`out`, when given: a pinned one is written straight from the GPU)."""
     import cupy
 
-    on_device = isinstance(sino, cupy.ndarray)
-    if on_device:
-        stack, squeeze = (sino[..., None], True) if sino.ndim == 2 else (sino, False)
-        if stack.ndim != 3:
-            raise ValueError(f"sinogram must be (n_omega, n_x) or (n_omega, n_x, nq), got shape {sino.shape}")
-    else:
-        stack, squeeze = _as_stack(sino)
+    stack, squeeze = _as_stack(sino)
     geometry = SliceGeometry(x_mm, omega_deg, centre, n, stack.shape[2], window, filter_method)
     if stack.shape[:2] != (geometry.n_om, geometry.n_x):
         raise ValueError(f"sinogram shape {stack.shape} does not match "
                          f"{geometry.n_om} angles x {geometry.n_x} positions")
-    if on_device:
+    if isinstance(stack, cupy.ndarray):
         image = fbp_device(stack, geometry, timings)
     else:
         image = fbp_host(stack, geometry, timings, None if out is None else out.reshape(out.shape[:2] + (-1,)))

@@ -104,10 +104,7 @@ def sirt(sino, x_mm, omega_deg, centre, n=None, iterations=50, nonnegative=True,
     import cupy
 
     on_device = isinstance(sino, cupy.ndarray)
-    if on_device:
-        stack, squeeze = (sino[..., None], True) if sino.ndim == 2 else (sino, False)
-    else:
-        stack, squeeze = _as_stack(sino)
+    stack, squeeze = _as_stack(sino)
     x_mm, omega_deg, dx = _check_grid(x_mm, omega_deg)
     g = SliceGeometry(x_mm, omega_deg, centre, n, stack.shape[2], "ramp", "auto")
     if stack.shape[:2] != (g.n_om, g.n_x):
