@@ -13,6 +13,7 @@ HISTORY_KEY = "bliss_lite:scans:history"  # stream: one entry {"key": scan key} 
 HISTORY_MAXLEN = 10000
 STATES = ("CREATED", "PREPARED", "STARTED", "STOPPED", "CLOSED")
 END_REASONS = ("SUCCESS", "USER_ABORT", "FAILURE")
+TIMERS = ("elapsed_time", "epoch")  # channels of every step scan, not counters a scientist plots
 
 
 def scan_key(scan_id):

@@ -151,7 +151,7 @@ class SinogramBuilder:
 
     @staticmethod
     def nbytes(info, nq):
-        """Bytes the sinograms of a scan take (to decide whether they fit on the GPU)."""
+        """Bytes the sinograms of a scan take (to decide whether they fit: on the GPU, in the view)."""
         grid = Grid.from_info(info)
         return grid.z.size * grid.omega_deg.size * grid.x_mm.size * int(nq) * 4
 

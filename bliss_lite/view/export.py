@@ -25,11 +25,12 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
 from bliss_lite.controllers.detectors.pilatus_geometry import GAP_VALUE
+from bliss_lite.data.model import TIMERS
 from bliss_lite.processing.frame_sources import _open as open_entry_file  # SWMR, else plain read-only
 from bliss_lite.processing.frame_sources import entry_name
 from bliss_lite.scans.peaks import fwhm_and_center, peak_index
+from bliss_lite.view.images import mesh_image
 
-TIMERS = ("elapsed_time", "epoch")  # channels of every scan, not counters a scientist plots
 PANEL_SIZE = (6.4, 4.8)  # inches, matplotlib's default figure
 
 
@@ -240,19 +241,6 @@ def _maps(entry):
 
 
 # -- drawing --------------------------------------------------------------------------------
-def mesh_image(values, shape, backnforth):
-    """(slow, fast) image of mesh points in measured order: every other line reversed for
-    back-and-forth scans, points not measured yet NaN."""
-    slow, fast = shape
-    grid = np.full(slow * fast, np.nan)
-    values = np.asarray(values, dtype=float)[:slow * fast]
-    grid[:len(values)] = values
-    grid = grid.reshape(slow, fast)
-    if backnforth:
-        grid[1::2] = grid[1::2, ::-1].copy()
-    return grid
-
-
 def _edges(values, n):
     """(first, last) pixel edges of n evenly spaced positions, from those measured so far."""
     known = values[np.isfinite(values)]

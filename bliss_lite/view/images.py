@@ -12,6 +12,8 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image
 
+from bliss_lite.controllers.detectors.pilatus_geometry import GAP_VALUE
+
 GAP_RGB = (128, 128, 128)
 EMPTY_RGB = (255, 255, 255)
 MAX_FRAME_SIDE = 512  # pixels of the longer side of a decimated frame
@@ -42,30 +44,30 @@ def block_max(frame, block):
     return frame.reshape(r // block, block, c // block, block).max(axis=(1, 3))
 
 
-def frame_levels(frame, gap_value=-1):
+def frame_levels(frame):
     """(decimated log10(1 + counts) image, gap mask) of a detector frame: a block counts as gap
     only when every pixel in it is a gap."""
     frame = np.asarray(frame)
     block = decimation(frame.shape)
     small = block_max(frame, block)
-    gaps = small == gap_value if np.issubdtype(frame.dtype, np.integer) else ~np.isfinite(small)
+    gaps = small == GAP_VALUE if np.issubdtype(frame.dtype, np.integer) else ~np.isfinite(small)
     levels = np.log10(1.0 + np.clip(small.astype(np.float32), 0, None))
     return levels, gaps
 
 
-def to_rgb(values, masked=None, vmin=None, vmax=None, cmap="viridis", masked_rgb=GAP_RGB):
-    """(rows, cols, 3) uint8: values through the colormap between vmin and vmax (default: the
-    finite unmasked range); masked or non-finite pixels in masked_rgb."""
+def to_rgb(values, masked=None, masked_rgb=GAP_RGB):
+    """(rows, cols, 3) uint8: values through the colormap over their finite unmasked range;
+    masked or non-finite pixels in masked_rgb."""
     values = np.asarray(values, np.float32)
     bad = ~np.isfinite(values)
     if masked is not None:
         bad |= masked
     good = values[~bad]
-    lo = float(vmin) if vmin is not None else (float(good.min()) if good.size else 0.0)
-    hi = float(vmax) if vmax is not None else (float(good.max()) if good.size else 1.0)
+    lo = float(good.min()) if good.size else 0.0
+    hi = float(good.max()) if good.size else 1.0
     span = hi - lo if hi > lo else 1.0
     index = np.clip((np.nan_to_num(values, nan=lo) - lo) / span * 255, 0, 255).astype(np.uint8)
-    rgb = colormap(cmap)[index]
+    rgb = colormap()[index]
     rgb[bad] = masked_rgb
     return rgb
 
@@ -81,8 +83,8 @@ def png(rgb, scale=1):
     return out.getvalue()
 
 
-def frame_png(frame, gap_value=-1):
-    levels, gaps = frame_levels(frame, gap_value)
+def frame_png(frame):
+    levels, gaps = frame_levels(frame)
     return png(to_rgb(levels, gaps))
 
 
@@ -94,3 +96,16 @@ def map_png(image, filled=None, min_side=256):
     rgb = to_rgb(image, masked, masked_rgb=EMPTY_RGB)
     scale = max(1, min_side // max(1, max(image.shape)))
     return png(rgb, scale)
+
+
+def mesh_image(values, shape, backnforth):
+    """(slow, fast) image of mesh points in measured order: every other line reversed for
+    back-and-forth scans, points not measured yet NaN (the live page and the export)."""
+    slow, fast = shape
+    grid = np.full(slow * fast, np.nan)
+    values = np.asarray(values, dtype=float)[:slow * fast]
+    grid[:len(values)] = values
+    grid = grid.reshape(slow, fast)
+    if backnforth:
+        grid[1::2] = grid[1::2, ::-1].copy()
+    return grid

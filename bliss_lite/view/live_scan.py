@@ -15,9 +15,10 @@ import time
 import numpy as np
 
 from bliss_lite.data.client import ScanReader
-from bliss_lite.data.model import channel_key, state_key
+from bliss_lite.data.model import TIMERS, channel_key, state_key
 from bliss_lite.processing.integration_queue import PatternReader, get_info
 from bliss_lite.processing.reconstruction_hook import live_key
+from bliss_lite.view.images import mesh_image
 
 PAGE = 2000  # stream entries asked for at once
 MAX_PAGES = 20  # per poll and stream: a view that fell behind catches up over several polls
@@ -180,8 +181,7 @@ class LiveScan:
             return
         from bliss_lite.processing.sinogram import SinogramBuilder
 
-        size = len(xrdct["z_positions"]) * int(xrdct["n_omega"]) * int(xrdct["n_x"]) * nq * 4
-        if size <= SINOGRAM_BYTES and all(n in self.points for n in ("omega", "x", "z")):
+        if all(n in self.points for n in ("omega", "x", "z")) and SinogramBuilder.nbytes(self.info, nq) <= SINOGRAM_BYTES:
             self.sinograms = SinogramBuilder(self.info, nq)
 
     def _fill_sinograms(self):
@@ -286,7 +286,7 @@ class LiveScan:
         named = [c for c in self.info.get("counters", []) if c in self.points]
         if named:
             return named
-        skip = set(self.info.get("motors", [])) | {"elapsed_time", "epoch"}
+        skip = set(self.info.get("motors", [])) | set(TIMERS)
         return [n for n in self.scalars if n not in skip and not n.endswith("_frame_number")]
 
     def plotted(self):
@@ -304,15 +304,13 @@ class LiveScan:
         A page decodes it without parsing numbers."""
         return pack(self.points[name].values[start:])
 
-    def columns(self, names=None, start=0, stride=1):
-        """{channel: list of values from point `start` on, every `stride`-th}."""
-        names = self.scalars if names is None else [n for n in names if n in self.points]
-        return {n: _plain(self.points[n].values[start::stride]) for n in names}
+    def columns(self, stride=1):
+        """{channel: list of every `stride`-th value}."""
+        return {n: _plain(self.points[n].values[::stride]) for n in self.scalars}
 
-    def frame_array(self, frame=None):
-        """The decoded newest frame (or the given (index, fields) one), None before the first."""
-        frame = frame or self.frame
-        return None if frame is None else self.reader.decode(self.detector, frame[1])[1][0]
+    def frame_array(self, frame):
+        """The decoded frame of an (index, fields) pair such as `self.frame`."""
+        return self.reader.decode(self.detector, frame[1])[1][0]
 
     def pattern_curves(self):
         if self.pattern_last is None:
@@ -323,14 +321,7 @@ class LiveScan:
     def mesh_image(self, counter):
         """(slow, fast) image of a counter in a mesh scan, NaN where not measured yet."""
         mesh = _mesh(self.info)
-        slow, fast = mesh["shape"]
-        values = np.full(slow * fast, np.nan)
-        taken = self.points[counter].values[:slow * fast]
-        values[:taken.size] = taken
-        image = values.reshape(slow, fast)
-        if mesh["backnforth"]:
-            image[1::2] = image[1::2, ::-1].copy()
-        return image
+        return mesh_image(self.points[counter].values, mesh["shape"], mesh["backnforth"])
 
 
 def summary(reader, state, end_reason, points=None):

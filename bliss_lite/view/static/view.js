@@ -7,7 +7,7 @@
 const $ = (id) => document.getElementById(id);
 const view = window.blissView = {
   shown: null, desc: null, columns: {}, selected: [], plotselect: {}, frames: 0, frameIndex: null,
-  patternsVersion: -1, mapsVersion: -1, connected: false, events: 0,
+  patternsVersion: -1, mapsVersion: -1, connected: false,
 };
 let curvePlot = null, curveSeries = "", patternPlot = null;
 let reloadTimer = null, lastReload = 0;
@@ -376,7 +376,7 @@ function connect() {
     if (view.shown) load(view.shown);  // after a reconnect: events were missed, start afresh
   };
   source.onerror = () => { view.connected = false; $("connection").textContent = "reconnecting"; $("connection").className = "state lost"; };
-  const on = (name, handler) => source.addEventListener(name, (e) => { view.events += 1; handler(JSON.parse(e.data)); });
+  const on = (name, handler) => source.addEventListener(name, (e) => handler(JSON.parse(e.data)));
   on("scans", showScans);
   on("scan", onScan);
   on("plotselect", onPlotselect);
