@@ -176,12 +176,9 @@ def run(n_scans, seed):
             before = {a.name: a.position for a in relative}
             timers = []
             if what == "ctrl_c":
-                timers.append(gevent.spawn_later(rng.uniform(0.1, 1.2), main.throw, KeyboardInterrupt))
-                totals["interrupts"] += 1
+                _later(timers, rng.uniform(0.1, 1.2), main.throw, KeyboardInterrupt)
             elif what == "fault":
                 fault = inject(ns, motors, rng, uses_detector, timers)
-                fault_kinds[fault] = fault_kinds.get(fault, 0) + 1
-                totals["faults"] += 1
             count = len(ns["SCANS"])
             error = None
             try:
@@ -197,11 +194,11 @@ def run(n_scans, seed):
                 unfired = sum(not t.started and not t.dead for t in timers)
                 gevent.killall(timers)
             totals["scans"] += 1
-            if unfired and what == "fault":
-                totals["faults"] -= 1  # the scan ended before its fault: it did not happen
-                fault_kinds[fault] -= 1
-            elif unfired and what == "ctrl_c":
-                totals["interrupts"] -= 1
+            if not unfired and what == "fault":  # a scan that ended before its fault had none
+                totals["faults"] += 1
+                fault_kinds[fault] = fault_kinds.get(fault, 0) + 1
+            elif not unfired and what == "ctrl_c":
+                totals["interrupts"] += 1
             if error is None:
                 totals["clean"] += 1
             elif not isinstance(error, KeyboardInterrupt):

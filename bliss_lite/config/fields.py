@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from bliss_lite.config.errors import ConfigError, shown, where
+from bliss_lite.config.tree import is_reference
 
 REQUIRED = object()
 
@@ -82,7 +83,7 @@ def _convert(kind, value):
     if kind == "list":
         return (value, None) if isinstance(value, list) else (None, "must be a list")
     if kind == "ref":  # resolved to its object by the caller, who checks what kind of object it is
-        if isinstance(value, str) and value.startswith("$") and len(value) > 1:
+        if is_reference(value):
             return value, None
         return None, "must be a reference to an object ($name)"
     return value, None  # 'any' is checked by the caller

@@ -109,16 +109,9 @@ def _check_reached(plan):
 
 
 def _quietly(call, *args):
+    """call(*args), or None with a warning when the controller fails (stopping goes on)."""
     try:
-        call(*args)
-    except AxisError as exc:
-        print(f"WARNING: while stopping: {exc}", file=sys.stderr, flush=True)
-
-
-def _state_or_none(axis):
-    """The controller's state of the axis, or None (with a warning) when it cannot be read."""
-    try:
-        return axis.controller.state(axis)
+        return call(*args)
     except AxisError as exc:
         print(f"WARNING: while stopping: {exc}", file=sys.stderr, flush=True)
         return None
@@ -215,7 +208,7 @@ class MotionTask:
         controller that fails here (dead, silent) must not hide that error, so its failure is
         only printed, and the other controllers' axes are still stopped."""
         self._stopping = True
-        states = {axis: _state_or_none(axis) for axis in self.axes}
+        states = {axis: _quietly(axis.controller.state, axis) for axis in self.axes}
         # an unreadable state is no proof of rest; stopping an axis at rest is harmless
         moving = [axis for axis, state in states.items() if state is None or "MOVING" in state]
         for controller, group in _by_controller(moving, key=lambda a: a):

@@ -59,10 +59,6 @@ def selected_counter():
     return _selected["counters"][0] if _selected["counters"] else None
 
 
-def selected_counters():
-    return list(_selected["counters"])
-
-
 # -- the numbers, on plain arrays -------------------------------------------------------------
 def peak_index(y):
     return int(np.nanargmax(y))

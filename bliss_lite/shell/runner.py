@@ -44,12 +44,10 @@ def _run_code(code, filename, namespace):
 
 
 def run(session_name, config_root=None, code=None, script=None):
-    """Exit status: 0 on success, 1 on an error in the code, 2 on a configuration error."""
+    """Exit status: 0 on success, 1 on an error in the code, 2 when the session cannot be set
+    up. A ConfigError goes up to `cli.main`, which says it in one line for every subcommand."""
     try:
         session, namespace = open_session(session_name, config_root)
-    except ConfigError as exc:
-        print(f"bliss-lite: configuration error: {exc}", file=sys.stderr)
-        return 2
     except SessionSetupError as exc:
         print(f"bliss-lite: {exc}", file=sys.stderr)
         return 2
