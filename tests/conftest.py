@@ -1,12 +1,15 @@
 """Fixtures: the shipped configuration, with settings kept in a per-test run directory."""
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from bliss_lite.config import Config
 from bliss_lite.config.settings import SettingsStore
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "bliss_lite_hypothesis")  # no .hypothesis/ in the checkout
 
 
 @pytest.fixture
@@ -55,7 +58,6 @@ def shared_redis():
     """One private redis-server for the scan tests, started as a session starts its own."""
     import os
     import shutil
-    import tempfile
 
     from bliss_lite.data.redis_server import ensure_server, stop_server
 

@@ -6,17 +6,14 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from hypothesis.configuration import set_hypothesis_home_dir
 
 from bliss_lite.processing.jobs import Job, JobError
 
-set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "bliss_lite_hypothesis")  # no .hypothesis/ in the checkout
 
 CONFIG = Path(__file__).parents[1] / "config"
 
