@@ -6,6 +6,7 @@ bytes, so a slow render never delays another page's events.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import numpy as np
 from starlette.concurrency import run_in_threadpool
@@ -13,8 +14,11 @@ from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 
 from bliss_lite.view import images
-from bliss_lite.view.server import HEARTBEAT_S, QUEUE_LIMIT, STATIC
 from bliss_lite.view.watcher import encode_event
+
+STATIC = Path(__file__).with_name("static")
+QUEUE_LIMIT = 200  # messages a page may lag behind before it is dropped (it reconnects)
+HEARTBEAT_S = 15.0
 
 NO_STORE = {"Cache-Control": "no-store"}
 EVENT_STREAM = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

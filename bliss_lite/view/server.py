@@ -23,13 +23,9 @@ import socket
 import sys
 import threading
 from collections import OrderedDict
-from pathlib import Path
 
 TOKEN_ENV = "BLISS_LITE_VIEW_TOKEN"
 COOKIE = "bliss_lite_view_token"
-STATIC = Path(__file__).with_name("static")
-QUEUE_LIMIT = 200  # messages a page may lag behind before it is dropped (it reconnects)
-HEARTBEAT_S = 15.0
 
 
 class RenderCache:
@@ -92,7 +88,7 @@ def create_app(watcher, token=None, loopback=True):
     if token:
         middleware.append(Middleware(TokenMiddleware, token=token))
     app = Starlette(routes=[*routes.routes(),
-                            Mount("/static", app=StaticFiles(directory=STATIC), name="static")],
+                            Mount("/static", app=StaticFiles(directory=routes.STATIC), name="static")],
                     middleware=middleware)
     app.state.watcher, app.state.cache = watcher, cache
     return app
