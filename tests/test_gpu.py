@@ -115,8 +115,8 @@ def test_staging_copies_and_indexes_chunks_with_threads():
 def test_only_the_plain_ramp_has_no_even_lags():
     """What the GPU filter's half-size GEMMs rely on: the plain ramp's kernel vanishes at every
     even lag but 0 (Kak & Slaney); a windowed one does not (then the whole matrix is used)."""
-    from bliss_lite.processing.fbp import filter_matrix
     from bliss_lite.processing.gpu.fbp import PARITY_ZERO
+    from bliss_lite.processing.tomo_grid import filter_matrix
 
     lag = np.subtract.outer(np.arange(51), np.arange(51))
     even = (lag % 2 == 0) & (lag != 0)
@@ -131,7 +131,7 @@ def test_only_the_plain_ramp_has_no_even_lags():
 def test_importing_bliss_lite_never_imports_cupy():
     code = ("import sys, bliss_lite.processing.fbp, bliss_lite.processing.integrator, bliss_lite.processing.sirt, "
             "bliss_lite.processing.gpu.integrate, bliss_lite.processing.gpu.fbp, bliss_lite.processing.gpu.sirt, "
-            "bliss_lite.processing.gpu.backproject; "
+            "bliss_lite.processing.gpu.backproject, bliss_lite.processing.tomo_grid; "
             "assert 'cupy' not in sys.modules, 'cupy imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
@@ -366,7 +366,8 @@ def test_gpu_forward_projection_is_the_cpu_one(n):
 
     from bliss_lite.processing.gpu.fbp import SliceGeometry
     from bliss_lite.processing.gpu.sirt import forward_project
-    from bliss_lite.processing.sirt import _area, forward_project as cpu_forward_project
+    from bliss_lite.processing.sirt import forward_project as cpu_forward_project
+    from bliss_lite.processing.tomo_grid import pixel_area
 
     _, x, omega = slice_data(37, 30, 0)
     size = 30 if n is None else n
@@ -374,7 +375,7 @@ def test_gpu_forward_projection_is_the_cpu_one(n):
     g = SliceGeometry(x, omega, 0.02, n, 6, "ramp", "auto")
     padded = np.zeros((size, size, g.nqp), np.float32)
     padded[..., :6] = image
-    scale = _area(x, size) / abs(x[1] - x[0])
+    scale = pixel_area(x, size) / abs(x[1] - x[0])
     projections = forward_project(cupy.asarray(padded), g, scale).get()
     expected = cpu_forward_project(image, x, omega, 0.02)
     assert np.all(projections[:, 30:] == 0) and np.all(projections[..., 6:] == 0)

@@ -9,10 +9,11 @@ import pytest
 
 from bliss_lite.controllers.sample.diffraction import PEAK_FWHM_Q, phase_pattern
 from bliss_lite.controllers.sample.phantom import EllipticCylinder, Phantom, Phase, default_phantom
-from bliss_lite.processing.fbp import IncrementalBackprojector, backproject, fbp, filter_sinogram, index_lines
+from bliss_lite.processing.fbp import IncrementalBackprojector, backproject, fbp, filter_sinogram
 from bliss_lite.processing.phase_maps import correlation, ground_truth, phase_maps, phase_rois
 from bliss_lite.processing.sinogram import SinogramBuilder, assemble, estimate_centre, normalise
 from bliss_lite.processing.sirt import forward_project, sirt
+from bliss_lite.processing.tomo_grid import index_lines
 
 N_X, N_OMEGA = 48, 76
 Q = np.linspace(10, 40, 300)  # nm^-1

@@ -8,7 +8,8 @@ Conventions (those of `controllers/sample/phantom.py`): the beam at motor positi
 the sample turned by omega sees the line u cos(omega) + v sin(omega) = x - centre, where
 `centre` is the motor x of the rotation axis (mm). The image has n x n pixels spanning the
 scanned x range (minus the centre) in both u (columns) and v (rows), pixel centres as in
-`phantom.phase_map`. A sinogram of line integrals in mm reconstructs to volume fractions.
+`phantom.phase_map`. A sinogram of line integrals in mm reconstructs to volume fractions. The
+grid, its index lines and the filter are `tomo_grid.py`'s, shared with the GPU version.
 
 Why the back-projection is fast (9.6e10 interpolations for 400 x 600 x 1000; ~5.4 s on this
 2-core AVX-512 VM against 22-25 s for a plain batched kernel): the naive order (pixel, angle,
@@ -36,7 +37,6 @@ an NVIDIA GPU (`processing/gpu/fbp.py`); a CuPy sinogram stays on the GPU.
 """
 from __future__ import annotations
 
-import functools
 import math
 import time
 
@@ -44,84 +44,26 @@ import numpy as np
 import scipy.fft
 from numba import njit, prange
 
-from bliss_lite.processing.gpu import on_device
+from bliss_lite.processing.tomo_grid import (
+    MATRIX_FILTER_MAX_NX,
+    as_stack,
+    check_grid,
+    filter_matrix,
+    filter_response,
+    index_lines,
+)
+
+# re-exported: reconstruction_hook imports it from here
+from bliss_lite.processing.tomo_grid import image_axis as image_axis
 
 TILE = 16  # image tile side (pixels)
 UNROLL = 4  # angles added per pass over the accumulator
 QB = 128  # q block width (floats), a compile-time constant of the kernel
 SMALL_NQ = 32  # below this many q bins, back-project pixel by pixel (no q blocks to fill)
-MATRIX_FILTER_MAX_NX = 1024  # above this, the FFT filter beats the Toeplitz sgemm
-WINDOWS = ("ramp", "shepp-logan", "cosine", "hamming", "hann")
 BACKENDS = ("cpu", "gpu", "auto")
 
 
-# --- geometry ----------------------------------------------------------------------------------
-
-def _check_grid(x_mm, omega_deg):
-    x_mm = np.asarray(x_mm, float)
-    omega_deg = np.asarray(omega_deg, float)
-    if x_mm.ndim != 1 or x_mm.size < 2:
-        raise ValueError(f"x_mm must be 1-D with at least 2 positions, got shape {x_mm.shape}")
-    dx = np.diff(x_mm)
-    if not np.allclose(dx, dx[0], rtol=1e-6, atol=0) or dx[0] == 0:
-        raise ValueError("x_mm must be equally spaced")
-    if omega_deg.ndim != 1 or omega_deg.size < 1:
-        raise ValueError(f"omega_deg must be 1-D and not empty, got shape {omega_deg.shape}")
-    return x_mm, omega_deg, float(dx[0])
-
-
-def image_axis(x_mm, centre, n=None):
-    """Pixel centres (mm, sample frame) of the reconstruction grid, for u and v alike: n pixels
-    over the scanned x range, shifted by the centre of rotation."""
-    x_mm = np.asarray(x_mm, float)
-    n = x_mm.size if n is None else int(n)
-    step = abs(x_mm[1] - x_mm[0])
-    lo, width = x_mm.min() - step / 2, step * x_mm.size
-    return lo + (np.arange(n) + 0.5) * width / n - centre
-
-
-def index_lines(x_mm, omega_deg, centre, n=None):
-    """(f0, dfc, dfr): pixel (row, col) projects at angle a onto the fractional detector index
-    f0[a] + col * dfc[a] + row * dfr[a] (index k at x_mm[k])."""
-    x_mm, omega_deg, dx = _check_grid(x_mm, omega_deg)
-    axis = image_axis(x_mm, centre, n)
-    g0, dg = axis[0], (axis[1] - axis[0]) if axis.size > 1 else 1.0
-    om = np.radians(omega_deg)
-    c, s = np.cos(om), np.sin(om)
-    f0 = (g0 * c + g0 * s + centre - x_mm[0]) / dx
-    return f0, dg * c / dx, dg * s / dx
-
-
 # --- filter ------------------------------------------------------------------------------------
-
-def filter_response(n_x, window="ramp"):
-    """(P, H): the padded length and the real frequency response (rfft bins) of the windowed
-    band-limited ramp, for samples one unit apart (divide by dx for mm)."""
-    if window not in WINDOWS:
-        raise ValueError(f"unknown filter window {window!r}; choose from {', '.join(WINDOWS)}")
-    size = scipy.fft.next_fast_len(2 * n_x, real=True)  # >= 2 n_x - 1: linear, not circular
-    k = np.arange(size)
-    m = np.minimum(k, size - k)
-    h = np.where(m % 2 == 1, -1.0 / (np.pi * np.maximum(m, 1)) ** 2, 0.0)
-    h[0] = 0.25  # Kak & Slaney (3.61): the sampled band-limited ramp, no DC offset
-    response = scipy.fft.rfft(h).real
-    nu = scipy.fft.rfftfreq(size)  # cycles per sample, 0 .. 0.5
-    response *= {"ramp": np.ones_like(nu), "shepp-logan": np.sinc(nu), "cosine": np.cos(np.pi * nu),
-                 "hamming": 0.54 + 0.46 * np.cos(2 * np.pi * nu),
-                 "hann": 0.5 * (1 + np.cos(2 * np.pi * nu))}[window]
-    return size, response
-
-
-@functools.lru_cache(maxsize=8)
-def filter_matrix(n_x, dx, window="ramp"):
-    """The filter as an n_x x n_x Toeplitz matrix (float32, 1/mm): filtered = M @ projection."""
-    size, response = filter_response(n_x, window)
-    kernel = scipy.fft.irfft(response, n=size)
-    lag = (np.arange(n_x)[:, None] - np.arange(n_x)[None, :]) % size
-    matrix = (kernel[lag] / dx).astype(np.float32)
-    matrix.flags.writeable = False
-    return matrix
-
 
 def _filter_op(n_x, dx, window, method, workers):
     """A function (src (k, n_x, w), out) writing the filtered projections into out."""
@@ -147,7 +89,7 @@ def filter_sinogram(sino, x_mm, window="ramp", method="auto", workers=None):
     sino = np.asarray(sino)
     squeeze = sino.ndim == 2
     data = sino[..., None] if squeeze else sino
-    _, _, dx = _check_grid(x_mm, np.zeros(1))
+    _, _, dx = check_grid(x_mm, np.zeros(1))
     op = _filter_op(data.shape[1], abs(dx), window, method, workers)
     out = np.empty(data.shape, np.float32)
     op(np.asarray(data, np.float32), out)
@@ -272,21 +214,9 @@ def _check_backend(backend):
     return resolve_backend(backend, "reconstruction")
 
 
-def _as_stack(sino):
-    """(n_omega, n_x, nq) view of a sinogram and whether it was one q bin; a CuPy sinogram
-    stays a CuPy array (the GPU path reads it where it is)."""
-    if not on_device(sino):
-        sino = np.asarray(sino)
-    if sino.ndim == 2:
-        return sino[..., None], True
-    if sino.ndim != 3:
-        raise ValueError(f"sinogram must be (n_omega, n_x) or (n_omega, n_x, nq), got shape {sino.shape}")
-    return sino, False
-
-
 def _run(sino, x_mm, omega_deg, centre, n, weight, op, timings):
-    stack, squeeze = _as_stack(sino)
-    x_mm, omega_deg, _ = _check_grid(x_mm, omega_deg)
+    stack, squeeze = as_stack(sino)
+    x_mm, omega_deg, _ = check_grid(x_mm, omega_deg)
     if stack.shape[:2] != (omega_deg.size, x_mm.size):
         raise ValueError(f"sinogram shape {stack.shape} does not match "
                          f"{omega_deg.size} angles x {x_mm.size} positions")
@@ -333,7 +263,7 @@ def fbp(sino, x_mm, omega_deg, centre, n=None, window="ramp", backend="cpu", fil
         from bliss_lite.processing.gpu import fbp as gpu_fbp
 
         return gpu_fbp.fbp(sino, x_mm, omega_deg, centre, n, window, filter_method, timings)
-    x_mm, omega_deg, dx = _check_grid(x_mm, omega_deg)
+    x_mm, omega_deg, dx = check_grid(x_mm, omega_deg)
     op = _filter_op(x_mm.size, abs(dx), window, filter_method, workers)
     return _run(sino, x_mm, omega_deg, centre, n, math.pi / omega_deg.size, op, timings)
 
@@ -352,7 +282,7 @@ class IncrementalBackprojector:
         if backend == "gpu":
             raise ValueError("live back-projection runs on the CPU only (a projection at a time is no GPU work); "
                              "use backend='cpu' or 'auto'")
-        self.x_mm, self.omega_deg, dx = _check_grid(x_mm, omega_deg)
+        self.x_mm, self.omega_deg, dx = check_grid(x_mm, omega_deg)
         self.nq, self.centre = int(nq), float(centre)
         self.n = self.x_mm.size if n is None else int(n)
         self._matrix = filter_matrix(self.x_mm.size, abs(dx), window)

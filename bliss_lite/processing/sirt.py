@@ -10,8 +10,13 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from bliss_lite.processing.fbp import (_as_stack, _check_grid, backproject, detector_bins, fbp, image_axis,
-                                       index_lines)
+from bliss_lite.processing.fbp import backproject, detector_bins, fbp
+from bliss_lite.processing.tomo_grid import (
+    as_stack,
+    check_grid,
+    index_lines,
+    pixel_area,
+)
 
 
 @njit(parallel=True, fastmath=True, cache=True)
@@ -45,16 +50,11 @@ def forward_project(image, x_mm, omega_deg, centre):
     image = np.asarray(image, np.float32)
     squeeze = image.ndim == 2
     stack = np.ascontiguousarray(image[..., None] if squeeze else image)
-    x_mm, omega_deg, dx = _check_grid(x_mm, omega_deg)
+    x_mm, omega_deg, dx = check_grid(x_mm, omega_deg)
     n = stack.shape[0]
     out = np.empty((omega_deg.size, x_mm.size, stack.shape[2]), np.float32)
-    _forward(stack, *index_lines(x_mm, omega_deg, centre, n), np.float32(_area(x_mm, n) / abs(dx)), out)
+    _forward(stack, *index_lines(x_mm, omega_deg, centre, n), np.float32(pixel_area(x_mm, n) / abs(dx)), out)
     return out[..., 0] if squeeze else out
-
-
-def _area(x_mm, n):
-    axis = image_axis(x_mm, 0.0, n)
-    return (axis[1] - axis[0]) ** 2 if n > 1 else 1.0
 
 
 def sirt(sino, x_mm, omega_deg, centre, n=None, iterations=50, nonnegative=True, x0=None, callback=None,
@@ -69,9 +69,9 @@ def sirt(sino, x_mm, omega_deg, centre, n=None, iterations=50, nonnegative=True,
         from bliss_lite.processing.gpu import sirt as gpu_sirt
 
         return gpu_sirt.sirt(sino, x_mm, omega_deg, centre, n, iterations, nonnegative, x0, callback)
-    stack, squeeze = _as_stack(sino)
+    stack, squeeze = as_stack(sino)
     stack = np.asarray(stack, np.float32)
-    x_mm, omega_deg, dx = _check_grid(x_mm, omega_deg)
+    x_mm, omega_deg, dx = check_grid(x_mm, omega_deg)
     n = x_mm.size if n is None else int(n)
     nq = stack.shape[2]
     if x0 is None:
@@ -82,7 +82,7 @@ def sirt(sino, x_mm, omega_deg, centre, n=None, iterations=50, nonnegative=True,
         image = np.array(x0, np.float32).reshape(n, n, nq)
     if nonnegative:
         np.maximum(image, 0, out=image)
-    scale = np.float32(_area(x_mm, n) / abs(dx))
+    scale = np.float32(pixel_area(x_mm, n) / abs(dx))
     rows = forward_project(np.ones((n, n, 1), np.float32), x_mm, omega_deg, centre)
     inv_rows = _safe_inverse(rows)  # R: 1 / (A 1), per ray
     cols = backproject(np.ones((omega_deg.size, x_mm.size, 1), np.float32), x_mm, omega_deg, centre, n, scale)

@@ -1,16 +1,16 @@
 """Filtered back-projection of every q bin of an XRD-CT slice at once, on the GPU.
 
-Same geometry, filter and interpolation rule as `processing/fbp.py` (its index lines, its
-filter matrix, `detector_bins`), so the images agree to float32 rounding (measured: ~1e-6 of
-the image maximum). The filter is the n_x x n_x Toeplitz matrix, as on the CPU (FFT above
-1024 positions), through cuBLAS sgemm batched over the angles; for the plain ramp, whose
-kernel is zero at every even lag but 0, two half-size GEMMs (even rows from odd bins, odd
-from even) after one pass for the diagonal: 4.8 -> 3.75 ms for 400 x 600 x 1000 on an H200.
-Tried and dropped: TF32 tensor cores (2.1 ms, but 9e-4 of the image maximum off the CPU: over
-the 1e-4 allowed), 3xTF32 (operands split into TF32 high and low parts, float32 accuracy:
-4.45 ms, the split copies cost what the tensor cores save), filtering ranges of q on a second
-stream beside the back-projection (no gain: both parts fill the GPU alone). The
-back-projection is `gpu/backproject.py`.
+Same geometry, filter and interpolation rule as `processing/fbp.py` (the index lines and
+filter matrix of `tomo_grid.py`, fbp's `detector_bins`), so the images agree to float32
+rounding (measured: ~1e-6 of the image maximum). The filter is the n_x x n_x Toeplitz matrix,
+as on the CPU (FFT above 1024 positions), through cuBLAS sgemm batched over the angles; for
+the plain ramp, whose kernel is zero at every even lag but 0, two half-size GEMMs (even rows
+from odd bins, odd from even) after one pass for the diagonal: 4.8 -> 3.75 ms for
+400 x 600 x 1000 on an H200. Tried and dropped: TF32 tensor cores (2.1 ms, but 9e-4 of the
+image maximum off the CPU: over the 1e-4 allowed), 3xTF32 (operands split into TF32 high and
+low parts, float32 accuracy: 4.45 ms, the split copies cost what the tensor cores save),
+filtering ranges of q on a second stream beside the back-projection (no gain: both parts fill
+the GPU alone). The back-projection is `gpu/backproject.py`.
 
 `fbp` takes a CuPy array (already on the GPU, e.g. from GPU integration: the image stays there
 too) or a NumPy array: then chunks of q values (64, then 128 each) cross the bus while the
@@ -28,9 +28,15 @@ import math
 
 import numpy as np
 
-from bliss_lite.processing.fbp import (MATRIX_FILTER_MAX_NX, _as_stack, _check_grid, filter_matrix, filter_response,
-                                       index_lines)
 from bliss_lite.processing.gpu.backproject import CONFIG, launch
+from bliss_lite.processing.tomo_grid import (
+    MATRIX_FILTER_MAX_NX,
+    as_stack,
+    check_grid,
+    filter_matrix,
+    filter_response,
+    index_lines,
+)
 
 PAD_BINS = 3  # zero detector bins after the last, read by a group's 4-bin window
 Q_CHUNK = 128  # q values per chunk crossing the bus (host arrays)
@@ -94,7 +100,7 @@ class SliceGeometry:
     def __init__(self, x_mm, omega_deg, centre, n, nq, window, filter_method):
         import cupy
 
-        self.x_mm, self.omega_deg, dx = _check_grid(x_mm, omega_deg)
+        self.x_mm, self.omega_deg, dx = check_grid(x_mm, omega_deg)
         self.n_om, self.n_x = self.omega_deg.size, self.x_mm.size
         self.n = self.n_x if n is None else int(n)
         self.nq, self.nqp = int(nq), -(-int(nq) // Q_ALIGN) * Q_ALIGN
@@ -309,7 +315,7 @@ def fbp(sino, x_mm, omega_deg, centre, n=None, window="ramp", filter_method="aut
     image (`out`, when given: a pinned one is written straight from the GPU)."""
     import cupy
 
-    stack, squeeze = _as_stack(sino)
+    stack, squeeze = as_stack(sino)
     geometry = SliceGeometry(x_mm, omega_deg, centre, n, stack.shape[2], window, filter_method)
     if stack.shape[:2] != (geometry.n_om, geometry.n_x):
         raise ValueError(f"sinogram shape {stack.shape} does not match "

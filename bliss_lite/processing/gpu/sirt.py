@@ -16,9 +16,8 @@ import functools
 
 import numpy as np
 
-from bliss_lite.processing.fbp import _as_stack, _check_grid
-from bliss_lite.processing.gpu.fbp import SliceGeometry
-from bliss_lite.processing.sirt import _area
+from bliss_lite.processing.gpu.fbp import SliceGeometry, fbp_device
+from bliss_lite.processing.tomo_grid import as_stack, check_grid, pixel_area
 
 FORWARD = r"""
 extern "C" __global__ void forward(const float4* __restrict__ image, const double* __restrict__ f0,
@@ -104,17 +103,15 @@ def sirt(sino, x_mm, omega_deg, centre, n=None, iterations=50, nonnegative=True,
     import cupy
 
     on_device = isinstance(sino, cupy.ndarray)
-    stack, squeeze = _as_stack(sino)
-    x_mm, omega_deg, dx = _check_grid(x_mm, omega_deg)
+    stack, squeeze = as_stack(sino)
+    x_mm, omega_deg, dx = check_grid(x_mm, omega_deg)
     g = SliceGeometry(x_mm, omega_deg, centre, n, stack.shape[2], "ramp", "auto")
     if stack.shape[:2] != (g.n_om, g.n_x):
         raise ValueError(f"sinogram shape {stack.shape} does not match {g.n_om} angles x {g.n_x} positions")
-    scale = np.float32(_area(x_mm, g.n) / abs(dx))
+    scale = np.float32(pixel_area(x_mm, g.n) / abs(dx))
     b = _padded(stack, g)
     image = cupy.zeros((g.n, g.n, g.nqp), np.float32)
     if isinstance(x0, str) and x0 == "fbp":
-        from bliss_lite.processing.gpu.fbp import fbp_device
-
         image[..., :g.nq] = fbp_device(cupy.ascontiguousarray(b[:, :g.n_x, :g.nq]), g)
     elif x0 is not None:
         image[..., :g.nq] = cupy.asarray(x0, np.float32).reshape(g.n, g.n, g.nq)
