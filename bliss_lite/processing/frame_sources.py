@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ScanRecord", "cbf_files", "cbf_frames", "hdf5_frames", "hdf5_scan", "entry_name"]
+__all__ = ["ScanRecord", "cbf_files", "cbf_frames", "hdf5_frames", "hdf5_scan", "entry_name", "open_scan_file"]
 
 BSLZ4_FILTER = "32008"  # the bitshuffle HDF5 filter id; compression_opts (block, 2) means LZ4
 
@@ -91,7 +91,9 @@ def entry_name(entry):
     return text if "." in text else f"{int(text)}.1"
 
 
-def _open(filename):
+def open_scan_file(filename):
+    """An HDF5 scan file, read-only with locking off; SWMR where the file allows it, so a file
+    whose scan is still being written opens too."""
     import h5py
     import hdf5plugin  # noqa: F401  (registers the Bitshuffle-LZ4 filter with h5py)
 
@@ -124,7 +126,7 @@ def hdf5_frames(filename, entry, detector="pilatus", readers=2, start=0, stop=No
     from bliss_lite.data import bslz4
 
     entry = entry_name(entry)
-    with _open(filename) as h5:
+    with open_scan_file(filename) as h5:
         dataset = _frames_dataset(h5, filename, entry, detector)
         stop = len(dataset) if stop is None else min(stop, len(dataset))
         shape, dtype = dataset.shape[1:], dataset.dtype
@@ -177,7 +179,7 @@ def hdf5_scan(filename, entry, detector="pilatus") -> ScanRecord:
     """The entry's title, frame count and shape, its 1-D `measurement/` channels (omega, x, z,
     i0, it, ...) and its stored scan_info (None where the file has none)."""
     entry = entry_name(entry)
-    with _open(filename) as h5:
+    with open_scan_file(filename) as h5:
         if entry not in h5:
             raise KeyError(f"{filename}: no entry {entry} (entries: {', '.join(sorted(h5.keys())) or 'none'})")
         group = h5[entry]

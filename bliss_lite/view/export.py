@@ -26,8 +26,7 @@ from matplotlib.figure import Figure
 
 from bliss_lite.controllers.detectors.pilatus_geometry import GAP_VALUE
 from bliss_lite.data.model import TIMERS
-from bliss_lite.processing.frame_sources import _open as open_entry_file  # SWMR, else plain read-only
-from bliss_lite.processing.frame_sources import entry_name
+from bliss_lite.processing.frame_sources import entry_name, open_scan_file
 from bliss_lite.scans.peaks import fwhm_and_center, peak_index
 from bliss_lite.view.images import mesh_image
 
@@ -89,7 +88,7 @@ def _open(path):
     if not path.is_file():
         raise PlotError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
     try:
-        return open_entry_file(path)
+        return open_scan_file(path)
     except OSError as exc:
         raise PlotError(f"{exc} (not a readable HDF5 file)") from None
 
