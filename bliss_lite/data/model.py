@@ -9,10 +9,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bliss_lite.protocols import END_REASONS as END_REASONS  # re-exported: the seal's words
+from bliss_lite.protocols import PUBLISHED_STATES
+
 HISTORY_KEY = "bliss_lite:scans:history"  # stream: one entry {"key": scan key} per new scan
 HISTORY_MAXLEN = 10000
-STATES = ("CREATED", "PREPARED", "STARTED", "STOPPED", "CLOSED")
-END_REASONS = ("SUCCESS", "USER_ABORT", "FAILURE")
+STATES = PUBLISHED_STATES  # the state stream's words, in order (bliss_lite.protocols.ScanState)
 TIMERS = ("elapsed_time", "epoch")  # channels of every step scan, not counters a scientist plots
 
 
