@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bliss_lite.controllers.detectors.pilatus import DetectorError
+from bliss_lite.controllers.detectors.pilatus_base import DetectorError
 from bliss_lite.controllers.detectors.pilatus_remote import RemotePilatus
 
 SERVER = Path(__file__).parents[1] / "simulators" / "pilatus_server.py"

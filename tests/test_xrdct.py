@@ -8,7 +8,7 @@ import hdf5plugin  # noqa: F401 - the Bitshuffle filter for reading frames back
 import numpy as np
 import pytest
 
-from bliss_lite.controllers.detectors.pilatus import DetectorError, decode
+from bliss_lite.controllers.detectors.pilatus_base import DetectorError, decode
 from bliss_lite.controllers.detectors.pilatus_geometry import FULL_SHAPE, Roi, gap_mask
 from bliss_lite.controllers.sample.phantom import EllipticCylinder
 from bliss_lite.data import bslz4

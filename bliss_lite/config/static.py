@@ -25,7 +25,7 @@ FACTORIES = {
     "simulation_diode": ("bliss", "bliss_lite.controllers.counters.simulation:create_diode"),
     "measurement_group": ("bliss", "bliss_lite.controllers.counters.measurement_group:create"),
     "session": ("session", "bliss_lite.config.session:create_session"),
-    "pilatus2m": ("bliss", "bliss_lite.controllers.detectors.pilatus:create"),
+    "pilatus2m": ("bliss", "bliss_lite.controllers.detectors.pilatus_factory:create"),
     "xrdct_sample": ("bliss", "bliss_lite.controllers.sample.xrdct_sample:create"),
     "sample_monitor": ("bliss", "bliss_lite.controllers.sample.xrdct_sample:create_monitor"),
 }

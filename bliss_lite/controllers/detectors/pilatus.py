@@ -19,74 +19,23 @@ import time
 from pathlib import Path
 
 import gevent
-import numpy as np
 
-from bliss_lite.config.errors import ConfigError, where
-from bliss_lite.config.fields import Field, read_fields
-from bliss_lite.controllers.detectors.pilatus_geometry import FULL_SHAPE, MAX_RATE_HZ, PIXEL_SIZE, Roi
+from bliss_lite.controllers.detectors.pilatus_base import MIN_LATENCY, TRIGGER_MODES, DetectorError, PilatusBase
 from bliss_lite.data import bslz4
 
-TRIGGER_MODES = ("INTERNAL", "EXTERNAL_TRIGGER", "EXTERNAL_GATE")
-MIN_LATENCY = 0.00095  # s: the Pilatus 2M's readout time between frames
 now = time.monotonic
 
 
-class DetectorError(RuntimeError):
-    pass
-
-
-class Pilatus2M:
-    controller_name = "pilatus"
-    dtype = "int32"
-    unit = "counts"
+class Pilatus2M(PilatusBase):
+    """The simulator: renders each frame of its sample and compresses it, in this process."""
 
     def __init__(self, name, sample=None, roi=None, cbf_directory=None):
-        self.name = name
-        self.sample = sample
-        self._roi = Roi.of(roi)
+        super().__init__(name, sample, roi)
         self.cbf_directory = Path(cbf_directory) if cbf_directory else None
-        self.trigger_mode = "INTERNAL"
-        self.nb_frames = 1
-        self.expo_time = 0.001
-        self.latency_time = MIN_LATENCY
-        self.frame_counter = 0  # frames taken since the last arm
-        self.on_frame = None
         self.frame_bank = None  # pre-rendered compressed frames replayed in turn (throughput runs)
-        self.rate_cap = None
-        self.faults = {}  # frames/s: replaces the detector's own limit (benchmarks of the pipeline)
+        self.faults = {}  # frame numbers dropped or delivered twice (inject)
         self._armed = False
         self._internal = None
-
-    # -- geometry ----------------------------------------------------------------------------
-    @property
-    def roi(self):
-        return self._roi
-
-    @roi.setter
-    def roi(self, value):
-        """A Roi, or (row, column, rows, columns); None for the full frame."""
-        self._roi = Roi.of(value)
-        self._roi_changed()
-
-    def _roi_changed(self):
-        """What a driver does when the ROI changes (the remote one tells its detector)."""
-
-    @property
-    def shape(self):
-        return self.roi.shape
-
-    @property
-    def fullname(self):
-        return f"{self.controller_name}:{self.name}"
-
-    pixel_size = PIXEL_SIZE
-
-    @property
-    def max_rate(self):
-        if self.rate_cap is not None:
-            return self.rate_cap
-        half = FULL_SHAPE[0] * FULL_SHAPE[1] / 2
-        return 2 * MAX_RATE_HZ if self.roi.rows * self.roi.columns <= half else MAX_RATE_HZ
 
     # -- acquisition -------------------------------------------------------------------------
     def prepare(self, nb_frames, expo_time, latency_time=MIN_LATENCY, trigger_mode="INTERNAL"):
@@ -185,43 +134,5 @@ class Pilatus2M:
             self._internal.kill()
             self._internal = None
 
-    def __info__(self):
-        return (f"Pilatus 2M simulator {self.name}: {self.shape[1]} x {self.shape[0]} pixels "
-                f"(ROI {self.roi.row},{self.roi.column}), 172 um, int32, up to {self.max_rate:g} frames/s\n"
-                f"  trigger mode {self.trigger_mode}, exposure {self.expo_time:g} s, latency {self.latency_time:g} s, "
-                f"frame counter {self.frame_counter}")
-
     def __repr__(self):
         return f"<Pilatus2M {self.name} {self.shape}>"
-
-
-PILATUS_FIELDS = (
-    Field("sample", "ref", None),
-    Field("roi", "list", None),
-    Field("cbf_directory", "str", None),
-    Field("server", "str", None),  # host:port of simulators/pilatus_server.py; none: in-process
-)
-
-
-def create(name, node, config):
-    values = read_fields(node, PILATUS_FIELDS, f"detector '{name}'")
-    sample = config.resolve(values["sample"]) if values["sample"] is not None else None
-    if sample is not None and not callable(getattr(sample, "frame_at", None)):
-        raise ConfigError(f"{where(node, 'sample')}: detector '{name}': {values['sample']} is not a sample")
-    roi = None
-    if values["roi"] is not None:
-        try:
-            roi = Roi.of(values["roi"])
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{where(node, 'roi')}: detector '{name}': roi [row, column, rows, columns]: {exc}") from None
-    if values["server"] is not None:
-        from bliss_lite.controllers.detectors.pilatus_remote import RemotePilatus
-
-        if ":" not in values["server"]:
-            raise ConfigError(f"{where(node, 'server')}: detector '{name}': server must be host:port, got {values['server']!r}")
-        return RemotePilatus(name, values["server"], sample, roi)
-    return Pilatus2M(name, sample, roi, values["cbf_directory"])
-
-
-def decode(chunk, shape):
-    return bslz4.decompress(chunk, shape, np.int32)

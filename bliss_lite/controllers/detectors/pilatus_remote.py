@@ -1,6 +1,7 @@
 """The Pilatus driver for the simulator process (simulators/pilatus_server.py), over TCP.
 
-Same interface as the in-process simulator (`Pilatus2M`), so scans do not know the difference.
+A sibling of the in-process simulator (`Pilatus2M`), both built on PilatusBase and both a
+bliss_lite.protocols.Detector, so scans do not know the difference.
 Every command waits for its reply at most `timeout` seconds: a silent or vanished detector
 is a DetectorError that names it and the command, never a hang. Frames arrive on the same
 connection; a reader greenlet hands them to `on_frame` as they come.
@@ -13,11 +14,11 @@ import gevent
 import gevent.queue
 from gevent import socket  # cooperative whether or not the process is monkey-patched
 
-from bliss_lite.controllers.detectors.pilatus import DetectorError, Pilatus2M
+from bliss_lite.controllers.detectors.pilatus_base import MIN_LATENCY, DetectorError, PilatusBase
 from bliss_lite.controllers.detectors.pilatus_protocol import DEFAULT_TIMEOUT, parse_frame_header
 
 
-class RemotePilatus(Pilatus2M):
+class RemotePilatus(PilatusBase):
     def __init__(self, name, address, sample=None, roi=None, timeout=DEFAULT_TIMEOUT):
         host, _, port = address.rpartition(":")
         self.address = (host or "127.0.0.1", int(port))
@@ -143,9 +144,9 @@ class RemotePilatus(Pilatus2M):
         self._connect()
         return self._max_rate
 
-    def prepare(self, nb_frames, expo_time, latency_time=0.00095, trigger_mode="INTERNAL"):
+    def prepare(self, nb_frames, expo_time, latency_time=MIN_LATENCY, trigger_mode="INTERNAL"):
         self._command(f"PREPARE {nb_frames} {expo_time!r} {latency_time!r} {trigger_mode}")
-        self.nb_frames, self.expo_time, self.latency_time = nb_frames, expo_time, max(latency_time, 0.00095)
+        self.nb_frames, self.expo_time, self.latency_time = nb_frames, expo_time, max(latency_time, MIN_LATENCY)
         self.trigger_mode = trigger_mode
         self.frame_counter = 0
 
