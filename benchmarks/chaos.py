@@ -150,7 +150,6 @@ def run(n_scans, seed):
     import gevent
 
     from bliss_lite.data.redis_server import connect
-    from bliss_lite.scans import redis_link
     from bliss_lite.shell.runner import open_session
     from simulators.processes import SimulatorProcess, write_remote_config
 
@@ -161,10 +160,10 @@ def run(n_scans, seed):
     with SimulatorProcess.motor() as motors, SimulatorProcess.pilatus() as pilatus:
         root = write_remote_config(Path(tempfile.mkdtemp(prefix="chaos_cfg_")), motors.port, pilatus.port,
                                    timeout=0.5, stall_timeout=0.3)
-        _, ns = open_session("remote", root)
+        session, ns = open_session("remote", root)
         names = ("omega", "x", "z", "pilatus")
         ns["mv"](ns["x"], 0, ns["z"], 0)
-        url = redis_link.scan_redis_url()
+        url = session.scan_context.redis.url()
         kinds = scan_kinds(ns)
         main = gevent.getcurrent()
         t_start = time.perf_counter()

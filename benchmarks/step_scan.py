@@ -42,13 +42,11 @@ def run_ours(points, repeat, cts):
 
     monkey.patch_all()
     from bliss_lite.data.client import ScanReader
-    from bliss_lite.scans import redis_link
-    from bliss_lite.scans.scan import SCAN_WATCHERS
     from bliss_lite.scans.step import ascan, ct
     from bliss_lite.shell.runner import open_session
 
     session, ns = open_session("test", ROOT / "config")
-    SCAN_WATCHERS.clear()  # no shell display: this measures the engine (one JSON line out)
+    session.scan_context.watchers.clear()  # no shell display: this measures the engine (one JSON line out)
     m4, counters = ns["m4"], [ns["diode1"], ns["diode2"], ns["diode3"]]
     ascan(m4, 0, 1, 99, 0, *counters)  # warm-up: Redis started, file created
     per_point = []
@@ -60,7 +58,7 @@ def run_ours(points, repeat, cts):
 
     with h5py.File(scan.filename, "r", locking=False) as h5:
         in_file = min(len(h5[f"{scan.entry}/measurement/{c.name}"]) for c in counters)
-    reader = ScanReader(redis_link.scan_redis(), scan.key)
+    reader = ScanReader(session.scan_context.redis.client(), scan.key)
     in_redis = min(len(reader.read(c.name)) for c in counters)
     for _ in range(10):
         ct(0.001, *counters)

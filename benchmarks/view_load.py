@@ -46,11 +46,10 @@ def scan_process(kind, points, frames):
     from gevent import monkey
 
     monkey.patch_all()
-    from bliss_lite.scans.scan import SCAN_WATCHERS
     from bliss_lite.shell.runner import open_session
 
     session, ns = open_session("test" if kind == "steps" else "demo", ROOT / "config")
-    SCAN_WATCHERS.clear()
+    session.scan_context.watchers.clear()
     if kind == "steps":
         from bliss_lite.scans.step import ascan
 

@@ -51,13 +51,11 @@ def run(args):
     import numpy as np
 
     from bliss_lite.data import bslz4
-    from bliss_lite.scans import redis_link
     from bliss_lite.scans.continuous_scans import fscan
-    from bliss_lite.scans.scan import SCAN_WATCHERS
     from bliss_lite.shell.runner import open_session
 
     session, ns = open_session("demo", ROOT / "config")
-    SCAN_WATCHERS.clear()
+    session.scan_context.watchers.clear()
     pilatus, omega, sample = ns["pilatus"], ns["omega"], ns["xrdct_sample"]
     model = sample.model(pilatus.roi)
     rng_positions = np.random.default_rng(0)
@@ -71,7 +69,7 @@ def run(args):
         pilatus.rate_cap = rate
     period = 1.0 / rate
     step = min(1.0, 0.9 * omega.velocity * period)
-    client = redis_link.scan_redis()
+    client = session.scan_context.redis.client()
     redis_pid = client.info()["process_id"]
     client.config_resetstat()
     cpu0, redis_cpu0, t0 = cpu_seconds(), cpu_seconds(redis_pid), time.perf_counter()

@@ -101,11 +101,8 @@ def run(args):
           f"points, {pilatus.roi.rows} x {pilatus.roi.columns} frames, {args.workers} integration workers", flush=True)
     holder = {}
     ticker = gevent.spawn(_progress, holder, total)
-    from bliss_lite.scans import scan as scan_module
-
     # the demo prints its own progress line instead of the shell's table of 1600 points
-    scan_module.SCAN_WATCHERS[:] = [w for w in scan_module.SCAN_WATCHERS if w.__name__ != "ScanDisplay"]
-    scan_module.SCAN_WATCHERS.append(lambda s: _Holder(holder, s))
+    session.scan_context.watchers[:] = [lambda s: _Holder(holder, s)]
     try:
         radius = sample.phantom.radius
         scan = ns["xrdct"](ns["omega"], ns["x"], ns["z"], -radius, radius, args.nx, [0.0], ACQ_TIME,
@@ -114,7 +111,6 @@ def run(args):
                                   "reconstruction": {"method": args.method}})
     finally:
         ticker.kill()
-        scan_module.SCAN_WATCHERS.pop()
     result = scan.hook("reconstruction").result
     if result is None:
         raise RuntimeError("demo: the reconstruction produced nothing (see the warnings above)")

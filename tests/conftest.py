@@ -12,6 +12,28 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
 set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "bliss_lite_hypothesis")  # no .hypothesis/ in the checkout
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_default_run_dir():
+    """A run directory for the whole test session, so that processes started without one of
+    their own (a worker or view server given --redis logs to <run dir>/logs) never write to the
+    developer's; tests that need their own still take `run_dir`."""
+    import os
+    import shutil
+
+    from bliss_lite.data.redis_server import stop_server
+
+    root = Path(tempfile.mkdtemp(prefix="bl_run_", dir="/tmp"))  # short: a unix socket may live there
+    saved = os.environ.get("BLISS_LITE_RUN_DIR")
+    os.environ["BLISS_LITE_RUN_DIR"] = str(root)
+    yield root
+    if saved is None:
+        os.environ.pop("BLISS_LITE_RUN_DIR", None)
+    else:
+        os.environ["BLISS_LITE_RUN_DIR"] = saved
+    stop_server(root)  # one a test may have started there
+    shutil.rmtree(root, ignore_errors=True)
+
+
 @pytest.fixture
 def run_dir(tmp_path, monkeypatch):
     path = tmp_path / "run"
@@ -83,8 +105,5 @@ def data_root(tmp_path, monkeypatch):
 @pytest.fixture
 def scan_session(shared_redis, data_root, monkeypatch, test_session):
     """The `test` session namespace, its scans saved under data_root and published to Redis."""
-    from bliss_lite.scans import peaks
-
     monkeypatch.setenv("BLISS_LITE_REDIS_URL", shared_redis)
-    monkeypatch.setitem(peaks._selected, "counters", [])
     return test_session

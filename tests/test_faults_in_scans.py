@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from bliss_lite.controllers.detectors.pilatus import DetectorError
+from bliss_lite.controllers.detectors.pilatus_base import DetectorError
 from bliss_lite.controllers.errors import AxisError
 from bliss_lite.data.client import ScanReader
 from bliss_lite.data.redis_server import connect
@@ -25,13 +25,11 @@ def simulators():
 @pytest.fixture
 def remote(simulators, shared_redis, data_root, run_dir, tmp_path, monkeypatch):
     """The `remote` session's namespace; its axes start at 0 with no fault injected."""
-    from bliss_lite.scans import peaks
     from bliss_lite.shell.runner import open_session
 
     motors, pilatus = simulators
     assert motors.send("INJECT clear") == "OK"
     monkeypatch.setenv("BLISS_LITE_REDIS_URL", shared_redis)
-    monkeypatch.setitem(peaks._selected, "counters", [])
     root = write_remote_config(tmp_path / "config", motors.port, pilatus.port, timeout=0.5, stall_timeout=0.3)
     _, ns = open_session("remote", root)
     ns["mv"](ns["omega"], 0, ns["x"], 0, ns["z"], 0)

@@ -25,7 +25,7 @@ from bliss_lite.controllers.axis import Axis
 from bliss_lite.controllers.errors import AxisError, LimitError
 from bliss_lite.controllers.motion import check_reachable
 from bliss_lite.scans.arguments import MAX_FRAMES, MAX_POINTS
-from bliss_lite.scans.scan import SCANS, Scan
+from bliss_lite.scans.scan import Scan
 
 
 EXAMPLES = int(os.environ.get("BLISS_LITE_FUZZ_EXAMPLES", 100))  # more for a deeper search than CI's
@@ -125,7 +125,7 @@ def snapshot(ns):
 
 def run_checked(ns, data_root, command, call, problems, expected_points=None, axes=(), physical=()):
     """The property, for one call whose wrong arguments the oracle listed in `problems`."""
-    before, scans, files = snapshot(ns), list(SCANS), sorted(data_root.rglob("*"))
+    before, scans, files = snapshot(ns), list(ns["SCANS"]), sorted(data_root.rglob("*"))
     try:
         call()
     except Accepted as accepted:
@@ -149,7 +149,7 @@ def run_checked(ns, data_root, command, call, problems, expected_points=None, ax
             assert isinstance(exc, LimitError) or any(p in message for p in physical), message
     assert snapshot(ns) == before  # nothing moved, not even a step
     # no scan, no file (the list itself: SCANS keeps 20, so once full its length never changes)
-    assert list(SCANS) == scans and sorted(data_root.rglob("*")) == files
+    assert list(ns["SCANS"]) == scans and sorted(data_root.rglob("*")) == files
 
 
 @pytest.fixture

@@ -26,13 +26,10 @@ STATES = ["CREATED", "PREPARED", "STARTED", "STOPPED", "CLOSED"]
 def session(server_dir, data_root, monkeypatch, test_session):
     """The `test` session publishing to its run directory's own server (restarted by
     ensure_server when it dies), Redis looked for again every 0.2 s."""
-    from bliss_lite.scans import peaks
-
-    monkeypatch.setitem(peaks._selected, "counters", [])
     monkeypatch.setattr(redis_link.LiveLink, "RETRY_S", 0.2)
-    redis_link.forget()
+    test_session["SESSION"].scan_context.redis.forget()
     yield test_session, ensure_server(server_dir)
-    redis_link.forget()
+    test_session["SESSION"].scan_context.redis.forget()
 
 
 def kill(url):
@@ -295,14 +292,12 @@ def test_frames_go_on_from_the_current_frame_after_an_outage(server_dir, restart
 
 def test_a_slow_reader_is_cut_off_before_redis_grows_past_its_budget(server_dir, data_root, monkeypatch,
                                                                        test_session):
-    from bliss_lite.scans import peaks
     from bliss_lite.scans.scan import Scan
 
     budget = 64 * 2**20
     monkeypatch.setenv("BLISS_LITE_REDIS_MAXMEMORY", "64mb")
-    monkeypatch.setitem(peaks._selected, "counters", [])
     monkeypatch.setattr(Scan, "frame_budget", 2**20)  # the frame stream holds about 1 MB
-    redis_link.forget()
+    test_session["SESSION"].scan_context.redis.forget()
     url = ensure_server(server_dir)
     ns, peak, done, slow = test_session, [0], threading.Event(), {}
 
@@ -335,7 +330,7 @@ def test_a_slow_reader_is_cut_off_before_redis_grows_past_its_budget(server_dir,
     finally:
         done.set()
         threads[1].join(5)
-        redis_link.forget()
+        test_session["SESSION"].scan_context.redis.forget()
     with h5py.File(scan.filename, "r", locking=False) as h5:
         assert h5[f"{scan.entry}/instrument/pilatus/data"].shape[0] == 300  # every frame in the file
     assert scan.end_reason == "SUCCESS" and "sock" in slow

@@ -297,10 +297,8 @@ def test_peak_tools_skip_counts_and_take_another_axis(scan_session):
 
 
 def test_scan_without_redis_is_saved_and_warns(scan_session, monkeypatch, capsys):
-    from bliss_lite.scans import redis_link
-
     monkeypatch.setenv("BLISS_LITE_REDIS_URL", "redis://127.0.0.1:1")  # nothing listens there
-    redis_link.forget()
+    scan_session["SESSION"].scan_context.redis.forget()
     with gevent.Timeout(2.0):  # a dead Redis must not hang the scan (timed in benchmarks/interrupt.py)
         scan = scan_session["ascan"](scan_session["m0"], 0, 1, 3, 0)
     assert scan.key is None and scan.end_reason == "SUCCESS"

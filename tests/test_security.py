@@ -19,7 +19,6 @@ from bliss_lite.data.publisher import ScanPublisher
 from bliss_lite.data.redis_server import connect, ensure_server, redis_server_binary
 from bliss_lite.data.redis_url import mask_url
 from bliss_lite.data.writer import read_entry
-from bliss_lite.scans import redis_link
 
 PACKAGE = Path(__file__).resolve().parents[1] / "bliss_lite"
 ADMIN = "admin-pw-not-for-scans"
@@ -93,12 +92,12 @@ def cli(*args, **env):
 def test_a_scan_publishes_through_a_password_and_an_acl_user(scan_session, tcp_redis, monkeypatch):
     url, _ = tcp_redis
     monkeypatch.setenv("BLISS_LITE_REDIS_URL", url)
-    redis_link.forget()
+    scan_session["SESSION"].scan_context.redis.forget()
     try:
         ns = scan_session
         scan = ns["ascan"](ns["m0"], 0, 1, 5, 0.001, ns["diode1"])
     finally:
-        redis_link.forget()
+        scan_session["SESSION"].scan_context.redis.forget()
     in_redis = ScanReader(connect(url), scan.key).get_data()
     in_file = read_entry(scan.filename, scan.number)
     for name in ("m0", "diode1"):
@@ -146,11 +145,11 @@ def test_a_wrong_password_is_named_without_printing_it(tcp_redis, scan_session, 
     assert masked in str(error.value) and WRONG not in str(error.value)
 
     monkeypatch.setenv("BLISS_LITE_REDIS_URL", bad)
-    redis_link.forget()
+    scan_session["SESSION"].scan_context.redis.forget()
     try:
         scan = scan_session["ascan"](scan_session["m0"], 0, 1, 3, 0)
     finally:
-        redis_link.forget()
+        scan_session["SESSION"].scan_context.redis.forget()
     err = capsys.readouterr().err
     assert scan.end_reason == "SUCCESS" and len(read_entry(scan.filename, scan.number)["m0"]) == 4
     assert f"WARNING: no Redis for live data (Redis at {masked}" in err and WRONG not in err

@@ -132,16 +132,14 @@ def test_xrdct_scan_is_integrated_by_workers_into_an_nxprocess(scan_session):
 
 
 def test_without_redis_the_hook_integrates_from_the_file(test_session, data_root, monkeypatch):
-    from bliss_lite.scans import redis_link
-
     monkeypatch.setenv("BLISS_LITE_REDIS_URL", "redis://127.0.0.1:1")  # nobody there
-    redis_link.forget()
+    test_session["SESSION"].scan_context.redis.forget()
     ns = test_session
     try:
         scan = ns["xrdct"](ns["omega"], ns["x"], ns["z"], -0.25, 0.25, 4, [0.0], 0.008, n_omega=6, fast_axis="x",
                            hooks=["integration"])
     finally:
-        redis_link.forget()
+        test_session["SESSION"].scan_context.redis.forget()
     hook = scan.hook("integration")
     assert hook.received.all() and hook.local_frames == 24
     with h5py.File(scan.filename, "r") as h5:

@@ -36,6 +36,7 @@ class Session:
         self.objects = {}  # name -> object, the session's own configuration objects
         self.scan_saving_config = {}  # base_path, sample: read by bliss_lite.scans.saving
         self.processing_config = {}  # hook name -> options: read by bliss_lite.processing.hooks
+        self.scan_context = None  # what its scans share (bliss_lite.scans.context), set by whoever opens it
 
     def object_names(self, _seen=()):
         """Names of the objects this session (and what it includes) loads, in order."""
@@ -110,7 +111,11 @@ class Session:
                             other.stop()
                         raise
         finally:
-            flush_pending()
+            try:
+                if self.scan_context is not None:
+                    self.scan_context.close()
+            finally:
+                flush_pending()
 
     def __info__(self):
         setup = self.setup_file or "none"

@@ -53,9 +53,6 @@ from bliss_lite.processing.tomo_grid import (
     index_lines,
 )
 
-# re-exported: reconstruction_hook imports it from here
-from bliss_lite.processing.tomo_grid import image_axis as image_axis
-
 TILE = 16  # image tile side (pixels)
 UNROLL = 4  # angles added per pass over the accumulator
 QB = 128  # q block width (floats), a compile-time constant of the kernel

@@ -1,60 +1,26 @@
-"""Scan hooks: processing that follows a scan while it runs and finishes after it.
-
-A hook is any object with `scan_started(scan)` (outputs open, Redis record created, before the
-first trigger) and `scan_finished(scan)` (entry closed, Redis scan sealed, axes back). The
-shipped ones are `integration` and `reconstruction`; users register their own the same way:
-
-    @register_hook("my_roi_sum")
-    def make(options, context):       # options: the dict from the YAML or the scan call
-        return MyHook(**options)
+"""Scan hooks for one scan: processing that follows it while it runs and finishes after it.
 
 The session enables hooks for its XRD-CT scans in YAML (`processing: {integration: {...},
 reconstruction: {...}}`); a scan call overrides with `hooks=` (a list of names, a dict of
 name -> options, hook objects, or [] for none). Options are checked when the hooks are made,
-before anything moves.
+before anything moves. The scan layer does not import this module: whoever opens the session
+hands `make_hooks` to its ScanContext (bliss_lite.shell.runner.open_session does).
+Hooks register in bliss_lite.processing.hook_registry; the shipped ones are imported here.
 """
 from __future__ import annotations
 
-import sys
+from bliss_lite.processing import integration_hook, reconstruction_hook  # noqa: F401 - they register
+from bliss_lite.processing.hook_registry import HOOK_FACTORIES, ScanHook, register_hook  # noqa: F401 - the API
+from bliss_lite.protocols import ScanHook as ScanHookProtocol
 
-HOOK_FACTORIES = {}
 ORDER = ("integration", "reconstruction")  # reconstruction reads the integration's patterns
 REQUIRES = {"reconstruction": "integration"}
-
-
-class ScanHook:
-    """Base class with the two calls; `name` is how other hooks find it (`scan.hook(name)`)."""
-
-    name = None
-
-    def scan_started(self, scan):
-        pass
-
-    def scan_finished(self, scan):
-        pass
-
-
-def register_hook(name, factory=None):
-    """Register factory(options: dict, context: dict) -> hook under `name` (decorator or call)."""
-    if not isinstance(name, str) or not name.isidentifier():
-        raise ValueError(f"hook name must be an identifier, got {name!r}")
-
-    def add(f):
-        HOOK_FACTORIES[name] = f
-        return f
-
-    return add(factory) if factory is not None else add
-
-
-def _shipped():
-    from bliss_lite.processing import integration_hook, reconstruction_hook  # noqa: F401 - they register
 
 
 def make_hooks(command, spec, session=None, context=None):
     """The hook objects for one scan. `spec`: None (the session's `processing`), a list of
     names or hook objects, a dict {name: options}, or [] / False for none."""
-    _shipped()
-    session_options = dict(getattr(session, "processing_config", None) or {})
+    session_options = dict(session.processing_config or {}) if session is not None else {}
     if spec is None:
         spec = session_options
     if spec is False:
@@ -62,7 +28,7 @@ def make_hooks(command, spec, session=None, context=None):
     if isinstance(spec, (list, tuple)):
         objects = [h for h in spec if not isinstance(h, str)]
         for hook in objects:
-            if not callable(getattr(hook, "scan_started", None)) or not callable(getattr(hook, "scan_finished", None)):
+            if not isinstance(hook, ScanHookProtocol):
                 raise ValueError(f"{command}: hook {hook!r} has no scan_started/scan_finished")
         spec = {name: session_options.get(name) or {} for name in spec if isinstance(name, str)}
     else:
@@ -88,7 +54,3 @@ def make_hooks(command, spec, session=None, context=None):
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{command}: hook {name}: {exc}") from None
     return hooks + objects
-
-
-def warn(text):
-    print(text, file=sys.stderr, flush=True)

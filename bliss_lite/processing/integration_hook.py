@@ -19,7 +19,7 @@ import numpy as np
 
 from bliss_lite.processing import integration_queue as queue
 from bliss_lite.processing.gpu import checked_option, take_rows, to_host
-from bliss_lite.processing.hooks import ScanHook, register_hook, warn
+from bliss_lite.processing.hook_registry import ScanHook, register_hook, warn
 from bliss_lite.processing.integration_settings import IntegrationSettings, cpu_only_reason
 
 HOOK_OPTIONS = {"workers", "timeout", "poni", "detector", "poll_s", "backend"}
@@ -48,6 +48,11 @@ class IntegrationHook(ScanHook):
     def npt(self):
         return self.settings.npt
 
+    @property
+    def client(self):
+        """The Redis client of the running scan, None without Redis (patterns from the file)."""
+        return self._client
+
     def add_listener(self, callback):
         self.listeners.append(callback)
 
@@ -55,10 +60,8 @@ class IntegrationHook(ScanHook):
     def scan_started(self, scan):
         import gevent
 
-        from bliss_lite.scans import redis_link
-
         self._grow(scan.npoints or 0)
-        self._client = redis_link.scan_redis()
+        self._client = scan.context.redis.client()
         if self._client is None or scan.key is None:
             warn(f"integration: no Redis for scan {scan.number}: its frames are integrated from the file at the end")
             return
@@ -67,7 +70,9 @@ class IntegrationHook(ScanHook):
         if self.workers:
             from bliss_lite.processing.worker_pool import pool
 
-            pool(redis_link.scan_redis_url()).ensure(self.workers)
+            workers = pool(scan.context.redis.url())
+            workers.ensure(self.workers)
+            scan.context.on_close(workers.stop)  # the session's workers end with it
         self._reader = queue.PatternReader(self._client, scan.key, self.npt)
         self._greenlet = gevent.spawn(self._collect_forever)
 
@@ -180,11 +185,10 @@ class IntegrationHook(ScanHook):
 def _settings_from(options, context):
     detector = context.get("detector")
     poni = options.pop("poni", None)
+    if poni is None:  # the geometry of the sample the scan recorded
+        poni = ((context.get("scan_info") or {}).get("sample") or {}).get("poni")
     if poni is None:
-        sample = getattr(detector, "sample", None)
-        poni = getattr(sample, "poni", None)
-    if poni is None:
-        raise ValueError("no geometry: give poni=PATH (the detector has no sample with a PONI file)")
+        raise ValueError("no geometry: give poni=PATH (the scan recorded no sample with a PONI file)")
     roi = getattr(detector, "roi", None)
     if roi is not None and "roi" not in options:
         options["roi"] = (roi.row, roi.column, roi.rows, roi.columns)

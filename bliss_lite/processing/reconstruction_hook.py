@@ -24,7 +24,7 @@ import time
 import numpy as np
 
 from bliss_lite.processing.gpu import checked_option, take_rows, to_host
-from bliss_lite.processing.hooks import ScanHook, register_hook, warn
+from bliss_lite.processing.hook_registry import ScanHook, register_hook, warn
 
 LIVE_MAXLEN = 500
 METHODS = ("fbp", "sirt")
@@ -223,7 +223,7 @@ class ReconstructionHook(ScanHook):
                            window=self.window, backend=self.resolved))
 
     def _publish_live(self, scan, maps, complete):
-        client = getattr(self._integration, "_client", None)
+        client = self._integration.client if self._integration is not None else None
         if client is None or scan.key is None:
             return
         try:
@@ -276,7 +276,7 @@ class ReconstructionHook(ScanHook):
         return start
 
     def _image_axis(self, x_mm, n):
-        from bliss_lite.processing.fbp import image_axis
+        from bliss_lite.processing.tomo_grid import image_axis
 
         return image_axis(x_mm, self.centre or 0.0, n)
 
@@ -291,6 +291,18 @@ class ReconstructionHook(ScanHook):
                                    peak_fwhm=self.peak_fwhm)
         per_slice = [phase_maps(volume[iz], radial, self.rois) for iz in range(len(volume))]
         return {phase: np.stack([m[phase] for m in per_slice]) for phase in self.rois}
+
+
+def phases_of_sample(scan_info, options):
+    """The phases the scan's recorded sample description names (scan_info["sample"]), or None;
+    its peak width goes into `options` unless given (a simulated sample knows it)."""
+    sample = (scan_info or {}).get("sample") or {}
+    phases = sample.get("phases")
+    if not phases:
+        return None
+    if "peak_fwhm" not in options and sample.get("peak_fwhm") is not None:
+        options["peak_fwhm"] = sample["peak_fwhm"]
+    return dict(phases)
 
 
 def _plain_rois(rois):
@@ -312,14 +324,9 @@ def make_reconstruction_hook(options, context):
         raise ValueError(f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     phases = options.pop("phases", None)
     if phases is None:
-        phantom = getattr(context.get("sample"), "phantom", None)
-        if phantom is None:
-            raise ValueError("give phases={name: calibrant} (the detector's sample has no phantom to take them from)")
-        phases = {p.name: p.calibrant for p in phantom.phases}
-        if "peak_fwhm" not in options:  # the simulated sample's peaks: their width is known
-            from bliss_lite.controllers.sample.diffraction import PEAK_FWHM_Q
-
-            options["peak_fwhm"] = PEAK_FWHM_Q
+        phases = phases_of_sample(context.get("scan_info"), options)
+        if phases is None:
+            raise ValueError("give phases={name: calibrant} (the scan recorded no sample with phases to take them from)")
     if not isinstance(phases, dict) or not phases:
         raise ValueError(f"phases must be a mapping of phase name to pyFAI calibrant (or None), got {phases!r}")
     method = options.get("method", "fbp")

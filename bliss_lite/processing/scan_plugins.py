@@ -95,7 +95,7 @@ def reconstruct_scan(data):
     integrated patterns (`integrate_scan` or the inline hook first) and recorded positions."""
     from bliss_lite.processing.frame_sources import hdf5_scan
     from bliss_lite.processing.integration_settings import IntegrationSettings
-    from bliss_lite.processing.reconstruction_hook import make_reconstruction_hook
+    from bliss_lite.processing.reconstruction_hook import make_reconstruction_hook, phases_of_sample
 
     started = time.perf_counter()
     for key in ("filename", "entry"):
@@ -115,12 +115,12 @@ def reconstruct_scan(data):
     for key in ("phases", "peak_fwhm", "roi_width", "window", "normalise"):  # as the earlier run, unless given
         if key not in options and earlier.get(key) is not None:
             options[key] = earlier[key]
-    if "phases" not in options:  # the simulated sample's phases and peak width
-        from bliss_lite.controllers.sample.diffraction import PEAK_FWHM_Q
-        from bliss_lite.controllers.sample.phantom import default_phantom
-
-        options["phases"] = {p.name: p.calibrant for p in default_phantom().phases}
-        options.setdefault("peak_fwhm", PEAK_FWHM_Q)
+    if "phases" not in options:  # the phases of the sample the scan recorded, else the job must say
+        phases = phases_of_sample(record.scan_info, options)
+        if phases is None:
+            raise ValueError(f"reconstruct_scan: {path} entry {entry} recorded no sample phases: give "
+                             f"reconstruction.phases {{name: pyFAI calibrant}} in the job")
+        options["phases"] = phases
     hook = make_reconstruction_hook(options, {})
     with h5py.File(path, "r", locking=False, swmr=True) as h5:
         results = h5[f"{entry}/integrate/results"]

@@ -13,9 +13,11 @@ import numbers
 import numpy as np
 
 from bliss_lite.config.session import current_session
-from bliss_lite.controllers.detectors.pilatus import MIN_LATENCY
+from bliss_lite.data.model import ChannelSpec
+from bliss_lite.protocols import Detector, Sample
 from bliss_lite.scans import arguments as check
 from bliss_lite.scans.chain import HARDWARE, AcquisitionChain, AcquisitionObject
+from bliss_lite.scans.context import context_of
 from bliss_lite.scans.continuous import FrameSlave, Line, SweepMaster, runup
 from bliss_lite.scans.scan import Scan
 
@@ -33,8 +35,6 @@ class TriggeredCounters(AcquisitionObject):
         self.counters, self.exposure = list(counters), exposure
 
     def channels(self):
-        from bliss_lite.data.model import ChannelSpec
-
         return [ChannelSpec(c.name, "float64", (), getattr(c, "unit", "")) for c in self.counters]
 
     def hardware_trigger(self, t):
@@ -42,7 +42,7 @@ class TriggeredCounters(AcquisitionObject):
 
 
 def _is_detector(obj):
-    return callable(getattr(obj, "trigger", None)) and hasattr(obj, "shape") and hasattr(obj, "max_rate")
+    return isinstance(obj, Detector)
 
 
 def _session_detector(command):
@@ -69,15 +69,19 @@ def _check_sweep(command, line, period):
 
 def _run(command, title, lines, acq_time, detectors, counters, recorded, sample, scan_info, save, hooks=None):
     nb_frames = sum(line.npoints for line in lines)
-    exposure = acq_time - MIN_LATENCY if detectors else acq_time
+    readout = max((d.min_latency for d in detectors), default=0.0)
+    exposure = acq_time - readout
     if exposure <= 0:
         raise ValueError(f"{command}: acquisition time {acq_time:g} s leaves no exposure after the detector's "
-                         f"{MIN_LATENCY * 1e3:g} ms readout")
+                         f"{readout * 1e3:g} ms readout")
     for line in lines:
         _check_sweep(command, line, acq_time)
     children = [FrameSlave(d, nb_frames, exposure, acq_time - exposure) for d in detectors]
     if counters:
         children.append(TriggeredCounters(counters, exposure))
+    described = next((d.sample for d in detectors if isinstance(getattr(d, "sample", None), Sample)), None)
+    if described is not None:  # reduction takes the phases to map from the scan, never from the simulator
+        scan_info["sample"] = described.description()
     hooks = _hooks(command, hooks, detectors, sample, scan_info) if detectors else []
     master = SweepMaster(lines, acq_time, exposure, recorded, sample, children=children)
     scan = Scan(AcquisitionChain(master), name=command, title=title, npoints=nb_frames, save=save,
@@ -95,13 +99,19 @@ def _run(command, title, lines, acq_time, detectors, counters, recorded, sample,
 
 def _hooks(command, spec, detectors, sample, scan_info):
     """Processing hooks for this scan, checked before anything moves: `spec` from the call,
-    else the session's `processing` (for XRD-CT scans only: an fscan asks for them)."""
-    from bliss_lite.processing.hooks import make_hooks
-
+    else the session's `processing` (for XRD-CT scans only: an fscan asks for them). The
+    session's ScanContext makes them: the scan layer does not know the processing layer."""
     if spec is None and "xrdct" not in scan_info:
         return []
-    return make_hooks(command, spec, current_session(), {"detector": detectors[0], "sample": sample,
-                                                         "scan_info": scan_info})
+    session = current_session()
+    make_hooks = context_of(session).make_hooks
+    if make_hooks is None:
+        wanted = spec if spec is not None else (session.processing_config if session is not None else None)
+        if wanted:
+            raise ValueError(f"{command}: hooks {wanted!r} asked for, but this session was opened without "
+                             f"processing (bliss_lite.shell.runner.open_session gives it)")
+        return []
+    return make_hooks(command, spec, session, {"detector": detectors[0], "sample": sample, "scan_info": scan_info})
 
 
 def _roi_of(detector):

@@ -7,21 +7,22 @@ to where it was at the same (interpolated) point of the scan.
 """
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
+from bliss_lite.config.session import current_session
 from bliss_lite.controllers.group import Group
+from bliss_lite.scans.context import current_context
 
 __all__ = ["cen", "com", "peak", "fwhm", "goto_cen", "goto_com", "goto_peak", "plotselect"]
 
-_selected = {"counters": []}
 PLOTSELECT_KEY = "bliss_lite:session:{}:plotselect"  # Redis string: JSON list of counter names
 
 
 def plotselect(*counters):
     """Choose the counters that the plot shows (the live view follows it through Redis); the
     peak tools use the first."""
-    from bliss_lite.config.session import current_session
-
     if not counters:
         raise TypeError("plotselect: give one or more counters (or their names)")
     names = [getattr(c, "name", c) for c in counters]
@@ -35,28 +36,21 @@ def plotselect(*counters):
             if name not in known:
                 raise ValueError(f"plotselect: no counter {name!r} in session {session.name} "
                                  f"(counters: {', '.join(known)})")
-    _selected["counters"] = list(dict.fromkeys(names))
+    context = current_context()
+    context.plot_selection = list(dict.fromkeys(names))
     if session is not None:
-        _publish_selection(session.name, _selected["counters"])
+        _publish_selection(context, session.name)
 
 
-def _publish_selection(session_name, names):
+def _publish_selection(context, session_name):
     """The selection goes to Redis for the live view; without Redis only the shell knows it."""
-    import json
-
-    from bliss_lite.scans.redis_link import scan_redis
-
-    client = scan_redis()
+    client = context.redis.client()
     if client is None:
         return
     try:
-        client.set(PLOTSELECT_KEY.format(session_name), json.dumps(names))
+        client.set(PLOTSELECT_KEY.format(session_name), json.dumps(context.plot_selection))
     except Exception as exc:  # noqa: BLE001 - the view misses the choice; the shell still has it
         print(f"WARNING: plotselect not published to Redis ({exc})")
-
-
-def selected_counter():
-    return _selected["counters"][0] if _selected["counters"] else None
 
 
 # -- the numbers, on plain arrays -------------------------------------------------------------
@@ -100,9 +94,7 @@ def fwhm_and_center(x, y):
 # -- on the last scan -------------------------------------------------------------------------
 def _last_scan():
     """The last scan that moved an axis."""
-    from bliss_lite.scans.scan import SCANS
-
-    for scan in reversed(SCANS):
+    for scan in reversed(current_context().scans):
         if scan.motors:
             return scan
     raise RuntimeError("no scan of an axis yet: peak tools need one (ascan, dscan, ...)")
@@ -113,7 +105,7 @@ def _curve(scan, counter=None, axis=None):
     if "shape" in scan.scan_info:
         raise ValueError(f"scan {scan.number} is a mesh: peak tools need a one-dimensional scan")
     names = [c.name for c in scan.counters]
-    name = getattr(counter, "name", counter) if counter is not None else selected_counter()
+    name = getattr(counter, "name", counter) if counter is not None else current_context().selected_counter()
     if name not in names:
         if counter is not None:
             raise ValueError(f"counter {name!r} is not in scan {scan.number} (counters: {', '.join(names)})")

@@ -1,9 +1,9 @@
-"""The scan side's Redis connection: found (or started) once per process, then reused, and
+"""The scan side's Redis connection: found (or started) once per session, then reused, and
 a scan's publisher kept going while Redis goes away and comes back.
 
 `ensure_server` pings and may start the run directory's server; doing that for every scan
 would cost a connection per scan, so the client is kept for the URL it was made for. When
-Redis cannot be reached, scans go on saving to their file: `scan_redis()` returns None and
+Redis cannot be reached, scans go on saving to their file: `client()` returns None and
 warns once until a later scan finds the server again. After a failure the next RETRY_AFTER_S
 seconds of scans do not look again, so a dead server costs no scan its connect timeout.
 """
@@ -22,67 +22,69 @@ from bliss_lite.data.redis_server import REDIS_URL_ENV, RedisUnavailable, connec
 from bliss_lite.data.redis_url import mask_url
 
 RETRY_AFTER_S = 5.0
-_state = {"key": None, "client": None, "url": None, "warned": False, "failed_at": None}
 
 
 def _where():
     return os.environ.get(REDIS_URL_ENV), os.environ.get("BLISS_LITE_RUN_DIR")
 
 
-def _open(quick=False):
-    """(url, client) of the scans' Redis, pinged; RedisUnavailable naming the server (its
-    password masked) if it cannot be reached. `quick`: one try with short timeouts first
-    (a scan looking for Redis again must not be held by a silent host)."""
-    url = ensure_server(run_dir())
-    try:
-        if quick:
-            connect(url, retry=Retry(NoBackoff(), 0), socket_timeout=0.5).ping()
-        client = connect(url)
-        client.ping()
-    except (redis.RedisError, OSError) as exc:
-        text, name = str(exc), mask_url(url)
-        raise RedisUnavailable(text if name in text else f"Redis at {name}: {text}") from exc
-    _state.update(key=_where(), client=client, url=url, warned=False, failed_at=None)
-    return url, client
+class ScanRedis:
+    """The Redis connection of one session's scans (its ScanContext holds it)."""
 
+    def __init__(self):
+        self._key = self._client = self._url = self._failed_at = None
+        self._warned = False
 
-def scan_redis():
-    """A redis client for publishing scans, or None (with one warning) if there is no server."""
-    key = _where()
-    if _state["key"] == key and _state["client"] is not None:
-        return _state["client"]
-    failed_at = _state["failed_at"]
-    if _state["key"] == key and failed_at is not None and time.monotonic() - failed_at < RETRY_AFTER_S:
-        return None
-    try:
-        return _open()[1]
-    except (RedisUnavailable, redis.RedisError, OSError) as exc:
-        if not _state["warned"]:
-            print(f"WARNING: no Redis for live data ({exc}); scans are saved to their file only",
-                  file=sys.stderr, flush=True)
-            _state["warned"] = True
-        _state.update(key=key, client=None, failed_at=time.monotonic())
-        return None
+    def _open(self, quick=False):
+        """(url, client) of the scans' Redis, pinged; RedisUnavailable naming the server (its
+        password masked) if it cannot be reached. `quick`: one try with short timeouts first
+        (a scan looking for Redis again must not be held by a silent host)."""
+        url = ensure_server(run_dir())
+        try:
+            if quick:
+                connect(url, retry=Retry(NoBackoff(), 0), socket_timeout=0.5).ping()
+            client = connect(url)
+            client.ping()
+        except (redis.RedisError, OSError) as exc:
+            text, name = str(exc), mask_url(url)
+            raise RedisUnavailable(text if name in text else f"Redis at {name}: {text}") from exc
+        self._key, self._client, self._url, self._warned, self._failed_at = _where(), client, url, False, None
+        return url, client
 
+    def client(self):
+        """A redis client for publishing scans, or None (with one warning) if there is no server.
+        The server is looked for again when BLISS_LITE_REDIS_URL or the run directory changed."""
+        key = _where()
+        if self._key == key and self._client is not None:
+            return self._client
+        if self._key == key and self._failed_at is not None and time.monotonic() - self._failed_at < RETRY_AFTER_S:
+            return None
+        try:
+            return self._open()[1]
+        except (RedisUnavailable, redis.RedisError, OSError) as exc:
+            if not self._warned:
+                print(f"WARNING: no Redis for live data ({exc}); scans are saved to their file only",
+                      file=sys.stderr, flush=True)
+                self._warned = True
+            self._key, self._client, self._failed_at = key, None, time.monotonic()
+            return None
 
-def reconnect():
-    """A fresh client to the scans' Redis (the private server restarted if it died), or None,
-    silently: for a scan that lost Redis and looks for it again."""
-    forget()
-    try:
-        return _open(quick=True)[1]
-    except (RedisUnavailable, redis.RedisError, OSError):
-        return None
+    def reconnect(self):
+        """A fresh client to the scans' Redis (the private server restarted if it died), or None,
+        silently: for a scan that lost Redis and looks for it again."""
+        self.forget()
+        try:
+            return self._open(quick=True)[1]
+        except (RedisUnavailable, redis.RedisError, OSError):
+            return None
 
+    def url(self):
+        """The URL of the server `client()` connected to (for worker processes), or None."""
+        return self._url if self.client() is not None else None
 
-def scan_redis_url():
-    """The URL of the server `scan_redis()` connected to (for worker processes), or None."""
-    return _state["url"] if scan_redis() is not None else None
-
-
-def forget():
-    """Drop the cached client (after the server went away), so the next scan looks again."""
-    _state.update(key=None, client=None, url=None, failed_at=None)
+    def forget(self):
+        """Drop the cached client (after the server went away), so the next scan looks again."""
+        self._key = self._client = self._url = self._failed_at = None
 
 
 class LiveLink:
@@ -98,7 +100,8 @@ class LiveLink:
 
     RETRY_S = 1.5
 
-    def __init__(self, publisher, data, warn, label):
+    def __init__(self, publisher, data, warn, label, link):
+        self.link = link  # the session's ScanRedis: looked for again through it
         self.publisher = publisher
         self.data = data  # the scan's ScanData: every raw point is still in memory
         self.warn = warn
@@ -125,7 +128,7 @@ class LiveLink:
         except (redis.RedisError, OSError) as exc:
             self.offline = True
             self._next_try = time.monotonic() + self.RETRY_S
-            forget()
+            self.link.forget()
             self.warn(f"WARNING: Redis lost ({exc}); {self.label} goes on and saves every point to its file; "
                       f"Redis is looked for every {self.RETRY_S:g} s and at the end")
             return False
@@ -147,13 +150,13 @@ class LiveLink:
     def retry(self):
         """Look for Redis now; if it answers, resume publishing. True when back."""
         self._next_try = time.monotonic() + self.RETRY_S
-        client = reconnect()
+        client = self.link.reconnect()
         if client is None:
             return False
         try:
             self.publisher.resume(client, self._raw_points)
         except (redis.RedisError, OSError):
-            forget()
+            self.link.forget()
             return False
         self.offline = False
         missing = {n: sum(stop - first for first, stop in gaps) for n, gaps in self.publisher.missing.items()}

@@ -1,6 +1,6 @@
 """A scan: runs an acquisition chain and sends its data to memory, the HDF5 file and Redis.
 
-The contract users and programs rely on (DESIGN.md): `.filename`, `.entry` ("N.1"),
+The contract users and programs rely on (docs/architecture.md): `.filename`, `.entry` ("N.1"),
 `.state`, `.end_reason`, `.get_data()` -> {channel: array}, `.key` (its Redis key).
 
 Cleanup always runs, whatever ended the scan (Bluesky's interrupt ladder is the model): the
@@ -10,7 +10,6 @@ sealed, and a relative scan moves its axes back to where they started.
 """
 from __future__ import annotations
 
-import collections
 import sys
 import time
 
@@ -20,20 +19,18 @@ from bliss_lite.config.session import current_session
 from bliss_lite.controllers.group import Group
 from bliss_lite.data.publisher import ScanPublisher
 from bliss_lite.data.writer import EntryWriter
-from bliss_lite.scans import redis_link
+from bliss_lite.protocols import EndReason, ScanState
+from bliss_lite.scans.context import context_of
 from bliss_lite.scans.io_pump import DataPump
-from bliss_lite.scans.saving import ScanSaving, session_scan_saving
+from bliss_lite.scans.redis_link import LiveLink
 from bliss_lite.scans.scan_data import ScanData
-
-SCANS = collections.deque(maxlen=20)  # the session's recent scans, newest last
-SCAN_WATCHERS = []  # callables scan -> context manager around the scan's run (the shell's display)
 
 
 class Scan:
     frame_budget = 256 * 2**20  # bytes of frames a Redis channel may hold (readers that fall behind lose old ones)
 
     def __init__(self, chain, *, name, title, npoints, save=True, restore=None, motors=(),
-                 counters=(), count_time=None, scan_info=None, session=None, hooks=()):
+                 counters=(), count_time=None, scan_info=None, session=None, hooks=(), context=None):
         self.chain = chain
         self.name = name
         self.title = title
@@ -44,9 +41,10 @@ class Scan:
         self.counters = list(counters)
         self.count_time = count_time
         self.session = session if session is not None else current_session()
+        self.context = context if context is not None else context_of(self.session)
         self.scan_info = dict(scan_info or {})
         self.hooks = list(hooks)  # processing that follows the scan (bliss_lite.processing.hooks)
-        self.state = "IDLE"
+        self.state = ScanState.IDLE
         self.end_reason = None
         self.number = self.filename = self.entry = self.key = None
         self.start_time = self.end_time = None
@@ -69,25 +67,20 @@ class Scan:
 
     def hook(self, name):
         """The scan's hook called `name` (e.g. "integration"), or None."""
-        return next((h for h in self.hooks if getattr(h, "name", None) == name), None)
+        return next((h for h in self.hooks if getattr(h, "name", None) == name), None)  # name: optional
 
     @property
     def plot_axis(self):
         return self.motors[0].name if self.motors else "elapsed_time"
 
     # -- running -----------------------------------------------------------------------------
-    def _saving(self):
-        if self.session is not None:
-            return session_scan_saving(self.session)
-        return ScanSaving("default")
-
     def _emit(self, values):
         if self._pump is not None and self._pump.error is not None:
             raise self._pump.error
         self.data.add_point(values)
 
     def run(self):
-        saving = self._saving()
+        saving = self.context.saving()
         if self.save:
             saving.check_writable(self.data.specs.values(), self.npoints)  # before anything moves
         self.number = saving.next_number(self.save)
@@ -97,20 +90,20 @@ class Scan:
         self.chain.prepare()  # a device refusing its settings leaves no entry and no Redis scan
         self.start_time = time.time()
         self._open_outputs()  # the record goes out CREATED, PREPARED, STARTED in one round trip
-        SCANS.append(self)
+        self.context.scans.append(self)
         self._start_hooks()
-        watchers = [factory(self) for factory in SCAN_WATCHERS]
-        end_reason, pending = "FAILURE", None
+        watchers = [factory(self) for factory in self.context.watchers]
+        end_reason, pending = EndReason.FAILURE, None
         try:
             for watcher in watchers:
                 watcher.__enter__()
             self._pump = DataPump(self.data, self._writer, self._publisher, warn=_warn).start()
             self.chain.run()
-            end_reason = "SUCCESS"
+            end_reason = EndReason.SUCCESS
         except BaseException as exc:
             pending = exc
             if isinstance(exc, (KeyboardInterrupt, gevent.GreenletExit)):
-                end_reason = "USER_ABORT"
+                end_reason = EndReason.USER_ABORT
             raise
         finally:
             try:
@@ -157,20 +150,18 @@ class Scan:
                                        axes=axes, counters=others,
                                        plot={"axis": self.plot_axis, "signal": info["plot"]["signal"]},
                                        scan_info=info)
-        client = redis_link.scan_redis()
+        client = self.context.redis.client()
         if client is not None:
             publisher = ScanPublisher(client, session=self.session.name if self.session else "", number=self.number,
                                       name=self.name, scan_info=info, channels=specs, frame_budget=self.frame_budget)
-            self._publisher = redis_link.LiveLink(publisher, self.data, _warn, f"scan {self.number}")
+            self._publisher = LiveLink(publisher, self.data, _warn, f"scan {self.number}", self.context.redis)
             self._publisher.create(then=("PREPARED", "STARTED"))  # if Redis fails, the pump creates it later
             self.key = self._publisher.key
-        self.state = "STARTED"
+        self.state = ScanState.STARTED
 
     def _plot_signal(self):
-        from bliss_lite.scans.peaks import selected_counter
-
         names = [c.name for c in self.counters]
-        chosen = selected_counter()
+        chosen = self.context.selected_counter()
         return chosen if chosen in names else (names[0] if names else None)
 
     def _close(self, end_reason, pending=None):
@@ -198,16 +189,16 @@ class Scan:
             if self._pump.error is not None:
                 errors.insert(0, self._pump.error)
         if errors:
-            end_reason = "FAILURE"
-        elif held and end_reason == "SUCCESS":
-            end_reason = "USER_ABORT"
+            end_reason = EndReason.FAILURE
+        elif held and end_reason == EndReason.SUCCESS:
+            end_reason = EndReason.USER_ABORT
         self.end_reason = end_reason
         if self._writer is not None:
             marks = {node.name: {"frames_dropped": node.report["dropped"], "frames_duplicated": node.report["duplicated"]}
                      for node in self.chain.nodes if getattr(node, "report", None)}
             step(self._writer.close, end_reason, marks)
         step(self._seal, end_reason, last)
-        self.state = "CLOSED"
+        self.state = ScanState.CLOSED
         self.end_time = time.time()
         if held:
             raise held[0]
@@ -216,7 +207,7 @@ class Scan:
 
     def _seal(self, end_reason, last):
         """Seal the Redis scan; if Redis went away during the scan, it is looked for once more
-        (see redis_link.LiveLink: what Redis missed is named in the record; the file has it all)."""
+        (see LiveLink: what Redis missed is named in the record; the file has it all)."""
         if self._publisher is None:
             return
         self._publisher.seal(end_reason, last)

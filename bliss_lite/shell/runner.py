@@ -8,12 +8,15 @@ from pathlib import Path
 from bliss_lite.config import ConfigError, load_config
 from bliss_lite.config.paths import run_dir
 from bliss_lite.config.session import Session, SessionSetupError
+from bliss_lite.processing.hooks import make_hooks
+from bliss_lite.scans.context import ScanContext
 from bliss_lite.scans.saving import session_scan_saving
 from bliss_lite.shell import scan_commands, standard
 
 
 def open_session(session_name, config_root=None):
-    """Build the session's namespace: standard commands, then the session's objects and setup."""
+    """Build the session's namespace: standard commands, then the session's objects and setup.
+    The session gets its ScanContext here, with the processing layer's hooks."""
     config = load_config(config_root)
     sessions = [n for n in config.names if str(config.get_node(n).get("class", "")).lower() == "session"]
     if session_name not in sessions:
@@ -23,8 +26,10 @@ def open_session(session_name, config_root=None):
     namespace = {"__name__": "__main__", "__builtins__": __builtins__}
     namespace.update({name: getattr(standard, name) for name in standard.__all__})
     namespace.update({name: getattr(scan_commands, name) for name in scan_commands.__all__})
+    session.scan_context = context = ScanContext(session, make_hooks=make_hooks)
     namespace["SCAN_SAVING"] = session_scan_saving(session)
-    scan_commands.show_scans()
+    namespace["SCANS"] = context.scans
+    scan_commands.show_scans(context)
     session.setup(namespace)
     return session, namespace
 

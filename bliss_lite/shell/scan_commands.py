@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from bliss_lite.scans import peaks
 from bliss_lite.scans.continuous_scans import fscan, xrdct
-from bliss_lite.scans.scan import SCAN_WATCHERS, SCANS
 from bliss_lite.scans.step import *  # noqa: F403 - the commands, by their SPEC/BLISS names
 from bliss_lite.scans.step import __all__ as _step_commands
 from bliss_lite.shell.scan_display import ScanDisplay
@@ -34,10 +33,10 @@ def goto_cen(counter=None, axis=None):
     return _goto(peaks.cen(counter, axis), counter, axis)
 
 
-__all__ = [*_step_commands, "fscan", "xrdct", *peaks.__all__, "SCANS"]
+__all__ = [*_step_commands, "fscan", "xrdct", *peaks.__all__]
 
 
-def show_scans():
-    """Have every scan print its table and summary (called once when a session opens)."""
-    if ScanDisplay not in SCAN_WATCHERS:
-        SCAN_WATCHERS.append(ScanDisplay)
+def show_scans(context):
+    """Have every scan of the session print its table and summary (when a session opens)."""
+    if ScanDisplay not in context.watchers:
+        context.watchers.append(ScanDisplay)

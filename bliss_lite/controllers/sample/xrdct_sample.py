@@ -14,7 +14,7 @@ import numpy as np
 
 from bliss_lite.config.errors import ConfigError, where
 from bliss_lite.config.fields import Field, non_negative, one_of, positive, read_fields
-from bliss_lite.controllers.sample.diffraction import DiffractionModel, load_geometry
+from bliss_lite.controllers.sample.diffraction import PEAK_FWHM_Q, DiffractionModel, load_geometry
 from bliss_lite.controllers.sample.phantom import default_phantom
 
 
@@ -57,6 +57,13 @@ class XrdctSample:
         transmission = float(self.phantom.transmission(lengths))
         i0 = float(self._rng.poisson(self.monitor_rate * exposure))
         return i0, float(self._rng.poisson(i0 * transmission))
+
+    def description(self):
+        """What a scan records of its sample (scan_info["sample"]): reduction takes the phases to
+        map, and their peak width, from the scan's data, never from this simulator's code."""
+        return {"name": self.name, "simulated": True,
+                "phases": {p.name: p.calibrant for p in self.phantom.phases},
+                "peak_fwhm": PEAK_FWHM_Q, "peak_fwhm_unit": "nm^-1", "poni": str(self.poni)}
 
     def __info__(self):
         return (f"Simulated XRD-CT sample {self.name}: phases {', '.join(self.phantom.names)} within "
