@@ -167,7 +167,7 @@ def run(n_scans, seed):
         kinds = scan_kinds(ns)
         main = gevent.getcurrent()
         t_start = time.perf_counter()
-        for i in range(n_scans):
+        for _ in range(n_scans):
             name, call, relative, uses_detector = rng.choice(kinds)
             kinds_run[name] = kinds_run.get(name, 0) + 1
             what = rng.choices(["none", "ctrl_c", "fault"], weights=[1, 2, 3])[0]
@@ -202,7 +202,7 @@ def run(n_scans, seed):
                 totals["clean"] += 1
             elif not isinstance(error, KeyboardInterrupt):
                 totals["failures"] += 1
-                if not str(error).split(":")[0] in (*names, name, "diode1", "diode2"):
+                if str(error).split(":")[0] not in (*names, name, "diode1", "diode2"):
                     totals["unnamed_errors"] += 1
                     print(f"unnamed error in {name}: {error!r}", file=sys.stderr)
             motors.send("INJECT clear")

@@ -134,7 +134,7 @@ def bench_cbf(n):
             fabio.cbfimage.CbfImage(data=np.roll(base, i * 7, axis=1)).write(os.path.join(tmp, f"pilatus_{i:05d}.cbf"))
         result["cbf_mb_per_file"] = round(os.path.getsize(os.path.join(tmp, "pilatus_00000.cbf")) / 1e6, 2)
         for readers in (1, 2, 6):
-            def once():
+            def once(readers=readers):
                 t0 = time.perf_counter()
                 count = sum(1 for _ in cbf_frames(tmp, readers=readers))
                 assert count == n

@@ -60,7 +60,7 @@ def run(args):
     model = sample.model(pilatus.roi)
     rng_positions = np.random.default_rng(0)
     bank = []
-    for i in range(args.bank):  # distinct frames of the sample: other x, omega, z each
+    for _ in range(args.bank):  # distinct frames of the sample: other x, omega, z each
         frame = model.frame(rng_positions.uniform(-0.9, 0.9), rng_positions.uniform(0, 180), 0.0, 0.003)[0]
         bank.append(bslz4.compress(frame))
     pilatus.frame_bank = bank

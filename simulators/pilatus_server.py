@@ -24,7 +24,6 @@ sys.path.insert(0, str(ROOT))
 
 from bliss_lite.controllers.detectors.pilatus import Pilatus2M  # noqa: E402
 from bliss_lite.controllers.detectors.pilatus_base import DetectorError  # noqa: E402
-from bliss_lite.controllers.detectors.pilatus_geometry import Roi  # noqa: E402
 from bliss_lite.controllers.detectors.pilatus_protocol import frame_header, parse_ints  # noqa: E402
 from bliss_lite.controllers.sample.diffraction import DiffractionModel, load_geometry  # noqa: E402
 from bliss_lite.controllers.sample.phantom import default_phantom  # noqa: E402

@@ -3,12 +3,12 @@ import time
 
 import gevent
 import pytest
+from conftest import CONFIG_DIR
 
 from bliss_lite.config import Config
 from bliss_lite.config.settings import SettingsStore
 from bliss_lite.controllers.errors import AxisError, AxisFault, LimitError
 from bliss_lite.controllers.group import Group
-from conftest import CONFIG_DIR
 
 
 def test_user_is_sign_dial_plus_offset(config):
@@ -235,6 +235,7 @@ def test_position_outside_tolerance_is_a_fault(config):
 
 def test_active_measurement_group_persists_per_session(run_dir, tmp_path):
     from conftest import write_config
+
     from bliss_lite.shell.runner import open_session
 
     root = write_config(tmp_path / "cfg", {

@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 
 from bliss_lite.processing.jobs import Job, JobError
 
-
 CONFIG = Path(__file__).parents[1] / "config"
 
 

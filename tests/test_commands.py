@@ -88,10 +88,11 @@ def test_sta_lsmot_lscnt_lsmg(test_session, capsys):
 
 
 def test_sync_records_what_the_hardware_says(test_session, run_dir):
+    from conftest import CONFIG_DIR
+
     from bliss_lite.config import Config
     from bliss_lite.config.settings import SettingsStore
     from bliss_lite.controllers.trajectory import Trajectory
-    from conftest import CONFIG_DIR
 
     m0 = test_session["m0"]
     m0.controller._set(m0, Trajectory.at_rest(1234.0))  # the hardware moved behind our back

@@ -3,10 +3,10 @@ import math
 import re
 
 import pytest
+from conftest import write_config
 
 from bliss_lite.config import Config, ConfigError
 from bliss_lite.config.settings import SettingsStore
-from conftest import write_config
 
 AXIS = """- class: mockup
   name: ctrl

@@ -18,9 +18,9 @@ import h5py
 import hdf5plugin  # noqa: F401 - the Bitshuffle filter, to read frames back
 import numpy as np
 import pytest
+from conftest import CONFIG_DIR
 
 from bliss_lite.data.writer import META_SLACK, DiskFullError, read_entry
-from conftest import CONFIG_DIR
 
 # Runs one scan twice. The first run makes the file; the second may add as much, less `short`
 # bytes (beyond the writer's slack), so the disk fills part-way through it. A dscan is `short`

@@ -20,7 +20,6 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-
 from bliss_lite.config import Config, ConfigError
 from bliss_lite.config.session import Session
 from bliss_lite.config.settings import SettingsStore

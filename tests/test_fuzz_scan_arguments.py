@@ -27,7 +27,6 @@ from bliss_lite.controllers.motion import check_reachable
 from bliss_lite.scans.arguments import MAX_FRAMES, MAX_POINTS
 from bliss_lite.scans.scan import Scan
 
-
 EXAMPLES = int(os.environ.get("BLISS_LITE_FUZZ_EXAMPLES", 100))  # more for a deeper search than CI's
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

@@ -391,9 +391,9 @@ def test_gpu_sirt_equals_the_cpu_sirt():
     sino, x, omega = slice_data(40, 32, 5, seed=4)
     for x0 in (None, "fbp"):
         norms = {"cpu": [], "gpu": []}
-        expected = sirt(sino, x, omega, 0.01, iterations=8, x0=x0, callback=lambda k, im, r: norms["cpu"].append(r))
+        expected = sirt(sino, x, omega, 0.01, iterations=8, x0=x0, callback=lambda k, im, r, norms=norms: norms["cpu"].append(r))
         image = sirt(sino, x, omega, 0.01, iterations=8, x0=x0, backend="gpu",
-                     callback=lambda k, im, r: norms["gpu"].append(r))
+                     callback=lambda k, im, r, norms=norms: norms["gpu"].append(r))
         assert isinstance(image, np.ndarray) and image.shape == expected.shape
         assert relative_error(image, expected) <= 1e-4
         np.testing.assert_allclose(norms["gpu"], norms["cpu"], rtol=1e-4)

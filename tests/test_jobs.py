@@ -10,10 +10,18 @@ import time
 import numpy as np
 import pytest
 
-from bliss_lite.processing import job_server, jobs
+from bliss_lite.processing import job_server
 from bliss_lite.processing.frame_sources import cbf_files, cbf_frames, hdf5_frames, hdf5_scan
 from bliss_lite.processing.jobs import (
-    PLUGINS, Job, JobError, JobRunner, Plugin, UnknownPluginError, call_plugin, register, run_job,
+    PLUGINS,
+    Job,
+    JobError,
+    JobRunner,
+    Plugin,
+    UnknownPluginError,
+    call_plugin,
+    register,
+    run_job,
 )
 from bliss_lite.processing.reprocess import main as reprocess
 

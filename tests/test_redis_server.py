@@ -9,8 +9,15 @@ import threading
 import pytest
 import redis
 
-from bliss_lite.data.redis_server import (REDIS_URL_ENV, RedisUnavailable, ServerPaths, connect, ensure_server,
-                                          server_status, stop_server)
+from bliss_lite.data.redis_server import (
+    REDIS_URL_ENV,
+    RedisUnavailable,
+    ServerPaths,
+    connect,
+    ensure_server,
+    server_status,
+    stop_server,
+)
 
 
 def in_subprocess(code, run_dir, **env):

@@ -13,13 +13,13 @@ import urllib.request
 import numpy as np
 import pytest
 from PIL import Image
+from view_helpers import ViewServer
 
 from bliss_lite.controllers.detectors.pilatus_geometry import GAP_VALUE, gap_mask
 from bliss_lite.data.model import ChannelSpec
 from bliss_lite.data.redis_server import connect
 from bliss_lite.view import images
 from bliss_lite.view.live_scan import LiveScan
-from view_helpers import ViewServer
 
 
 @pytest.fixture
@@ -177,7 +177,7 @@ def test_render_cache_renders_each_image_once_for_pages_asking_together_and_keep
         page.join(10)
     assert results == [b"png"] * 4 and len(calls) == 1 and cache.renders == 1
     for version in range(5):  # newer versions push the oldest out; the size holds
-        cache.get(("scan", "frame", 3, version), lambda: b"v%d" % version)
+        cache.get(("scan", "frame", 3, version), lambda version=version: b"v%d" % version)
     assert list(cache.items) == [("scan", "frame", 3, 3), ("scan", "frame", 3, 4)]
     assert cache.locks == {}  # no lock outlives its renders (a server runs for weeks of scans)
     with pytest.raises(ZeroDivisionError):  # a failed render leaves no lock and no image

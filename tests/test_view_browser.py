@@ -11,7 +11,6 @@ from pathlib import Path
 
 import h5py
 import pytest
-
 from view_helpers import ViewServer
 
 CHROMIUM = "/usr/bin/chromium"

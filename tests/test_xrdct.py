@@ -28,7 +28,6 @@ def test_geometry_matches_pyfai_pilatus2m():
 
 
 def test_bslz4_chunks_are_what_hdf5_stores(tmp_path):
-    import hdf5plugin
 
     frame = np.random.default_rng(3).poisson(2, (64, 100)).astype(np.int32)
     chunk = bslz4.compress(frame)
@@ -214,8 +213,9 @@ def test_ground_truth_maps_are_what_the_frames_see(test_session):
 
 
 def test_demo_monitors_follow_the_sample(run_dir, data_root):
-    from bliss_lite.shell.runner import open_session
     from conftest import CONFIG_DIR
+
+    from bliss_lite.shell.runner import open_session
 
     _, ns = open_session("demo", CONFIG_DIR)
     i0, it, x = ns["i0"], ns["it"], ns["x"]

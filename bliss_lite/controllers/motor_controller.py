@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import gevent
 
-from bliss_lite.config.fields import read_fields
 from bliss_lite.config.errors import ConfigError, where
+from bliss_lite.config.fields import read_fields
 from bliss_lite.controllers.axis import Axis
 from bliss_lite.controllers.axis_config import AxisConfig
 

@@ -12,9 +12,16 @@ import uuid
 
 import redis
 
-from bliss_lite.data.model import (END_REASONS, HISTORY_KEY, HISTORY_MAXLEN, STATES, channel_key,
-                                   encode_points, scan_key, state_key)
-
+from bliss_lite.data.model import (
+    END_REASONS,
+    HISTORY_KEY,
+    HISTORY_MAXLEN,
+    STATES,
+    channel_key,
+    encode_points,
+    scan_key,
+    state_key,
+)
 
 PIPELINE_BYTES = 16 * 2**20
 REPUBLISH_POINTS = 10000  # points per entry when a channel is published again after an outage

@@ -3,5 +3,7 @@
 The modules that define plugins are imported here; more (integrate_scan, reconstruct_scan) are
 registered by importing their modules below.
 """
-from bliss_lite.processing import jobs  # noqa: F401  (dummy, sleep)
-from bliss_lite.processing import scan_plugins  # noqa: F401,E402  (integrate_scan, reconstruct_scan)
+from bliss_lite.processing import (
+    jobs,  # noqa: F401  (dummy, sleep)
+    scan_plugins,  # noqa: F401,E402  (integrate_scan, reconstruct_scan)
+)

@@ -18,8 +18,16 @@ import json
 import sys
 from pathlib import Path
 
-from bliss_lite.processing.jobs import (MAX_DEPTH, Job, JobError, UnknownPluginError, get_plugin, load_plugins, run_job,
-                                        too_deep)
+from bliss_lite.processing.jobs import (
+    MAX_DEPTH,
+    Job,
+    JobError,
+    UnknownPluginError,
+    get_plugin,
+    load_plugins,
+    run_job,
+    too_deep,
+)
 
 SUFFIX = ".reprocessed"
 

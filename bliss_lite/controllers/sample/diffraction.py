@@ -45,9 +45,9 @@ def phase_pattern(calibrant, q):
 class DiffractionModel:
     """Per-phase detector images on a ROI, and frames of the phantom at any beam position."""
 
-    def __init__(self, phantom, geometry, roi=Roi(), flux=2.0e5, seed=0):
+    def __init__(self, phantom, geometry, roi=None, flux=2.0e5, seed=0):
         self.phantom = phantom
-        self.roi = roi
+        self.roi = roi if roi is not None else Roi()  # the full frame
         self.flux = flux  # counts per second in the brightest pixel of 1 mm of a phase
         self.mask = gap_mask(roi)
         q = geometry.array_from_unit(unit="q_nm^-1")[roi.slices]
