@@ -74,9 +74,8 @@ def _follow(argv):
         parser.error(f"--timeout must be a number of seconds > 0, got {args.timeout}")
     from bliss_lite.config.paths import run_dir
     from bliss_lite.data import redis_server
-    from bliss_lite.data.follow import follow
-
     from bliss_lite.data.client import RedisLost
+    from bliss_lite.data.follow import follow
     from bliss_lite.data.redis_url import mask_url
 
     try:
