@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 SUBCOMMANDS = {  # `bliss-lite NAME ...` -> the module whose main(argv) runs it
@@ -29,7 +30,67 @@ def _parser():
     parser.add_argument("--view", nargs="?", const=8765, type=int, metavar="PORT",
                         help="also serve the live view on 127.0.0.1:PORT (default 8765) while the session runs")
     parser.add_argument("script", nargs="?", help="a Python script to run in the session namespace")
+    # taken out of the arguments by main() before any parsing: accepted before or after a subcommand
+    parser.add_argument("--log-level", metavar="LEVEL", help="DEBUG, INFO, WARNING, ERROR or CRITICAL "
+                        "(default: $BLISS_LITE_LOG_LEVEL, else INFO for a log file, WARNING for stderr); "
+                        "before or after a subcommand; the processes started inherit it")
+    parser.add_argument("--log-file", metavar="PATH", help="append the log to PATH (default: $BLISS_LITE_LOG_FILE; "
+                        "workers and servers: <run dir>/logs/NAME.log, commands: stderr only)")
     return parser
+
+
+LOG_OPTIONS = ("--log-level", "--log-file")
+
+
+def _log_options(argv):
+    """({option: value} of --log-level and --log-file, the other arguments): the options are
+    taken wherever they stand before a `--`, so `bliss-lite worker --log-level DEBUG` works
+    although each subcommand has its own parser."""
+    found, rest, i = {}, [], 0
+    while i < len(argv):
+        if argv[i] == "--":
+            rest.extend(argv[i:])
+            break
+        name, equals, value = argv[i].partition("=")
+        if name in LOG_OPTIONS:
+            if not equals:
+                if i + 1 == len(argv):
+                    _parser().error(f"argument {name}: expected one argument")
+                i += 1
+                value = argv[i]
+            found[name] = value
+        else:
+            rest.append(argv[i])
+        i += 1
+    return found, rest
+
+
+def _setup_logging(options):
+    """Logging of this process from --log-level/--log-file (bad values: usage error, exit 2),
+    passed on through the environment to the processes it starts (workers, the live view)."""
+    from bliss_lite.config import logs
+
+    level, file = options.get("--log-level"), options.get("--log-file")
+    if level is not None:
+        try:
+            logs.parse_level(level)
+        except ValueError as exc:
+            _parser().error(f"argument --log-level: {exc}")
+        level = level.strip().upper()
+    if file is not None:
+        if not file:
+            _parser().error("argument --log-file: expected a path")
+        file = os.path.abspath(os.path.expanduser(file))  # children may start elsewhere
+    try:
+        logs.setup_logging(level, file)
+    except logs.LogFileError as exc:
+        if file is None:
+            raise
+        _parser().error(f"argument --log-file: {exc}")
+    if level is not None:
+        os.environ[logs.LEVEL_ENV] = level
+    if file is not None:
+        os.environ[logs.FILE_ENV] = file
 
 
 def _server(argv):
@@ -98,13 +159,24 @@ def _follow(argv):
 
 def main(argv=None):
     """Exit status: 0 success, 1 failure, 2 bad usage or configuration (one line, no traceback)."""
+    from bliss_lite.config import logs
     from bliss_lite.config.errors import ConfigError
 
+    saved = {name: os.environ.get(name) for name in (logs.LEVEL_ENV, logs.FILE_ENV)}
     try:
-        return _main(sys.argv[1:] if argv is None else list(argv))
+        options, argv = _log_options(sys.argv[1:] if argv is None else list(argv))
+        _setup_logging(options)
+        return _main(argv)
     except ConfigError as exc:  # e.g. a run directory that cannot be created, for any subcommand
         print(f"bliss-lite: configuration error: {exc}", file=sys.stderr)
         return 2
+    finally:  # called in-process (tests, tools): leave logging and the environment as they were
+        logs.reset_logging()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _main(argv):
