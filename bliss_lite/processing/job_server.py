@@ -17,11 +17,15 @@ a server that is still running it.
 
 Only JSON crosses the wire (nothing is unpickled) and a job names its plugin by its registered
 name: a name the server does not know ends the job in failure naming the registered ones.
+
+The server logs to `bliss_lite.processing.job_server`; run as a program, by default to
+`<run dir>/logs/job-server.log`, warnings also to stderr (bliss_lite.config.logs).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import threading
 import time
@@ -33,6 +37,8 @@ from bliss_lite.processing.jobs import Job, JobError, JobRunner
 
 __all__ = ["QUEUE_KEY", "GROUP", "DONE_KEY", "RESULT_TTL", "result_key", "submit_remote", "wait_remote",
            "get_remote", "serve", "main"]
+
+logger = logging.getLogger(__name__)
 
 QUEUE_KEY = "bliss_lite:jobs:queue"
 GROUP = "bliss_lite:jobs:servers"
@@ -122,7 +128,7 @@ def _ensure_group(client):
 
 class _Server:
     def __init__(self, client, consumer, workers, claim_idle_ms, ttl, log):
-        self.client, self.consumer, self.ttl, self.log = client, consumer, ttl, log
+        self.client, self.consumer, self.ttl, self.log = client, consumer, ttl, log  # log: None, the logger
         self.claim_idle_ms = int(claim_idle_ms)
         self.runner = JobRunner(max_workers=workers)
         self.workers = self.runner.max_workers
@@ -130,6 +136,12 @@ class _Server:
         self.lock = threading.Condition()
         self.started = self.finished = 0
         self.mark_script = client.register_script(_MARK_RUNNING)
+
+    def say(self, level, text):
+        if self.log is not None:
+            self.log(text)
+        else:
+            logger.log(level, text)
 
     def heartbeat(self):
         """Reset the idle time of our running entries, so no other server claims them."""
@@ -147,7 +159,7 @@ class _Server:
                 self.client.xack(QUEUE_KEY, GROUP, *deleted)
             entries = [(entry_id, fields) for entry_id, fields in entries if fields]
             if entries:
-                self.log(f"job server {self.consumer}: claimed {len(entries)} job(s) of a dead server")
+                self.say(logging.WARNING, f"job server {self.consumer}: claimed {len(entries)} job(s) of a dead server")
             return entries
         reply = self.client.xreadgroup(GROUP, self.consumer, {QUEUE_KEY: ">"}, count=count, block=block_ms)
         return reply[0][1] if reply else []
@@ -162,7 +174,7 @@ class _Server:
                     raise JobError(f"queue entry {_text(entry_id)}: no 'job' field")
                 job = Job.from_json(raw, source=f"queue entry {_text(entry_id)}")
             except JobError as exc:
-                self.log(f"job server {self.consumer}: {exc}; dropped")
+                self.say(logging.WARNING, f"job server {self.consumer}: {exc}; dropped")
                 self._forget(entry_id)
                 continue
             job.status, job.output, job.error, job.traceback = "created", None, None, None
@@ -194,7 +206,7 @@ class _Server:
         try:
             pipe.execute(raise_on_error=False)  # only a status: a record the script cannot read stays
         except redis.RedisError as exc:
-            self.log(f"job server {self.consumer}: cannot mark jobs running: {exc}")
+            self.say(logging.WARNING, f"job server {self.consumer}: cannot mark jobs running: {exc}")
 
     def finish(self, entry_id, job):
         try:
@@ -205,7 +217,7 @@ class _Server:
             pipe.xdel(QUEUE_KEY, entry_id)
             pipe.execute()
         except redis.RedisError as exc:  # left pending: a server will claim and run it again
-            self.log(f"job server {self.consumer}: cannot store job {job.id}: {exc}")
+            self.say(logging.ERROR, f"job server {self.consumer}: cannot store job {job.id}: {exc}")
         finally:
             with self.lock:
                 self.running.pop(entry_id, None)
@@ -224,12 +236,13 @@ def serve(client: redis.Redis, stop_event=None, max_jobs=None, *, consumer=None,
     """Serve jobs from the queue until `stop_event` is set or `max_jobs` jobs have been taken,
     each job in its own worker (JobRunner), at most `workers` at a time (a busy server takes no
     more, leaving them to the others). Returns when the jobs it took are finished and stored;
-    the number of jobs served. `block_ms` bounds how long a stop takes to be noticed."""
-    log = log or (lambda message: print(message, file=sys.stderr, flush=True))
+    the number of jobs served. `block_ms` bounds how long a stop takes to be noticed. Messages
+    go to the module's logger, or to `log(text)` when given."""
     consumer = consumer or f"server-{uuid.uuid4().hex[:12]}"
     block_ms = max(1, min(int(block_ms), MAX_BLOCK_MS))
     _ensure_group(client)
     server = _Server(client, consumer, workers, claim_idle_ms, ttl, log)
+    server.say(logging.INFO, f"job server {consumer}: serving with {server.workers} worker(s)")
     claim_every = max(server.claim_idle_ms / 4000.0, block_ms / 1000.0)
     next_claim = 0.0  # look for a dead server's jobs at once
     try:
@@ -276,10 +289,17 @@ def main(argv=None) -> int:
     parser.add_argument("--max-jobs", type=int, default=None)
     parser.add_argument("--claim-idle", type=float, default=60.0, help="seconds before a dead server's job is taken")
     args = parser.parse_args(argv)
+    from bliss_lite.config.errors import ConfigError
+    from bliss_lite.config.logs import setup_logging
     from bliss_lite.config.paths import run_dir
     from bliss_lite.data.redis_server import connect, ensure_server
     from bliss_lite.processing.jobs import load_plugins
 
+    try:
+        setup_logging(process_name="job-server", to_run_dir=True)
+    except ConfigError as exc:  # run as a program, not under bliss_lite.cli, which says these
+        print(f"job server: configuration error: {exc}", file=sys.stderr)
+        return 2
     load_plugins()
     client = connect(args.url or ensure_server(run_dir()))
     stop = threading.Event()
@@ -287,7 +307,7 @@ def main(argv=None) -> int:
         served = serve(client, stop, args.max_jobs, workers=args.workers, claim_idle_ms=args.claim_idle * 1000)
     except KeyboardInterrupt:
         return 130
-    print(f"job server: {served} job(s) served", file=sys.stderr)
+    logger.info("job server: %d job(s) served", served)
     return 0
 
 

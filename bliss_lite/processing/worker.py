@@ -11,13 +11,16 @@ A job may ask for the GPU (`backend` "gpu" or "auto", the integration hook's opt
 that has one integrates a whole batch at once, the frames crossing the bus as the compressed
 bytes Redis holds and decoded there; a worker without one integrates on the CPU (same
 patterns within 1e-4) and says so once, so a GPU host and CPU hosts can share a scan.
+
+The worker logs to `bliss_lite.processing.worker`: by default to `<run dir>/logs/worker.log`
+(all the workers of a run directory share it), warnings also to stderr (bliss_lite.config.logs).
 """
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
-import sys
 import time
 
 import redis
@@ -25,6 +28,8 @@ import redis
 from bliss_lite.data.client import ScanReader
 from bliss_lite.processing import integration_queue as queue
 from bliss_lite.processing.integration_settings import IntegrationSettings, cpu_only_reason
+
+logger = logging.getLogger(__name__)
 
 
 class Worker:
@@ -34,7 +39,7 @@ class Worker:
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
         self.batch = batch
         self.frame_delay = frame_delay  # tests: slow down, so a kill lands mid-batch
-        self.log = log or (lambda text: print(text, file=sys.stderr, flush=True))
+        self.log = log  # a callable(text) that takes the messages instead of the logger (tests)
         self.integrators = {}  # (settings JSON, backend asked for) -> LeanIntegrator
         self.readers = {}  # scan key -> ScanReader (channel specs)
         self.described = set()  # scans whose integration info this worker has made sure of
@@ -65,7 +70,14 @@ class Worker:
     def _say_once(self, reason):
         if reason not in self._said:
             self._said.add(reason)
-            self.log(f"worker {self.name}: backend 'gpu' asked for, but {reason}: integrating on the CPU")
+            self._say(logging.WARNING, f"worker {self.name}: backend 'gpu' asked for, but {reason}: "
+                                       "integrating on the CPU")
+
+    def _say(self, level, text):
+        if self.log is not None:
+            self.log(text)
+        else:
+            logger.log(level, text)
 
     def run(self, max_idle_s=None, max_frames=None, reconnect_s=10.0):
         """Work until stopped (SIGTERM/SIGINT), or idle for `max_idle_s`, or `max_frames` done,
@@ -79,7 +91,8 @@ class Worker:
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 lost_since = lost_since or time.monotonic()
                 if time.monotonic() - lost_since > reconnect_s:
-                    self.log(f"worker {self.name}: Redis unreachable for {reconnect_s:g} s ({exc}); stopping")
+                    self._say(logging.WARNING,
+                              f"worker {self.name}: Redis unreachable for {reconnect_s:g} s ({exc}); stopping")
                     break
                 time.sleep(0.5)
                 continue
@@ -136,7 +149,8 @@ class Worker:
             self.client.xack(stream, queue.GROUP, *gone)
         entries = [e for e in reply[1] if e is not None and e[1]]
         if entries:
-            self.log(f"worker {self.name}: claimed {len(entries)} frame(s) of {key} left by another worker")
+            self._say(logging.INFO, f"worker {self.name}: claimed {len(entries)} frame(s) of {key} "
+                                    "left by another worker")
         return self._process(key, job, entries)
 
     def _process(self, key, job, entries):
@@ -148,6 +162,8 @@ class Worker:
         if key not in self.described:
             queue.set_info(self.client, key, integrator)
             self.described.add(key)
+            self._say(logging.INFO, f"worker {self.name}: integrating {key} ({job['detector']}, "
+                                    f"backend {integrator.backend})")
         ids = [entry_id for entry_id, _ in entries]
         indices, patterns = integrate_entries(reader.channels[job["detector"]], integrator,
                                               [fields for _, fields in entries], self.frame_delay)
@@ -156,6 +172,7 @@ class Worker:
         pipe.xack(queue.frames_key(key, job["detector"]), queue.GROUP, *ids)
         pipe.execute()
         self.done += len(indices)
+        logger.debug("worker %s: %d frame(s) of %s integrated", self.name, len(indices), key)
         return len(indices)
 
 
@@ -198,11 +215,14 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.batch < 1:
         parser.error(f"--batch must be >= 1, got {args.batch}")
+    from bliss_lite.config.logs import setup_logging, startup_error
+
+    setup_logging(process_name="worker", to_run_dir=True)
     if args.backend == "gpu":
         from bliss_lite.processing import gpu
 
         if not gpu.available():
-            print(f"bliss-lite worker: --backend gpu, but {gpu.unavailable_reason()}", file=sys.stderr)
+            startup_error(logger, f"bliss-lite worker: --backend gpu, but {gpu.unavailable_reason()}")
             return 1
     from bliss_lite.data import redis_server
 
@@ -215,7 +235,7 @@ def main(argv=None):
             client = redis_server.connect(redis_server.ensure_server(run_dir()), socket_timeout=None)
         client.ping()
     except Exception as exc:  # noqa: BLE001 - unreachable: reported, exit 1
-        print(f"bliss-lite worker: cannot reach Redis: {exc}", file=sys.stderr)
+        startup_error(logger, f"bliss-lite worker: cannot reach Redis: {exc}")
         return 1
     worker = Worker(client, args.name, args.batch, args.frame_delay, backend=args.backend)
 
@@ -223,10 +243,14 @@ def main(argv=None):
         worker.stopping = True
 
     signal.signal(signal.SIGTERM, stop)
-    print(f"worker {worker.name} ready", flush=True)
+    logger.info("worker %s ready", worker.name)
+    print(f"worker {worker.name} ready", flush=True)  # the line a starter waits for, as the view's URL
     try:
         worker.run(max_idle_s=args.max_idle)
     except KeyboardInterrupt:
         pass
-    print(f"worker {worker.name}: {worker.done} frames integrated", flush=True)
+    except Exception:  # noqa: BLE001 - in the log with its traceback (stderr too), exit 1
+        logger.exception("worker %s failed after %d frame(s)", worker.name, worker.done)
+        return 1
+    logger.info("worker %s: %d frames integrated", worker.name, worker.done)
     return 0

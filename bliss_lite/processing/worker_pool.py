@@ -9,11 +9,13 @@ themselves (`bliss-lite worker --redis URL`); this pool only looks after its own
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import subprocess
 import sys
 
 _POOLS = {}
+logger = logging.getLogger(__name__)
 
 
 class WorkerPool:
@@ -28,9 +30,11 @@ class WorkerPool:
             # the URL (it may carry a password) in the environment, not on the command line (ps)
             env = {**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1", "BLISS_LITE_REDIS_URL": self.url}
             name = f"{os.uname().nodename}-{os.getpid()}-w{len(self.processes)}-{os.urandom(2).hex()}"
+            # stderr is ours: a worker's warnings reach the session; its log goes to <run dir>/logs/worker.log
             self.processes.append(subprocess.Popen(
                 [sys.executable, "-m", "bliss_lite.cli", "worker", "--name", name],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=env, start_new_session=True))
+            logger.info("started integration worker %s (pid %d)", name, self.processes[-1].pid)
         return self.processes
 
     def stop(self, timeout=5.0):
@@ -41,6 +45,7 @@ class WorkerPool:
             try:
                 process.wait(timeout)
             except subprocess.TimeoutExpired:
+                logger.info("integration worker pid %d did not stop in %g s: killed", process.pid, timeout)
                 process.kill()
                 process.wait()
         self.processes = []
