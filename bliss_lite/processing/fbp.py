@@ -52,12 +52,12 @@ from bliss_lite.processing.tomo_grid import (
     filter_response,
     index_lines,
 )
+from bliss_lite.protocols import Backend
 
 TILE = 16  # image tile side (pixels)
 UNROLL = 4  # angles added per pass over the accumulator
 QB = 128  # q block width (floats), a compile-time constant of the kernel
 SMALL_NQ = 32  # below this many q bins, back-project pixel by pixel (no q blocks to fill)
-BACKENDS = ("cpu", "gpu", "auto")
 
 
 # --- filter ------------------------------------------------------------------------------------
@@ -249,14 +249,14 @@ def backproject(sino, x_mm, omega_deg, centre, n=None, weight=1.0):
     return _run(sino, x_mm, omega_deg, centre, n, weight, None, None)
 
 
-def fbp(sino, x_mm, omega_deg, centre, n=None, window="ramp", backend="cpu", filter_method="auto",
+def fbp(sino, x_mm, omega_deg, centre, n=None, window="ramp", backend=Backend.CPU, filter_method="auto",
         workers=None, timings=None):
     """Filtered back-projection of (n_omega, n_x[, nq]) line integrals (mm) -> (n, n[, nq])
     float32 image (per mm of path: volume fractions for chord sinograms). Angles are taken to
     cover 180 or 360 degrees evenly (weight pi / n_omega). `centre`: motor x (mm) of the
     rotation axis. `timings`: a dict that receives filter_seconds and backproject_seconds.
     `backend`: "cpu", "gpu" or "auto"; on the GPU a CuPy sinogram gives a CuPy image."""
-    if _check_backend(backend) == "gpu":
+    if _check_backend(backend) == Backend.GPU:
         from bliss_lite.processing.gpu import fbp as gpu_fbp
 
         return gpu_fbp.fbp(sino, x_mm, omega_deg, centre, n, window, filter_method, timings)
@@ -274,9 +274,9 @@ class IncrementalBackprojector:
     added once: adding it again is refused (ValueError), since its old filtered projection is
     not kept (that would double the memory)."""
 
-    def __init__(self, omega_deg, x_mm, nq, centre, n=None, window="ramp", backend="cpu"):
+    def __init__(self, omega_deg, x_mm, nq, centre, n=None, window="ramp", backend=Backend.CPU):
         _check_backend(backend)  # "gpu" without a GPU: CuPy's reason first
-        if backend == "gpu":
+        if backend == Backend.GPU:
             raise ValueError("live back-projection runs on the CPU only (a projection at a time is no GPU work); "
                              "use backend='cpu' or 'auto'")
         self.x_mm, self.omega_deg, dx = check_grid(x_mm, omega_deg)

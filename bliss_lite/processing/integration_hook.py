@@ -21,6 +21,7 @@ from bliss_lite.processing import integration_queue as queue
 from bliss_lite.processing.gpu import checked_option, take_rows, to_host
 from bliss_lite.processing.hook_registry import ScanHook, register_hook, warn
 from bliss_lite.processing.integration_settings import IntegrationSettings, cpu_only_reason
+from bliss_lite.protocols import Backend, EndReason
 
 HOOK_OPTIONS = {"workers", "timeout", "poni", "detector", "poll_s", "backend"}
 
@@ -29,7 +30,7 @@ class IntegrationHook(ScanHook):
     name = "integration"
 
     def __init__(self, settings: IntegrationSettings, detector, workers=2, timeout=20.0, poll_s=0.25,
-                 backend="cpu"):
+                 backend=Backend.CPU):
         self.settings = settings
         self.backend = backend  # "cpu", "gpu" or "auto": the workers' and this hook's integration
         self.detector = detector  # name of the frame channel
@@ -153,7 +154,7 @@ class IntegrationHook(ScanHook):
         seconds only after an abort: the user wants the prompt back)."""
         import gevent
 
-        patience = self.timeout if end_reason == "SUCCESS" else min(self.timeout, 3.0)
+        patience = self.timeout if end_reason == EndReason.SUCCESS else min(self.timeout, 3.0)
         last_progress = time.monotonic()
         while self.received[:total].sum() < total:
             if self.collect():
@@ -174,7 +175,7 @@ class IntegrationHook(ScanHook):
         from bliss_lite.data.entry_reader import read_frames
 
         integrator = self.integrator()
-        on_gpu = integrator.backend == "gpu"  # patterns stay there for the listeners
+        on_gpu = integrator.backend == Backend.GPU  # patterns stay there for the listeners
         for start in range(0, len(indices), 64):
             chunk = indices[start:start + 64]
             frames = read_frames(scan.filename, scan.entry, self.detector, chunk)
@@ -207,7 +208,7 @@ def make_integration_hook(options, context):
     timeout = hook_options.get("timeout", 20.0)
     if not isinstance(timeout, (int, float)) or not timeout > 0:
         raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
-    backend = _checked_backend(hook_options.get("backend", "cpu"), options.get("outliers", "none"))
+    backend = _checked_backend(hook_options.get("backend", Backend.CPU), options.get("outliers", "none"))
     if "poni" in hook_options:
         options["poni"] = hook_options.pop("poni")
     try:
@@ -222,6 +223,6 @@ def _checked_backend(backend, outliers):
     """The backend option, refused before the scan where it cannot run: "gpu" needs a GPU
     here (the frames the workers miss are integrated here) and no outlier rejection."""
     reason = cpu_only_reason(outliers)
-    if checked_option(backend, "integration") == "gpu" and reason:
+    if checked_option(backend, "integration") == Backend.GPU and reason:
         raise ValueError(f"backend 'gpu': {reason}; use backend='cpu' or 'auto'")
     return backend

@@ -23,6 +23,8 @@ import time
 
 import numpy as np
 
+from bliss_lite.protocols import Backend
+
 ACTIVE_KEY = "bliss_lite:integration:active"
 ANNOUNCE_KEY = "bliss_lite:integration:announce"
 GROUP = "integration"
@@ -41,7 +43,7 @@ def frames_key(scan_key, detector):
     return f"{scan_key}:data:{detector}"
 
 
-def register(client, scan_key, detector, settings, npoints=None, backend="cpu"):
+def register(client, scan_key, detector, settings, npoints=None, backend=Backend.CPU):
     """Ask the workers to integrate this scan's frames (`backend`: what the scan asks the
     workers for, "cpu", "gpu" or "auto"). The group starts at the stream's first entry, so
     frames written before any worker joins are not missed."""

@@ -26,6 +26,7 @@ import scipy.sparse
 from bliss_lite.processing import csr_kernels
 from bliss_lite.processing.gpu import on_device
 from bliss_lite.processing.integration_settings import IntegrationSettings, cpu_only_reason
+from bliss_lite.protocols import Backend
 
 
 def _method(settings):
@@ -71,16 +72,16 @@ class LeanIntegrator:
     """Integrates frames of one detector geometry with pyFAI's matrix and constant corrections.
     `backend`: "cpu", "gpu" or "auto" (the GPU when CuPy finds one)."""
 
-    def __init__(self, settings: IntegrationSettings, backend="cpu"):
+    def __init__(self, settings: IntegrationSettings, backend=Backend.CPU):
         from bliss_lite.processing.gpu import resolve_backend
 
         self.settings = settings
         self.backend = resolve_backend(backend, "integration")
         reason = cpu_only_reason(settings.outliers)
-        if self.backend == "gpu" and reason:
-            if backend == "gpu":
+        if self.backend == Backend.GPU and reason:
+            if backend == Backend.GPU:
                 raise ValueError(f"integration: {reason}; use backend='cpu' or 'auto'")
-            self.backend = "cpu"
+            self.backend = Backend.CPU
         self.ai, self.mask = azimuthal_integrator(settings)
         self.shape = self.mask.shape
         self.dark = self._correction(settings.dark, "dark")
@@ -137,7 +138,7 @@ class LeanIntegrator:
     def integrate(self, frame) -> np.ndarray:
         """One frame (raw counts, gaps anything) -> float32 pattern on `self.radial`."""
         frame = self._checked(frame)
-        if self.backend == "gpu":
+        if self.backend == Backend.GPU:
             return self.gpu.integrate_frames(frame[None])[0]
         if self.settings.outliers != "none":
             from bliss_lite.processing import outliers
@@ -154,7 +155,7 @@ class LeanIntegrator:
         frames = np.asarray(frames)
         if frames.ndim != 3 or frames.shape[1:] != self.shape:
             raise ValueError(f"integration: frames must be (k, {self.shape[0]}, {self.shape[1]}), got {frames.shape}")
-        if self.backend == "gpu":
+        if self.backend == Backend.GPU:
             return self.gpu.integrate_frames(frames, device=device)
         if self.settings.outliers != "none":  # per-pixel work: one frame at a time
             return np.stack([self.integrate(f) for f in frames])
@@ -165,7 +166,7 @@ class LeanIntegrator:
         GPU the compressed bytes cross the bus and are decoded there (`device=True`: the
         patterns stay there, a CuPy array)."""
         self._check_device(device)
-        if self.backend == "gpu":
+        if self.backend == Backend.GPU:
             return self.gpu.integrate_chunks(chunks, dtype, device=device)
         from bliss_lite.data import bslz4
 
@@ -188,9 +189,9 @@ class LeanIntegrator:
         return coo.row[keep], coo.col[keep], coo.data[keep].astype(np.float64)
 
     def _check_device(self, device):
-        if device and self.backend != "gpu":
+        if device and self.backend != Backend.GPU:
             raise ValueError(f"integration: device=True keeps patterns on the GPU, but this integrator's backend "
-                             f"is {self.backend!r}")
+                             f"is '{self.backend}'")
 
     def _checked(self, frame):
         frame = np.asarray(frame)

@@ -25,6 +25,7 @@ import numpy as np
 
 from bliss_lite.processing.gpu import checked_option, take_rows, to_host
 from bliss_lite.processing.hook_registry import ScanHook, register_hook, warn
+from bliss_lite.protocols import Backend
 
 LIVE_MAXLEN = 500
 METHODS = ("fbp", "sirt")
@@ -41,7 +42,7 @@ class ReconstructionHook(ScanHook):
 
     def __init__(self, phases, method="fbp", iterations=50, window="ramp", centre="auto",
                  normalise="i0+transmission", roi_width=0.6, live_period_s=1.0, n=None, peak_fwhm=None,
-                 backend="cpu"):
+                 backend=Backend.CPU):
         self.phases = dict(phases)  # {phase: pyFAI calibrant name, or None for amorphous}
         self.method, self.iterations, self.window = method, iterations, window
         self.centre_option = centre
@@ -84,7 +85,7 @@ class ReconstructionHook(ScanHook):
 
         self.info = info
         self.resolved = resolve_backend(self.backend, "reconstruction")
-        on_gpu = self.resolved == "gpu"
+        on_gpu = self.resolved == Backend.GPU
         if on_gpu:
             import cupy
 
@@ -341,5 +342,5 @@ def make_reconstruction_hook(options, context):
     centre = options.get("centre", "auto")
     if centre != "auto" and not isinstance(centre, (int, float)):
         raise ValueError(f"centre must be 'auto' or a position in mm, got {centre!r}")
-    checked_option(options.get("backend", "cpu"), "reconstruction")
+    checked_option(options.get("backend", Backend.CPU), "reconstruction")
     return ReconstructionHook(phases, **options)

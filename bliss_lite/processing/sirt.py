@@ -17,6 +17,7 @@ from bliss_lite.processing.tomo_grid import (
     index_lines,
     pixel_area,
 )
+from bliss_lite.protocols import Backend
 
 
 @njit(parallel=True, fastmath=True, cache=True)
@@ -58,14 +59,14 @@ def forward_project(image, x_mm, omega_deg, centre):
 
 
 def sirt(sino, x_mm, omega_deg, centre, n=None, iterations=50, nonnegative=True, x0=None, callback=None,
-         backend="cpu"):
+         backend=Backend.CPU):
     """SIRT of (n_omega, n_x[, nq]) line integrals -> (n, n[, nq]) float32, same units as fbp.
     `x0`: None (zeros), "fbp", or a start image. `callback(k, image, residual)` after each
     iteration, residual = ||b - A x||_R before the update (it decreases for plain SIRT).
     `backend`: "cpu", "gpu" or "auto" (`processing/gpu/sirt.py`; the callback then gets CuPy images)."""
     from bliss_lite.processing.gpu import resolve_backend
 
-    if resolve_backend(backend, "reconstruction") == "gpu":
+    if resolve_backend(backend, "reconstruction") == Backend.GPU:
         from bliss_lite.processing.gpu import sirt as gpu_sirt
 
         return gpu_sirt.sirt(sino, x_mm, omega_deg, centre, n, iterations, nonnegative, x0, callback)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 
-BACKENDS = ("cpu", "gpu", "auto")
+from bliss_lite.protocols import BACKENDS, Backend
 
 
 class GpuUnavailableError(RuntimeError):
@@ -40,13 +40,13 @@ def resolve_backend(backend: str, what: str = "processing") -> str:
     """"cpu" or "gpu" for a requested backend ("cpu", "gpu" or "auto")."""
     if backend not in BACKENDS:
         raise ValueError(f"{what}: unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
-    if backend == "cpu":
-        return "cpu"
+    if backend == Backend.CPU:
+        return Backend.CPU
     reason = unavailable_reason()
     if reason is None:
-        return "gpu"
-    if backend == "auto":
-        return "cpu"
+        return Backend.GPU
+    if backend == Backend.AUTO:
+        return Backend.CPU
     raise GpuUnavailableError(f"{what}: backend 'gpu' needs CuPy and an NVIDIA GPU, but {reason}; "
                               "use backend='cpu' or 'auto'")
 
