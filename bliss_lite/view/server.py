@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import hmac
 import ipaddress
+import logging
 import os
 import secrets
 import socket
@@ -26,6 +27,7 @@ from collections import OrderedDict
 
 TOKEN_ENV = "BLISS_LITE_VIEW_TOKEN"
 COOKIE = "bliss_lite_view_token"
+logger = logging.getLogger(__name__)  # run as `bliss-lite view`: <run dir>/logs/view.log, warnings on stderr
 
 
 class RenderCache:
@@ -158,15 +160,18 @@ def main(argv=None):
     if token is not None and len(token) < 16:
         print("bliss-lite view: the token must have at least 16 characters", file=sys.stderr)
         return 2
+    from bliss_lite.config.logs import setup_logging, startup_error
+
+    setup_logging(process_name="view", to_run_dir=True)
     try:
         sock = _bind(args.host, args.port)
     except OSError as exc:
-        print(f"bliss-lite view: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        startup_error(logger, f"bliss-lite view: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
         return 1
     try:
         client, where = _redis(args.redis)
     except Exception as exc:  # noqa: BLE001 - unreachable or unstartable: one line, exit 1
-        print(f"bliss-lite view: cannot reach Redis: {exc}", file=sys.stderr)
+        startup_error(logger, f"bliss-lite view: cannot reach Redis: {exc}")
         return 1
     from bliss_lite.view.watcher import POLL_S, Watcher
 
@@ -176,6 +181,8 @@ def main(argv=None):
     shown = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
     print(f"Live view of {where} on {url}", flush=True)
+    logger.info("live view of %s on http://%s:%d/%s", where, shown, port,
+                " (token required)" if token else "")  # the token stays out of the file
     return _serve(app, sock, watcher)
 
 

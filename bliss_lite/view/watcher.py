@@ -9,6 +9,7 @@ plotselect choice.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -19,6 +20,8 @@ from bliss_lite.data.client import ScanReader
 from bliss_lite.data.model import HISTORY_KEY
 from bliss_lite.scans.peaks import PLOTSELECT_KEY, fwhm_and_center, peak_index
 from bliss_lite.view.live_scan import LiveScan, summary
+
+logger = logging.getLogger(__name__)
 
 POLL_S = 0.1
 RECENT = 20  # scans in the list
@@ -64,8 +67,11 @@ class Watcher:
                     self.tick()
                     if self.error is not None:
                         self.error = None
+                        logger.info("live view: Redis is back")
                         self._emit("status", {"redis": "ok"})
                 except Exception as exc:  # noqa: BLE001 - Redis away: say so, try again next period
+                    if self.error is None:
+                        logger.warning("live view: Redis lost (%s); trying again every second", exc)
                     self.error = str(exc)
                     self._emit("status", {"redis": "lost", "error": self.error})
                     self._stop.wait(1.0)

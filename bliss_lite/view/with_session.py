@@ -7,10 +7,13 @@ stopped when the session exits, however it exits.
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import subprocess
 import sys
 import threading
+
+logger = logging.getLogger(__name__)  # its warning reaches stderr as a plain line, configured or not
 
 
 def start_view(port):
@@ -24,7 +27,7 @@ def start_view(port):
     reader.join(20.0)
     line = first[0].strip() if first else ""
     if child.poll() is not None or not line.startswith("Live view"):
-        print(f"WARNING: the live view did not start: {line or 'no answer in 20 s'}", file=sys.stderr, flush=True)
+        logger.warning("WARNING: the live view did not start: %s", line or "no answer in 20 s")
         return None
     print(line, flush=True)
     os.environ["BLISS_LITE_VIEW_URL"] = line.split(" on ", 1)[1]  # for scripts of the session
