@@ -13,6 +13,7 @@ cannot grow it. Connections name their server in their errors, password masked (
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import shutil
 import subprocess
@@ -32,6 +33,7 @@ MAXMEMORY_ENV = "BLISS_LITE_REDIS_MAXMEMORY"
 DEFAULT_MAXMEMORY = 2**30  # bytes the private server may hold (live data only: the files have everything)
 MAX_UNIX_SOCKET_PATH = 104  # sun_path is 108 bytes on Linux, 104 on macOS
 START_TIMEOUT = 5.0
+logger = logging.getLogger(__name__)
 
 
 class RedisUnavailable(RuntimeError):
@@ -173,6 +175,8 @@ def _start(paths):
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if _ping(paths.url):
+            logger.info("started %s on %s (memory budget %d MiB, its log: %s)", binary, paths.socket,
+                        budget // 2**20, paths.logfile)
             return
         time.sleep(0.01)
     log = paths.logfile.read_text(errors="replace")[-500:] if paths.logfile.exists() else ""
@@ -203,4 +207,5 @@ def stop_server(run_dir) -> bool:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline and _ping(paths.url):
         time.sleep(0.01)
+    logger.info("stopped the redis-server on %s", paths.socket)
     return True
