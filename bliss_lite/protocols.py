@@ -61,6 +61,23 @@ class MotorController(Protocol):
 
 
 @runtime_checkable
+class Axis(Protocol):
+    """A motor axis as scans and the shell use it, in user units (user = sign * dial + offset);
+    bliss_lite.controllers.axis.Axis is the one implementation, over any MotorController.
+    Its `position`, `dial`, `state` and `is_moving` ask the hardware, so they are left out of
+    the members an isinstance() check reads (on Python 3.11 it would call them)."""
+
+    name: str
+    steps_per_unit: float
+
+    def user2dial(self, position: float) -> float: ...
+    def dial2user(self, dial: float) -> float: ...
+    def move(self, target, wait: bool = True) -> None: ...
+    def stop(self) -> None: ...
+    def wait_move(self) -> None: ...
+
+
+@runtime_checkable
 class Counter(Protocol):
     """Something `ct` and step scans read once per point (`unit`, `dtype` and `shape` are
     optional: "", float64 and a scalar when absent)."""
@@ -69,6 +86,16 @@ class Counter(Protocol):
     fullname: str  # "controller:name"
 
     def read(self, count_time: float = 1.0) -> Any: ...
+
+
+@runtime_checkable
+class MeasurementGroup(Protocol):
+    """A named set of counters, one group active: what `ct` and scans count when given none."""
+
+    name: str
+    counters: list
+
+    def set_active(self) -> None: ...
 
 
 @runtime_checkable

@@ -12,6 +12,7 @@ import traceback
 from bliss_lite.config.errors import ConfigError, shown, where
 from bliss_lite.config.fields import Field, read_fields
 from bliss_lite.config.settings import flush_pending
+from bliss_lite.protocols import Axis, Counter, MeasurementGroup
 
 _current = {"session": None}
 
@@ -89,7 +90,7 @@ class Session:
 
     @property
     def axes(self):
-        return [obj for obj in self.objects.values() if hasattr(obj, "steps_per_unit") and hasattr(obj, "dial")]
+        return [obj for obj in self.objects.values() if isinstance(obj, Axis)]
 
     @property
     def counters(self):
@@ -126,12 +127,12 @@ class Session:
 
 
 def is_counter(obj):
-    """Something `ct` and scans can read: `read(count_time)` and a full name."""
-    return callable(getattr(obj, "read", None)) and hasattr(obj, "fullname")
+    """Something `ct` and scans can read (protocols.Counter): `read(count_time)` and a full name."""
+    return isinstance(obj, Counter)
 
 
 def is_measurement_group(obj):
-    return callable(getattr(obj, "set_active", None)) and hasattr(obj, "counters")
+    return isinstance(obj, MeasurementGroup)
 
 
 def _is_session(node):
