@@ -4,11 +4,11 @@ The geometry is the same for every q bin, so the sinogram is held as (n_omega, n
 image as (n, n, nq), q innermost: one interpolation index and weight per (pixel, angle) serve
 all nq values.
 
-Conventions (those of `controllers/sample/phantom.py`): the beam at motor position x through
+Conventions (parallel-beam Radon; any sample, simulated or real): the beam at motor position x through
 the sample turned by omega sees the line u cos(omega) + v sin(omega) = x - centre, where
 `centre` is the motor x of the rotation axis (mm). The image has n x n pixels spanning the
-scanned x range (minus the centre) in both u (columns) and v (rows), pixel centres as in
-`phantom.phase_map`. A sinogram of line integrals in mm reconstructs to volume fractions. The
+scanned x range (minus the centre) in both u (columns) and v (rows), pixel centres in the
+middle of n equal intervals (`image_axis`). A sinogram of line integrals in mm reconstructs to volume fractions. The
 grid, its index lines and the filter are `tomo_grid.py`'s, shared with the GPU version.
 
 Why the back-projection is fast (9.6e10 interpolations for 400 x 600 x 1000; ~5.4 s on this

@@ -3,11 +3,11 @@ reconstructions (`fbp.py`, `sirt.py`) and the GPU ones (`gpu/fbp.py`, `gpu/sirt.
 must see the same grid, index lines, pixel area and filter for their images to agree, and
 neither side imports the other to get them.
 
-Conventions (those of `controllers/sample/phantom.py`): the beam at motor position x through
+Conventions (parallel-beam Radon; any sample, simulated or real): the beam at motor position x through
 the sample turned by omega sees the line u cos(omega) + v sin(omega) = x - centre, where
 `centre` is the motor x of the rotation axis (mm). The image has n x n pixels spanning the
-scanned x range (minus the centre) in both u (columns) and v (rows), pixel centres as in
-`phantom.phase_map`.
+scanned x range (minus the centre) in both u (columns) and v (rows), pixel centres in the
+middle of n equal intervals (`image_axis`).
 
 The ramp filter is built in frequency space (zero padding to >= 2 n_x, Kak & Slaney's
 band-limited ramp, optional window); `filter_matrix` is the equivalent n_x x n_x Toeplitz
