@@ -149,8 +149,8 @@ class Worker:
             self.client.xack(stream, queue.GROUP, *gone)
         entries = [e for e in reply[1] if e is not None and e[1]]
         if entries:
-            self._say(logging.INFO, f"worker {self.name}: claimed {len(entries)} frame(s) of {key} "
-                                    "left by another worker")
+            self._say(logging.WARNING, f"worker {self.name}: claimed {len(entries)} frame(s) of {key} "
+                                       "left by another worker")  # a worker died mid-scan: the user is told
         return self._process(key, job, entries)
 
     def _process(self, key, job, entries):
