@@ -236,9 +236,7 @@ def test_bad_arguments_are_refused_before_anything_moves(scan_session, call, mes
 
 
 def test_no_counter_and_no_active_group(scan_session, monkeypatch):
-    from bliss_lite.controllers.counters import measurement_group
-
-    monkeypatch.setitem(measurement_group._active, "group", None)
+    monkeypatch.setattr(scan_session["SESSION"], "active_mg", None)
     with pytest.raises(ValueError, match="ct: no counter given and no active measurement group"):
         scan_session["ct"](0.1)
 

@@ -38,6 +38,7 @@ class Session:
         self.scan_saving_config = {}  # base_path, sample: read by bliss_lite.scans.saving
         self.processing_config = {}  # hook name -> options: read by bliss_lite.processing.hooks
         self.scan_context = None  # what its scans share (bliss_lite.scans.context), set by whoever opens it
+        self.active_mg = None  # the measurement group counted when a scan names no counter
 
     def object_names(self, _seen=()):
         """Names of the objects this session (and what it includes) loads, in order."""

@@ -5,12 +5,12 @@ from bliss_lite.config.errors import ConfigError, where
 from bliss_lite.config.fields import Field, read_fields
 from bliss_lite.config.session import current_session
 
-_active = {"group": None}
-
 
 def active_mg():
-    """The measurement group that `ct` and scans count when given no counters."""
-    return _active["group"]
+    """The measurement group that `ct` and scans count when given no counters: the current
+    session's (each session keeps its own)."""
+    session = current_session()
+    return session.active_mg if session is not None else None
 
 
 class MeasurementGroup:
@@ -43,10 +43,12 @@ class MeasurementGroup:
         self._disabled.difference_update(self._names(counters) if counters else list(self._disabled))
 
     def set_active(self):
-        """Make this the active group; the choice is remembered by the current session."""
-        _active["group"] = self
+        """Make this the active group of the current session, which remembers the choice."""
         session = current_session()
-        if self._settings is not None and session is not None:
+        if session is None:
+            raise RuntimeError(f"{self.name}: no session is open: a measurement group is active in a session")
+        session.active_mg = self
+        if self._settings is not None:
             self._settings.update("session", session.name, active_mg=self.name)
 
     @property
