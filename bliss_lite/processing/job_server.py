@@ -311,5 +311,7 @@ def main(argv=None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # run under its package name, so its logger is bliss_lite.processing.job_server's
+    from bliss_lite.processing import job_server
+
+    sys.exit(job_server.main())
