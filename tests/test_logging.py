@@ -139,6 +139,19 @@ def test_a_worker_started_without_options_logs_to_the_run_directory(server_dir):
     assert [r.message for r in lines[1:]] == ["worker logged-worker ready", "worker logged-worker: 0 frames integrated"]
 
 
+def test_the_job_server_run_as_a_program_logs_to_the_run_directory(server_dir):
+    from bliss_lite.data.redis_server import ensure_server
+
+    ensure_server(server_dir)  # already there: the file has the server's lines only
+    done = subprocess.run([sys.executable, "-m", "bliss_lite.processing.job_server", "--max-jobs", "0"],
+                          env=environment(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout == "" and done.stderr == "", done.stderr
+    lines = records(server_dir / "logs" / "job-server.log")
+    assert [(r.level, r.name) for r in lines] == [("INFO", "bliss_lite.processing.job_server")] * 2
+    assert re.fullmatch(r"job server server-[0-9a-f]{12}: serving with 16 worker\(s\)", lines[0].message)
+    assert lines[1].message == "job server: 0 job(s) served"
+
+
 SESSION_SCRIPT = """
 import time
 from bliss_lite.config.paths import run_dir
