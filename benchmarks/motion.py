@@ -4,7 +4,7 @@
 Prints one JSON line. The move is the demo's srot, 0 -> 5 deg (1.25 s ideal: 5 deg/s,
 20 deg/s^2), and back (with its 0.1 deg backlash leg, whose ideal time is counted too).
 The peer figure is real BLISS 2.4's `umv` floor measured once on this machine kind (~57 ms
-over the ideal move time; see ../shared/peers/README.md): it is quoted, not re-run here.
+over the ideal move time; see docs/architecture.md): it is quoted, not re-run here.
 Usage: python benchmarks/motion.py [--moves N] [--startups N]
 """
 from __future__ import annotations

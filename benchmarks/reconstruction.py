@@ -6,8 +6,8 @@ Random float32 data of the requested size (the figure does not depend on the val
 compiles (or loads) the numba kernels and touches the process's first ~2 GB (in this VM the
 first touch of fresh memory costs ~0.8 s/GB, a cost a live pipeline pays once); it is not
 counted, but reported as first_run_seconds. Then the slice is timed, filter and
-back-projection separately. DESIGN.md's figure for a plain batched numba kernel on
-this machine: ~25 s for 400 x 600 x 1000. Prints one JSON line.
+back-projection separately. The figure for a plain batched numba kernel on this
+machine (docs/architecture.md): ~25 s for 400 x 600 x 1000. Prints one JSON line.
 Usage: python benchmarks/reconstruction.py [--nx 400] [--nomega 600] [--nq 1000] [--backend cpu]
 
 `--backend gpu`: `seconds` is end to end from a NumPy sinogram in host memory to a NumPy image

@@ -6,8 +6,8 @@ bliss_lite: `ascan(m4, 0, 1, N-1, 0, diode1, diode2, diode3)` in the `test` sess
 instant motor), saving to HDF5 and publishing to a private Redis on; the figure is the
 scan's wall time over N (from the call to its return: file closed, Redis sealed). The points
 in the file and in Redis are counted to show nothing was skipped.
-Peer: ../shared/peers/bluesky_scan.py N (RunEngine `scan`, ophyd.sim, no saving), run in a
-subprocess of the same Python, when bluesky and ophyd are installed there.
+Peer: a Bluesky script of N points (RunEngine `scan`, ophyd.sim, no saving), run from PEER in a
+subprocess of the same Python, when it is there and so are bluesky and ophyd (docs/architecture.md).
 Usage: python benchmarks/step_scan.py [--points N] [--repeat R] [--cts N]
 Prints one JSON line.
 """

@@ -5,7 +5,7 @@
 omega sweeps at constant velocity, a position trigger per frame, every frame written to the
 HDF5 file (write_direct_chunk, no second compression) and published to a private Redis (the
 stream capped by the frame memory budget). A 2-core machine cannot render and Poisson-draw
-2.4 Mpixel frames at 250 Hz besides (DESIGN.md), so, as said in the output, the simulator
+2.4 Mpixel frames at 250 Hz besides (docs/architecture.md), so, as said in the output, the simulator
 replays a bank of distinct frames of the sample rendered (and compressed) before the timed run.
 `--rate 0` lifts the detector's 250 Hz cap and asks for 1000 Hz (its readout time allows): the figure is then the
 highest sustained rate of the pipeline. Prints one JSON line.

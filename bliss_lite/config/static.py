@@ -153,5 +153,5 @@ class Config:
 
 
 def load_config(root=None, settings=None) -> Config:
-    """Load the configuration directory chosen as DESIGN.md says (--config, env, ./config)."""
+    """Load the configuration directory chosen as docs/configuration.md says (--config, env, ./config)."""
     return Config(config_dir(root), settings)

@@ -1,6 +1,6 @@
 """HDF5/NeXus writer: one file per session/sample, one NXentry named "N.1" per scan.
 
-Layout (DESIGN.md): title, start_time, end_time, end_reason; instrument/positioners/<motor>
+Layout (docs/architecture.md): title, start_time, end_time, end_reason; instrument/positioners/<motor>
 (the start snapshot); instrument/<axis>/value (NXpositioner) and instrument/<counter>/data
 (NXdetector) filled point by point; measurement/<channel> soft links; an NXdata default plot.
 Everything an entry holds is created when it opens, then the file switches to SWMR, so other

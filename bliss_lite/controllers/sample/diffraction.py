@@ -5,7 +5,7 @@ Crystalline phases get Gaussian peaks at q = 2 pi / d for the d-spacings of thei
 calibrant (intensity falling as d^2), the amorphous matrix two broad humps. The frame at
 (x, omega, z) is flux * exposure * transmission * sum(path length of phase * image of phase):
 the pencil-beam line integral, cheap enough for 250 Hz with small frames; full frames can be
-pre-rendered in a bank for throughput runs (DESIGN.md).
+pre-rendered in a bank for throughput runs (docs/architecture.md).
 """
 from __future__ import annotations
 
