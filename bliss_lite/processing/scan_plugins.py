@@ -16,11 +16,14 @@ import numpy as np
 from bliss_lite.processing.jobs import register
 
 
-def _stored_json(path, entry, dataset):
+def _stored_json(path, group, dataset):
+    """The JSON stored in `group/dataset` (e.g. "1.1/integrate", "configuration"), None when
+    the group or the dataset is not there; a ValueError when the entry itself is missing."""
+    entry = group.split("/")[0]
     with h5py.File(path, "r", locking=False, swmr=True) as h5:
         if entry not in h5:
             raise ValueError(f"{path}: no entry {entry!r}")
-        node = h5[entry].get(dataset)
+        node = h5[group].get(dataset) if group in h5 else None
         return None if node is None else json.loads(node[()])
 
 
