@@ -129,8 +129,9 @@ class Sample(Protocol):
     """What a simulated detector looks at, and what it tells the scan about itself.
 
     `description()` is recorded in the scan (scan_info["sample"]) so that reduction takes the
-    phases to map from the data, never from the simulator: {"name", "phases": {phase:
-    calibrant}, optional "peak_fwhm_q" (nm^-1), "poni" (the geometry file)}."""
+    phases to map from the data, never from the simulator: {"name", "phases": {phase: pyFAI
+    calibrant or None}, optional "peak_fwhm" with its "peak_fwhm_unit" ("nm^-1"), "poni" (the
+    geometry file)}."""
 
     name: str
 

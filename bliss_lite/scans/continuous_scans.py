@@ -82,7 +82,7 @@ def _run(command, title, lines, acq_time, detectors, counters, recorded, sample,
     described = next((d.sample for d in detectors if isinstance(getattr(d, "sample", None), Sample)), None)
     if described is not None:  # reduction takes the phases to map from the scan, never from the simulator
         scan_info["sample"] = described.description()
-    hooks = _hooks(command, hooks, detectors, sample, scan_info) if detectors else []
+    hooks = _hooks(command, hooks, detectors, scan_info) if detectors else []
     master = SweepMaster(lines, acq_time, exposure, recorded, sample, children=children)
     scan = Scan(AcquisitionChain(master), name=command, title=title, npoints=nb_frames, save=save,
                 motors=recorded, counters=counters, count_time=acq_time, scan_info=scan_info, hooks=hooks)
@@ -97,7 +97,7 @@ def _run(command, title, lines, acq_time, detectors, counters, recorded, sample,
     return scan
 
 
-def _hooks(command, spec, detectors, sample, scan_info):
+def _hooks(command, spec, detectors, scan_info):
     """Processing hooks for this scan, checked before anything moves: `spec` from the call,
     else the session's `processing` (for XRD-CT scans only: an fscan asks for them). The
     session's ScanContext makes them: the scan layer does not know the processing layer."""
@@ -111,7 +111,7 @@ def _hooks(command, spec, detectors, sample, scan_info):
             raise ValueError(f"{command}: hooks {wanted!r} asked for, but this session was opened without "
                              f"processing (bliss_lite.shell.runner.open_session gives it)")
         return []
-    return make_hooks(command, spec, session, {"detector": detectors[0], "sample": sample, "scan_info": scan_info})
+    return make_hooks(command, spec, session, {"detector": detectors[0], "scan_info": scan_info})
 
 
 def _roi_of(detector):
