@@ -157,7 +157,7 @@ def main():
         "backproject_seconds": round(timings["backproject_seconds"], 3),
         "interpolations_per_second": round(args.nx ** 2 * args.nomega * args.nq / timings["backproject_seconds"], -6),
         "runs": [round(r[0], 3) for r in runs],
-        "peer": {"plain batched numba kernel (DESIGN.md)": 25.0}, "ratio_to_peer": round(25.0 / seconds, 2),
+        "peer": {"plain batched numba kernel (docs/architecture.md)": 25.0}, "ratio_to_peer": round(25.0 / seconds, 2),
     }))
 
 

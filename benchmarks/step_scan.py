@@ -24,7 +24,7 @@ from pathlib import Path
 from bench_env import private_environment
 
 ROOT = Path(__file__).resolve().parents[1]
-PEER = ROOT.parent / "shared" / "peers" / "bluesky_scan.py"
+PEER = ROOT / "benchmarks" / "peers" / "bluesky_scan.py"  # the Bluesky step scan, in a child process
 BLISS_CT_MS = 15.0  # real BLISS 2.4 ct(0.001), measured once on this machine kind (quoted)
 
 
