@@ -166,7 +166,7 @@ def test_gpu_reconstruction_hook_equals_the_cpu_one(method):
 
 
 @needs_gpu
-def test_sinograms_too_large_for_the_gpu_stay_in_host_memory(monkeypatch, capsys):
+def test_sinograms_too_large_for_the_gpu_stay_in_host_memory(monkeypatch, caplog):
     from bliss_lite.processing import reconstruction_hook
 
     monkeypatch.setattr(reconstruction_hook, "GPU_SHARE", 1e-12)
@@ -174,7 +174,7 @@ def test_sinograms_too_large_for_the_gpu_stay_in_host_memory(monkeypatch, capsys
     frames, radial = scan_frames(npt, seed=6), np.linspace(15.0, 45.0, npt)
     hook = fed(reconstruction_hook_of("gpu", npt, peak_fwhm=0.3), frames, device=True)
     assert isinstance(hook.builder.data, np.ndarray) and not hook.configuration()["sinograms_on_gpu"]
-    assert "stay in host memory and cross the bus slice by slice" in capsys.readouterr().err
+    assert "stay in host memory and cross the bus slice by slice" in caplog.text
     on_cpu = fed(reconstruction_hook_of("cpu", npt, peak_fwhm=0.3), frames)
     assert relative_error(hook.reconstruct_all(hook.builder.sinograms, radial)["volume"],
                           on_cpu.reconstruct_all(on_cpu.builder.sinograms, radial)["volume"]) <= 1e-4

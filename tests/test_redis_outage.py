@@ -58,7 +58,7 @@ def assert_redis_equals_file(url, scan, names):
     return reader
 
 
-def test_killed_mid_scan_the_record_comes_back_whole_while_the_scan_runs(session, monkeypatch, capsys):
+def test_killed_mid_scan_the_record_comes_back_whole_while_the_scan_runs(session, monkeypatch, caplog):
     ns, url = session
     diode, real_read, reads, seen = ns["diode1"], ns["diode1"].read, [0], {}
 
@@ -83,10 +83,10 @@ def test_killed_mid_scan_the_record_comes_back_whole_while_the_scan_runs(session
     assert [f[b"state"].decode() for _, f in connect(url).xrange(state_key(scan.key))] == STATES
     assert reader.end_reason == "SUCCESS" and "incomplete" not in reader.record  # nothing is missing
     assert ScanClient(connect(url)).recent_scans(1)[0].key == scan.key  # in the history again
-    assert warnings(capsys.readouterr().err) == (1, 1)
+    assert warnings(caplog.text) == (1, 1)
 
 
-def test_frames_missed_during_an_outage_are_named_in_the_record(session, capsys):
+def test_frames_missed_during_an_outage_are_named_in_the_record(session, caplog):
     ns, url = session
     count = {}
 
@@ -119,7 +119,7 @@ def test_frames_missed_during_an_outage_are_named_in_the_record(session, capsys)
         np.testing.assert_array_equal(frame, in_file[index])
     followed = [index for name, index, _ in reader.follow(["pilatus"])]
     assert followed == sorted(held)  # a follower jumps over the gap, in order
-    assert warnings(capsys.readouterr().err) == (1, 1)
+    assert warnings(caplog.text) == (1, 1)
 
 
 def start_private(root):
@@ -146,7 +146,7 @@ def other_server():
 
 
 @pytest.mark.parametrize("back_at_the_end", [True, False])
-def test_redis_gone_until_the_end_is_tried_once_more_at_the_seal(session, other_server, monkeypatch, capsys,
+def test_redis_gone_until_the_end_is_tried_once_more_at_the_seal(session, other_server, monkeypatch, caplog,
                                                                    back_at_the_end):
     from bliss_lite.scans.io_pump import DataPump
 
@@ -175,9 +175,9 @@ def test_redis_gone_until_the_end_is_tried_once_more_at_the_seal(session, other_
         reader = assert_redis_equals_file(url, scan, ["diode1", "elapsed_time"])
         assert [f[b"state"].decode() for _, f in connect(url).xrange(state_key(scan.key))] == STATES
         assert reader.state == "CLOSED" and "incomplete" not in reader.record
-        assert warnings(capsys.readouterr().err) == (1, 1)
+        assert warnings(caplog.text) == (1, 1)
     else:
-        assert warnings(capsys.readouterr().err) == (1, 0)
+        assert warnings(caplog.text) == (1, 0)
 
 
 def in_thread(call):

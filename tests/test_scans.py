@@ -294,14 +294,14 @@ def test_peak_tools_skip_counts_and_take_another_axis(scan_session):
     assert ns["cen"]("gauss", axis=ns["m0"]) == pytest.approx(5.0, abs=1e-9)
 
 
-def test_scan_without_redis_is_saved_and_warns(scan_session, monkeypatch, capsys):
+def test_scan_without_redis_is_saved_and_warns(scan_session, monkeypatch, caplog):
     monkeypatch.setenv("BLISS_LITE_REDIS_URL", "redis://127.0.0.1:1")  # nothing listens there
     scan_session["SESSION"].scan_context.redis.forget()
     with gevent.Timeout(2.0):  # a dead Redis must not hang the scan (timed in benchmarks/interrupt.py)
         scan = scan_session["ascan"](scan_session["m0"], 0, 1, 3, 0)
     assert scan.key is None and scan.end_reason == "SUCCESS"
     assert len(read_entry(scan.filename, scan.number)["m0"]) == 4
-    assert "WARNING: no Redis for live data" in capsys.readouterr().err
+    assert "WARNING: no Redis for live data" in caplog.text
 
 
 def test_shell_display_shows_rows_and_summary(scan_session, capsys):

@@ -7,8 +7,8 @@ stops every axis of the task with its deceleration, and the `finally` always rec
 """
 from __future__ import annotations
 
+import logging
 import math
-import sys
 from dataclasses import dataclass
 
 import gevent
@@ -112,7 +112,7 @@ def _quietly(call, *args):
     try:
         return call(*args)
     except AxisError as exc:
-        print(f"WARNING: while stopping: {exc}", file=sys.stderr, flush=True)
+        logging.getLogger(__name__).warning(f"WARNING: while stopping: {exc}")
         return None
 
 

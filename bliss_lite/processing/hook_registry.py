@@ -13,7 +13,7 @@ bliss_lite.processing.hooks turns a scan's `hooks=` (or the session's `processin
 """
 from __future__ import annotations
 
-import sys
+import logging
 
 HOOK_FACTORIES = {}
 
@@ -43,4 +43,5 @@ def register_hook(name, factory=None):
 
 
 def warn(text):
-    print(text, file=sys.stderr, flush=True)
+    """A hook's warning for the user: plain text on stderr (bliss_lite.config.logs), and in the log."""
+    logging.getLogger("bliss_lite.processing.hooks").warning(text)

@@ -10,7 +10,7 @@ every point whatever Redis does.
 """
 from __future__ import annotations
 
-import sys
+import logging
 
 import gevent
 import gevent.event
@@ -24,7 +24,7 @@ class DataPump:
         self.writer = writer
         self.publisher = publisher
         self.error = None  # a writer failure: the scan must stop
-        self._warn = warn or (lambda text: print(text, file=sys.stderr, flush=True))
+        self._warn = warn or logging.getLogger(__name__).warning
         self._wake = gevent.event.Event()
         self._stopping = False
         self._greenlet = None

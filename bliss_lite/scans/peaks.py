@@ -8,6 +8,7 @@ to where it was at the same (interpolated) point of the scan.
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 
@@ -50,7 +51,7 @@ def _publish_selection(context, session_name):
     try:
         client.set(PLOTSELECT_KEY.format(session_name), json.dumps(context.plot_selection))
     except Exception as exc:  # noqa: BLE001 - the view misses the choice; the shell still has it
-        print(f"WARNING: plotselect not published to Redis ({exc})")
+        logging.getLogger(__name__).warning(f"WARNING: plotselect not published to Redis ({exc})")
 
 
 # -- the numbers, on plain arrays -------------------------------------------------------------

@@ -9,8 +9,8 @@ seconds of scans do not look again, so a dead server costs no scan its connect t
 """
 from __future__ import annotations
 
+import logging
 import os
-import sys
 import time
 
 import redis
@@ -22,6 +22,7 @@ from bliss_lite.data.redis_server import REDIS_URL_ENV, RedisUnavailable, connec
 from bliss_lite.data.redis_url import mask_url
 
 RETRY_AFTER_S = 5.0
+logger = logging.getLogger(__name__)
 
 
 def _where():
@@ -63,8 +64,7 @@ class ScanRedis:
             return self._open()[1]
         except (RedisUnavailable, redis.RedisError, OSError) as exc:
             if not self._warned:
-                print(f"WARNING: no Redis for live data ({exc}); scans are saved to their file only",
-                      file=sys.stderr, flush=True)
+                logger.warning(f"WARNING: no Redis for live data ({exc}); scans are saved to their file only")
                 self._warned = True
             self._key, self._client, self._failed_at = key, None, time.monotonic()
             return None

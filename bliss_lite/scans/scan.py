@@ -10,7 +10,7 @@ sealed, and a relative scan moves its axes back to where they started.
 """
 from __future__ import annotations
 
-import sys
+import logging
 import time
 
 import gevent
@@ -245,5 +245,9 @@ class Scan:
         return f"<Scan {self.number} {self.title!r} {self.state}>"
 
 
+logger = logging.getLogger(__name__)
+
+
 def _warn(text):
-    print(text, file=sys.stderr, flush=True)
+    """A warning for the user: plain text on stderr (bliss_lite.config.logs), and in the log."""
+    logger.warning(text)
