@@ -12,6 +12,7 @@ SUBCOMMANDS = {  # `bliss-lite NAME ...` -> the module whose main(argv) runs it
     "view": "bliss_lite.view.server",
     "plot": "bliss_lite.view.export",
     "worker": "bliss_lite.processing.worker",
+    "job-server": "bliss_lite.processing.job_server",
 }
 
 

@@ -197,6 +197,13 @@ def test_missing_session_option_is_usage_error(cli):
     assert "-s SESSION" in proc.stderr
 
 
+def test_job_server_is_a_subcommand(run_dir):
+    proc = subprocess.run([sys.executable, "-m", "bliss_lite", "job-server", "--help"], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0 and proc.stdout.startswith("usage: bliss-lite job-server")
+    assert "--workers" in proc.stdout and "--max-jobs" in proc.stdout.replace("\n", "")
+
+
 def test_exit_waits_for_moves_still_running(cli):
     started = cli("-s", "test", "-c", "m0.velocity = 20; m0.acceleration = 200; m0.move(3, wait=False); "
                                       "print('MOVING', m0.is_moving)")

@@ -281,8 +281,9 @@ def serve(client: redis.Redis, stop_event=None, max_jobs=None, *, consumer=None,
 
 
 def main(argv=None) -> int:
-    """`python -m bliss_lite.processing.job_server [--url URL] [--workers N] [--max-jobs N]`:
-    a job server on the session's Redis (BLISS_LITE_REDIS_URL, else the run directory's)."""
+    """`bliss-lite job-server [--url URL] [--workers N] [--max-jobs N]` (or `python -m
+    bliss_lite.processing.job_server`): a job server on the session's Redis
+    (BLISS_LITE_REDIS_URL, else the run directory's)."""
     parser = argparse.ArgumentParser(prog="bliss-lite job-server", description=main.__doc__)
     parser.add_argument("--url", help="Redis URL (default: the run directory's server)")
     parser.add_argument("--workers", type=int, default=16)
