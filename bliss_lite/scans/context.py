@@ -1,5 +1,5 @@
-"""What the scans of one session share: its Redis connection, its scan history, the plot
-selection, the watchers around each scan (the shell's display) and the factory of its
+"""What the scans of one session share: its Redis connection, where it saves, its scan history,
+the plot selection, the watchers around each scan (the shell's display) and the factory of its
 processing hooks.
 
 Whoever opens a session makes its ScanContext (bliss_lite.shell.runner.open_session, which
@@ -26,14 +26,15 @@ class ScanContext:
         self.watchers = []  # callables scan -> context manager around the scan's run
         self.plot_selection = []  # counter names chosen by plotselect; the peak tools use the first
         self.make_hooks = make_hooks  # (command, spec, session, context) -> hooks; None: no processing
+        self.scan_saving = session_scan_saving(session) if session is not None else ScanSaving("default")
         self._closers = []
 
     def selected_counter(self):
         return self.plot_selection[0] if self.plot_selection else None
 
     def saving(self):
-        """Where this session's scans are saved (the session's scan_saving, else the defaults)."""
-        return session_scan_saving(self.session) if self.session is not None else ScanSaving("default")
+        """Where this session's scans are saved (SCAN_SAVING in the shell)."""
+        return self.scan_saving
 
     def on_close(self, call):
         """Run `call()` when the session closes (workers a hook started, say), once."""

@@ -109,10 +109,7 @@ class ScanSaving:
 
 
 def session_scan_saving(session):
-    """The session's ScanSaving, made once from its `scan_saving` configuration."""
-    saving = getattr(session, "_scan_saving", None)
-    if saving is None:
-        options = dict(getattr(session, "scan_saving_config", None) or {})
-        saving = session._scan_saving = ScanSaving(session.name, options.get("base_path"),
-                                                   options.get("sample", "sample"))
-    return saving
+    """A ScanSaving made from the session's `scan_saving` configuration (its ScanContext keeps
+    the one its scans use: bliss_lite.scans.context)."""
+    options = dict(session.scan_saving_config or {})
+    return ScanSaving(session.name, options.get("base_path"), options.get("sample", "sample"))

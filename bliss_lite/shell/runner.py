@@ -10,7 +10,6 @@ from bliss_lite.config.paths import run_dir
 from bliss_lite.config.session import Session, SessionSetupError
 from bliss_lite.processing.hooks import make_hooks
 from bliss_lite.scans.context import ScanContext
-from bliss_lite.scans.saving import session_scan_saving
 from bliss_lite.shell import scan_commands, standard
 
 
@@ -27,7 +26,7 @@ def open_session(session_name, config_root=None):
     namespace.update({name: getattr(standard, name) for name in standard.__all__})
     namespace.update({name: getattr(scan_commands, name) for name in scan_commands.__all__})
     session.scan_context = context = ScanContext(session, make_hooks=make_hooks)
-    namespace["SCAN_SAVING"] = session_scan_saving(session)
+    namespace["SCAN_SAVING"] = context.scan_saving
     namespace["SCANS"] = context.scans
     scan_commands.show_scans(context)
     session.setup(namespace)
