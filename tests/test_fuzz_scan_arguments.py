@@ -411,13 +411,13 @@ def test_valid_scans_run_and_visit_the_points_asked(scan_session, command, start
 @pytest.mark.parametrize("call, error, message", [
     # MemoryError from numpy (and a swapping machine for the mesh's 10**12 rows)
     (lambda ns: ns["ascan"](ns["m0"], 0, 1, 10**12, 0), ValueError,
-     "ascan: intervals must be at most 9,999,999, got 1000000000000"),
+     "ascan: intervals must be at most 9,999,999 (SCAN_LIMITS.max_points - 1), got 1000000000000"),
     (lambda ns: ns["amesh"](ns["m0"], 0, 1, 10**6, ns["m1"], 0, 1, 10**6, 0), ValueError,
-     "amesh: 1,000,002,000,001 points is more than 10,000,000"),
+     "amesh: 1,000,002,000,001 points is more than 10,000,000 (SCAN_LIMITS.max_points)"),
     (lambda ns: ns["fscan"](ns["omega"], 0, 0.001, 10**12, 0.01), ValueError,
-     "fscan: npoints must be at most 100,000,000, got 1000000000000"),
+     "fscan: npoints must be at most 2,000,000,000 (SCAN_LIMITS.max_frames), got 1000000000000"),
     (lambda ns: ns["xrdct"](ns["omega"], ns["x"], ns["z"], -1, 1, 4, [0], 0.1, n_omega=10**12), ValueError,
-     "xrdct: 4,000,000,000,000 frames is more than 100,000,000"),
+     "xrdct: 4,000,000,000,000 frames is more than 2,000,000,000 (SCAN_LIMITS.max_frames)"),
     # numpy's "inhomogeneous shape" ValueError, naming neither command nor argument
     (lambda ns: ns["lookupscan"]([(ns["m0"], [[1, 2], [3]])], 0), ValueError,
      "lookupscan: m0: positions must be a non-empty list of numbers, got [[1, 2], [3]]"),

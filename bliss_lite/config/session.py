@@ -37,6 +37,7 @@ class Session:
         self.objects = {}  # name -> object, the session's own configuration objects
         self.scan_saving_config = {}  # base_path, sample: read by bliss_lite.scans.saving
         self.processing_config = {}  # hook name -> options: read by bliss_lite.processing.hooks
+        self.scan_limits_config = {}  # max_points, max_frames: read by bliss_lite.scans.limits
         self.scan_context = None  # what its scans share (bliss_lite.scans.context), set by whoever opens it
         self.active_mg = None  # the measurement group counted when a scan names no counter
 
@@ -147,7 +148,9 @@ SESSION_FIELDS = (
     Field("setup-file", "str", None),
     Field("scan_saving", "any", None),
     Field("processing", "any", None),
+    Field("scan_limits", "any", None),
 )
+SCAN_LIMIT_KEYS = ("max_points", "max_frames")  # bliss_lite.scans.limits holds the defaults
 SCAN_SAVING_KEYS = {"base_path": str, "sample": str}
 
 
@@ -163,6 +166,22 @@ def _scan_saving(node, what, value):
                               f"(known: {', '.join(SCAN_SAVING_KEYS)})")
         if not isinstance(item, SCAN_SAVING_KEYS[key]):
             raise ConfigError(f"{where(node, 'scan_saving')}: {what}: scan_saving: {key} must be a string, got {shown(item)}")
+    return dict(value)
+
+
+def _scan_limits(node, what, value):
+    """`scan_limits: {max_points: N, max_frames: N}`: whole numbers >= 1, checked where they enter."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where(node, 'scan_limits')}: {what}: scan_limits must be a mapping, got {shown(value)}")
+    for key, item in value.items():
+        if key not in SCAN_LIMIT_KEYS:
+            raise ConfigError(f"{where(node, 'scan_limits')}: {what}: scan_limits: unknown key {shown(key)} "
+                              f"(known: {', '.join(SCAN_LIMIT_KEYS)})")
+        if isinstance(item, bool) or not isinstance(item, int) or item < 1:
+            raise ConfigError(f"{where(node, 'scan_limits')}: {what}: scan_limits: {key} must be a whole number "
+                              f">= 1, got {shown(item)}")
     return dict(value)
 
 
@@ -216,4 +235,5 @@ def create_session(name, node, config):
                       strip(values["exclude-objects"]), setup_path)
     session.scan_saving_config = _scan_saving(node, what, values["scan_saving"])
     session.processing_config = _processing(node, what, values["processing"])
+    session.scan_limits_config = _scan_limits(node, what, values["scan_limits"])
     return session

@@ -17,6 +17,8 @@ from bliss_lite.controllers.axis import Axis
 from bliss_lite.controllers.counters.measurement_group import active_mg
 from bliss_lite.controllers.errors import AxisError, LimitError
 from bliss_lite.controllers.motion import check_reachable
+from bliss_lite.scans import limits
+from bliss_lite.scans.context import current_context
 
 
 def number(command, what, value) -> float:
@@ -33,27 +35,35 @@ def count_time(command, value) -> float:
 
 
 # points of one scan: a step scan's targets (and a mesh's rows) are built before the first move,
-# so a typo like 10**12 intervals must be refused, not met with MemoryError or a swapping machine
-MAX_POINTS = 10_000_000
-MAX_FRAMES = 100_000_000  # a continuous scan's frames: 100 XRD-CT slices of 1000 x 1000
+# so a typo like 10**12 intervals must be refused, not met with MemoryError or a swapping machine.
+# The defaults; a session's own are its ScanContext's `limits` (SCAN_LIMITS in the shell).
+MAX_POINTS, MAX_FRAMES = limits.MAX_POINTS, limits.MAX_FRAMES
 
 
-def whole(command, what, value, minimum=1, maximum=None) -> int:
+def whole(command, what, value, minimum=1, maximum=None, setting=None) -> int:
+    """`setting` names where `maximum` comes from (e.g. "SCAN_LIMITS.max_frames"), for the message."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{command}: {what} must be a whole number >= {minimum}, got {shown(value)}")
     if maximum is not None and value > maximum:
-        raise ValueError(f"{command}: {what} must be at most {maximum:,}, got {value!r}")
+        where = f" ({setting})" if setting else ""
+        raise ValueError(f"{command}: {what} must be at most {maximum:,}{where}, got {value!r}")
     return int(value)
 
 
-def total_points(command, counts, what="points", limit=MAX_POINTS):
-    """The product of per-dimension counts, refused beyond `limit`."""
+def total_points(command, counts, what="points", limit=MAX_POINTS, setting=None):
+    """The product of per-dimension counts, refused beyond `limit` (`setting` names it)."""
     total = 1
     for count in counts:
         total *= count
     if total > limit:
-        raise ValueError(f"{command}: {total:,} {what} is more than {limit:,}")
+        where = f" ({setting})" if setting else ""
+        raise ValueError(f"{command}: {total:,} {what} is more than {limit:,}{where}")
     return total
+
+
+def session_limits():
+    """The current session's ScanLimits (the defaults without a session)."""
+    return current_context().limits
 
 
 def flag(command, what, value) -> bool:

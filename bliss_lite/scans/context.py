@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 
 from bliss_lite.config.session import current_session
+from bliss_lite.scans.limits import ScanLimits
 from bliss_lite.scans.redis_link import ScanRedis
 from bliss_lite.scans.saving import ScanSaving, session_scan_saving
 
@@ -27,6 +28,7 @@ class ScanContext:
         self.plot_selection = []  # counter names chosen by plotselect; the peak tools use the first
         self.make_hooks = make_hooks  # (command, spec, session, context) -> hooks; None: no processing
         self.scan_saving = session_scan_saving(session) if session is not None else ScanSaving("default")
+        self.limits = ScanLimits.from_config(session.scan_limits_config if session is not None else {})
         self._closers = []
 
     def selected_counter(self):

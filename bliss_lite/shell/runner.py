@@ -27,6 +27,7 @@ def open_session(session_name, config_root=None):
     namespace.update({name: getattr(scan_commands, name) for name in scan_commands.__all__})
     session.scan_context = context = ScanContext(session, make_hooks=make_hooks)
     namespace["SCAN_SAVING"] = context.scan_saving
+    namespace["SCAN_LIMITS"] = context.limits
     namespace["SCANS"] = context.scans
     scan_commands.show_scans(context)
     session.setup(namespace)
