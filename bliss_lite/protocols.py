@@ -152,4 +152,12 @@ class ScanHook(Protocol):
     def scan_finished(self, scan) -> None: ...
 
 
+@runtime_checkable
+class EstimatingHook(Protocol):
+    """A hook that can say, before the scan runs (`run=False`), what it will write and hold:
+    {"bytes": on disk, "peak_memory_bytes": at once, ...} for a scan of `frames` frames."""
+
+    def estimate(self, frames: int, scan_info: dict) -> dict: ...
+
+
 HookFactory = Callable[[str, Any, Any, dict], list]  # (command, spec, session, context) -> hooks

@@ -91,7 +91,7 @@ def test_an_xrdct_with_hooks_needs_a_session_opened_with_processing(scan_session
         ns["xrdct"](omega, x, z, -0.25, 0.25, 4, [0.0], 0.008, n_omega=6, fast_axis="x", hooks=["integration"])
     assert list(ns["SCANS"]) == before and (omega.position, x.position, z.position) == (0.0, 0.0, 0.0)
     scan = ns["xrdct"](omega, x, z, -0.25, 0.25, 4, [0.0], 0.008, n_omega=6, fast_axis="x", hooks=[])  # it runs
-    assert scan.end_reason == "SUCCESS" and scan.hooks == []
+    assert scan.end_reason == "SUCCESS" and [h.name for h in scan.hooks] == ["sweep_report"]  # no processing
 
 
 def test_reduction_takes_the_phases_the_scan_recorded(scan_session):

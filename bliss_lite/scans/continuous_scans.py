@@ -19,6 +19,7 @@ from bliss_lite.scans import arguments as check
 from bliss_lite.scans.chain import HARDWARE, AcquisitionChain, AcquisitionObject
 from bliss_lite.scans.context import context_of
 from bliss_lite.scans.continuous import FrameSlave, Line, SweepMaster, runup
+from bliss_lite.scans.estimate import run_or_plan
 from bliss_lite.scans.scan import Scan
 
 __all__ = ["fscan", "xrdct"]
@@ -67,7 +68,8 @@ def _check_sweep(command, line, period):
         check.reachable(command, stepped, [target])
 
 
-def _run(command, title, lines, acq_time, detectors, counters, recorded, sample, scan_info, save, hooks=None):
+def _run(command, title, lines, acq_time, detectors, counters, recorded, sample, scan_info, save, hooks=None,
+         run=True):
     nb_frames = sum(line.npoints for line in lines)
     readout = max((d.min_latency for d in detectors), default=0.0)
     exposure = acq_time - readout
@@ -84,17 +86,36 @@ def _run(command, title, lines, acq_time, detectors, counters, recorded, sample,
         scan_info["sample"] = described.description()
     hooks = _hooks(command, hooks, detectors, scan_info) if detectors else []
     master = SweepMaster(lines, acq_time, exposure, recorded, sample, children=children)
+    report = SweepReport(command, master)  # also when run=False now and scan.run() later
     scan = Scan(AcquisitionChain(master), name=command, title=title, npoints=nb_frames, save=save,
-                motors=recorded, counters=counters, count_time=acq_time, scan_info=scan_info, hooks=hooks)
-    scan.run()
-    for child in children:
-        report = getattr(child, "report", None)
-        if report and (report["dropped"] or report["duplicated"]):
-            print(f"{command}: {child.name}: {report['dropped']} frames dropped, {report['duplicated']} delivered twice")
-        if report:
-            scan.scan_info.setdefault("frames", {})[child.name] = report
-    scan.scan_info["sweep"] = {"max_lateness_s": master.max_lateness, "handled_rate_hz": master.handled_rate}
-    return scan
+                motors=recorded, counters=counters, count_time=acq_time, scan_info=scan_info,
+                hooks=[*hooks, report])
+    return run_or_plan(scan, run)
+
+
+class SweepReport:
+    """Follows a continuous scan (as a scan hook): at its end, records the frames each
+    detector dropped or delivered twice and how late the triggers were handled, and says so
+    when frames were lost."""
+
+    name = "sweep_report"
+
+    def __init__(self, command, master):
+        self.command, self.master = command, master
+
+    def scan_started(self, scan):
+        pass
+
+    def scan_finished(self, scan):
+        for child in self.master.children:
+            report = getattr(child, "report", None)  # detectors report their frames
+            if report and (report["dropped"] or report["duplicated"]):
+                print(f"{self.command}: {child.name}: {report['dropped']} frames dropped, "
+                      f"{report['duplicated']} delivered twice")
+            if report:
+                scan.scan_info.setdefault("frames", {})[child.name] = report
+        scan.scan_info["sweep"] = {"max_lateness_s": self.master.max_lateness,
+                                   "handled_rate_hz": self.master.handled_rate}
 
 
 def _hooks(command, spec, detectors, scan_info):
@@ -126,7 +147,7 @@ def _split(command, args):
     return detectors, counters
 
 
-def fscan(motor, start, step, npoints, acq_time, *counters, save=True, hooks=None):
+def fscan(motor, start, step, npoints, acq_time, *counters, save=True, hooks=None, run=True):
     """fscan(m, start, step, npoints, t, [pilatus, counters...]): m moves at constant velocity
     step/t; a trigger at start + i*step takes frame i; positions recorded per frame."""
     command = "fscan"
@@ -134,19 +155,20 @@ def fscan(motor, start, step, npoints, acq_time, *counters, save=True, hooks=Non
     start, step = check.number(command, "start", start), check.number(command, "step", step)
     if step == 0:
         raise ValueError(f"{command}: step must not be 0")
-    npoints = check.whole(command, "npoints", npoints, maximum=check.MAX_FRAMES)
+    most = check.session_limits().max_frames
+    npoints = check.whole(command, "npoints", npoints, maximum=most, setting="SCAN_LIMITS.max_frames")
     t = check.count_time(command, acq_time)
     if t == 0:
         raise ValueError(f"{command}: acquisition time must be > 0")
     detectors, plain = _split(command, counters)
-    save = check.flag(command, "save", save)
+    save, run = check.flag(command, "save", save), check.flag(command, "run", run)
     line = Line({}, axis, start, step, npoints)
     title = f"{command} {axis.name} {start:g} {step:g} {npoints} {t:g}"
-    return _run(command, title, [line], t, detectors, plain, [axis], None, {}, save, hooks)
+    return _run(command, title, [line], t, detectors, plain, [axis], None, {}, save, hooks, run)
 
 
 def xrdct(omega, x, z, x_start, x_stop, n_x, z_positions, acq_time, n_omega=None, snake=True,
-          omega_range=180, fast_axis="omega", detector=None, save=True, hooks=None):
+          omega_range=180, fast_axis="omega", detector=None, save=True, hooks=None, run=True):
     """A diffraction-tomography scan: n_x beam positions across [x_start, x_stop] (the middle of
     n_x equal intervals), n_omega angles over omega_range (default ceil(n_x * pi / 2), Nyquist),
     at every z of z_positions. `fast_axis` sweeps continuously ("omega" or "x"), the other
@@ -160,7 +182,8 @@ def xrdct(omega, x, z, x_start, x_stop, n_x, z_positions, acq_time, n_omega=None
     x_start, x_stop = check.number(command, "x_start", x_start), check.number(command, "x_stop", x_stop)
     if x_stop == x_start:
         raise ValueError(f"{command}: x_start and x_stop must differ")
-    n_x = check.whole(command, "n_x", n_x, maximum=check.MAX_FRAMES)
+    most = check.session_limits().max_frames
+    n_x = check.whole(command, "n_x", n_x, maximum=most, setting="SCAN_LIMITS.max_frames")
     n_omega = math.ceil(n_x * math.pi / 2) if n_omega is None else check.whole(command, "n_omega", n_omega)
     omega_range = check.number(command, "omega_range", omega_range)
     if omega_range <= 0:
@@ -168,13 +191,14 @@ def xrdct(omega, x, z, x_start, x_stop, n_x, z_positions, acq_time, n_omega=None
     if isinstance(z_positions, numbers.Real):
         z_positions = [z_positions]
     zs = check.positions(command, "z_positions", z_positions)
-    check.total_points(command, [n_x, n_omega, len(zs)], "frames", check.MAX_FRAMES)
+    check.total_points(command, [n_x, n_omega, len(zs)], "frames", most, "SCAN_LIMITS.max_frames")
     t = check.count_time(command, acq_time)
     if t == 0:
         raise ValueError(f"{command}: acquisition time must be > 0")
     if not isinstance(fast_axis, str) or fast_axis not in ("omega", "x"):
         raise ValueError(f"{command}: fast_axis must be 'omega' or 'x', got {fast_axis!r}")
     snake, save = check.flag(command, "snake", snake), check.flag(command, "save", save)
+    run = check.flag(command, "run", run)
     detector = detector if detector is not None else _session_detector(command)
     if not _is_detector(detector):
         raise TypeError(f"{command}: detector must be a detector such as a Pilatus, got {detector!r}")
@@ -199,4 +223,4 @@ def xrdct(omega, x, z, x_start, x_stop, n_x, z_positions, acq_time, n_omega=None
     title = (f"{command} {omega.name} {x.name} {z.name} {x_start:g} {x_stop:g} {n_x} "
              f"[{' '.join(f'{v:g}' for v in zs)}] {t:g} n_omega={n_omega}")
     sample = getattr(detector, "sample", None)
-    return _run(command, title, lines, t, [detector], [], [omega, x, z], sample, info, save, hooks)
+    return _run(command, title, lines, t, [detector], [], [omega, x, z], sample, info, save, hooks, run)

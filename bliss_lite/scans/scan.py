@@ -48,6 +48,7 @@ class Scan:
         self.end_reason = None
         self.number = self.filename = self.entry = self.key = None
         self.start_time = self.end_time = None
+        self.estimate = None  # set by run=False (scans/estimate.py): what the scan will cost
         self.data = ScanData(chain.channels())
         self._writer = self._publisher = self._pump = None
 

@@ -4,6 +4,8 @@ Counters are given as counters, measurement groups or names; none means the acti
 measurement group. Every argument, every counter and every point's target are checked before
 the first move. Relative scans (d*) move back to where they started at the end, on error and
 on Ctrl-C. `save=False` skips the file (Redis and `get_data()` still have every point).
+`run=False` moves nothing: the scan comes back unrun with its `estimate` (scans/estimate.py),
+and `scan.run()` runs it.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import numpy as np
 
 from bliss_lite.scans import arguments as check
 from bliss_lite.scans.chain import AcquisitionChain
+from bliss_lite.scans.estimate import run_or_plan
 from bliss_lite.scans.scan import Scan
 from bliss_lite.scans.step_objects import CounterSlave, MotorMaster, TimerMaster
 
@@ -26,11 +29,13 @@ def _title(command, *parts):
     return " ".join([command, *(getattr(p, "name", None) or _fmt(p) for p in parts)])
 
 
-def _run_steps(command, title, axes, points, count_time, counter_args, save, restore=None, scan_info=None):
-    """Check everything, build MotorMaster -> TimerMaster -> CounterSlave, run it."""
+def _run_steps(command, title, axes, points, count_time, counter_args, save, restore=None, scan_info=None,
+               run=True):
+    """Check everything, build MotorMaster -> TimerMaster -> CounterSlave, run it (or, with
+    run=False, return it unrun with its estimate)."""
     t = check.count_time(command, count_time)
     counters = check.counters(command, counter_args)
-    save = check.flag(command, "save", save)
+    save, run = check.flag(command, "save", save), check.flag(command, "run", run)
     points = np.asarray(points, dtype=float).reshape((len(points), len(axes)))
     for i, axis in enumerate(axes):
         check.reachable(command, axis, points[:, i])
@@ -38,12 +43,13 @@ def _run_steps(command, title, axes, points, count_time, counter_args, save, res
     chain = AcquisitionChain(MotorMaster(axes, points.tolist(), children=[timer]))
     scan = Scan(chain, name=command, title=title, npoints=len(points), save=save, restore=restore,
                 motors=axes, counters=counters, count_time=t, scan_info=scan_info)
-    return scan.run()
+    return run_or_plan(scan, run)
 
 
 def _line(command, motor_ranges, intervals, relative):
     """Axes, start/stop per axis (absolute), and the points of a straight line scan."""
-    intervals = check.whole(command, "intervals", intervals, maximum=check.MAX_POINTS - 1)
+    most = check.session_limits().max_points
+    intervals = check.whole(command, "intervals", intervals, maximum=most - 1, setting="SCAN_LIMITS.max_points - 1")
     axes = [check.axis(command, m) for m, _, _ in motor_ranges]
     check.distinct_axes(command, axes)
     starts, stops = [], []
@@ -57,11 +63,11 @@ def _line(command, motor_ranges, intervals, relative):
     return axes, points
 
 
-def _nscan(command, motor_ranges, intervals, count_time, counters, save, relative):
+def _nscan(command, motor_ranges, intervals, count_time, counters, save, relative, run=True):
     axes, points = _line(command, motor_ranges, intervals, relative)
     parts = [x for m in motor_ranges for x in m] + [intervals, count_time]
     restore = {a: a.position for a in axes} if relative else None
-    return _run_steps(command, _title(command, *parts), axes, points, count_time, counters, save, restore)
+    return _run_steps(command, _title(command, *parts), axes, points, count_time, counters, save, restore, run=run)
 
 
 def _triples(command, motor_tuple_list):
@@ -74,64 +80,65 @@ def _triples(command, motor_tuple_list):
 
 
 # -- counting ---------------------------------------------------------------------------------
-def _count(command, count_time, counters, save):
+def _count(command, count_time, counters, save, run=True):
     t = check.count_time(command, count_time)
     chosen = check.counters(command, counters)
-    save = check.flag(command, "save", save)
+    save, run = check.flag(command, "save", save), check.flag(command, "run", run)
     chain = AcquisitionChain(TimerMaster(t, 1, children=[CounterSlave(chosen, t)]))
-    return Scan(chain, name=command, title=_title(command, t), npoints=1, save=save, counters=chosen,
-                count_time=t).run()
+    return run_or_plan(Scan(chain, name=command, title=_title(command, t), npoints=1, save=save, counters=chosen,
+                            count_time=t), run)
 
 
-def ct(count_time=1.0, *counters, save=False):
+def ct(count_time=1.0, *counters, save=False, run=True):
     """Count once for `count_time` seconds and show the values; not saved (see `sct`)."""
-    return _count("ct", count_time, counters, save)
+    return _count("ct", count_time, counters, save, run)
 
 
-def sct(count_time=1.0, *counters, save=True):
+def sct(count_time=1.0, *counters, save=True, run=True):
     """Like `ct`, saved as a scan entry."""
-    return _count("sct", count_time, counters, save)
+    return _count("sct", count_time, counters, save, run)
 
 
 # -- absolute and relative line scans ---------------------------------------------------------
-def ascan(motor, start, stop, intervals, count_time, *counters, save=True):
+def ascan(motor, start, stop, intervals, count_time, *counters, save=True, run=True):
     """ascan(m, start, stop, intervals, t): intervals+1 points from start to stop."""
-    return _nscan("ascan", [(motor, start, stop)], intervals, count_time, counters, save, relative=False)
+    return _nscan("ascan", [(motor, start, stop)], intervals, count_time, counters, save, relative=False, run=run)
 
 
-def a2scan(motor1, start1, stop1, motor2, start2, stop2, intervals, count_time, *counters, save=True):
+def a2scan(motor1, start1, stop1, motor2, start2, stop2, intervals, count_time, *counters, save=True, run=True):
     """Two axes moving together, each from its start to its stop."""
     return _nscan("a2scan", [(motor1, start1, stop1), (motor2, start2, stop2)], intervals, count_time,
-                  counters, save, relative=False)
+                  counters, save, relative=False, run=run)
 
 
-def anscan(motor_tuple_list, intervals, count_time, *counters, save=True):
+def anscan(motor_tuple_list, intervals, count_time, *counters, save=True, run=True):
     """anscan([(m0, start, stop), (m1, start, stop), ...], intervals, t): n axes together."""
     return _nscan("anscan", _triples("anscan", motor_tuple_list), intervals, count_time, counters, save,
-                  relative=False)
+                  relative=False, run=run)
 
 
-def dscan(motor, start, stop, intervals, count_time, *counters, save=True):
+def dscan(motor, start, stop, intervals, count_time, *counters, save=True, run=True):
     """Like ascan, relative to the current position; returns there at the end."""
-    return _nscan("dscan", [(motor, start, stop)], intervals, count_time, counters, save, relative=True)
+    return _nscan("dscan", [(motor, start, stop)], intervals, count_time, counters, save, relative=True, run=run)
 
 
-def d2scan(motor1, start1, stop1, motor2, start2, stop2, intervals, count_time, *counters, save=True):
+def d2scan(motor1, start1, stop1, motor2, start2, stop2, intervals, count_time, *counters, save=True, run=True):
     return _nscan("d2scan", [(motor1, start1, stop1), (motor2, start2, stop2)], intervals, count_time,
-                  counters, save, relative=True)
+                  counters, save, relative=True, run=run)
 
 
-def dnscan(motor_tuple_list, intervals, count_time, *counters, save=True):
+def dnscan(motor_tuple_list, intervals, count_time, *counters, save=True, run=True):
     return _nscan("dnscan", _triples("dnscan", motor_tuple_list), intervals, count_time, counters, save,
-                  relative=True)
+                  relative=True, run=run)
 
 
 # -- meshes -----------------------------------------------------------------------------------
-def _mesh(command, args, count_time, counters, save, backnforth, relative):
+def _mesh(command, args, count_time, counters, save, backnforth, relative, run=True):
     motor1, start1, stop1, intervals1, motor2, start2, stop2, intervals2 = args
     fast, slow = check.axis(command, motor1), check.axis(command, motor2)
     check.distinct_axes(command, [fast, slow])
-    check.total_points(command, [check.whole(command, "intervals", n) + 1 for n in (intervals1, intervals2)])
+    check.total_points(command, [check.whole(command, "intervals", n) + 1 for n in (intervals1, intervals2)],
+                       limit=check.session_limits().max_points, setting="SCAN_LIMITS.max_points")
     backnforth = check.flag(command, "backnforth", backnforth)
     _, fast_points = _line(command, [(fast, start1, stop1)], intervals1, relative)
     _, slow_points = _line(command, [(slow, start2, stop2)], intervals2, relative)
@@ -142,37 +149,37 @@ def _mesh(command, args, count_time, counters, save, backnforth, relative):
     restore = {fast: fast.position, slow: slow.position} if relative else None
     info = {"shape": [int(intervals2) + 1, int(intervals1) + 1], "backnforth": bool(backnforth)}
     title = _title(command, *args, count_time)
-    return _run_steps(command, title, [fast, slow], rows, count_time, counters, save, restore, info)
+    return _run_steps(command, title, [fast, slow], rows, count_time, counters, save, restore, info, run)
 
 
 def amesh(motor1, start1, stop1, intervals1, motor2, start2, stop2, intervals2, count_time, *counters,
-          backnforth=False, save=True):
+          backnforth=False, save=True, run=True):
     """A grid: motor1 (fast) from start1 to stop1 at each position of motor2 (slow).
     `backnforth=True` scans every other line of motor1 in reverse."""
     return _mesh("amesh", (motor1, start1, stop1, intervals1, motor2, start2, stop2, intervals2),
-                 count_time, counters, save, backnforth, relative=False)
+                 count_time, counters, save, backnforth, relative=False, run=run)
 
 
 def dmesh(motor1, start1, stop1, intervals1, motor2, start2, stop2, intervals2, count_time, *counters,
-          backnforth=False, save=True):
+          backnforth=False, save=True, run=True):
     """Like amesh, relative to the current positions; returns there at the end."""
     return _mesh("dmesh", (motor1, start1, stop1, intervals1, motor2, start2, stop2, intervals2),
-                 count_time, counters, save, backnforth, relative=True)
+                 count_time, counters, save, backnforth, relative=True, run=run)
 
 
 # -- given positions --------------------------------------------------------------------------
-def lookupscan(motor_pos_tuple_list, count_time, *counters, save=True):
+def lookupscan(motor_pos_tuple_list, count_time, *counters, save=True, run=True):
     """lookupscan([(m0, positions), (m1, positions)], t): the axes visit the listed positions
     together (every list the same length)."""
-    return _lookup("lookupscan", motor_pos_tuple_list, count_time, counters, save)
+    return _lookup("lookupscan", motor_pos_tuple_list, count_time, counters, save, run)
 
 
-def pointscan(motor, positions, count_time, *counters, save=True):
+def pointscan(motor, positions, count_time, *counters, save=True, run=True):
     """pointscan(m, [p0, p1, ...], t): visit the listed positions of one axis."""
-    return _lookup("pointscan", [(check.axis("pointscan", motor), positions)], count_time, counters, save)
+    return _lookup("pointscan", [(check.axis("pointscan", motor), positions)], count_time, counters, save, run)
 
 
-def _lookup(command, motor_pos_tuple_list, count_time, counters, save):
+def _lookup(command, motor_pos_tuple_list, count_time, counters, save, run=True):
     if not isinstance(motor_pos_tuple_list, (list, tuple)) or not motor_pos_tuple_list:
         raise TypeError(f"{command}: give a list of (motor, positions) tuples")
     axes, columns = [], []
@@ -186,31 +193,31 @@ def _lookup(command, motor_pos_tuple_list, count_time, counters, save):
         lengths = ", ".join(f"{a.name}: {len(c)}" for a, c in zip(axes, columns))
         raise ValueError(f"{command}: every axis needs the same number of positions ({lengths})")
     title = f"{command} " + " ".join(a.name for a in axes) + f" {len(columns[0])} points {_fmt(count_time)}"
-    return _run_steps(command, title, axes, list(zip(*columns)), count_time, counters, save)
+    return _run_steps(command, title, axes, list(zip(*columns)), count_time, counters, save, run=run)
 
 
 # -- time -------------------------------------------------------------------------------------
-def timescan(count_time, *counters, npoints=0, sleep_time=0.0, save=True):
+def timescan(count_time, *counters, npoints=0, sleep_time=0.0, save=True, run=True):
     """Count every `count_time` (+ `sleep_time`), `npoints` times; 0 = until Ctrl-C."""
     command = "timescan"
     n = check.whole(command, "npoints", npoints, minimum=0) or None  # 0.0 is not 0: refused
-    return _timed(command, _title(command, count_time), count_time, counters, n, sleep_time, save)
+    return _timed(command, _title(command, count_time), count_time, counters, n, sleep_time, save, run)
 
 
-def loopscan(npoints, count_time, *counters, sleep_time=0.0, save=True):
+def loopscan(npoints, count_time, *counters, sleep_time=0.0, save=True, run=True):
     """Count `npoints` times for `count_time` each."""
     command = "loopscan"
     n = check.whole(command, "npoints", npoints)
-    return _timed(command, _title(command, npoints, count_time), count_time, counters, n, sleep_time, save)
+    return _timed(command, _title(command, npoints, count_time), count_time, counters, n, sleep_time, save, run)
 
 
-def _timed(command, title, count_time, counter_args, npoints, sleep_time, save):
+def _timed(command, title, count_time, counter_args, npoints, sleep_time, save, run=True):
     t = check.count_time(command, count_time)
     pause = check.number(command, "sleep time", sleep_time)
     if pause < 0:
         raise ValueError(f"{command}: sleep time must be >= 0, got {sleep_time!r}")
     chosen = check.counters(command, counter_args)
-    save = check.flag(command, "save", save)
+    save, run = check.flag(command, "save", save), check.flag(command, "run", run)
     chain = AcquisitionChain(TimerMaster(t, npoints, pause, children=[CounterSlave(chosen, t)]))
-    return Scan(chain, name=command, title=title, npoints=npoints, save=save, counters=chosen,
-                count_time=t).run()
+    return run_or_plan(Scan(chain, name=command, title=title, npoints=npoints, save=save, counters=chosen,
+                            count_time=t), run)
