@@ -30,6 +30,36 @@ def channel_key(key, channel):
     return f"{key}:data:{channel}"  # stream: batches {"index", "count", "data"}; the last one sealed
 
 
+# -- the other keys bliss_lite keeps in Redis (every name is defined here, and only here) ------
+def plotselect_key(session):
+    return f"bliss_lite:session:{session}:plotselect"  # string: JSON list of counter names
+
+
+INTEGRATION_ACTIVE_KEY = "bliss_lite:integration:active"  # hash: scan key -> integration job (JSON)
+INTEGRATION_ANNOUNCE_KEY = "bliss_lite:integration:announce"  # stream: {"scan": key} per new job
+
+
+def integration_results_key(key):
+    return f"{key}:processing:integration"  # stream: patterns integrated by the workers
+
+
+def integration_info_key(key):
+    return f"{key}:processing:integration:info"  # string: the radial axis and unit (JSON)
+
+
+def reconstruction_live_key(key):
+    return f"{key}:processing:reconstruction"  # stream: live phase maps of each height
+
+
+JOBS_QUEUE_KEY = "bliss_lite:jobs:queue"  # stream: jobs submitted to the job servers
+JOBS_GROUP = "bliss_lite:jobs:servers"  # its consumer group
+JOBS_DONE_KEY = "bliss_lite:jobs:done"  # stream: ids of finished jobs
+
+
+def job_result_key(job_id):
+    return f"bliss_lite:jobs:{job_id}"  # string: a job's record and result (JSON), with a TTL
+
+
 @dataclass(frozen=True)
 class ChannelSpec:
     """What a reader needs to decode a channel: numpy dtype string, per-point shape, unit."""

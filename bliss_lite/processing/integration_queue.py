@@ -23,24 +23,15 @@ import time
 
 import numpy as np
 
+from bliss_lite.data.model import INTEGRATION_ACTIVE_KEY as ACTIVE_KEY
+from bliss_lite.data.model import INTEGRATION_ANNOUNCE_KEY as ANNOUNCE_KEY
+from bliss_lite.data.model import channel_key as frames_key  # the workers read the scan's frame stream
+from bliss_lite.data.model import integration_info_key as info_key
+from bliss_lite.data.model import integration_results_key as results_key
 from bliss_lite.protocols import Backend
 
-ACTIVE_KEY = "bliss_lite:integration:active"
-ANNOUNCE_KEY = "bliss_lite:integration:announce"
-GROUP = "integration"
+GROUP = "integration"  # the workers' consumer group on a frame stream
 CLAIM_IDLE_MS = 5000  # longer than a worker needs to build a full-frame geometry
-
-
-def results_key(scan_key):
-    return f"{scan_key}:processing:integration"
-
-
-def info_key(scan_key):
-    return f"{scan_key}:processing:integration:info"
-
-
-def frames_key(scan_key, detector):
-    return f"{scan_key}:data:{detector}"
 
 
 def register(client, scan_key, detector, settings, npoints=None, backend=Backend.CPU):

@@ -33,6 +33,10 @@ import uuid
 
 import redis
 
+from bliss_lite.data.model import JOBS_DONE_KEY as DONE_KEY
+from bliss_lite.data.model import JOBS_GROUP as GROUP
+from bliss_lite.data.model import JOBS_QUEUE_KEY as QUEUE_KEY
+from bliss_lite.data.model import job_result_key
 from bliss_lite.processing.jobs import Job, JobError, JobRunner
 
 __all__ = ["QUEUE_KEY", "GROUP", "DONE_KEY", "RESULT_TTL", "result_key", "submit_remote", "wait_remote",
@@ -40,9 +44,6 @@ __all__ = ["QUEUE_KEY", "GROUP", "DONE_KEY", "RESULT_TTL", "result_key", "submit
 
 logger = logging.getLogger(__name__)
 
-QUEUE_KEY = "bliss_lite:jobs:queue"
-GROUP = "bliss_lite:jobs:servers"
-DONE_KEY = "bliss_lite:jobs:done"
 DONE_MAXLEN = 10000
 RESULT_TTL = 24 * 3600  # seconds
 MAX_BLOCK_MS = 1000  # below the client's socket timeout
@@ -57,8 +58,7 @@ return 0
 """
 
 
-def result_key(job_id):
-    return f"bliss_lite:jobs:{job_id}"
+result_key = job_result_key
 
 
 def _text(value):

@@ -14,11 +14,11 @@ import numpy as np
 
 from bliss_lite.config.session import current_session
 from bliss_lite.controllers.group import Group
+from bliss_lite.data.model import plotselect_key
 from bliss_lite.scans.context import current_context
 
 __all__ = ["cen", "com", "peak", "fwhm", "goto_cen", "goto_com", "goto_peak", "plotselect"]
 
-PLOTSELECT_KEY = "bliss_lite:session:{}:plotselect"  # Redis string: JSON list of counter names
 
 
 def plotselect(*counters):
@@ -49,7 +49,7 @@ def _publish_selection(context, session_name):
     if client is None:
         return
     try:
-        client.set(PLOTSELECT_KEY.format(session_name), json.dumps(context.plot_selection))
+        client.set(plotselect_key(session_name), json.dumps(context.plot_selection))
     except Exception as exc:  # noqa: BLE001 - the view misses the choice; the shell still has it
         logging.getLogger(__name__).warning(f"WARNING: plotselect not published to Redis ({exc})")
 

@@ -16,8 +16,8 @@ import numpy as np
 
 from bliss_lite.data.client import ScanReader
 from bliss_lite.data.model import TIMERS, channel_key, state_key
+from bliss_lite.data.model import reconstruction_live_key as live_key
 from bliss_lite.processing.integration_queue import PatternReader, get_info
-from bliss_lite.processing.reconstruction_hook import live_key
 from bliss_lite.view.images import mesh_image
 
 PAGE = 2000  # stream entries asked for at once

@@ -17,8 +17,8 @@ from collections import OrderedDict
 import numpy as np
 
 from bliss_lite.data.client import ScanReader
-from bliss_lite.data.model import HISTORY_KEY
-from bliss_lite.scans.peaks import PLOTSELECT_KEY, fwhm_and_center, peak_index
+from bliss_lite.data.model import HISTORY_KEY, plotselect_key
+from bliss_lite.scans.peaks import fwhm_and_center, peak_index
 from bliss_lite.view.live_scan import LiveScan, summary
 
 logger = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ class Watcher:
     def _poll_plotselect(self):
         sessions = {s["session"] for s in self.recent[:1]} | set(self.plotselect)
         for session in sessions:
-            raw = self.client.get(PLOTSELECT_KEY.format(session))
+            raw = self.client.get(plotselect_key(session))
             names = json.loads(raw) if raw else []
             if names != self.plotselect.get(session):
                 self.plotselect[session] = names
