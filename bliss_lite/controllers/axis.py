@@ -202,7 +202,8 @@ class Axis:
         if self._motion is not None:
             self._motion.stop(wait=wait)
 
-    def _motion_ended(self, task):
+    def motion_ended(self, task):
+        """Called by the motion task (controllers/motion.py) once it ended: normally, stopped or failed."""
         if self._motion is task:
             self._motion = None
         self.controller.motion_done(self)

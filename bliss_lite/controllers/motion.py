@@ -185,7 +185,7 @@ class MotionTask:
             raise
         finally:
             for axis in self.axes:
-                axis._motion_ended(self)
+                axis.motion_ended(self)
 
     def _wait_all(self, axes):
         """Wait for every axis; the first one to end in FAULT or on a limit switch raises."""
