@@ -32,3 +32,9 @@ def data_file(master, number, detector, index) -> Path:
 def relative_to_master(master, path) -> str:
     """`path` as the entry stores it: relative to the master file's folder (POSIX separators)."""
     return Path(path).relative_to(Path(master).parent).as_posix()
+
+
+def reduction_file(master, number, name) -> Path:
+    """The file of scan `number`'s reduction output `name` ("integrated", "reconstructed"):
+    written during the scan, referred to by the entry's NXprocess once the scan has closed."""
+    return scan_folder(master, number) / f"{name}.h5"
