@@ -8,7 +8,11 @@
     /<entry>/measurement/integrated -> integrate/results/intensity
 
 Written after the scan has closed its entry (the writer is SWMR and cannot add datasets while
-it runs), by reopening the file for appending: the raw data is never touched.
+it runs), by reopening the file for appending: the raw data is never touched. The big datasets
+(intensity, integrated, the volume's data and the maps) are given either as arrays, written
+here, or as `reduction_files.Stored` datasets of a file in the scan's folder, which the
+NXprocess refers to by a Virtual Dataset (source path relative to the master's folder): what
+the scan hooks and the offline plugins write, height by height and line by line.
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ import h5py
 import numpy as np
 
 import bliss_lite
+from bliss_lite.processing.reduction_files import Stored, virtual_dataset
 
 RADIAL_NAMES = {"q_nm^-1": ("q", "nm^-1"), "q_A^-1": ("q", "A^-1"), "2th_deg": ("2th", "deg")}
 
@@ -41,20 +46,29 @@ def _process(entry, name, configuration):
     return process
 
 
+def _dataset(group, name, values, path, dtype=np.float32, **options):
+    """group[name]: a Virtual Dataset of a Stored dataset, else the array written here."""
+    if isinstance(values, Stored):
+        return virtual_dataset(group, name, values, path)
+    return group.create_dataset(name, data=np.asarray(values, dtype), **options)
+
+
 def write_integration(path, entry, radial, settings, patterns, integrated=None, local_frames=0, name="integrate"):
+    """patterns (frames, npt) and integrated (frames,) bool: arrays or Stored datasets."""
     axis, units = RADIAL_NAMES[settings.unit]
     with h5py.File(path, "a", libver="latest", locking=False) as h5:
         group = h5[entry]
         process = _process(group, name, settings.to_dict())
         process["frames_integrated_here"] = int(local_frames)
         results = _nx(process.create_group("results"), "NXdata")
-        results.create_dataset("intensity", data=np.asarray(patterns, np.float32),
-                               chunks=(min(len(patterns), 256) or 1, patterns.shape[1]), compression="gzip",
-                               compression_opts=1)
+        shape = patterns.shape
+        options = {} if isinstance(patterns, Stored) else dict(
+            chunks=(min(shape[0], 256) or 1, shape[1]), compression="gzip", compression_opts=1)
+        _dataset(results, "intensity", patterns, path, **options)
         results[axis] = np.asarray(radial, np.float64)
         results[axis].attrs["units"] = units
         if integrated is not None:
-            results["integrated"] = np.asarray(integrated, bool)
+            _dataset(results, "integrated", integrated, path, bool)
         results.attrs["signal"] = "intensity"
         results.attrs["axes"] = [".", axis]
         process.attrs["default"] = "results"
@@ -66,13 +80,13 @@ def write_integration(path, entry, radial, settings, patterns, integrated=None, 
 
 
 def write_reconstruction(path, entry, volume, x_mm, y_mm, z, radial, unit, maps, configuration, name="reconstruct"):
-    """volume (nz, ny, nx, nq); maps {phase: (nz, ny, nx)}."""
+    """volume (nz, ny, nx, nq); maps {phase: (nz, ny, nx)}: arrays or Stored datasets."""
     axis, units = RADIAL_NAMES[unit]
     with h5py.File(path, "a", libver="latest", locking=False) as h5:
         process = _process(h5[entry], name, configuration)
         data = _nx(process.create_group("volume"), "NXdata")
         nz, ny, nx, nq = volume.shape
-        data.create_dataset("data", data=np.asarray(volume, np.float32), chunks=(1, ny, nx, nq))
+        _dataset(data, "data", volume, path, **({} if isinstance(volume, Stored) else {"chunks": (1, ny, nx, nq)}))
         for key, values, unit_name in (("z", z, "mm"), ("y", y_mm, "mm"), ("x", x_mm, "mm"), (axis, radial, units)):
             data[key] = np.asarray(values, np.float64)
             data[key].attrs["units"] = unit_name
@@ -80,7 +94,7 @@ def write_reconstruction(path, entry, volume, x_mm, y_mm, z, radial, unit, maps,
         data.attrs["axes"] = ["z", "y", "x", axis]
         for phase, stack in maps.items():
             group = _nx(process.create_group(phase), "NXdata")
-            group["map"] = np.asarray(stack, np.float32)
+            _dataset(group, "map", stack, path)
             for key in ("z", "y", "x"):
                 group[key] = h5py.SoftLink(f"/{entry}/{name}/volume/{key}")
             group.attrs["signal"] = "map"
