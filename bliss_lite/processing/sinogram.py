@@ -87,13 +87,17 @@ class Grid:
         omega = (np.arange(n_omega) + 0.5) * omega_range / n_omega
         return cls(omega, x, z)
 
+    @property
+    def z_step(self):
+        """The tolerance step of z read-backs: the z step, for a single height the x step."""
+        return _step(self.z) if self.z.size > 1 else _step(self.x_mm)
+
     def locate(self, omega, x, z, frames):
         """(iz, i_omega, i_x) of each frame: the nearest grid point, within half a step (for a
         single height, within half an x step of it)."""
-        x_step = _step(self.x_mm)
-        return (_nearest("z", z, self.z, frames, _step(self.z) if self.z.size > 1 else x_step),
+        return (_nearest("z", z, self.z, frames, self.z_step),
                 _nearest("omega", omega, self.omega_deg, frames, _step(self.omega_deg)),
-                _nearest("x", x, self.x_mm, frames, x_step))
+                _nearest("x", x, self.x_mm, frames, _step(self.x_mm)))
 
 
 def _step(axis):
@@ -132,50 +136,138 @@ def _clash(owner, indices, cells):
     return None
 
 
-class SinogramBuilder:
-    """Fills Sinograms as frames arrive: `add(indices, patterns, omega, x, z)` in any order and
-    batch size; `sinograms` is the current state (a view, not a copy). A frame index added
-    again replaces its pattern; two different frames on one grid point are an error.
-    `device=True`: the data is a CuPy array on the GPU (patterns NumPy or CuPy)."""
+class HeightLimitError(RuntimeError):
+    """A frame of one more height than the builder may hold: release a height first."""
 
-    def __init__(self, info, nq, device=False):
+
+class SinogramBuilder:
+    """Fills sinograms as frames arrive: `add(indices, patterns, omega, x, z)` in any order and
+    batch size. A frame index added again replaces its pattern; two different frames on one
+    grid point are an error. `device=True`: the data are CuPy arrays on the GPU (patterns NumPy
+    or CuPy).
+
+    `max_heights=None` (the live view, `assemble`, small scans): every height is allocated at
+    once as one array, and `sinograms` is the current state of the whole grid (a view, not a
+    copy). `max_heights=k` (the reconstruction of a scan of any size): a height's sinogram
+    (n_omega, n_x, nq) is allocated when its first frame arrives and freed by `release(iz)`;
+    adding a frame of a (k+1)-th height raises HeightLimitError before anything is allocated.
+    `sinogram(iz)`, `filled(iz)` and `complete(iz)` read one held height. `held` (the heights
+    held, oldest first), `allocated_bytes`, and their maxima so far `peak_heights` and
+    `peak_bytes`, say what the builder holds."""
+
+    def __init__(self, info, nq, device=False, max_heights=None):
         self.grid = Grid.from_info(info)
-        nz, n_omega, n_x = self.grid.z.size, self.grid.omega_deg.size, self.grid.x_mm.size
+        self.nq = int(nq)
+        if max_heights is not None and int(max_heights) < 1:
+            raise ValueError(f"max_heights must be >= 1 or None, got {max_heights!r}")
+        self.max_heights = None if max_heights is None else int(max_heights)
         if device:
             import cupy as xp
         else:
             xp = np
         self.xp = xp
-        self.data = xp.zeros((nz, n_omega, n_x, int(nq)), np.float32)
-        self.frame = np.full((nz, n_omega, n_x), -1, np.int64)  # which frame filled each point
+        self.shape = (self.grid.omega_deg.size, self.grid.x_mm.size, self.nq)  # of one height
+        self._data, self._frame = {}, {}  # z index -> (n_omega, n_x, nq) data, (n_omega, n_x) frame indices
+        self.data = self.frame = None  # the whole grid, max_heights=None only
+        self.peak_heights = self.peak_bytes = 0
+        if self.max_heights is None:
+            nz = self.grid.z.size
+            self.data = xp.zeros((nz, *self.shape), np.float32)
+            self.frame = np.full((nz, *self.shape[:2]), -1, np.int64)  # which frame filled each point
+            for iz in range(nz):
+                self._data[iz], self._frame[iz] = self.data[iz], self.frame[iz]
+            self._note_allocation()
 
     @staticmethod
     def nbytes(info, nq):
-        """Bytes the sinograms of a scan take (to decide whether they fit: on the GPU, in the view)."""
+        """Bytes the sinograms of a whole scan take (to decide whether they fit: in the view)."""
+        return Grid.from_info(info).z.size * SinogramBuilder.height_nbytes(info, nq)
+
+    @staticmethod
+    def height_nbytes(info, nq):
+        """Bytes the sinogram of one height takes (n_omega x n_x x nq float32)."""
         grid = Grid.from_info(info)
-        return grid.z.size * grid.omega_deg.size * grid.x_mm.size * int(nq) * 4
+        return grid.omega_deg.size * grid.x_mm.size * int(nq) * 4
+
+    @property
+    def held(self):
+        """The z indices of the heights held, oldest first."""
+        return tuple(self._data)
+
+    @property
+    def allocated_bytes(self):
+        """Bytes of the sinograms and frame indices held now."""
+        return sum(int(d.nbytes) + int(f.nbytes) for d, f in zip(self._data.values(), self._frame.values()))
+
+    def _note_allocation(self):
+        self.peak_heights = max(self.peak_heights, len(self._data))
+        self.peak_bytes = max(self.peak_bytes, self.allocated_bytes)
+
+    def heights(self, z, indices):
+        """The z index of each frame, from its z read-back."""
+        indices = np.asarray(indices, np.int64).reshape(-1)
+        return _nearest("z", z, self.grid.z, indices, self.grid.z_step)
 
     def add(self, indices, patterns, omega, x, z):
         indices = np.asarray(indices, np.int64).reshape(-1)
         patterns = self.xp.asarray(patterns, np.float32).reshape(indices.size, -1)
-        if patterns.shape[1] != self.data.shape[-1]:
-            raise ValueError(f"patterns have {patterns.shape[1]} q bins, expected {self.data.shape[-1]}")
+        if patterns.shape[1] != self.nq:
+            raise ValueError(f"patterns have {patterns.shape[1]} q bins, expected {self.nq}")
         iz, io, ix = self.grid.locate(omega, x, z, indices)
-        clash = _clash(self.frame[iz, io, ix], indices, np.ravel_multi_index((iz, io, ix), self.frame.shape))
+        new = [int(h) for h in np.unique(iz) if int(h) not in self._data]
+        if new and self.max_heights is not None and len(self._data) + len(new) > self.max_heights:
+            raise HeightLimitError(f"frames of height(s) {new} with {len(self._data)} of at most {self.max_heights} "
+                                   f"heights held ({list(self._data)}): release one first")
+        for h in new:
+            self._data[h] = self.xp.zeros(self.shape, np.float32)
+            self._frame[h] = np.full(self.shape[:2], -1, np.int64)
+        if new:
+            self._note_allocation()
+        owner = np.empty(indices.size, np.int64)
+        for h in np.unique(iz):
+            sel = iz == h
+            owner[sel] = self._frame[int(h)][io[sel], ix[sel]]
+        cells = np.ravel_multi_index((iz, io, ix), (self.grid.z.size, *self.shape[:2]))
+        clash = _clash(owner, indices, cells)
         if clash is not None:
             other, k = clash
             raise ValueError(f"frame {int(indices[k])} lands on the grid point of frame {other} "
                              f"(z {self.grid.z[iz[k]]:g}, omega {self.grid.omega_deg[io[k]]:g}, "
                              f"x {self.grid.x_mm[ix[k]]:g})")
-        if self.xp is np:
-            self.data[iz, io, ix] = patterns
-        else:  # CuPy scatters with its own index arrays
-            cells = np.ravel_multi_index((iz, io, ix), self.frame.shape)
-            self.data.reshape(-1, self.data.shape[-1])[self.xp.asarray(cells)] = patterns
-        self.frame[iz, io, ix] = indices
+        for h in np.unique(iz):
+            sel = iz == h
+            data, rows, cols = self._data[int(h)], io[sel], ix[sel]
+            if self.xp is np:
+                data[rows, cols] = patterns[sel]
+            else:  # CuPy scatters with its own index arrays
+                flat = np.ravel_multi_index((rows, cols), self.shape[:2])
+                data.reshape(-1, self.nq)[self.xp.asarray(flat)] = patterns[self.xp.asarray(np.flatnonzero(sel))]
+            self._frame[int(h)][rows, cols] = indices[sel]
+
+    def sinogram(self, iz):
+        """(n_omega, n_x, nq) sinogram of held height iz (NumPy or CuPy: where the builder keeps it)."""
+        return self._data[int(iz)]
+
+    def filled(self, iz):
+        """(n_omega, n_x) bool: where a frame of held height iz has arrived (all False if not held)."""
+        frame = self._frame.get(int(iz))
+        return np.zeros(self.shape[:2], bool) if frame is None else frame >= 0
+
+    def complete(self, iz):
+        return bool(self.filled(iz).all())
+
+    def release(self, iz):
+        """Free height iz's sinogram (max_heights set): later frames of it start it afresh."""
+        if self.max_heights is None:
+            raise ValueError("a builder of the whole grid (max_heights=None) holds every height")
+        self._data.pop(int(iz), None)
+        self._frame.pop(int(iz), None)
 
     @property
     def sinograms(self):
+        """The whole grid's Sinograms (a view, not a copy): max_heights=None only."""
+        if self.data is None:
+            raise ValueError(f"this builder holds at most {self.max_heights} heights: read them with sinogram(iz)")
         return Sinograms(self.data, self.grid.omega_deg, self.grid.x_mm, self.grid.z, self.frame >= 0)
 
 
