@@ -2,9 +2,13 @@
 
 At the start it registers the scan with the workers (integration_queue) and makes sure the
 configured number of local workers run; a greenlet then collects the patterns as they come
-back and hands them to listeners (the reconstruction hook). At the end it waits for the last
-patterns, integrates itself whatever no worker delivered (frames dropped from Redis by the
-memory budget, no Redis at all, no worker alive) from the HDF5 file, and writes the NXprocess.
+back, writes them to the scan's `integrated.h5` (reduction_files.PatternStore: a line is
+written once its patterns are all in, only incomplete lines stay in memory) and hands them to
+listeners (the reconstruction hook). The hook itself keeps one flag per frame (`received`) and
+the running sum of the patterns (`pattern_sum`), never the patterns. At the end it waits for
+the last patterns, integrates itself whatever no worker delivered (frames dropped from Redis
+by the memory budget, no Redis at all, no worker alive) from the HDF5 file, closes
+`integrated.h5` and writes the NXprocess, whose `results/intensity` refers to it.
 
 `backend` ("cpu", "gpu", "auto") goes to the workers with the job (a GPU worker integrates
 the compressed frames of a whole batch on the GPU) and is used for the frames integrated
@@ -38,8 +42,9 @@ class IntegrationHook(ScanHook):
         self.timeout = timeout  # s without a new pattern before the hook integrates the rest itself
         self.poll_s = poll_s
         self.listeners = []  # callables (indices, patterns: NumPy, or CuPy when integrated here on the GPU)
-        self.patterns = None  # (frames, npt) float32, filled as they arrive
         self.received = None  # bool per frame
+        self.pattern_sum = None  # (npt,) float64: the sum of the patterns received so far
+        self.store = None  # the scan's PatternStore (integrated.h5) while a saved scan runs
         self.radial = None
         self.local_frames = 0  # integrated here, not by a worker
         self._client = self._reader = self._greenlet = self._scan_key = None
@@ -61,7 +66,10 @@ class IntegrationHook(ScanHook):
     def scan_started(self, scan):
         import gevent
 
+        self.received = self.pattern_sum = None
         self._grow(scan.npoints or 0)
+        if scan.filename:
+            self.store = pattern_store(scan.filename, scan.number, self.npt, scan.scan_info, scan.npoints)
         self._client = scan.context.redis.client()
         if self._client is None or scan.key is None:
             warn(f"integration: no Redis for scan {scan.number}: its frames are integrated from the file at the end")
@@ -89,18 +97,22 @@ class IntegrationHook(ScanHook):
                 self._client.xgroup_destroy(queue.frames_key(scan.key, self.detector), queue.GROUP)
             except Exception:  # noqa: BLE001 - already gone: nothing to free
                 pass
-        missing = np.flatnonzero(~self.received[:total])
-        if len(missing) and scan.filename:
-            if self._reader is not None:
-                warn(f"integration: {len(missing)} frame(s) not integrated by a worker; integrating them from the file")
-            self._integrate_from_file(scan, missing)
-        if self.radial is None:
-            self.radial = self.integrator().radial
-        if scan.filename:
+        try:
+            missing = np.flatnonzero(~self.received[:total])
+            if len(missing) and scan.filename:
+                if self._reader is not None:
+                    warn(f"integration: {len(missing)} frame(s) not integrated by a worker; integrating them from "
+                         "the file")
+                self._integrate_from_file(scan, missing)
+            if self.radial is None:
+                self.radial = self.integrator().radial
+        finally:  # the patterns file is closed (and whole) whatever failed
+            stored = self.store.close(total) if self.store is not None else None
+        if stored is not None:
             from bliss_lite.processing.nexus_output import write_integration
 
-            write_integration(scan.filename, scan.entry, self.radial, self.settings, self.patterns[:total],
-                              self.received[:total], self.local_frames)
+            write_integration(scan.filename, scan.entry, self.radial, self.settings, stored["intensity"],
+                              stored["integrated"], self.local_frames)
 
     # -- collecting ----------------------------------------------------------------------------
     def _collect_forever(self):
@@ -127,12 +139,17 @@ class IntegrationHook(ScanHook):
         return len(indices)
 
     def _store(self, indices, patterns):
-        """Keep (host copy) and hand on newly arrived patterns (NumPy, or CuPy from the GPU)."""
+        """Write (host copy) and hand on newly arrived patterns (NumPy, or CuPy from the GPU)."""
         self._grow(int(indices.max()) + 1)
         fresh = ~self.received[indices]
         if not fresh.all():
             indices, patterns = indices[fresh], take_rows(patterns, fresh)
-        self.patterns[indices] = to_host(patterns)
+        if not len(indices):
+            return
+        host = to_host(patterns)
+        if self.store is not None:
+            self.store.put(indices, host)
+        self.pattern_sum += host.sum(axis=0, dtype=np.float64)
         self.received[indices] = True
         for listener in self.listeners:
             try:
@@ -141,12 +158,11 @@ class IntegrationHook(ScanHook):
                 warn(f"integration: listener {listener!r} failed: {exc}")
 
     def _grow(self, n):
-        if self.patterns is None:
-            self.patterns = np.zeros((n, self.npt), np.float32)
+        if self.received is None:
             self.received = np.zeros(n, bool)
-        elif n > len(self.patterns):
-            extra = max(n, 2 * len(self.patterns)) - len(self.patterns)
-            self.patterns = np.concatenate([self.patterns, np.zeros((extra, self.npt), np.float32)])
+            self.pattern_sum = np.zeros(self.npt, np.float64)
+        elif n > len(self.received):
+            extra = max(n, 2 * len(self.received)) - len(self.received)
             self.received = np.concatenate([self.received, np.zeros(extra, bool)])
 
     def _wait_for(self, total, end_reason):
@@ -181,6 +197,23 @@ class IntegrationHook(ScanHook):
             frames = read_frames(scan.filename, scan.entry, self.detector, chunk)
             self._store(chunk, integrator.integrate_many(frames, device=on_gpu))
             self.local_frames += len(chunk)
+
+
+def line_frames(scan_info, npoints=None):
+    """Frames of one line of the scan (a sweep of its fast axis): the chunk of its patterns."""
+    xrdct = (scan_info or {}).get("xrdct")
+    if xrdct:
+        return int(xrdct["n_omega"] if xrdct.get("fast_axis", "omega") == "omega" else xrdct["n_x"])
+    return int(npoints or 1)
+
+
+def pattern_store(master, number, npt, scan_info, npoints, staging=False):
+    """The PatternStore of scan `number`: `integrated.h5` in the scan's folder."""
+    from bliss_lite.data.scan_files import reduction_file
+    from bliss_lite.processing.reduction_files import PatternStore
+
+    return PatternStore(reduction_file(master, number, "integrated"), npt, line_frames(scan_info, npoints),
+                        npoints or 0, staging=staging)
 
 
 def _settings_from(options, context):
