@@ -282,3 +282,175 @@ def test_normalise_by_monitors_and_names_a_bad_frame():
         normalise(patterns, [1.0, 0.0, 1.0])
     with pytest.raises(ValueError, match="frame 2: monitor It is nan"):
         normalise(patterns, i0, [1.0, 1.0, math.nan])
+
+
+# --- slice by slice ----------------------------------------------------------------------------
+
+SEED_Q = np.linspace(10, 40, 150)
+SEED_PHASES = {"CeO2": "CeO2", "LaB6": "LaB6", "alpha_Al2O3": "alpha_Al2O3"}
+
+
+def seed_info(n_x=16, n_omega=20, zs=(-0.3, -0.1, 0.1, 0.4)):
+    return {"xrdct": {"n_x": n_x, "n_omega": n_omega, "z_positions": list(zs), "x_start": -1.0, "x_stop": 1.0,
+                      "omega_range": 180, "fast_axis": "x", "snake": True}}
+
+
+def multi_height_scan(info, seed=0):
+    """A multi-height scan's frames in acquisition order (z slowest, then lines of x, snake):
+    (indices, raw patterns, omega, x, z, i0, it); each height the default phantom's own slice
+    (phases appear and vanish with z), the patterns scaled by I0 and the transmission."""
+    from bliss_lite.processing.sinogram import Grid
+
+    grid, phantom = Grid.from_info(info), default_phantom()
+    rng = np.random.default_rng(seed)
+    omega, x, z, clean = [], [], [], []
+    line = 0
+    for zv in grid.z:
+        lengths = phantom.path_lengths(grid.x_mm[None, :], grid.omega_deg[:, None], zv)
+        stack = sum(lengths[p.name][..., None] * phase_pattern(p.calibrant, SEED_Q) for p in phantom.phases)
+        for io, om in enumerate(grid.omega_deg):
+            for ix in (range(grid.x_mm.size) if line % 2 == 0 else reversed(range(grid.x_mm.size))):
+                omega.append(om + rng.uniform(-0.3, 0.3) * 180 / grid.omega_deg.size)
+                x.append(grid.x_mm[ix] + rng.uniform(-0.3, 0.3) * 2 / grid.x_mm.size)
+                z.append(zv + rng.uniform(-0.01, 0.01))
+                clean.append(stack[io, ix])
+            line += 1
+    n = len(clean)
+    i0 = rng.uniform(0.9e5, 1.1e5, n)
+    it = i0 * rng.uniform(0.5, 0.7, n)
+    patterns = (np.array(clean) * (it / 1e5)[:, None] * 1e3).astype(np.float32)
+    return np.arange(n), patterns, np.array(omega), np.array(x), np.array(z), i0, it
+
+
+def whole_at_once(frames, info, reference_i0, centre):
+    """The volume (nz, n, n, nq) from the whole scan at once: every height's sinogram assembled,
+    the heights side by side as more q bins of one FBP."""
+    indices, patterns, omega, x, z, i0, it = frames
+    sinos = assemble(normalise(patterns, i0, it, reference=reference_i0), omega, x, z, info)
+    nz, n_omega, n_x, nq = sinos.data.shape
+    stack = sinos.data.transpose(1, 2, 0, 3).reshape(n_omega, n_x, nz * nq)
+    image = fbp(stack, sinos.x_mm, sinos.omega_deg, centre)
+    return image.reshape(n_x, n_x, nz, nq).transpose(2, 0, 1, 3)
+
+
+def relative_error(a, b):
+    return float(np.abs(np.asarray(a, float) - b).max() / np.abs(b).max())
+
+
+def test_a_bounded_builder_holds_only_the_heights_it_is_given():
+    from bliss_lite.processing.sinogram import HeightLimitError
+
+    info = seed_info(n_x=6, n_omega=8)
+    indices, patterns, omega, x, z, *_ = multi_height_scan(info)
+    builder = SinogramBuilder(info, SEED_Q.size, max_heights=2)
+    one = SinogramBuilder.height_nbytes(info, SEED_Q.size)
+    assert builder.held == () and builder.allocated_bytes == 0 and one == 8 * 6 * SEED_Q.size * 4
+    heights = builder.heights(z, indices)
+    assert np.array_equal(heights, np.repeat(np.arange(4), 48))
+    first = np.flatnonzero(heights == 0)
+    builder.add(first[:10], patterns[first[:10]], omega[first[:10]], x[first[:10]], z[first[:10]])
+    assert builder.held == (0,) and builder.allocated_bytes == one + 8 * 6 * 8 and not builder.complete(0)
+    builder.add(first[10:], patterns[first[10:]], omega[first[10:]], x[first[10:]], z[first[10:]])
+    assert builder.complete(0) and builder.filled(0).all() and not builder.filled(3).any()
+    both = np.flatnonzero((heights == 1) | (heights == 2))
+    with pytest.raises(HeightLimitError, match=r"height\(s\) \[1, 2\] with 1 of at most 2 heights held"):
+        builder.add(both, patterns[both], omega[both], x[both], z[both])
+    assert builder.held == (0,)  # refused whole: nothing allocated
+    expected = assemble(patterns, omega, x, z, info).data[0]
+    np.testing.assert_array_equal(builder.sinogram(0), expected)
+    builder.release(0)
+    assert builder.held == () and builder.allocated_bytes == 0
+    builder.add(both, patterns[both], omega[both], x[both], z[both])
+    assert builder.held == (1, 2) and builder.peak_heights == 2 and builder.peak_bytes == 2 * (one + 8 * 6 * 8)
+    with pytest.raises(ValueError, match="holds at most 2 heights: read them with sinogram"):
+        _ = builder.sinograms
+
+
+def test_slice_by_slice_equals_the_whole_volume_at_once(tmp_path):
+    """Frames arrive out of order within windows spanning two heights (as several workers
+    deliver them): the hook never holds more than two heights' sinograms, and the slices it
+    writes equal the FBP of the whole scan's sinograms at once."""
+    import h5py
+
+    from bliss_lite.processing.reconstruction_hook import ReconstructionHook
+
+    info = seed_info()
+    frames = multi_height_scan(info)
+    per_height = 16 * 20
+    edges = [0, *range(per_height // 2, 4 * per_height, per_height), 4 * per_height]  # windows astride 2 heights
+    rng = np.random.default_rng(3)
+    order = np.concatenate([rng.permutation(np.arange(a, b)) for a, b in zip(edges[:-1], edges[1:])])
+    hook = ReconstructionHook(SEED_PHASES, peak_fwhm=PEAK_FWHM_Q)
+    hook.start(info, SEED_Q.size, tmp_path / "reconstructed.h5", radial=SEED_Q)
+    held = []
+    for batch in np.array_split(order, 40):
+        hook._add(batch, *(values[batch] for values in frames[1:]))
+        held.append(len(hook.builder.held))
+    result = hook.finish()
+    assert max(held) == 2 and hook.builder.peak_heights == 2 and hook.builder.held == ()
+    one = SinogramBuilder.height_nbytes(info, SEED_Q.size) + 20 * 16 * 8  # the sinogram and its frame indices
+    assert hook.builder.peak_bytes == 2 * one
+    assert result["heights"] == [0, 1, 2, 3] and result["filled"] == 1.0 and not hook.late
+    expected = whole_at_once(frames, info, hook.reference_i0, hook.centre)
+    with h5py.File(tmp_path / "reconstructed.h5", "r") as h5:
+        volume = h5["volume"][()]
+        assert h5["reconstructed"][()].all() and h5["volume"].chunks[0] == 1
+        maps = {phase: h5[f"maps/{phase}"][()] for phase in SEED_PHASES}
+    assert volume.shape == (4, 16, 16, SEED_Q.size)
+    assert relative_error(volume, expected) <= 1e-5
+    for phase in SEED_PHASES:
+        from_whole = np.stack([phase_maps(expected[iz], SEED_Q, hook.rois)[phase] for iz in range(4)])
+        assert relative_error(maps[phase], from_whole) <= 1e-5, phase
+        np.testing.assert_array_equal(result["maps"][phase], maps[phase])
+    assert np.abs(maps["LaB6"][3]).max() < 0.2 * np.abs(maps["LaB6"][2]).max()  # each slice its own height:
+    assert np.abs(maps["LaB6"][2]).max() > 0.5 * np.abs(maps["CeO2"][2]).max()  # LaB6 ends at z 0.3
+
+
+def test_reconstruct_scan_of_frames_in_any_order_redoes_heights_from_the_file(tmp_path, monkeypatch):
+    """An entry whose frames are in no order at all: the offline reconstruction reads them in
+    small blocks, finishes heights before all their frames came (never more than two held),
+    redoes those from the file at the end, and still equals the whole volume at once."""
+    import json
+    from pathlib import Path
+
+    import h5py
+
+    from bliss_lite.processing import reduction_files
+    from bliss_lite.processing.integration_settings import IntegrationSettings
+    from bliss_lite.processing.nexus_output import write_integration
+    from bliss_lite.processing.scan_plugins import reconstruct_scan
+
+    info = seed_info(n_x=12, n_omega=14)
+    frames = multi_height_scan(info, seed=1)
+    shuffle = np.random.default_rng(4).permutation(frames[0].size)
+    path = tmp_path / "seed.h5"
+    with h5py.File(path, "w") as h5:
+        entry = h5.create_group("3.1")
+        entry["scan_info"] = json.dumps(info)
+        for name, values in zip(reduction_files.CHANNELS, frames[2:]):
+            entry[f"measurement/{name}"] = values[shuffle]
+    poni = Path(__file__).resolve().parents[1] / "config" / "xrdct" / "pilatus2m.poni"
+    settings = IntegrationSettings.from_poni(poni, roi=(816, 700, 48, 160), npt=SEED_Q.size)
+    write_integration(path, "3.1", SEED_Q, settings, frames[1][shuffle], np.ones(shuffle.size, bool))
+    monkeypatch.setattr(reduction_files, "READ_BYTES", 4 * SEED_Q.size * 50)  # 50 frames a block
+    from bliss_lite.processing.reconstruction_hook import ReconstructionHook
+
+    redone, redo = [], ReconstructionHook._redo
+    monkeypatch.setattr(ReconstructionHook, "_redo", lambda hook, *args: (redone.append(args[-1]), redo(hook, *args)))
+    limit = []
+    original_add = SinogramBuilder.add
+    monkeypatch.setattr(SinogramBuilder, "add", lambda builder, *args: (original_add(builder, *args),
+                                                                        limit.append(len(builder.held))))
+    done = reconstruct_scan({"filename": str(path), "entry": "3.1",
+                             "reconstruction": {"phases": SEED_PHASES, "peak_fwhm": PEAK_FWHM_Q}})
+    assert done["slices"] == 4 and redone and max(limit) == 2  # heights finished early were redone
+    with h5py.File(path, "r") as h5:
+        process = h5["3.1/reconstruct"]
+        configuration = json.loads(process["configuration"][()])
+        volume = process["volume/data"]
+        assert volume.is_virtual and volume.virtual_sources()[0].file_name == "seed_scan0003/reconstructed.h5"
+        volume = volume[()]
+    assert configuration["reference_i0"] == pytest.approx(frames[5].mean())  # the whole scan's mean I0
+    expected = whole_at_once(frames, info, configuration["reference_i0"], configuration["centre_mm"])
+    assert relative_error(volume, expected) <= 1e-5
+    assert not (tmp_path / "seed_scan0003" / "reconstructed.h5.part").exists()

@@ -212,8 +212,8 @@ def test_omega_sweeping_scan_is_reconstructed_live_and_at_the_end(scan_session):
     here = "gpu" if gpu.available() else "cpu"  # "auto": the GPU where there is one
     assert hook.resolved == here and hook.configuration()["sinograms_on_gpu"] == (here == "gpu")
     assert hook.live_updates >= 1  # the partial sinogram was reconstructed while the scan ran
-    assert set(hook.result["maps"]) == {"CeO2", "LaB6"} and hook.result["volume"].shape == (1, 8, 8, 200)
-    assert hook.result["filled"] == 1.0
+    assert set(hook.result["maps"]) == {"CeO2", "LaB6"} and hook.result["volume_shape"] == (1, 8, 8, 200)
+    assert hook.result["filled"] == 1.0 and hook.result["heights"] == [0]
     client = connect(os.environ["BLISS_LITE_REDIS_URL"])
     entries = client.xrange(live_key(scan.key))
     final = [f for _, f in entries if f[b"complete"] == b"1"]
@@ -223,6 +223,8 @@ def test_omega_sweeping_scan_is_reconstructed_live_and_at_the_end(scan_session):
     assert len(entries) > len(final)  # live maps came before the final ones
     with h5py.File(scan.filename, "r") as h5:
         assert h5[f"{scan.entry}/reconstruct/LaB6/map"].shape == (1, 8, 8)
+        assert h5[f"{scan.entry}/reconstruct/volume/data"].shape == (1, 8, 8, 200)
+        np.testing.assert_array_equal(h5[f"{scan.entry}/reconstruct/LaB6/map"][()], hook.result["maps"]["LaB6"])
         assert json.loads(h5[f"{scan.entry}/reconstruct/configuration"][()])["centre_mm"] == hook.centre
 
 

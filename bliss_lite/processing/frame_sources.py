@@ -175,21 +175,22 @@ def _stored_scan_info(group):
     return info if isinstance(info, dict) else None
 
 
-def hdf5_scan(filename, entry, detector="pilatus") -> ScanRecord:
+def hdf5_scan(filename, entry, detector="pilatus", channels=True) -> ScanRecord:
     """The entry's title, frame count and shape, its 1-D `measurement/` channels (omega, x, z,
-    i0, it, ...) and its stored scan_info (None where the file has none)."""
+    i0, it, ...; `channels=False`: none read, for a scan too long to hold them) and its stored
+    scan_info (None where the file has none)."""
     entry = entry_name(entry)
     with open_scan_file(filename) as h5:
         if entry not in h5:
             raise KeyError(f"{filename}: no entry {entry} (entries: {', '.join(sorted(h5.keys())) or 'none'})")
         group = h5[entry]
-        channels = {}
-        for name, item in group.get("measurement", {}).items():
+        values = {}
+        for name, item in group.get("measurement", {}).items() if channels else ():
             if getattr(item, "ndim", None) == 1:
-                channels[name] = item[()]
+                values[name] = item[()]
         path = f"instrument/{detector}/data"
         frames = group[path] if path in group else None
         return ScanRecord(str(filename), entry, _text(group["title"]) if "title" in group else "",
                           len(frames) if frames is not None else 0,
                           tuple(frames.shape[1:]) if frames is not None else (),
-                          channels, _stored_scan_info(group))
+                          values, _stored_scan_info(group))

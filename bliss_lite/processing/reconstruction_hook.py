@@ -1,20 +1,33 @@
 """The `reconstruction` hook: sinograms fill up from the integrated patterns, phase maps appear
-while the scan runs, and the final volume and maps go to the scan's file.
+while the scan runs, and each height is reconstructed and written as soon as it is complete.
 
 Patterns come from the integration hook (its listener call, on the scan's greenlet); the
 frame's read-backs (omega, x, z) and monitors (i0, it) come from the scan's own buffers, so
-snake order and any frame order are sorted by position (sinogram.SinogramBuilder). Live:
-with x sweeping, each finished line is one projection and is back-projected at once
-(IncrementalBackprojector); with omega sweeping a projection only completes at the end of a
-slice, so the partial sinogram is reconstructed every `live_period_s` instead. Heavy numpy
-work runs in the hub's threadpool so acquisition never waits for it. Live phase maps go to
-Redis (`<key>:processing:reconstruction`, docs/redis-protocol.md) for viewers.
+snake order and any frame order are sorted by position (sinogram.SinogramBuilder).
 
-`backend="gpu"` (or "auto" where there is one): the sinograms are built on the GPU (patterns
-cross the bus once, as CuPy arrays already when the integration ran here on the GPU), FBP and
-SIRT read them there, and only the reconstructed slices come back for the maps and the file.
-Sinograms larger than GPU_SHARE of the GPU's free memory stay in host memory and cross the
-bus slice by slice (`gpu/fbp.py` overlaps that with the work).
+Slice by slice: z is the scan's slowest axis, so the builder holds the sinograms of at most
+MAX_HEIGHTS heights (allocated when a height's first frame arrives). A height whose sinogram
+is complete is reconstructed at once (FBP, or SIRT, in the hub's threadpool), its volume slice
+(n, n, nq) and phase maps written to the scan's `reconstructed.h5` (reduction_files.VolumeStore),
+its final maps published, and its sinogram freed. A frame of a third height finishes the
+oldest one as it is; should frames of a finished height still come (late, or that height was
+reconstructed before the centre of rotation was known), it is redone at the end from the
+patterns on disk. At the end the entry's NXprocess `reconstruct` refers to the file.
+
+The centre of rotation (`centre="auto"`) is estimated from the first complete height with
+signal and kept for every height (stored with the result). Live: with x sweeping, each
+finished line of a held height is one projection and is back-projected at once
+(IncrementalBackprojector); with omega sweeping a projection only completes at the end of a
+height, so the partial sinogram is reconstructed every `live_period_s` instead. Live phase maps
+go to Redis (`<key>:processing:reconstruction`, docs/redis-protocol.md) for viewers.
+
+`backend="gpu"` (or "auto" where there is one): the held sinograms are built on the GPU
+(patterns cross the bus once, as CuPy arrays already when the integration ran here on the GPU),
+FBP and SIRT read them there, and only the reconstructed slices come back for the maps and the
+file. Held sinograms larger than GPU_SHARE of the GPU's free memory stay in host memory and
+cross the bus slice by slice (`gpu/fbp.py` overlaps that with the work).
+
+`reconstruct_scan` (scan_plugins.py) runs the same hook offline on a saved entry's patterns.
 """
 from __future__ import annotations
 
@@ -31,6 +44,8 @@ LIVE_MAXLEN = 500
 METHODS = ("fbp", "sirt")
 NORMALISATIONS = ("i0", "i0+transmission", "none")
 GPU_SHARE = 0.5  # of the GPU's free memory the sinograms may take; the reconstruction needs room too
+MAX_HEIGHTS = 2  # heights whose sinograms are held at once
+READBACKS = ("omega", "x", "z", "i0", "it")
 
 
 def live_key(scan_key):
@@ -42,7 +57,7 @@ class ReconstructionHook(ScanHook):
 
     def __init__(self, phases, method="fbp", iterations=50, window="ramp", centre="auto",
                  normalise="i0+transmission", roi_width=0.6, live_period_s=1.0, n=None, peak_fwhm=None,
-                 backend=Backend.CPU):
+                 backend=Backend.CPU, reference_i0=None):
         self.phases = dict(phases)  # {phase: pyFAI calibrant name, or None for amorphous}
         self.method, self.iterations, self.window = method, iterations, window
         self.centre_option = centre
@@ -51,20 +66,27 @@ class ReconstructionHook(ScanHook):
         self.peak_fwhm = peak_fwhm  # the instrument's peak width (q units): fits overlapping peaks
         self.backend = backend  # as asked; `resolved` is what runs ("cpu" or "gpu")
         self.resolved = None
-        self.reference_i0 = None  # one I0 scale for the whole scan, whatever the batches
+        self.reference_i0 = None if reference_i0 is None else float(reference_i0)  # one I0 scale for the scan
         self.builder = self.info = self.rois = None
-        self.centre = None
-        self.live = {}  # z index -> IncrementalBackprojector (x sweeping)
+        self.centre = None  # mm, once known (the option, or estimated from the first complete height)
+        self.live = {}  # z index -> IncrementalBackprojector (x sweeping), while the height is held
         self.live_maps = {}  # z index -> {phase: map}, the latest
         self.live_updates = 0
-        self.result = None  # after the scan: {"volume", "maps", "centre", "x_mm", "z", "radial", ...}
+        self.maps = None  # {phase: (nz, n, n)} float32, filled height by height (zeros until then)
+        self.store = None  # the VolumeStore the slices are written to (saved scans, offline runs)
+        self.finished = {}  # z index -> the centre it was reconstructed with
+        self.late = set()  # finished heights that frames still came for: redone from the file at the end
+        self.result = None  # after the scan: {"maps", "centre", "x_mm", "z", "radial", "rois", "filled", ...}
+        self._filled = {}  # z index -> grid points measured when it was reconstructed
+        self._radial_values = None
         self._pending = []
         self._dirty = False
-        self._scan = self._integration = self._greenlet = None
+        self._scan = self._integration = self._greenlet = self._stop = None
 
     # -- the scan's calls ------------------------------------------------------------------------
     def scan_started(self, scan):
         import gevent
+        from gevent.event import Event
 
         self._integration = scan.hook("integration")
         if self._integration is None:
@@ -73,14 +95,23 @@ class ReconstructionHook(ScanHook):
         if not info:
             raise ValueError("the reconstruction hook needs an xrdct scan")
         self._scan = scan
-        self.start(info, self._integration.npt)
+        output = None
+        if scan.filename:
+            from bliss_lite.data.scan_files import reduction_file
+
+            output = reduction_file(scan.filename, scan.number, "reconstructed")
+        self.start(info, self._integration.npt, output)
         self._integration.add_listener(self._on_patterns)
+        self._stop = Event()
         self._greenlet = gevent.spawn(self._live_forever)
 
-    def start(self, info, npt):
-        """Empty sinograms for the scan's grid (scan_info["xrdct"]), on the GPU where the
-        backend runs there and they fit."""
+    def start(self, info, npt, output=None, radial=None, staging=False):
+        """Ready to take the scan's patterns (scan_info["xrdct"]): the sinogram builder (on the
+        GPU where the backend runs there and MAX_HEIGHTS heights fit), the maps, and the file
+        the slices go to (`output`, None for none; `staging`: built beside it and renamed over
+        it at the end, as a reprocessing does). `radial`: the q axis, else the integration hook's."""
         from bliss_lite.processing.gpu import resolve_backend
+        from bliss_lite.processing.reduction_files import VolumeStore
         from bliss_lite.processing.sinogram import SinogramBuilder
 
         self.info = info
@@ -89,43 +120,76 @@ class ReconstructionHook(ScanHook):
         if on_gpu:
             import cupy
 
-            size, free = SinogramBuilder.nbytes(info, npt), cupy.cuda.Device().mem_info[0]
+            size, free = MAX_HEIGHTS * SinogramBuilder.height_nbytes(info, npt), cupy.cuda.Device().mem_info[0]
             if size > GPU_SHARE * free:
-                warn(f"reconstruction: the sinograms ({size / 1e9:.1f} GB) would take more than {GPU_SHARE:.0%} of "
-                     f"the GPU's free memory ({free / 1e9:.1f} GB): they stay in host memory and cross the bus "
-                     "slice by slice")
+                warn(f"reconstruction: the sinograms of {MAX_HEIGHTS} heights ({size / 1e9:.1f} GB) would take more "
+                     f"than {GPU_SHARE:.0%} of the GPU's free memory ({free / 1e9:.1f} GB): they stay in host memory "
+                     "and cross the bus slice by slice")
                 on_gpu = False
-        self.builder = SinogramBuilder(info, npt, device=on_gpu)
+        self.builder = SinogramBuilder(info, npt, device=on_gpu, max_heights=MAX_HEIGHTS)
+        nz, n = self.builder.grid.z.size, self.pixels
+        self.maps = {phase: np.zeros((nz, n, n), np.float32) for phase in self.phases}
+        self.finished, self.late, self._filled, self.live = {}, set(), {}, {}
+        self.centre = self.result = None
+        self._radial_values = None if radial is None else np.asarray(radial)
+        self.store = VolumeStore(output, nz, n, npt, self.phases, staging) if output is not None else None
+
+    @property
+    def pixels(self):
+        """n: the reconstructed slices are n x n."""
+        return self.builder.grid.x_mm.size if self.n is None else int(self.n)
 
     def scan_finished(self, scan):
         if self._greenlet is not None:
-            self._greenlet.kill()
-        self._take_pending()
-        sinograms = self.builder.sinograms
-        if not sinograms.filled.any():
-            warn(f"reconstruction: scan {scan.number}: no integrated frame, nothing to reconstruct")
-            return
-        self.result = self.reconstruct_all(sinograms, self._radial())
-        maps = self.result["maps"]
-        self._publish_live(scan, {iz: {p: m[iz] for p, m in maps.items()} for iz in range(len(sinograms.z))},
-                           complete=True)
-        if scan.filename:
-            self.write(scan.filename, scan.entry, self._integration.settings.unit)
+            self._stop.set()  # the live greenlet ends between two updates, never within one
+            self._greenlet.join()
+        try:
+            self._take_pending(final=True)
+        finally:  # the slices file is closed (and the NXprocess written) whatever failed
+            self.finish(scan.filename, scan.entry, self._integration.settings.unit)
 
-    def reconstruct_all(self, sinograms, radial):
-        """Every slice: centre of rotation, volume (nz, n, n, nq), phase maps {phase: (nz, n, n)}."""
-        self.centre = self._final_centre(sinograms)
-        volume = np.stack([to_host(self._reconstruct(sinograms, iz)) for iz in range(len(sinograms.z))])
-        return {"volume": volume, "maps": self._maps(volume, radial), "centre": self.centre,
-                "x_mm": sinograms.x_mm, "z": np.asarray(sinograms.z), "radial": radial, "rois": self.rois,
-                "filled": float(sinograms.filled.mean())}
+    def finish(self, filename=None, entry=None, unit=None):
+        """Reconstruct the heights still held, redo from the saved patterns (`filename`,
+        `entry`) the heights that frames came for too late or that were reconstructed before
+        the centre of rotation was known, then write the NXprocess. Returns `result`."""
+        try:
+            for h in self.builder.held:
+                self._finish(h)
+            if not self.finished:
+                warn("reconstruction: no integrated frame, nothing to reconstruct")
+                return None
+            if self.centre is None:
+                warn("reconstruction: no complete height to estimate the centre of rotation from; using 0")
+                self.centre = 0.0
+            redo = sorted(self.late | {h for h, centre in self.finished.items() if centre != self.centre})
+            if redo and filename is None:
+                warn(f"reconstruction: height(s) {redo} are missing frames that came after they were reconstructed "
+                     "(or were reconstructed before the centre of rotation was known), and no file holds the patterns "
+                     "to redo them")
+            elif redo:
+                for h in redo:
+                    self._redo(filename, entry, h)
+            grid = self.builder.grid
+            points = grid.z.size * grid.omega_deg.size * grid.x_mm.size
+            self.result = {"maps": self.maps, "centre": self.centre, "x_mm": grid.x_mm, "z": np.asarray(grid.z),
+                           "radial": self._radial(), "rois": self.rois, "filled": sum(self._filled.values()) / points,
+                           "heights": sorted(self.finished), "file": None if self.store is None else self.store.path,
+                           "volume_shape": (grid.z.size, self.pixels, self.pixels, self.builder.nq)}
+        finally:
+            stored = None
+            if self.store is not None and not self.store.closed:
+                stored = self.store.close(discard=not self.finished)
+        if stored is not None and filename is not None:
+            self.write(filename, entry, unit, stored)
+        return self.result
 
-    def write(self, filename, entry, unit):
+    def write(self, filename, entry, unit, stored):
+        """The NXprocess `reconstruct` of the entry, referring to the stored volume and maps."""
         from bliss_lite.processing.nexus_output import write_reconstruction
 
         r = self.result
-        axis = self._image_axis(r["x_mm"], r["volume"].shape[1])
-        write_reconstruction(filename, entry, r["volume"], axis, axis, r["z"], r["radial"], unit, r["maps"],
+        axis = self._image_axis(r["x_mm"], self.pixels)
+        write_reconstruction(filename, entry, stored["volume"], axis, axis, r["z"], r["radial"], unit, stored["maps"],
                              self.configuration())
 
     def configuration(self):
@@ -133,47 +197,121 @@ class ReconstructionHook(ScanHook):
                 "peak_fwhm": self.peak_fwhm, "reference_i0": self.reference_i0,
                 "centre_mm": self.centre, "centre_option": self.centre_option, "normalise": self.normalisation,
                 "phases": self.phases, "rois": _plain_rois(self.rois), "roi_width": self.roi_width,
-                "backend": self.resolved, "sinograms_on_gpu": self.builder is not None and self.builder.xp is not np}
+                "backend": self.resolved, "sinograms_on_gpu": self.builder is not None and self.builder.xp is not np,
+                "max_heights": MAX_HEIGHTS}
 
-    # -- live ------------------------------------------------------------------------------------
+    # -- patterns in, heights out ------------------------------------------------------------------
     def _on_patterns(self, indices, patterns):
         """Patterns (NumPy, or CuPy from a GPU integration) are kept where the sinograms are."""
         patterns = to_host(patterns) if self.builder.xp is np else self.builder.xp.asarray(patterns)
         self._pending.append((np.asarray(indices), patterns))
         self._dirty = True
 
-    def _take_pending(self):
-        """Patterns whose frames' read-backs are in the scan's buffers go into the sinograms."""
+    def _take_pending(self, final=False):
+        """Patterns whose frames' read-backs are in the scan's buffers go into the sinograms
+        (the buffers are read at those frames only: their cost does not grow with the scan).
+        A batch that cannot be placed (a read-back off the grid) stays pending and raises;
+        `final`: it is left out with a warning, the others go in."""
         if not self._pending:
             return
-        names = ["omega", "x", "z", "i0", "it"]
-        data = self._scan.data.get_data(names)
-        known = min(len(data[n]) for n in names)
+        buffers = self._scan.data.buffers
+        known = min(self._scan.data.count(n) for n in READBACKS)
+        pending, self._pending = self._pending, []
         waiting = []
-        for indices, patterns in self._pending:
+        for k, (indices, patterns) in enumerate(pending):
             ready = indices < known
             if (~ready).any():
                 waiting.append((indices[~ready], take_rows(patterns, ~ready)))
-            if ready.any():
-                idx = indices[ready]
-                self._add(idx, take_rows(patterns, ready), *(data[n][idx] for n in names))
-        self._pending = waiting
+            if not ready.any():
+                continue
+            idx = indices[ready]
+            values = [np.array([buffers[n].points[i] for i in idx], float) for n in READBACKS]
+            try:
+                self._add(idx, take_rows(patterns, ready), *values)
+            except ValueError as exc:
+                if not final:
+                    self._pending = waiting + pending[k:] + self._pending  # tried again at the next update
+                    raise
+                warn(f"reconstruction: {idx.size} frame(s) left out: {exc}")
+        self._pending = waiting + self._pending
 
     def _add(self, indices, patterns, omega, x, z, i0, it):
+        """Place a batch of frames' patterns; each height it completes is reconstructed."""
         from bliss_lite.processing.sinogram import normalise
 
+        indices = np.asarray(indices, np.int64).reshape(-1)
+        omega, x, z, i0, it = (np.asarray(v, float).reshape(-1) for v in (omega, x, z, i0, it))
         if self.normalisation != "none":
             if self.reference_i0 is None:
                 self.reference_i0 = float(np.mean(i0))
             patterns = normalise(patterns, i0, it if self.normalisation == "i0+transmission" else None,
                                  reference=self.reference_i0)
-        self.builder.add(indices, patterns, omega, x, z)
+        heights = self.builder.heights(z, indices)
+        _, first = np.unique(heights, return_index=True)
+        for h in (int(heights[k]) for k in np.sort(first)):  # in the order the batch meets them
+            sel = heights == h
+            if h in self.finished:
+                self.late.add(h)
+                continue
+            while h not in self.builder.held and len(self.builder.held) >= self.builder.max_heights:
+                self._finish(self.builder.held[0])  # the oldest height, as it is
+            self.builder.add(indices[sel], take_rows(patterns, sel), omega[sel], x[sel], z[sel])
+            if self.builder.complete(h):
+                self._finish(h)
 
-    def _live_forever(self):
+    def _finish(self, h):
+        """Reconstruct held height h, write its slice and maps, publish them, free it."""
+        radial = self._radial()
+        self._rois_for(radial)
+        sino, filled = self.builder.sinogram(h), self.builder.filled(h)
+        image, maps, centre = self._offload(self._reconstruct_height, sino, filled, radial)
+        for phase, image_map in maps.items():
+            self.maps[phase][h] = image_map
+        if self.store is not None:
+            self.store.write(h, image, maps)
+        del image
+        self.finished[h], self._filled[h] = centre, int(filled.sum())
+        self.live.pop(h, None)
+        self.live_maps[h] = maps
+        self.builder.release(h)
+        if self._scan is not None:
+            self._publish_live(self._scan, {h: maps}, complete=True)
+
+    def _reconstruct_height(self, sino, filled, radial):
+        """(image (n, n, nq) on the host, {phase: map}, the centre used) of one height."""
+        from bliss_lite.processing.phase_maps import phase_maps
+
+        centre = self._centre_for(sino, filled)
+        image = to_host(self._reconstruct(sino, centre))
+        return image, phase_maps(image, radial, self.rois), centre
+
+    def _redo(self, filename, entry, h):
+        """Height h again, from the saved patterns of the entry (read in blocks)."""
+        from bliss_lite.processing.reduction_files import height_range, scan_blocks
+
+        span = height_range(filename, entry, self.builder.heights, h)
+        if span is None:
+            return
+        self.finished.pop(h, None)
+        self.late.discard(h)
+        for indices, patterns, omega, x, z, i0, it in scan_blocks(filename, entry, *span):
+            sel = self.builder.heights(z, indices) == h
+            if sel.any():
+                self._add(indices[sel], patterns[sel], omega[sel], x[sel], z[sel], i0[sel], it[sel])
+        if h in self.builder.held:
+            self._finish(h)
+
+    def _offload(self, call, *args):
+        """call(*args) in the hub's threadpool during a scan (acquisition goes on), else here."""
+        if self._scan is None:
+            return call(*args)
         import gevent
 
-        while True:
-            gevent.sleep(self.live_period_s)
+        return gevent.get_hub().threadpool.apply(call, args)
+
+    # -- live ------------------------------------------------------------------------------------
+    def _live_forever(self):
+        while not self._stop.wait(self.live_period_s):
             if self._dirty:
                 self._dirty = False
                 try:
@@ -185,42 +323,44 @@ class ReconstructionHook(ScanHook):
         import gevent
 
         self._take_pending()
-        sinograms = self.builder.sinograms
         radial = self._radial()
         if radial is None:
             return
+        self._rois_for(radial)
         centre = self._live_centre()
         maps = {}
-        for iz in range(len(sinograms.z)):
-            if not sinograms.filled[iz].any():
+        for iz in self.builder.held:
+            if not self.builder.filled(iz).any():
                 continue
             if self.info.get("fast_axis") == "x":
-                image = gevent.get_hub().threadpool.apply(self._incremental, (sinograms, iz, centre))
+                image = gevent.get_hub().threadpool.apply(self._incremental, (iz, centre))
             else:
-                image = gevent.get_hub().threadpool.apply(self._partial_fbp, (sinograms, iz, centre))
+                image = gevent.get_hub().threadpool.apply(self._partial_fbp, (iz, centre))
             if image is not None:
-                maps[iz] = {p: m[0] for p, m in self._maps(image[np.newaxis], radial).items()}
+                maps[iz] = self._maps_of(image, radial)
         if maps:
             self.live_maps.update(maps)
             self.live_updates += 1
             self._publish_live(self._scan, maps, complete=False)
 
-    def _incremental(self, sinograms, iz, centre):
+    def _incremental(self, iz, centre):
         from bliss_lite.processing.fbp import IncrementalBackprojector
 
+        grid = self.builder.grid
         if iz not in self.live:
-            self.live[iz] = IncrementalBackprojector(sinograms.omega_deg, sinograms.x_mm, sinograms.data.shape[-1],
-                                                     centre, n=self.n, window=self.window)
-        projector = self.live[iz]
-        for iw in np.flatnonzero(sinograms.filled[iz].all(axis=1)):
+            self.live[iz] = IncrementalBackprojector(grid.omega_deg, grid.x_mm, self.builder.nq, centre, n=self.n,
+                                                     window=self.window)
+        projector, sino = self.live[iz], self.builder.sinogram(iz)
+        for iw in np.flatnonzero(self.builder.filled(iz).all(axis=1)):
             if iw not in projector.added:  # each finished projection once (the CPU's incremental path)
-                projector.add(int(iw), to_host(sinograms.data[iz, iw]))
+                projector.add(int(iw), to_host(sino[iw]))
         return projector.image() if projector.count else None
 
-    def _partial_fbp(self, sinograms, iz, centre):
+    def _partial_fbp(self, iz, centre):
         from bliss_lite.processing.fbp import fbp
 
-        return to_host(fbp(sinograms.data[iz], sinograms.x_mm, sinograms.omega_deg, centre, n=self.n,
+        grid = self.builder.grid
+        return to_host(fbp(self.builder.sinogram(iz), grid.x_mm, grid.omega_deg, centre, n=self.n,
                            window=self.window, backend=self.resolved))
 
     def _publish_live(self, scan, maps, complete):
@@ -242,6 +382,8 @@ class ReconstructionHook(ScanHook):
 
     # -- the pieces --------------------------------------------------------------------------------
     def _radial(self):
+        if self._radial_values is not None:
+            return self._radial_values
         radial = self._integration.radial
         if radial is None:
             radial = self._integration.integrator().radial
@@ -249,31 +391,40 @@ class ReconstructionHook(ScanHook):
         return np.asarray(radial)
 
     def _live_centre(self):
+        if self.centre is not None:
+            return self.centre
         return 0.0 if self.centre_option == "auto" else float(self.centre_option)
 
-    def _final_centre(self, sinograms):
+    def _centre_for(self, sino, filled):
+        """The centre of rotation for a height: the option, else the estimate from the first
+        complete height with signal; 0 for a height reconstructed before there is one (it is
+        redone at the end with the centre found later)."""
+        if self.centre is not None:
+            return self.centre
         if self.centre_option != "auto":
-            return float(self.centre_option)
-        from bliss_lite.processing.sinogram import estimate_centre
+            self.centre = float(self.centre_option)
+            return self.centre
+        if filled.all():
+            from bliss_lite.processing.sinogram import estimate_centre
 
-        complete = [iz for iz in range(len(sinograms.z)) if sinograms.filled[iz].all()]
-        if not complete:
-            warn("reconstruction: no complete slice to estimate the centre of rotation from; using 0")
-            return 0.0
-        return float(np.median([estimate_centre(sinograms.data[iz], sinograms.x_mm, sinograms.omega_deg)
-                                for iz in complete]))
+            grid = self.builder.grid
+            try:
+                self.centre = float(estimate_centre(sino, grid.x_mm, grid.omega_deg))
+                return self.centre
+            except ValueError:  # no signal at this height
+                pass
+        return 0.0
 
-    def _reconstruct(self, sinograms, iz):
+    def _reconstruct(self, sino, centre):
         from bliss_lite.processing.fbp import fbp
 
-        sino, backend = sinograms.data[iz], self.resolved  # NumPy or CuPy: the image is the same kind
-        start = fbp(sino, sinograms.x_mm, sinograms.omega_deg, self.centre, n=self.n, window=self.window,
-                    backend=backend)
+        grid, backend = self.builder.grid, self.resolved  # NumPy or CuPy sinogram: the image is the same kind
+        start = fbp(sino, grid.x_mm, grid.omega_deg, centre, n=self.n, window=self.window, backend=backend)
         if self.method == "sirt":
             from bliss_lite.processing.sirt import sirt
 
-            return sirt(sino, sinograms.x_mm, sinograms.omega_deg, self.centre, iterations=self.iterations,
-                        n=self.n, x0=start.clip(0), backend=backend)
+            return sirt(sino, grid.x_mm, grid.omega_deg, centre, iterations=self.iterations, n=self.n,
+                        x0=start.clip(0), backend=backend)
         return start
 
     def _image_axis(self, x_mm, n):
@@ -281,17 +432,21 @@ class ReconstructionHook(ScanHook):
 
         return image_axis(x_mm, self.centre or 0.0, n)
 
-    def _maps(self, volume, radial):
-        """{phase: (nz, n, n)} from volume (nz, n, n, nq)."""
-        from bliss_lite.processing.phase_maps import phase_maps, phase_rois
+    def _rois_for(self, radial):
+        from bliss_lite.processing.phase_maps import phase_rois
 
         if self.rois is None:
             step = float(np.median(np.diff(radial)))
             width = max(self.roi_width, 4.5 * step)  # a ROI needs a few bins, whatever the binning
             self.rois = phase_rois(self.phases, float(radial.min()), float(radial.max()), width,
                                    peak_fwhm=self.peak_fwhm)
-        per_slice = [phase_maps(volume[iz], radial, self.rois) for iz in range(len(volume))]
-        return {phase: np.stack([m[phase] for m in per_slice]) for phase in self.rois}
+        return self.rois
+
+    def _maps_of(self, image, radial):
+        """{phase: (n, n)} from one slice (n, n, nq)."""
+        from bliss_lite.processing.phase_maps import phase_maps
+
+        return phase_maps(image, radial, self._rois_for(radial))
 
 
 def phases_of_sample(scan_info, options):
@@ -319,7 +474,7 @@ def _plain_rois(rois):
 def make_reconstruction_hook(options, context):
     options = dict(options)
     known = {"phases", "method", "iterations", "window", "centre", "normalise", "roi_width", "live_period_s", "n",
-             "peak_fwhm", "backend"}
+             "peak_fwhm", "backend", "reference_i0"}
     unknown = sorted(set(options) - known)
     if unknown:
         raise ValueError(f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
@@ -343,4 +498,9 @@ def make_reconstruction_hook(options, context):
     if centre != "auto" and not isinstance(centre, (int, float)):
         raise ValueError(f"centre must be 'auto' or a position in mm, got {centre!r}")
     checked_option(options.get("backend", Backend.CPU), "reconstruction")
+    reference = options.get("reference_i0")
+    if reference is not None and (not isinstance(reference, (int, float)) or isinstance(reference, bool)
+                                  or not reference > 0):
+        raise ValueError(f"reference_i0 must be a number > 0 (the I0 that normalised patterns are scaled to), "
+                         f"got {reference!r}")
     return ReconstructionHook(phases, **options)

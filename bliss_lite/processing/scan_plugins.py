@@ -4,11 +4,19 @@ They take and return plain dicts (job runner contract), read only files the inpu
 write their results as NXprocess groups, so `bliss-lite reprocess JOB.json --set npt=500`
 redoes a reduction with other parameters. Frames come from the scan's HDF5 entry or from a
 folder of CBF files as a Pilatus writes them (a pool of fabio readers).
+
+Both keep the scan hooks' layout and memory bound: `integrate_scan` writes the patterns a
+line at a time into `integrated.h5` of the scan's folder, `reconstruct_scan` reads them back
+in blocks and runs the reconstruction hook's slice-by-slice reconstruction into
+`reconstructed.h5`; each file is built beside the one it replaces and renamed over it once
+whole, then the NXprocess refers to it (reduction_files.py).
 """
 from __future__ import annotations
 
 import json
+import re
 import time
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -58,11 +66,13 @@ def _frames(data):
 def integrate_scan(data):
     """{filename, entry | cbf_folder, integration: {...}, output: {filename, entry}} ->
     {frames, npt, unit, output, entry, seconds}."""
+    from bliss_lite.processing.integration_hook import line_frames
     from bliss_lite.processing.integrator import LeanIntegrator
     from bliss_lite.processing.nexus_output import write_integration
+    from bliss_lite.processing.reduction_files import PatternStore
 
     started = time.perf_counter()
-    stored = roi = None
+    stored = roi = info = None
     if not data.get("cbf_folder"):
         for key in ("filename", "entry"):
             if key not in data:
@@ -70,14 +80,10 @@ def integrate_scan(data):
         from bliss_lite.processing.frame_sources import hdf5_scan
 
         stored = _stored_json(data["filename"], f"{data['entry']}/integrate", "configuration")
-        info = hdf5_scan(data["filename"], data["entry"], data.get("detector", "pilatus")).scan_info or {}
-        roi = (info.get("xrdct") or {}).get("roi")
+        info = hdf5_scan(data["filename"], data["entry"], data.get("detector", "pilatus"), channels=False).scan_info
+        roi = ((info or {}).get("xrdct") or {}).get("roi")
     settings = integration_settings(data.get("integration"), stored, roi)
     integrator = LeanIntegrator(settings)
-    patterns = [integrator.integrate(frame) for _, frame in _frames(data)]
-    if not patterns:
-        raise ValueError("integrate_scan: no frames to integrate")
-    patterns = np.stack(patterns)
     output = dict(data.get("output") or {})
     path = output.get("filename") or data.get("filename")
     entry = output.get("entry") or data.get("entry") or "1.1"
@@ -86,26 +92,68 @@ def integrate_scan(data):
     with h5py.File(path, "a", locking=False) as h5:
         if entry not in h5:
             h5.create_group(entry).attrs["NX_class"] = "NXentry"
-    write_integration(path, entry, integrator.radial, settings, patterns, np.ones(len(patterns), bool))
-    return {"frames": len(patterns), "npt": settings.npt, "unit": settings.unit, "output": str(path),
+    store = PatternStore(_reduction_file(path, entry, "integrated"), settings.npt, line_frames(info), staging=True)
+    count, batch, rows = 0, [], []
+    try:
+        for index, frame in _frames(data):
+            batch.append(index)
+            rows.append(integrator.integrate(frame))
+            if len(batch) >= store.block:
+                store.put(batch, np.stack(rows))
+                batch, rows = [], []
+            count = max(count, index + 1)
+        if batch:
+            store.put(batch, np.stack(rows))
+        if not count:
+            raise ValueError("integrate_scan: no frames to integrate")
+    except BaseException:
+        store.close(discard=True)  # the earlier file, if any, stays as it was
+        raise
+    stored = store.close(count)
+    write_integration(path, entry, integrator.radial, settings, stored["intensity"], stored["integrated"])
+    return {"frames": count, "npt": settings.npt, "unit": settings.unit, "output": str(path),
             "entry": entry, "seconds": time.perf_counter() - started}
+
+
+def _reduction_file(master, entry, name):
+    """`name`.h5 in the folder of the entry's scan beside `master` (data/scan_files.py)."""
+    from bliss_lite.data.scan_files import reduction_file
+
+    number = re.match(r"\d+", str(entry))
+    if number is None:  # an entry not named "N.1": a folder named after it
+        master = Path(master)
+        return master.with_name(f"{master.stem}_{re.sub(r'[^A-Za-z0-9_.-]', '_', str(entry))}") / f"{name}.h5"
+    return reduction_file(master, int(number.group()), name)
+
+
+def _mean_i0(path, entry, count):
+    """The mean I0 of the entry's first `count` frames, read in blocks."""
+    total, rows = 0.0, 2**20
+    with h5py.File(path, "r", locking=False, swmr=True) as h5:
+        i0 = h5[f"{entry}/measurement/i0"]
+        for first in range(0, count, rows):
+            total += float(np.sum(i0[first:min(first + rows, count)], dtype=np.float64))
+    return total / count
 
 
 @register("reconstruct_scan")
 def reconstruct_scan(data):
     """{filename, entry, reconstruction: {method, centre, phases, ...}} -> {slices, centre_mm,
     phases, output, entry, seconds}: the XRD-CT volume and phase maps from the entry's
-    integrated patterns (`integrate_scan` or the inline hook first) and recorded positions."""
+    integrated patterns (`integrate_scan` or the inline hook first) and recorded positions,
+    height by height as the scan's hook makes them (the same results, the same layout): the
+    patterns are read in blocks, at most two heights of sinograms are held."""
     from bliss_lite.processing.frame_sources import hdf5_scan
     from bliss_lite.processing.integration_settings import IntegrationSettings
     from bliss_lite.processing.reconstruction_hook import make_reconstruction_hook, phases_of_sample
+    from bliss_lite.processing.reduction_files import entry_frames, scan_blocks
 
     started = time.perf_counter()
     for key in ("filename", "entry"):
         if key not in data:
             raise ValueError(f"reconstruct_scan: input needs {key!r}")
     path, entry = data["filename"], data["entry"]
-    record = hdf5_scan(path, entry)
+    record = hdf5_scan(path, entry, channels=False)
     info = (record.scan_info or {}).get("xrdct")
     if not info:
         raise ValueError(f"reconstruct_scan: {path} entry {entry} is not an xrdct scan (no scan_info.xrdct)")
@@ -115,7 +163,7 @@ def reconstruct_scan(data):
     settings = IntegrationSettings.from_dict(settings)
     options = dict(data.get("reconstruction") or {})
     earlier = _stored_json(path, f"{entry}/reconstruct", "configuration") or {}
-    for key in ("phases", "peak_fwhm", "roi_width", "window", "normalise"):  # as the earlier run, unless given
+    for key in ("phases", "peak_fwhm", "roi_width", "window", "normalise", "reference_i0"):  # as before, unless given
         if key not in options and earlier.get(key) is not None:
             options[key] = earlier[key]
     if "phases" not in options:  # the phases of the sample the scan recorded, else the job must say
@@ -124,17 +172,26 @@ def reconstruct_scan(data):
             raise ValueError(f"reconstruct_scan: {path} entry {entry} recorded no sample phases: give "
                              f"reconstruction.phases {{name: pyFAI calibrant}} in the job")
         options["phases"] = phases
+    count = entry_frames(path, entry)
+    if not count:
+        raise ValueError(f"reconstruct_scan: {path} entry {entry} has no integrated frame to reconstruct")
+    if options.get("normalise", "i0+transmission") != "none" and options.get("reference_i0") is None:
+        options["reference_i0"] = _mean_i0(path, entry, count)  # the whole scan's, whatever the blocks
     hook = make_reconstruction_hook(options, {})
     with h5py.File(path, "r", locking=False, swmr=True) as h5:
         results = h5[f"{entry}/integrate/results"]
-        patterns = results["intensity"][()]
         radial = results[results.attrs["axes"][-1]][()]
-    channels = record.channels
-    count = min(len(patterns), *(len(v) for v in channels.values()))
-    hook.start(info, patterns.shape[1])  # its backend option too: sinograms on the GPU where asked for
-    hook._add(np.arange(count), patterns[:count], *(channels[n][:count] for n in ("omega", "x", "z", "i0", "it")))
-    hook.result = hook.reconstruct_all(hook.builder.sinograms, radial)
-    hook.write(path, entry, settings.unit)
-    return {"slices": int(len(hook.result["z"])), "centre_mm": hook.result["centre"],
-            "phases": sorted(hook.result["maps"]), "output": str(path), "entry": entry,
-            "seconds": time.perf_counter() - started}
+        npt = results["intensity"].shape[1]
+    # its backend option too: sinograms on the GPU where asked for
+    hook.start(info, npt, _reduction_file(path, entry, "reconstructed"), radial=radial, staging=True)
+    try:
+        for block in scan_blocks(path, entry, 0, count):
+            hook._add(*block)
+    except BaseException:
+        hook.store.close(discard=True)  # the earlier file, if any, stays as it was
+        raise
+    result = hook.finish(path, entry, settings.unit)
+    if result is None:
+        raise ValueError(f"reconstruct_scan: {path} entry {entry}: nothing to reconstruct")
+    return {"slices": int(len(result["z"])), "centre_mm": result["centre"], "phases": sorted(result["maps"]),
+            "output": str(path), "entry": entry, "seconds": time.perf_counter() - started}
