@@ -212,13 +212,28 @@ def _pattern(entry):
         if radial_name not in results:
             continue
         radial = results[radial_name]
-        intensity = results["intensity"][()]
-        done = results["integrated"][()] if "integrated" in results else np.ones(len(intensity), bool)
-        if not done.any():
+        total, count = _pattern_sum(results)
+        if not count:
             continue
-        mean = Series(f"mean of {int(done.sum())} patterns", intensity[done].mean(axis=0))
+        mean = Series(f"mean of {count} patterns", (total / count).astype(np.float32))
         return Series(radial_name, radial[()], _text(radial.attrs.get("units", ""))), mean
     return None
+
+
+def _pattern_sum(results, block_bytes=16 * 2**20):
+    """(sum, count) of the integrated patterns of `results` (those its `integrated` flags),
+    read a block of frames at a time: a scan's patterns may be far larger than memory."""
+    intensity = results["intensity"]
+    flags = results["integrated"] if "integrated" in results else None
+    rows = max(1, block_bytes // (4 * max(1, intensity.shape[-1])))
+    total, count = np.zeros(intensity.shape[-1]), 0
+    for first in range(0, len(intensity), rows):
+        block = intensity[first:first + rows]
+        if flags is not None:
+            block = block[flags[first:first + len(block)]]
+        total += block.sum(axis=0, dtype=np.float64)
+        count += len(block)
+    return total, count
 
 
 def _maps(entry):
@@ -228,10 +243,10 @@ def _maps(entry):
         for phase, data in _groups(process, "NXdata"):
             if _text(data.attrs.get("signal", "")) != "map" or "map" not in data:
                 continue
-            stack = data["map"][()]
+            stack = data["map"]  # read the first slice only: a scan may have hundreds of heights
             axes = {key: Series(key, data[key][()], _unit(entry, key, data[key])) for key in ("x", "y", "z") if key in data}
             z = f", z = {axes['z'].values[0]:g} {axes['z'].unit}".rstrip() if "z" in axes else ""
-            image = stack[0] if stack.ndim == 3 else stack
+            image = stack[0] if stack.ndim == 3 else stack[()]
             ny, nx = image.shape
             x = axes.get("x", Series("x", np.arange(nx, dtype=float)))
             y = axes.get("y", Series("y", np.arange(ny, dtype=float)))
