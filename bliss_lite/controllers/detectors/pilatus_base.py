@@ -3,15 +3,20 @@ the driver of the simulator process over TCP (`pilatus_remote.RemotePilatus`) ar
 built on it, each implementing bliss_lite.protocols.Detector.
 
 It holds the detector as the scan sees it: name, ROI and frame shape, the rate the ROI
-allows, the arming settings (frames, exposure, latency, trigger mode), the frame counter and
-the `on_frame` callback. How frames are made and delivered is each driver's own business.
+allows, the arming settings (frames, exposure, latency, trigger mode), the frame counter, the
+`on_frame` callback and `frames_per_file`, how many frames each data file of a scan holds (as
+LImA's saving does; the scan hands it to the writer). How frames are made and delivered is
+each driver's own business.
 """
 from __future__ import annotations
+
+import numbers
 
 import numpy as np
 
 from bliss_lite.controllers.detectors.pilatus_geometry import FULL_SHAPE, MAX_RATE_HZ, PIXEL_SIZE, Roi
 from bliss_lite.data import bslz4
+from bliss_lite.data.scan_files import DEFAULT_FRAMES_PER_FILE
 
 TRIGGER_MODES = ("INTERNAL", "EXTERNAL_TRIGGER", "EXTERNAL_GATE")
 MIN_LATENCY = 0.00095  # s: the Pilatus 2M's readout time between frames
@@ -39,6 +44,19 @@ class PilatusBase:
         self.frame_counter = 0  # frames taken since the last arm
         self.on_frame = None
         self.rate_cap = None  # frames/s: replaces the detector's own limit (benchmarks of the pipeline)
+        self._frames_per_file = DEFAULT_FRAMES_PER_FILE
+
+    # -- saving ------------------------------------------------------------------------------
+    @property
+    def frames_per_file(self):
+        """Frames in each data file of a scan (the last one holds the rest)."""
+        return self._frames_per_file
+
+    @frames_per_file.setter
+    def frames_per_file(self, value):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"{self.name}: frames_per_file must be a whole number >= 1, got {value!r}")
+        self._frames_per_file = int(value)
 
     # -- geometry ----------------------------------------------------------------------------
     @property
@@ -73,7 +91,8 @@ class PilatusBase:
         return (f"Pilatus 2M simulator {self.name}: {self.shape[1]} x {self.shape[0]} pixels "
                 f"(ROI {self.roi.row},{self.roi.column}), 172 um, int32, up to {self.max_rate:g} frames/s\n"
                 f"  trigger mode {self.trigger_mode}, exposure {self.expo_time:g} s, latency {self.latency_time:g} s, "
-                f"frame counter {self.frame_counter}")
+                f"frame counter {self.frame_counter}\n"
+                f"  saving: {self.frames_per_file} frames per data file")
 
 
 def decode(chunk, shape):
