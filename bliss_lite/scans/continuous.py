@@ -10,7 +10,9 @@ at the middle of the exposure (the read-back, not the target) and the beam monit
 
 `FrameSlave` is a hardware-triggered detector: armed once for every frame of the scan, it
 checks the detector's frame counter on each frame (a frame dropped or delivered twice is
-counted and reported) and emits the compressed frame untouched.
+counted and reported) and emits the compressed frame untouched. Its frame channel carries the
+detector's `frames_per_file` (`ChannelSpec.extra`), so the writer splits the frames into data
+files as the detector asks without knowing the detector.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import gevent.event
 from bliss_lite.controllers.errors import AxisError, AxisFault
 from bliss_lite.controllers.group import Group
 from bliss_lite.data.model import ChannelSpec
+from bliss_lite.data.scan_files import DEFAULT_FRAMES_PER_FILE
 from bliss_lite.scans.chain import HARDWARE, AcquisitionMaster, AcquisitionObject
 
 now = time.monotonic
@@ -160,8 +163,13 @@ class FrameSlave(AcquisitionObject):
 
     def channels(self):
         return [ChannelSpec(self.detector.name, self.detector.dtype, self.detector.shape, self.detector.unit,
-                            encoding="bslz4"),
+                            encoding="bslz4", extra={"frames_per_file": self.frames_per_file}),
                 ChannelSpec(f"{self.detector.name}_frame_number", "int64")]
+
+    @property
+    def frames_per_file(self):
+        """The detector's frames per data file (optional in the Detector protocol: the default)."""
+        return getattr(self.detector, "frames_per_file", DEFAULT_FRAMES_PER_FILE)
 
     def prepare(self):
         self.detector.prepare(self.nb_frames, self.expo_time, self.latency_time, "EXTERNAL_TRIGGER")
