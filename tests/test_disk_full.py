@@ -20,15 +20,20 @@ import numpy as np
 import pytest
 from conftest import CONFIG_DIR
 
+from bliss_lite.data.scan_files import data_file
 from bliss_lite.data.writer import META_SLACK, DiskFullError, read_entry
 
-# Runs one scan twice. The first run makes the file; the second may add as much, less `short`
-# bytes (beyond the writer's slack), so the disk fills part-way through it. A dscan is `short`
-# of the second 64 kB chunk of each of its 7 channels (started at point 8192); an xrdct, of
-# half its frames.
+# Runs one scan twice. The first run makes the files; the second may grow the file it fills
+# most as much, less `short` bytes (beyond the writer's slack), so the disk fills part-way
+# through it. A dscan fills the master file (it doubles) and is `short` of the second 64 kB
+# chunk of each of its 7 channels (started at point 8192); an xrdct fills its frames' data
+# file (a new one, as big as the first scan's), `short` of half its frames. The limit is per
+# file: the xrdct's frames are made big enough (ROI 320 x 320) that the master, which only
+# doubles, stays below it.
 FILL_THE_DISK = r"""
 import json, os, resource, signal, sys
 import numpy as np
+from bliss_lite.data.scan_files import data_file
 from bliss_lite.shell.runner import open_session
 
 kind, out = sys.argv[1], sys.argv[2]
@@ -39,12 +44,19 @@ def run():
         return ns["dscan"](ns["m0"], -1, 1, 11999, 0)
     return ns["xrdct"](ns["omega"], ns["x"], ns["z"], -0.9, 0.9, 3, [0.0], 0.042, n_omega=12, hooks=[])
 
+if kind == "xrdct":
+    ns["pilatus"].roi = (600, 400, 320, 320)
 first = run()  # the failing run is not the first entry of the file: this one must survive
-size = os.path.getsize(first.filename)
-short = 200_000 if kind == "dscan" else sum(map(len, first.data.buffers["pilatus"].points)) // 2
+master = os.path.getsize(first.filename)
+if kind == "dscan":
+    grown, short = 2 * master, 200_000
+else:
+    grown = os.path.getsize(data_file(first.filename, first.number, "pilatus", 0))
+    short = sum(map(len, first.data.buffers["pilatus"].points)) // 2
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG), nothing kills us
 soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-limit = 2 * size + %d - short
+limit = grown + %d - short
+assert kind == "dscan" or limit > 2 * master + %d, "the master file would meet the limit first"
 resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
 error = None
 try:
@@ -55,9 +67,9 @@ resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
 scan = ns["SCANS"][-1]
 np.savez(out, **scan.get_data())
 print(json.dumps({"error": error, "end_reason": scan.end_reason, "state": scan.state, "filename": scan.filename,
-                  "entry": scan.entry, "first_entry": first.entry, "npoints": first.npoints,
+                  "entry": scan.entry, "first_entry": first.entry, "npoints": first.npoints, "number": scan.number,
                   "axes": {a.name: [a.position, a.is_moving] for a in session.axes}}))
-""" % META_SLACK
+""" % (META_SLACK, META_SLACK)
 
 
 def fill_the_disk(kind, tmp_path, shared_redis):
@@ -124,9 +136,13 @@ def test_disk_full_during_a_step_scan(scan_session, data_root, tmp_path, shared_
 def test_disk_full_during_an_xrdct_scan(scan_session, tmp_path, shared_redis):
     report, memory = fill_the_disk("xrdct", tmp_path, shared_redis)
     assert report["end_reason"] == "FAILURE"
-    assert report["error"].startswith(f"{report['filename']}: disk full (File too large)")
+    frames_file = data_file(report["filename"], report["number"], "pilatus", 0)
+    assert report["error"].startswith(f"{report['filename']}: disk full (File too large): no room for the next "
+                                      f"points of entry {report['entry']} in its data file {frames_file}")
     kept, lengths = check_the_file_holds_what_was_written(report, memory)
     assert lengths["pilatus"] < len(memory["pilatus"])  # the frames that did not fit are not there
+    with h5py.File(frames_file, "r") as h5:  # the data file the disk filled: closed, valid, every frame written
+        np.testing.assert_array_equal(h5["data"][()], memory["pilatus"][:lengths["pilatus"]])
     assert not any(moving for _, moving in report["axes"].values())
 
 

@@ -14,6 +14,7 @@ from bliss_lite.controllers.sample.phantom import EllipticCylinder
 from bliss_lite.data import bslz4
 from bliss_lite.data.client import ScanReader
 from bliss_lite.data.redis_server import connect
+from bliss_lite.data.scan_files import data_file
 
 
 def test_geometry_matches_pyfai_pilatus2m():
@@ -109,9 +110,11 @@ def test_xrdct_frames_positions_and_snake(scan_session, shared_redis):
     assert counts[1] > counts[0] and counts[1] > counts[2]
     with h5py.File(scan.filename, "r", locking=False) as h5:
         frames = h5[f"{scan.entry}/instrument/pilatus/data"]
-        assert frames.chunks == (1, 48, 160)
+        assert frames.is_virtual  # over the scan's data files (tests/test_frame_files.py)
         np.testing.assert_array_equal(frames[()], data["pilatus"])
         np.testing.assert_array_equal(h5[f"{scan.entry}/measurement/omega"][()], data["omega"])
+    with h5py.File(data_file(scan.filename, scan.number, "pilatus", 0), "r", locking=False) as h5:
+        assert h5["data"].chunks == (1, 48, 160)  # one frame per chunk
     in_redis = ScanReader(connect(shared_redis), scan.key).get_data()
     np.testing.assert_array_equal(in_redis["pilatus"], data["pilatus"])
     np.testing.assert_array_equal(in_redis["it"], data["it"])

@@ -5,24 +5,24 @@ Layout (docs/architecture.md): title, start_time, end_time, end_reason; instrume
 (NXdetector) filled point by point; measurement/<channel> soft links; an NXdata default plot.
 Everything an entry holds is created when it opens, then the file switches to SWMR, so other
 processes can read it (h5py.File(path, "r", swmr=True)) while the scan writes and flushes.
-Images are stored one frame per chunk, Bitshuffle-LZ4 (hdf5plugin). Imports neither gevent
+Detector frames (channels of encoding "bslz4") go, as the detector compressed them, into data
+files of `frames_per_file` frames beside the master file, and `instrument/<detector>/data` is
+a Virtual Dataset over them (`frame_files`: how the VDS and SWMR get along). Other images are
+stored in the entry, one frame per chunk, Bitshuffle-LZ4 (hdf5plugin). Imports neither gevent
 nor the shell.
 
-A full disk: HDF5 does not survive a write that fails half-way. It has already allocated
-the space, so the superblock it writes when closing records an end of file beyond the real
-one, and `h5py.File(path)` then refuses the whole file ("truncated file"). So the writer
-reserves the room for each batch on disk (posix_fallocate) before HDF5 sees it: if the disk,
-a quota or the file-size limit says no, the batch is refused whole (DiskFullError), HDF5
-never starts a write it cannot finish, and the entry still closes cleanly with every point
-written before. At close the file is cut back to the end HDF5 records, dropping the unused reserve.
+A full disk: HDF5 does not survive a write that fails half-way (`disk_room`). So the writer
+reserves the room for each batch on disk (posix_fallocate), in the master file and in the
+data file(s) the batch's frames go to, before HDF5 sees it: if the disk, a quota or the
+file-size limit says no, the batch is refused whole (DiskFullError), HDF5 never starts a write
+it cannot finish, and the entry still closes cleanly with every point written before; every
+data file already closed is whole. At close each file is cut back to the end HDF5 records,
+dropping the unused reserve.
 """
 from __future__ import annotations
 
-import errno
 import json
-import os
 import re
-import struct
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -30,22 +30,21 @@ import h5py
 import hdf5plugin
 import numpy as np
 
+from bliss_lite.data.disk_room import INDEX_BYTES as INDEX_BYTES  # re-exported: the writer's figures
+from bliss_lite.data.disk_room import META_SLACK as META_SLACK
+from bliss_lite.data.disk_room import NO_ROOM as NO_ROOM
+from bliss_lite.data.disk_room import DiskFullError, FileRoom, NoRoom
+from bliss_lite.data.frame_files import (
+    VDS_BYTES,
+    VDS_BYTES_PER_FILE,
+    FrameFiles,
+    make_virtual_frames,
+)
 from bliss_lite.data.model import END_REASONS
 
 FRAME_MARKS = ("frames_dropped", "frames_duplicated")  # per detector, set at close
 ENTRY_NAME = re.compile(r"^(\d+)\.1$")
 STRING = h5py.string_dtype()
-NO_ROOM = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)  # disk full, file-size limit, quota
-META_SLACK = 2**18  # bytes reserved beyond each batch for HDF5's own structures (headers, index blocks)
-INDEX_BYTES = 64  # per frame, for its chunk-index entry (measured: ~25)
-
-
-class DiskFullError(OSError):
-    """No room for the scan's data: the disk, a quota or the file-size limit. Built as
-    DiskFullError(errno, message); prints the message alone (it names the file)."""
-
-    def __str__(self):
-        return self.strerror
 
 
 def _now_iso():
@@ -82,12 +81,24 @@ def _resizable(group, name, spec):
 
 
 class EntryWriter:
-    """One scan's NXentry, open for appending points until `close(end_reason)`."""
+    """One scan's NXentry, open for appending points until `close(end_reason)`.
 
-    def __init__(self, path, number, *, title, positioners=None, axes=(), counters=(), plot=None, scan_info=None):
+    `npoints`: the scan's number of points when known; its frames' Virtual Datasets are then
+    made with the entry, over the planned data files (`frame_files`)."""
+
+    def __init__(self, path, number, *, title, positioners=None, axes=(), counters=(), plot=None, scan_info=None,
+                 npoints=None):
         self.path = Path(path)
+        self.number = int(number)
         self.name = f"{number}.1"
+        self.npoints = npoints
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.frames = {spec.name: FrameFiles(self.path, self.number, spec, npoints)
+                       for spec in counters if spec.encoding == "bslz4"}  # detector frames, in data files
+        for files in self.frames.values():
+            if files.path(0).exists():
+                raise FileExistsError(f"{files.path(0)}: a data file of an earlier scan {self.number} is there: "
+                                      f"move it away, or set SCAN_SAVING.sample to save to a new file")
         try:
             self.h5 = h5py.File(self.path, "a", libver="latest", locking=False)
         except OSError as exc:
@@ -101,11 +112,10 @@ class EntryWriter:
             raise FileExistsError(f"{self.path}: entry {self.name} already exists")
         self.datasets = {}
         self.counts = {}  # points per channel written and flushed
-        self.encoded = set()  # channels whose points arrive as compressed chunks
-        self._fd = None
+        self.room = None
+        self._entry_made = False  # until then, closing maps no frames
         try:
-            if hasattr(os, "posix_fallocate"):  # our own handle, to reserve room and trim; HDF5 keeps its own
-                self._fd = os.open(self.path, os.O_RDWR)
+            self.room = FileRoom(self.path)  # our own handle, to reserve room and trim; HDF5 keeps its own
             self._reserve(0, "the new entry")
             self._create(title, positioners or {}, list(axes), list(counters), plot)
             if scan_info is not None:  # JSON, so offline reprocessing knows the scan's parameters
@@ -116,6 +126,7 @@ class EntryWriter:
             self._close_file()
             raise
         self.h5.swmr_mode = True
+        self._entry_made = True
 
     def _create(self, title, positioners, axes, counters, plot):
         entry = _nx(self.h5.create_group(self.name), "NXentry")
@@ -133,11 +144,10 @@ class EntryWriter:
         for specs, nx_class, field in ((axes, "NXpositioner", "value"), (counters, "NXdetector", "data")):
             for spec in specs:
                 group = _nx(instrument.create_group(spec.name), nx_class)
-                self.datasets[spec.name] = _resizable(group, field, spec)
-                if spec.encoding == "bslz4":
-                    self.encoded.add(spec.name)
-                    for mark in FRAME_MARKS:  # created now: SWMR cannot add datasets later
-                        group.create_dataset(mark, data=np.int64(0))
+                if spec.name in self.frames:
+                    self._create_frames(group, spec)
+                else:
+                    self.datasets[spec.name] = _resizable(group, field, spec)
                 self.counts[spec.name] = 0
                 measurement[spec.name] = h5py.SoftLink(f"/{self.name}/instrument/{spec.name}/{field}")
         signal = (plot or {}).get("signal") or next((s.name for s in counters if len(s.shape) == 0), None)
@@ -152,36 +162,55 @@ class EntryWriter:
             entry.attrs["default"] = "plotselect"
         self.h5.attrs["default"] = self.name
 
+    def _create_frames(self, group, spec):
+        """A detector's group: what SWMR will not let us add later is made now (its frame marks,
+        and, when the number of frames is known, the VDS over the planned data files)."""
+        files = self.frames[spec.name]
+        group.create_dataset("frames_per_file", data=np.int64(files.per_file))
+        for mark in FRAME_MARKS:
+            group.create_dataset(mark, data=np.int64(0))
+        if files.planned is not None:
+            make_virtual_frames(group, spec, self.path, self.number, files.planned)
+
     def append(self, batches):
         """Append {channel: points} along the first axis, then flush for SWMR readers. The
-        room is reserved first: on a full disk nothing of the batch is written."""
+        room is reserved first, in every file the batch goes to: on a full disk nothing of the
+        batch is written."""
         batches = {name: self._prepared(name, values) for name, values in batches.items()}
-        self._reserve(sum(self._bytes_needed(name, values) for name, values in batches.items()),
-                      "the next points")
-        for name, values in batches.items():
+        plain = {name: values for name, values in batches.items() if name not in self.frames}
+        frames = {name: values for name, values in batches.items() if name in self.frames}
+        try:
+            self.room.reserve(self.h5, sum(self._bytes_needed(name, values) for name, values in plain.items()))
+            for name, chunks in frames.items():
+                self.frames[name].prepare(chunks)
+        except NoRoom as exc:
+            for files in self.frames.values():
+                files.cancel()
+            raise self._disk_full(exc, "the next points") from None
+        for name, values in plain.items():
             dataset = self.datasets[name]
             start = self.counts[name]
             dataset.resize(start + len(values), axis=0)
-            if name in self.encoded:  # frames already compressed by the detector: stored as they are
-                for i, chunk in enumerate(values):
-                    dataset.id.write_direct_chunk((start + i,) + (0,) * (dataset.ndim - 1), chunk)
-            else:
-                dataset[start:start + len(values)] = values
+            dataset[start:start + len(values)] = values
+        try:
+            for name in frames:  # frames already compressed by the detector: stored as they are
+                self.frames[name].write()  # flushed (a full data file closed) before the entry is
+        finally:
+            for name in frames:
+                self.counts[name] = self.frames[name].count
         self.h5.flush()
-        for name, values in batches.items():
+        for name, values in plain.items():
             self.counts[name] += len(values)
 
     def _prepared(self, name, values):
-        if name in self.encoded:
+        if name in self.frames:
             return list(values)
         dataset = self.datasets[name]
         return np.asarray(values, dtype=dataset.dtype).reshape((-1, *dataset.shape[1:]))
 
     def _bytes_needed(self, name, values):
-        """Bytes the file may grow by for these points: frames as compressed (and their index
-        entries), plain values by the whole chunks they start (HDF5 allocates a chunk at once)."""
-        if name in self.encoded:
-            return sum(len(chunk) + INDEX_BYTES for chunk in values)
+        """Bytes the file may grow by for these points: plain values by the whole chunks they
+        start (HDF5 allocates a chunk at once)."""
         dataset = self.datasets[name]
         per_chunk = dataset.chunks[0]
         start, end = self.counts[name], self.counts[name] + len(values)
@@ -189,26 +218,22 @@ class EntryWriter:
         return new_chunks * per_chunk * dataset.dtype.itemsize * int(np.prod(dataset.shape[1:], dtype=int))
 
     def _reserve(self, nbytes, what):
-        """Make the file own the blocks HDF5 will write next, or raise DiskFullError."""
-        if self._fd is None:
-            return
-        end = self.h5.id.get_filesize() + nbytes + META_SLACK  # HDF5 allocates at its end of file
-        size = os.fstat(self._fd).st_size
-        if end <= size:
-            return  # reserved by an earlier call
+        """Make the master file own the blocks HDF5 will write next, or raise DiskFullError."""
         try:
-            os.posix_fallocate(self._fd, size, end - size)
-        except OSError as exc:
-            if exc.errno in NO_ROOM:
-                kept = min(self.counts.values(), default=0)
-                raise DiskFullError(exc.errno, f"{self.path}: disk full ({exc.strerror}): no room for {what} "
-                                    f"of entry {self.name}; the file keeps its first {kept} points") from None
-            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
-                raise
-            self._fd = _closed(self._fd)  # a file system that cannot reserve: write without it
+            self.room.reserve(self.h5, nbytes)
+        except NoRoom as exc:
+            raise self._disk_full(exc, what) from None
+
+    def _disk_full(self, exc, what):
+        kept = min(self.counts.values(), default=0)
+        where = "" if exc.filename == str(self.path) else f" in its data file {exc.filename}"
+        return DiskFullError(exc.errno, f"{self.path}: disk full ({exc.strerror}): no room for {what} of entry "
+                                        f"{self.name}{where}; the file keeps its first {kept} points")
 
     def close(self, end_reason="SUCCESS", frame_marks=None):
-        """End time and reason; `frame_marks` {detector: {"frames_dropped": n, ...}}."""
+        """End time and reason; `frame_marks` {detector: {"frames_dropped": n, ...}}. Then the
+        data files are closed and, where the frames are not the planned ones, the VDS of each
+        detector is made again, over exactly the frames written (the master reopened, no SWMR)."""
         if end_reason not in END_REASONS:
             raise ValueError(f"end_reason must be one of {', '.join(END_REASONS)}, got {end_reason!r}")
         if not self.h5.id.valid:
@@ -220,38 +245,62 @@ class EntryWriter:
             entry["end_reason"][()] = end_reason.encode()
             for detector, marks in (frame_marks or {}).items():
                 for mark, value in marks.items():
-                    if mark in FRAME_MARKS and detector in self.encoded:
+                    if mark in FRAME_MARKS and detector in self.frames:
                         entry[f"instrument/{detector}/{mark}"][()] = value
             self.h5.flush()
         finally:
             self._close_file()  # whatever happened: the next scan can open the file again
 
     def _close_file(self):
-        """Close HDF5's handle, then cut the unused reserve off the end of the file (only after
-        a clean close: a failed one may have left the recorded end stale)."""
+        """Close HDF5's handle and the data files (each cut to its frames), map the frames
+        written, then cut the unused reserve off the end of the file (only after a clean close:
+        a failed one may have left the recorded end stale)."""
         try:
-            if self.h5.id.valid:
-                self.h5.close()
-            end = _recorded_end(self._fd) if self._fd is not None else None
-            if end is not None and os.fstat(self._fd).st_size > end:
-                os.ftruncate(self._fd, end)
+            try:
+                if self.h5.id.valid:
+                    self.h5.close()
+            finally:
+                written = self._close_frame_files()
+            if self.room is not None:
+                self.room.trim()
+            if self._entry_made:
+                self._map_written({name: counts for name, counts in written.items()
+                                   if not self.frames[name].as_planned})
+                self.room.trim()
         finally:
-            if self._fd is not None:
-                self._fd = _closed(self._fd)
+            self._entry_made = False
+            if self.room is not None:
+                self.room.close()
 
+    def _close_frame_files(self):
+        """{detector: [frames in each data file]}, every data file closed whatever fails."""
+        written, errors = {}, []
+        for name, files in self.frames.items():
+            try:
+                written[name] = files.close()
+            except Exception as exc:  # noqa: BLE001 - the other files still close
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+        return written
 
-def _recorded_end(fd):
-    """The end of file HDF5 records in a version 2/3 superblock (libver="latest"), else None."""
-    head = os.pread(fd, 48, 0)
-    if len(head) < 44 or head[:8] != b"\x89HDF\r\n\x1a\n" or head[8] < 2 or head[9] != 8:
-        return None
-    base, _extension, end = struct.unpack_from("<QQQ", head, 12)
-    return base + end
-
-
-def _closed(fd):
-    os.close(fd)
-    return None
+    def _map_written(self, written):
+        """Make each detector's VDS again over the data files written: {detector: [frames per file]}."""
+        if not written:
+            return
+        self.h5 = h5py.File(self.path, "r+", libver="latest", locking=False)
+        try:
+            try:
+                self.room.reserve(self.h5, sum(VDS_BYTES + VDS_BYTES_PER_FILE * len(c) for c in written.values()))
+            except NoRoom as exc:  # the planned VDS stays: frames not written read as its fill value
+                raise self._disk_full(exc, "the map of its frames") from None
+            for name, counts in written.items():
+                group = self.h5[f"{self.name}/instrument/{name}"]
+                if "data" in group:
+                    del group["data"]
+                make_virtual_frames(group, self.frames[name].spec, self.path, self.number, counts)
+        finally:
+            self.h5.close()
 
 
 def read_entry(path, number):
