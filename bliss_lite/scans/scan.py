@@ -14,9 +14,11 @@ import logging
 import time
 
 import gevent
+import numpy as np
 
 from bliss_lite.config.session import current_session
 from bliss_lite.controllers.group import Group
+from bliss_lite.data.frame_reader import entry_frames
 from bliss_lite.data.publisher import ScanPublisher
 from bliss_lite.data.writer import EntryWriter
 from bliss_lite.protocols import EndReason, ScanState
@@ -55,15 +57,16 @@ class Scan:
     # -- the contract ------------------------------------------------------------------------
     def get_data(self):
         """{channel: numpy array} of every point taken (also while the scan runs). Frames no
-        longer held in memory (long scans) are read back from the file."""
+        longer held in memory (long scans) are read back from the scan's data files, where
+        they were written and flushed before being let go."""
         released = [n for n, b in self.data.buffers.items() if not b.complete_in_memory]
         data = self.data.get_data([n for n in self.data.buffers if n not in released])
-        if released:
-            import h5py
-
-            with h5py.File(self.filename, "r", locking=False, swmr=True) as h5:
-                for name in released:
-                    data[name] = h5[f"{self.entry}/measurement/{name}"][()]
+        for name in released:
+            buffer = self.data.buffers[name]
+            count, kept = buffer.released, buffer.points[buffer.released:]  # no yield until read
+            with entry_frames(self.filename, self.entry, name) as frames:
+                on_disk = frames.read(range(count))
+            data[name] = np.concatenate([on_disk, buffer.as_array(kept)])
         return data
 
     def hook(self, name):
@@ -150,7 +153,7 @@ class Scan:
             self._writer = EntryWriter(self.filename, self.number, title=self.title, positioners=positioners,
                                        axes=axes, counters=others,
                                        plot={"axis": self.plot_axis, "signal": info["plot"]["signal"]},
-                                       scan_info=info)
+                                       scan_info=info, npoints=self.npoints)
         client = self.context.redis.client()
         if client is not None:
             publisher = ScanPublisher(client, session=self.session.name if self.session else "", number=self.number,
