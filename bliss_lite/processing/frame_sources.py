@@ -5,8 +5,9 @@ and yields the frames in file-name order. fabio's byte-offset decoder releases t
 of its work (a Python thread kept ~92% of its speed beside a decoding one): on this 2-core
 machine a full Pilatus 2M CBF takes 6.4 ms with one reader, 3.5 ms per frame with 2 or more
 (benchmarks/jobs.py); the pool scales with cores, so the seed's 6 readers suit a beamline host. `hdf5_frames` yields
-the frames of `/<entry>/instrument/<detector>/data`; Bitshuffle-LZ4 chunks are read raw and
-decoded in a pool of threads (bitshuffle releases the GIL), other datasets through h5py.
+the frames of `/<entry>/instrument/<detector>/data` from the scan's data files
+(`data.frame_reader`); Bitshuffle-LZ4 chunks are read raw and decoded in a pool of threads
+(bitshuffle releases the GIL), other datasets through h5py.
 `hdf5_scan` gives what else a reduction needs from the entry: the recorded positions and
 monitors (`measurement/<channel>`, e.g. omega, x, z, i0, it) and the scan's parameters if the
 entry stores them. Plain numpy, h5py and fabio: no gevent.
@@ -23,8 +24,6 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["ScanRecord", "cbf_files", "cbf_frames", "hdf5_frames", "hdf5_scan", "entry_name", "open_scan_file"]
-
-BSLZ4_FILTER = "32008"  # the bitshuffle HDF5 filter id; compression_opts (block, 2) means LZ4
 
 
 def _natural_key(path):
@@ -107,42 +106,24 @@ def open_scan_file(filename):
         raise OSError(f"{filename}: cannot open: {exc}") from None
 
 
-def _frames_dataset(h5, filename, entry, detector):
-    path = f"/{entry}/instrument/{detector}/data"
-    if entry not in h5:
-        raise KeyError(f"{filename}: no entry {entry} (entries: {', '.join(sorted(h5.keys())) or 'none'})")
-    if path not in h5:
-        raise KeyError(f"{filename}: entry {entry} has no {path}")
-    return h5[path]
-
-
-def _is_bslz4(dataset):
-    opts = dataset._filters.get(BSLZ4_FILTER)
-    return opts is not None and len(opts) >= 2 and opts[1] == 2 and dataset.chunks == (1, *dataset.shape[1:])
-
-
 def hdf5_frames(filename, entry, detector="pilatus", readers=2, start=0, stop=None):
-    """Yield (index, frame) for frames start..stop of `/<entry>/instrument/<detector>/data`."""
+    """Yield (index, frame) for frames start..stop of `/<entry>/instrument/<detector>/data`,
+    read from the scan's data files (`data.frame_reader`): of a scan still running, the frames
+    written so far."""
     from bliss_lite.data import bslz4
+    from bliss_lite.data.frame_reader import EntryFrames
 
     entry = entry_name(entry)
-    with open_scan_file(filename) as h5:
-        dataset = _frames_dataset(h5, filename, entry, detector)
-        stop = len(dataset) if stop is None else min(stop, len(dataset))
-        shape, dtype = dataset.shape[1:], dataset.dtype
-        if _is_bslz4(dataset):
-            zeros = (0,) * (dataset.ndim - 1)
-
-            def chunks():  # raw reads in this thread (h5py serialises them anyway)
-                for i in range(start, stop):
-                    yield dataset.id.read_direct_chunk((i, *zeros))[1]
-
-            for offset, frame in _ordered(chunks(), lambda c: bslz4.decompress(c, shape, dtype), readers,
+    with open_scan_file(filename) as h5, EntryFrames(h5, entry, detector) as frames:
+        stop = len(frames) if stop is None else min(stop, len(frames))
+        if frames.encoded:
+            chunks = (frames.chunk(i) for i in range(start, stop))  # raw reads in this thread (h5py serialises them)
+            for offset, frame in _ordered(chunks, lambda c: bslz4.decompress(c, frames.shape, frames.dtype), readers,
                                           2 * max(readers, 1)):
                 yield start + offset, frame
         else:
             for i in range(start, stop):
-                yield i, dataset[i]
+                yield i, frames.frame(i)
 
 
 @dataclass(frozen=True)
@@ -179,6 +160,8 @@ def hdf5_scan(filename, entry, detector="pilatus", channels=True) -> ScanRecord:
     """The entry's title, frame count and shape, its 1-D `measurement/` channels (omega, x, z,
     i0, it, ...; `channels=False`: none read, for a scan too long to hold them) and its stored
     scan_info (None where the file has none)."""
+    from bliss_lite.data.frame_reader import EntryFrames
+
     entry = entry_name(entry)
     with open_scan_file(filename) as h5:
         if entry not in h5:
@@ -188,9 +171,10 @@ def hdf5_scan(filename, entry, detector="pilatus", channels=True) -> ScanRecord:
         for name, item in group.get("measurement", {}).items() if channels else ():
             if getattr(item, "ndim", None) == 1:
                 values[name] = item[()]
-        path = f"instrument/{detector}/data"
-        frames = group[path] if path in group else None
+        try:  # the frames readable now (of a scan still running: those written so far)
+            with EntryFrames(h5, entry, detector) as frames:
+                nframes, frame_shape = len(frames), tuple(frames.shape)
+        except KeyError:  # no such detector
+            nframes, frame_shape = 0, ()
         return ScanRecord(str(filename), entry, _text(group["title"]) if "title" in group else "",
-                          len(frames) if frames is not None else 0,
-                          tuple(frames.shape[1:]) if frames is not None else (),
-                          values, _stored_scan_info(group))
+                          nframes, frame_shape, values, _stored_scan_info(group))

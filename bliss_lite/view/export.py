@@ -25,6 +25,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
 from bliss_lite.controllers.detectors.pilatus_geometry import GAP_VALUE
+from bliss_lite.data.frame_reader import EntryFrames
 from bliss_lite.data.model import TIMERS
 from bliss_lite.processing.frame_sources import entry_name, open_scan_file
 from bliss_lite.scans.peaks import fwhm_and_center, peak_index
@@ -191,13 +192,19 @@ def _groups(group, nx_class):
 
 
 def _last_frame(entry):
-    """The last frame of the entry's first image detector, as a Series named for the panel."""
+    """The last frame of the entry's first image detector, as a Series named for the panel.
+    Read where it is (`data.frame_reader`): of a scan still running, the newest frame written
+    to its data files (the entry's VDS maps the frames planned)."""
     instrument = entry.get("instrument")
     for name, detector in _groups(instrument, "NXdetector") if instrument is not None else ():
         data = detector.get("data")
-        if isinstance(data, h5py.Dataset) and data.ndim == 3 and data.shape[0] > 0:
-            index = data.shape[0] - 1
-            return Series(f"{name}: frame {index} of {data.shape[0]}", data[index], _text(data.attrs.get("units", "")))
+        if not (isinstance(data, h5py.Dataset) and data.ndim == 3 or data is None and "frames_per_file" in detector):
+            continue
+        with EntryFrames(entry.file, entry.name.strip("/"), name) as frames:
+            count = len(frames)
+            if count:
+                unit = _text(data.attrs.get("units", "")) if data is not None else ""
+                return Series(f"{name}: frame {count - 1} of {count}", frames.frame(count - 1), unit)
     return None
 
 
