@@ -117,15 +117,18 @@ class PatternStore:
         patterns = np.asarray(patterns, np.float32).reshape(indices.size, self.npt)
         self._room(int(indices.max()) + 1)
         blocks = indices // self.block
+        wrote = False
         for b in np.unique(blocks):
             sel = blocks == b
             b = int(b)
             if self._written[b]:  # a late pattern of a block already written
                 self._write_rows(indices[sel], patterns[sel])
+                wrote = True
                 continue
             if b not in self._open:
                 if len(self._open) >= self.max_open:  # the oldest incomplete block goes to the file as it is
                     self._write_block(min(self._open))
+                    wrote = True
                 self._open[b] = (np.zeros((self.block, self.npt), np.float32), np.zeros(self.block, bool))
                 self.peak_open_bytes = max(self.peak_open_bytes, self.open_bytes)
             rows, arrived = self._open[b]
@@ -133,7 +136,9 @@ class PatternStore:
             arrived[indices[sel] - b * self.block] = True
             if arrived[:self._block_size(b)].all():
                 self._write_block(b)
-        self._h5.flush()
+                wrote = True
+        if wrote:  # SWMR readers see whole lines
+            self._h5.flush()
 
     def _block_size(self, b):
         return min(self.block, self.frames - b * self.block)
