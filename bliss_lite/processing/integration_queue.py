@@ -89,12 +89,21 @@ def get_info(client, scan_key):
 
 
 class PatternReader:
-    """Reads a scan's integrated patterns as they arrive, each index once (no gevent: polls)."""
+    """Reads a scan's integrated patterns as they arrive, each index once (no gevent: polls).
+    The indices seen are one flag per frame (a set of Python ints would take ~60 bytes each:
+    gigabytes for a seed-scale scan)."""
 
     def __init__(self, client, scan_key, npt):
         self.client, self.key, self.npt = client, results_key(scan_key), npt
         self.last_id = "0-0"
-        self.seen = set()
+        self._seen = np.zeros(0, bool)
+
+    def _first_time(self, index):
+        if index >= self._seen.size:
+            self._seen = np.concatenate([self._seen, np.zeros(max(index + 1, 2 * self._seen.size) - self._seen.size,
+                                                              bool)])
+        first, self._seen[index] = not self._seen[index], True
+        return first
 
     def poll(self, count=10000):
         """(indices, patterns (k, npt)) of the patterns new since the last call."""
@@ -106,9 +115,8 @@ class PatternReader:
             for entry_id, fields in entries:
                 self.last_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
                 index = int(fields[b"index"])
-                if index in self.seen:
+                if not self._first_time(index):
                     continue
-                self.seen.add(index)
                 indices.append(index)
                 patterns.append(np.frombuffer(fields[b"data"], dtype="<f4"))
             if len(entries) < count:
