@@ -214,7 +214,6 @@ class ReconstructionHook(ScanHook):
         `final`: it is left out with a warning, the others go in."""
         if not self._pending:
             return
-        buffers = self._scan.data.buffers
         known = min(self._scan.data.count(n) for n in READBACKS)
         pending, self._pending = self._pending, []
         waiting = []
@@ -225,7 +224,7 @@ class ReconstructionHook(ScanHook):
             if not ready.any():
                 continue
             idx = indices[ready]
-            values = [np.array([buffers[n].points[i] for i in idx], float) for n in READBACKS]
+            values = [np.asarray(self._scan.points(n, idx), float) for n in READBACKS]  # memory or file
             try:
                 self._add(idx, take_rows(patterns, ready), *values)
             except ValueError as exc:

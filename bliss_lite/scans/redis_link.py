@@ -94,16 +94,16 @@ class LiveLink:
     While the scan runs, Redis is looked for again at most every RETRY_S (connects time out
     fast, so the scan loop is never held long). When it answers, the publisher resumes: the
     record and its states written again if the server lost them, every raw point it lacks
-    sent again from memory, the frames it missed listed in record["incomplete"]; one warning
+    sent again (from memory, or from the file for a long scan), the frames it missed listed in record["incomplete"]; one warning
     says so, and live publishing goes on. At the end the seal is tried once more.
     """
 
     RETRY_S = 1.5
 
-    def __init__(self, publisher, data, warn, label, link):
+    def __init__(self, publisher, raw_points, warn, label, link):
         self.link = link  # the session's ScanRedis: looked for again through it
         self.publisher = publisher
-        self.data = data  # the scan's ScanData: every raw point is still in memory
+        self.raw_points = raw_points  # (channel, start, stop) -> points, from memory or the scan's file
         self.warn = warn
         self.label = label
         self.offline = False
@@ -113,10 +113,6 @@ class LiveLink:
     def key(self):
         """The scan's Redis key, None while its record never reached Redis."""
         return self.publisher.key if self.publisher.published else None
-
-    def _raw_points(self, name, start, stop):
-        buffer = self.data.buffers[name]
-        return buffer.as_array(buffer.points[start:stop])
 
     def call(self, method, *args, **kwargs):
         """Run a publisher call; True if it went through. A Redis error takes the link offline."""
@@ -154,7 +150,7 @@ class LiveLink:
         if client is None:
             return False
         try:
-            self.publisher.resume(client, self._raw_points)
+            self.publisher.resume(client, self.raw_points)
         except (redis.RedisError, OSError):
             self.link.forget()
             return False

@@ -18,7 +18,7 @@ import numpy as np
 
 from bliss_lite.config.session import current_session
 from bliss_lite.controllers.group import Group
-from bliss_lite.data.frame_reader import entry_frames
+from bliss_lite.data.frame_reader import entry_frames, open_file
 from bliss_lite.data.publisher import ScanPublisher
 from bliss_lite.data.writer import EntryWriter
 from bliss_lite.protocols import EndReason, ScanState
@@ -56,18 +56,40 @@ class Scan:
 
     # -- the contract ------------------------------------------------------------------------
     def get_data(self):
-        """{channel: numpy array} of every point taken (also while the scan runs). Frames no
-        longer held in memory (long scans) are read back from the scan's data files, where
-        they were written and flushed before being let go."""
+        """{channel: numpy array} of every point taken (also while the scan runs). Points no
+        longer held in memory (long scans) are read back from the file (frames from the scan's
+        data files), where they were written and flushed before being let go."""
         released = [n for n, b in self.data.buffers.items() if not b.complete_in_memory]
         data = self.data.get_data([n for n in self.data.buffers if n not in released])
         for name in released:
             buffer = self.data.buffers[name]
-            count, kept = buffer.released, buffer.points[buffer.released:]  # no yield until read
-            with entry_frames(self.filename, self.entry, name) as frames:
-                on_disk = frames.read(range(count))
-            data[name] = np.concatenate([on_disk, buffer.as_array(kept)])
+            count, kept = buffer.released, list(buffer.points)  # no yield until read
+            data[name] = np.concatenate([self._from_file(name, 0, count), buffer.as_array(kept)])
         return data
+
+    def points(self, name, indices):
+        """The values of channel `name` at these point indexes (in memory, else from the file)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        buffer = self.data.buffers[name]
+        if indices.size == 0:
+            return buffer.as_array([])
+        start, stop = int(indices.min()), int(indices.max()) + 1
+        kept = buffer.in_memory(start, stop)
+        block = buffer.as_array(kept) if kept is not None else self._from_file(name, start, stop)
+        return block[indices - start]
+
+    def _from_file(self, name, start, stop):
+        """Points start..stop of a channel, as written to the file (flushed before let go)."""
+        buffer = self.data.buffers[name]
+        if buffer.encoded:
+            with entry_frames(self.filename, self.entry, name) as frames:
+                return frames.read(range(start, stop))
+        with open_file(self.filename) as h5:
+            return np.asarray(h5[f"{self.entry}/measurement/{name}"][start:stop], dtype=buffer.spec.dtype)
+
+    def _raw_points(self, name, start, stop):
+        """Points start..stop of a scalar channel, for publishing again after a Redis outage."""
+        return self.points(name, np.arange(start, stop))
 
     def hook(self, name):
         """The scan's hook called `name` (e.g. "integration"), or None."""
@@ -158,7 +180,7 @@ class Scan:
         if client is not None:
             publisher = ScanPublisher(client, session=self.session.name if self.session else "", number=self.number,
                                       name=self.name, scan_info=info, channels=specs, frame_budget=self.frame_budget)
-            self._publisher = LiveLink(publisher, self.data, _warn, f"scan {self.number}", self.context.redis)
+            self._publisher = LiveLink(publisher, self._raw_points, _warn, f"scan {self.number}", self.context.redis)
             self._publisher.create(then=("PREPARED", "STARTED"))  # if Redis fails, the pump creates it later
             self.key = self._publisher.key
         self.state = ScanState.STARTED

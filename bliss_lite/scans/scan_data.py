@@ -2,8 +2,14 @@
 
 The scan loop only appends (a list append per value); the I/O pump takes what is new in one
 batch per channel, so the writer and the publisher see each point exactly once and in order.
-Frames (encoding "bslz4") stay compressed, as the detector made them; once written, they are
-let go when they pass KEEP_FRAME_BYTES, and `get_data` then reads them from the file.
+Frames (encoding "bslz4") stay compressed, as the detector made them.
+
+Nothing grows with the length of a saved scan: once written (and flushed) to the file, points
+are let go, frames when they hold more than KEEP_FRAME_BYTES, other channels when they hold
+more than KEEP_POINTS points (the last KEEP_TAIL stay, for the display and late readers).
+Indexes are the scan's point numbers: a buffer holds its points from `base` on; the scan
+reads what it let go back from its file (Scan.points, Scan.get_data). An unsaved scan keeps
+everything: it has no file to read back from.
 """
 from __future__ import annotations
 
@@ -12,39 +18,61 @@ import numpy as np
 from bliss_lite.data import bslz4
 
 KEEP_FRAME_BYTES = 256 * 2**20
+KEEP_POINTS = 100_000  # per scalar channel: ~3 MB of Python floats before written points go
+KEEP_TAIL = 10_000  # points kept in memory after a release (the display, hooks a little behind)
 
 
 class ChannelBuffer:
     def __init__(self, spec):
         self.spec = spec
-        self.points = []
-        self.sent = 0  # points already handed to the I/O pump
+        self.points = []  # the points from `base` on
+        self.base = 0  # the scan's index of points[0]: points before it were let go
+        self.sent = 0  # points handed to the I/O pump (an index of the scan)
         self.encoded = spec.encoding != "raw"
         self.kept_bytes = 0
-        self.released = 0  # frames (from the first) no longer in memory
+
+    def __len__(self):
+        """Points taken so far (in memory or let go)."""
+        return self.base + len(self.points)
 
     def peek_new(self):
         """(array of the points not sent yet, their number); None when there are none."""
-        if self.sent == len(self.points):
+        if self.sent == len(self):
             return None
-        new = self.points[self.sent:]
+        new = self.points[self.sent - self.base:]
         if self.encoded:
             self.kept_bytes += sum(len(chunk) for chunk in new)
             return list(new), len(new)
         return self.as_array(new), len(new)
 
     def release_sent(self):
-        """Let written frames go once they hold more than KEEP_FRAME_BYTES."""
-        if not self.encoded or self.kept_bytes <= KEEP_FRAME_BYTES:
-            return
-        for i in range(self.released, self.sent):
-            self.points[i] = None
-        self.released = self.sent
-        self.kept_bytes = 0
+        """Let written points go: frames once they hold more than KEEP_FRAME_BYTES, other
+        channels once more than KEEP_POINTS are in memory (keeping the last KEEP_TAIL)."""
+        if self.encoded:
+            if self.kept_bytes > KEEP_FRAME_BYTES:
+                self._drop_to(self.sent)
+                self.kept_bytes = 0
+        elif len(self.points) > KEEP_POINTS:
+            self._drop_to(max(self.base, min(self.sent, len(self) - KEEP_TAIL)))
+
+    def _drop_to(self, index):
+        del self.points[:index - self.base]
+        self.base = index
+
+    @property
+    def released(self):
+        """Points (from the first) no longer in memory."""
+        return self.base
 
     @property
     def complete_in_memory(self):
-        return self.released == 0
+        return self.base == 0
+
+    def in_memory(self, start, stop):
+        """Points start..stop (scan indexes) if they are all in memory, else None."""
+        if start < self.base:
+            return None
+        return self.points[start - self.base:stop - self.base]
 
     def as_array(self, points):
         dtype = np.dtype(self.spec.dtype)
@@ -82,14 +110,15 @@ class ScanData:
         return batch
 
     def count(self, name):
-        return len(self.buffers[name].points)
+        return len(self.buffers[name])
 
     @property
     def npoints(self):
         """Points complete in every channel."""
-        return min((len(b.points) for b in self.buffers.values()), default=0)
+        return min((len(b) for b in self.buffers.values()), default=0)
 
     def get_data(self, names=None):
+        """{channel: array} of the points in memory (all of them while nothing was let go)."""
         return {name: b.as_array(b.points) for name, b in self.buffers.items() if names is None or name in names}
 
     def release_sent(self):
@@ -97,6 +126,6 @@ class ScanData:
             buffer.release_sent()
 
     def last_point(self, index=None):
-        """{channel: value} of one complete point (the last one by default)."""
+        """{channel: value} of one complete point (the last one by default; a recent one)."""
         index = self.npoints - 1 if index is None else index
-        return {name: b.points[index] for name, b in self.buffers.items()}
+        return {name: b.points[index - b.base] for name, b in self.buffers.items()}

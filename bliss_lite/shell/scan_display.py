@@ -71,6 +71,8 @@ class ScanDisplay:
         new = available - self.printed
         if not self.progress and new > FAST and not final:
             self.progress = True
+        if not self.progress and self.printed < max((b.base for b in self.scan.data.buffers.values()), default=0):
+            self.progress = True  # rows already let go (written to the file) cannot be printed
         if self.progress:
             if self.tty:
                 total = f"/{self.scan.npoints}" if self.scan.npoints else ""
