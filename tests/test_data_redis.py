@@ -118,3 +118,30 @@ def test_data_client_needs_neither_gevent_nor_the_shell():
             "print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_scalar_streams_are_capped_and_a_late_follower_prints_what_is_left(redis_client):
+    """A long scan's point streams stay within their budget (the file has every point); a
+    reader that comes late reads the tail, and follow prints the rows every channel still has."""
+    import io
+
+    from bliss_lite.data.follow import print_scan
+
+    publisher = ScanPublisher(redis_client, session="test", number=1, name="loopscan", scan_info={"npoints": 3000},
+                              channels=[ChannelSpec("m0"), ChannelSpec("diode1")], point_budget=800)
+    publisher.create(then=("PREPARED", "STARTED"))
+    values = np.arange(3000, dtype=float)
+    for start in range(0, 3000, 10):  # batches of 10 points: 80 bytes an entry, ~10 entries kept
+        publisher.publish({"m0": values[start:start + 10], "diode1": -values[start:start + 10]})
+    publisher.seal("SUCCESS")
+    assert redis_client.xlen(channel_key(publisher.key, "m0")) < 60  # approximate trimming, not 301 entries
+    trimmed = publisher.trimmed()
+    assert set(trimmed) == {"m0", "diode1"} and trimmed["m0"] == 3000 - 100
+    reader = ScanReader(redis_client, publisher.key)
+    tail = reader.read("m0")
+    np.testing.assert_array_equal(tail, values[3000 - len(tail):])  # the newest points, in order
+    out = io.StringIO()
+    printed = print_scan(ScanClient(redis_client).recent_scans(1)[0], out, timeout_ms=1000)
+    rows = [line.split() for line in out.getvalue().splitlines()[2:-1]]
+    assert printed == len(rows) == len(tail) and int(rows[0][0]) == 3000 - len(tail)
+    assert all(float(m0) == int(i) and float(d) == -int(i) for i, m0, d in rows)

@@ -13,18 +13,28 @@ def _row(values):
 
 
 def print_scan(scan, out, timeout_ms=None):
-    """Print a scan's scalar channels as a table, one row per point as soon as it is complete."""
+    """Print a scan's scalar channels as a table, one row per point as soon as it is complete.
+    Only rows not printed yet are held; a stream trimmed by its memory budget (a late reader
+    of a long scan) starts at the first row every channel still has."""
     scalars = [name for name, spec in scan.channels.items() if spec.shape == ()]
     print(f"Scan {scan.number} {scan.name} (session {scan.session}) {scan.key}", file=out)
     print(f"{'#':>6}  " + "  ".join(f"{n:>12}" for n in scalars), file=out, flush=True)
-    received = {name: [] for name in scalars}
-    printed = 0
-    for name, _, points in scan.follow(scalars, timeout_ms=timeout_ms):
-        received[name].extend(np.asarray(points).tolist())
-        complete = min(len(v) for v in received.values()) if received else 0
-        for i in range(printed, complete):
-            print(f"{i:>6}  " + _row(received[n][i] for n in scalars), file=out)
-        printed = max(printed, complete)
+    pending = {name: {} for name in scalars}  # index -> value, rows not printed yet
+    first = {}  # channel -> the first index its stream gave
+    row, printed = None, 0
+    for name, index, points in scan.follow(scalars, timeout_ms=timeout_ms):
+        first.setdefault(name, index)
+        pending[name].update(zip(range(index, index + len(points)), np.asarray(points).tolist(), strict=True))
+        if row is None:
+            if len(first) < len(scalars):
+                continue
+            row = max(first.values())
+            for values in pending.values():  # rows some channel no longer has: never complete
+                for stale in [i for i in values if i < row]:
+                    del values[stale]
+        while all(row in values for values in pending.values()):
+            print(f"{row:>6}  " + _row(pending[n].pop(row) for n in scalars), file=out)
+            row, printed = row + 1, printed + 1
         out.flush()
     print(f"End of scan {scan.number}: {scan.end_reason or scan.state}, {printed} points", file=out, flush=True)
     return printed

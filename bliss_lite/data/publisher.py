@@ -6,6 +6,7 @@ greenlet or thread so that publishing never blocks the scan loop.
 """
 from __future__ import annotations
 
+import collections
 import json
 import time
 import uuid
@@ -24,6 +25,7 @@ from bliss_lite.data.model import (
 )
 
 PIPELINE_BYTES = 16 * 2**20
+POINT_BUDGET = 64 * 2**20  # bytes of points a scalar channel's stream holds (8 M float64 points)
 REPUBLISH_POINTS = 10000  # points per entry when a channel is published again after an outage
 
 
@@ -33,10 +35,13 @@ class ScanLost(redis.RedisError):
 
 
 class ScanPublisher:
-    def __init__(self, client, *, session, number, name, scan_info=None, channels=(), frame_budget=256 * 2**20):
+    def __init__(self, client, *, session, number, name, scan_info=None, channels=(), frame_budget=256 * 2**20,
+                 point_budget=POINT_BUDGET):
         self.client = client
         self.frame_budget = frame_budget  # bytes of frames a channel stream may hold
         self.frame_budget_len = None
+        self.point_budget = point_budget  # bytes of points a scalar channel stream may hold
+        self._kept = {}  # scalar channel -> points per entry of the entries its stream still holds
         self.id = uuid.uuid4().hex
         self.key = scan_key(self.id)
         self.channels = {spec.name: spec for spec in channels}
@@ -120,11 +125,23 @@ class ScanPublisher:
             raise ScanLost(f"Redis no longer holds scan {self.key} (restarted?)")
 
     def _add_points(self, pipe, name, index, values, **seal):
+        """One entry of points; the stream capped at about `point_budget` bytes, as frame
+        streams are (a scan of a hundred million points must not fill Redis: the file has
+        them all, and readers take the points with their index)."""
         count, data = encode_points(self.channels[name], values) if len(values) else (0, b"")
         fields = {"index": index, "count": count, "data": data} if count else {}
         fields.update(seal)
-        if fields:
+        if not fields:
+            return
+        if not count:
             pipe.xadd(channel_key(self.key, name), fields)
+            return
+        maxlen = max(8, self.point_budget // len(data))
+        kept = self._kept.setdefault(name, collections.deque())
+        kept.append(count)
+        while len(kept) > maxlen:
+            kept.popleft()
+        pipe.xadd(channel_key(self.key, name), fields, maxlen=maxlen, approximate=True)
 
     def _add_frame(self, pipe, name, index, chunk):
         """One entry per frame (the detector's compressed bytes), the stream capped so that it
@@ -136,11 +153,16 @@ class ScanPublisher:
         self.frame_budget_len = maxlen
 
     def trimmed(self):
-        """{frame channel: frames no longer (or soon no longer) in Redis because of the budget}."""
-        if self.frame_budget_len is None:
-            return {}
-        return {n: self._counts[n] - self.frame_budget_len for n, spec in self.channels.items()
-                if spec.encoding != "raw" and self._counts[n] > self.frame_budget_len}
+        """{channel: points (frames) no longer, or soon no longer, in Redis because of the budgets}."""
+        trimmed = {}
+        for name, spec in self.channels.items():
+            if spec.encoding != "raw":
+                kept = self.frame_budget_len
+            else:
+                kept = sum(self._kept[name]) if name in self._kept else None
+            if kept is not None and self._counts[name] > kept:
+                trimmed[name] = self._counts[name] - kept
+        return trimmed
 
     @property
     def counts(self):

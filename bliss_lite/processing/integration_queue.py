@@ -31,6 +31,7 @@ from bliss_lite.data.model import integration_results_key as results_key
 from bliss_lite.protocols import Backend
 
 GROUP = "integration"  # the workers' consumer group on a frame stream
+RESULTS_BUDGET = 256 * 2**20  # bytes of integrated patterns a scan's results stream holds
 CLAIM_IDLE_MS = 5000  # longer than a worker needs to build a full-frame geometry
 
 
@@ -71,10 +72,13 @@ def active_jobs(client):
 
 
 def publish_patterns(pipe, scan_key, indices, patterns, worker):
+    """One entry per pattern; the stream capped at about RESULTS_BUDGET bytes: a hook that fell
+    that far behind integrates the patterns it lost from the file at the end."""
     key = results_key(scan_key)
-    for index, pattern in zip(indices, patterns):
-        pipe.xadd(key, {"index": int(index), "data": np.ascontiguousarray(pattern, dtype="<f4").tobytes(),
-                        "worker": worker})
+    for index, pattern in zip(indices, patterns, strict=True):
+        data = np.ascontiguousarray(pattern, dtype="<f4").tobytes()
+        pipe.xadd(key, {"index": int(index), "data": data, "worker": worker},
+                  maxlen=max(1000, RESULTS_BUDGET // max(1, len(data))), approximate=True)
 
 
 def set_info(client, scan_key, integrator):

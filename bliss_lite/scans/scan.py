@@ -241,8 +241,10 @@ class Scan:
         publisher = self._publisher.publisher
         for name, count in publisher.trimmed().items():
             self.scan_info.setdefault("redis_trimmed", {})[name] = count
-            _warn(f"{name}: Redis kept only the last ~{publisher.frame_budget_len} frames (memory budget "
-                  f"{self.frame_budget // 2**20} MB); all {publisher.counts[name]} are in the file")
+            kind = "frames" if self.data.specs[name].encoding != "raw" else "points"
+            budget = self.frame_budget if kind == "frames" else publisher.point_budget
+            _warn(f"{name}: Redis kept only the last ~{publisher.counts[name] - count} {kind} (memory budget "
+                  f"{budget // 2**20} MB); all {publisher.counts[name]} are in the file")
 
     def _return_to_start(self, pending=None):
         """Relative scans end where they started, also after an error or Ctrl-C."""
