@@ -155,9 +155,11 @@ class ScanHook(Protocol):
 @runtime_checkable
 class EstimatingHook(Protocol):
     """A hook that can say, before the scan runs (`run=False`), what it will write and hold:
-    {"bytes": on disk, "peak_memory_bytes": at once, ...} for a scan of `frames` frames."""
+    {"bytes": on disk, "peak_memory_bytes": at once, ...} for a scan of `frames` frames;
+    `earlier` holds the figures of the hooks before it, by name (the reconstruction reads the
+    integration's npt there)."""
 
-    def estimate(self, frames: int, scan_info: dict) -> dict: ...
+    def estimate(self, frames: int, scan_info: dict, earlier: dict | None = None) -> dict: ...
 
 
 HookFactory = Callable[[str, Any, Any, dict], list]  # (command, spec, session, context) -> hooks

@@ -132,3 +132,21 @@ def test_scan_limits_from_the_session_yaml(tmp_path, run_dir):
     with pytest.raises(ConfigError, match=r"t.yml:3: session 't': scan_limits: max_points must be a whole number "
                                           r">= 1, got -3"):
         open_session("t", root)
+
+
+def test_the_hooks_say_what_the_reduction_writes_and_holds(scan_session):
+    ns = scan_session
+    scan = ns["xrdct"](ns["omega"], ns["x"], ns["z"], -0.25, 0.25, 40, [0.0, 0.1, 0.2], 0.008, n_omega=63,
+                       fast_axis="x", hooks={"integration": {"workers": 0, "npt": 300},
+                                             "reconstruction": {"phases": {"ceria": "CeO2", "lab6": "LaB6"}}},
+                       run=False)
+    frames, n = 40 * 63 * 3, 40
+    hooks = scan.estimate.details["hooks"]
+    assert hooks["integration"]["patterns_bytes"] == frames * 300 * 4
+    volume, maps = 3 * n * n * 300 * 4, 3 * n * n * 4 * 2
+    assert hooks["reconstruction"]["volume_bytes"] == volume and hooks["reconstruction"]["maps_bytes"] == maps
+    assert scan.estimate.bytes_reduction == frames * 300 * 4 + frames + volume + maps
+    height = 63 * 40 * 300 * 4
+    assert scan.estimate.reduction_peak_bytes >= 2 * height  # two heights of sinograms at once, never all
+    assert scan.estimate.reduction_peak_bytes < 3 * 4 * height + 2 * 2**26
+    assert "reduction:" in scan.estimate.__info__()

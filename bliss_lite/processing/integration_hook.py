@@ -25,6 +25,7 @@ from bliss_lite.processing import integration_queue as queue
 from bliss_lite.processing.gpu import checked_option, take_rows, to_host
 from bliss_lite.processing.hook_registry import ScanHook, register_hook, warn
 from bliss_lite.processing.integration_settings import IntegrationSettings, cpu_only_reason
+from bliss_lite.processing.reduction_files import OPEN_BYTES
 from bliss_lite.protocols import Backend, EndReason
 
 HOOK_OPTIONS = {"workers", "timeout", "poni", "detector", "poll_s", "backend"}
@@ -53,6 +54,13 @@ class IntegrationHook(ScanHook):
     @property
     def npt(self):
         return self.settings.npt
+
+    def estimate(self, frames, scan_info, earlier=None):
+        """What it writes and holds for a scan of `frames` frames (run=False): float32 patterns
+        and a flag per frame on disk; the open lines, the flags and the running sum in memory."""
+        patterns = frames * self.npt * 4
+        return {"bytes": patterns + frames, "peak_memory_bytes": OPEN_BYTES + 2 * frames + 8 * self.npt,
+                "npt": self.npt, "patterns_bytes": patterns}
 
     @property
     def client(self):

@@ -84,6 +84,24 @@ class ReconstructionHook(ScanHook):
         self._scan = self._integration = self._greenlet = self._stop = None
 
     # -- the scan's calls ------------------------------------------------------------------------
+
+    def estimate(self, frames, scan_info, earlier=None):
+        """What it writes and holds for this scan (run=False): the volume and the phase maps on
+        disk; in memory MAX_HEIGHTS heights of sinograms, one height being reconstructed (its
+        slice and filtered sinogram), the live back-projection of an x-sweeping scan, the maps."""
+        xrdct = (scan_info or {}).get("xrdct") or {}
+        npt = int(((earlier or {}).get("integration") or {}).get("npt") or 0)
+        if not xrdct or not npt:
+            return {"bytes": 0, "peak_memory_bytes": 0, "note": "no xrdct geometry or no integration"}
+        n_x, n_omega, n_z = int(xrdct["n_x"]), int(xrdct["n_omega"]), len(xrdct["z_positions"])
+        n = int(self.n or n_x)
+        height = n_omega * n_x * npt * 4  # one height's sinograms, float32
+        image = n * n * npt * 4  # one reconstructed slice of every q bin
+        maps = n_z * n * n * 4 * len(self.phases)
+        live = 2 * image if xrdct.get("fast_axis") == "x" else 0
+        peak = MAX_HEIGHTS * height + image + 2 * height + live + maps  # filtered: zero-padded x 2
+        return {"bytes": n_z * image + maps, "peak_memory_bytes": peak, "volume_bytes": n_z * image,
+                "maps_bytes": maps, "sinogram_height_bytes": height}
     def scan_started(self, scan):
         import gevent
         from gevent.event import Event

@@ -175,7 +175,7 @@ def estimate(scan):
     hooks, reduction, peak = {}, 0, 0
     for hook in scan.hooks:
         if isinstance(hook, EstimatingHook):
-            figures = hook.estimate(frames, scan.scan_info)
+            figures = hook.estimate(frames, scan.scan_info, dict(hooks))
             hooks[getattr(hook, "name", None) or type(hook).__name__] = figures
             reduction += int(figures.get("bytes", 0))
             peak = max(peak, int(figures.get("peak_memory_bytes", 0)))
