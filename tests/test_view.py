@@ -337,3 +337,27 @@ def test_session_option_starts_and_stops_the_view(run_dir, data_root, shared_red
     assert '"viewers":0' in done.stdout
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(url + "api/health", timeout=5)  # stopped with the session
+
+
+def test_a_late_view_of_a_trimmed_stream_keeps_every_point_at_its_index(shared_redis):
+    """A scan whose point streams Redis trimmed (budget) before the view came: the points it
+    no longer has are NaN, the others sit at their scan index in every channel."""
+    from bliss_lite.data.publisher import ScanPublisher
+
+    client = connect(shared_redis)
+    publisher = ScanPublisher(client, session="test", number=902, name="loopscan", scan_info={"npoints": 600},
+                              channels=[ChannelSpec("m0"), ChannelSpec("diode1")], point_budget=800)
+    publisher.create(then=("PREPARED", "STARTED"))
+    values = np.arange(600, dtype=float)
+    for start in range(0, 600, 10):
+        publisher.publish({"m0": values[start:start + 10], "diode1": 2 * values[start:start + 10]})
+    publisher.seal("SUCCESS")
+    live = LiveScan(client, publisher.key)
+    while live.poll():
+        pass
+    m0, diode = live.points["m0"].values, live.points["diode1"].values
+    assert len(m0) == len(diode) == 600
+    kept = ~np.isnan(m0)
+    assert kept.sum() < 600 and kept[-100:].all() and not kept[0]  # the oldest trimmed, the newest there
+    np.testing.assert_array_equal(m0[kept], values[kept])
+    np.testing.assert_array_equal(diode[~np.isnan(diode)], 2 * values[~np.isnan(diode)])

@@ -132,8 +132,12 @@ class LiveScan:
         return changed
 
     def _place(self, name, index, values):
-        """Points in order; a batch sent again after a Redis outage is skipped where known."""
+        """Points in order; a batch sent again after a Redis outage is skipped where known.
+        Points Redis no longer holds (a stream trimmed by its budget, read late) are NaN, so
+        every channel's values stay at their scan index."""
         column = self.points[name]
+        if index > column.size:
+            column.extend(np.full(index - column.size, np.nan))
         skip = column.size - index
         if skip < len(values):
             column.extend(values[max(0, skip):])
