@@ -14,7 +14,9 @@ whole thread blocks, so no load needs a bounds check (that took 32 -> 29 ms). Wh
 a warp's groups needs the 4th bin at an angle (span <= 1: most angles near 0 and 90 degrees)
 the warp reads and weighs 3 rows (29 -> 28 ms). A chunk of 16 angles whose groups all take
 4-bin windows runs as straight-line code, so the compiler hoists its loads (28 -> 25.2 ms),
-and a tile that sees no measured position during a chunk skips it (-> 24.9 ms).
+and a tile that sees no measured position during a chunk skips it (-> 24.9 ms). The angles
+are split over launches, and large images walked in bands of tile rows, so that the sinogram
+rows the blocks in flight read stay in L2 (`plan`): 1000 x 1570 x 1000, 476 -> 405 ms.
 
 Measured on an H200, 400 x 600 x 1000: 24.9 ms (3.9e12 interpolations/s). ncu, before the
 unrolling: warps wait on L1 (long scoreboard ~2 cycles an instruction), FMAs are ~80 % of the
@@ -128,7 +130,7 @@ __device__ __forceinline__ void pixels(float4 (&acc)[4][QV], const float4* rows,
 extern "C" __global__ void __launch_bounds__(NG * QL, MINB)
 backproject(const float* __restrict__ sino, const double* __restrict__ f0, const double* __restrict__ dfc,
             const double* __restrict__ dfr, int n_om, int n_x, int nxp, int nqp, int n, int row0, int row1,
-            float weight, float* __restrict__ image)
+            float weight, float* __restrict__ image, int a_begin, int a_end, int band)
 {
     // per chunk of AC angles, the thread block first tabulates each group's lowest bin k and its
     // 4 x 4 weights (shared by the QL threads of the group), then every thread uses the table;
@@ -137,9 +139,17 @@ backproject(const float* __restrict__ sino, const double* __restrict__ f0, const
     __shared__ int table_k[AC][NG];
     __shared__ float4 table_w[AC][4][NG];
     const int ql = threadIdx.x % QL, g = threadIdx.x / QL;
-    const int tiles_x = (n + 2 * GX - 1) / (2 * GX);
+    const int tiles_x = (n + 2 * GX - 1) / (2 * GX), tiles_y = (row1 - row0 + 2 * GY - 1) / (2 * GY);
     const int tile = blockIdx.x, qb = blockIdx.y;
-    const int tr = row0 + (tile / tiles_x) * GY * 2, tc = (tile % tiles_x) * GX * 2;
+    int ty = tile / tiles_x, tx = tile % tiles_x;
+    if (band > 0) {  // bands of `band` tile rows, each walked column by column: the blocks in flight cover a
+                     // compact patch of the image, whose projections share detector bins
+        const int b = tile / (band * tiles_x), local = tile - b * band * tiles_x;
+        const int rows = min(band, tiles_y - b * band);
+        ty = b * band + local % rows;
+        tx = local / rows;
+    }
+    const int tr = row0 + ty * GY * 2, tc = tx * GX * 2;
     const int r0 = tr + (g / GX) * 2, c0 = tc + (g % GX) * 2;
     const int v0 = qb * QL * QV + ql;  // float4 index of the thread's first q values
     const int nq4 = nqp / 4;
@@ -149,15 +159,25 @@ backproject(const float* __restrict__ sino, const double* __restrict__ f0, const
     for (int p = 0; p < 4; ++p)
         #pragma unroll
         for (int v = 0; v < QV; ++v) acc[p][v] = make_float4(0.f, 0.f, 0.f, 0.f);
+    if (LOAD && active) {  // a later launch: go on from the unweighted sums the earlier ones stored
+        #pragma unroll
+        for (int p = 0; p < 4; ++p) {
+            const int r = r0 + (p >> 1), c = c0 + (p & 1);
+            if (r >= row1 || c >= n) continue;
+            const float4* src = reinterpret_cast<const float4*>(image) + ((long long)r * n + c) * nq4 + v0;
+            #pragma unroll
+            for (int v = 0; v < QV; ++v) if (v0 + v * QL < nq4) acc[p][v] = src[v * QL];
+        }
+    }
     const float4* rows = reinterpret_cast<const float4*>(sino);
-    for (int a0 = 0; a0 < n_om; a0 += AC) {
+    for (int a0 = a_begin; a0 < a_end; a0 += AC) {
         __syncthreads();
         bool seen = false;  // some pixel of the tile lies in the measured range at some angle of the chunk
         for (int e = threadIdx.x; e < AC * NG; e += NG * QL) {
             const int aa = e / NG, gg = e % NG, a = a0 + aa;
             int k = 0;
             float4 w[4] = {};
-            if (a < n_om) {
+            if (a < a_end) {
                 const Bins b = group_bins(f0[a], dfc[a], dfr[a], tr + (gg / GX) * 2, tc + (gg % GX) * 2, row1, n, n_x);
                 seen = seen || b.k != NONE;
                 if (b.k != NONE) {
@@ -177,7 +197,7 @@ backproject(const float* __restrict__ sino, const double* __restrict__ f0, const
         }
         if (!__syncthreads_or(seen)) continue;  // a corner tile outside the beam for the whole chunk
         if (!active) continue;
-        const int end = min(AC, n_om - a0);
+        const int end = min(AC, a_end - a0);
 #if UR
         if (end == AC) {  // a whole chunk of 4-bin windows: straight-line code, loads hoisted freely
             bool all = true;
@@ -247,26 +267,58 @@ backproject(const float* __restrict__ sino, const double* __restrict__ f0, const
 
 
 @functools.lru_cache(maxsize=None)
-def _kernel(gx=GX, gy=GY, ql=QL, qv=QV, ac=AC, au=AU, minb=MINB, n3=N3, ur=UR):
+def _kernel(gx=GX, gy=GY, ql=QL, qv=QV, ac=AC, au=AU, minb=MINB, n3=N3, ur=UR, load=0):
+    """The kernel of a configuration; `load`: it starts from the sums in the image (a later launch
+    over the angles). A compile-time switch: tested at run time, it cost the hot loop 3-9 %."""
     import cupy
 
     options = ("-std=c++17", f"-DGX={gx}", f"-DGY={gy}", f"-DQL={ql}", f"-DQV={qv}", f"-DAC={ac}", f"-DAU={au}",
-               f"-DMINB={minb}", f"-DN3={n3}", f"-DUR={ur}")
+               f"-DMINB={minb}", f"-DN3={n3}", f"-DUR={ur}", f"-DLOAD={load}")
     return cupy.RawModule(code=SOURCE, options=options).get_function("backproject")
 
 
 CONFIG = (GX, GY, QL, QV, AC, AU, MINB, N3, UR)
+LAUNCH_ANGLES = 800  # at most this many angles a launch, and two launches from 4 AC angles on
+BAND_MIN_N = 512  # images wider than this are walked in bands of BAND tile rows
+BAND = 32
 
 
-def launch(filtered, image, lines, n_om, n_x, nxp, n, weight, row0, row1, config=CONFIG):
+def launch(filtered, image, lines, n_om, n_x, nxp, n, weight, row0, row1, config=CONFIG, angles=None, band=None):
     """image[row0:row1] = weight * back-projection of filtered (n_om, nxp, nqp) float32 (CuPy),
-    image (n, n, nqp); lines: the (f0, dfc, dfr) float64 CuPy arrays of `fbp.index_lines`."""
-    gx, gy, ql, qv = config[:4]
+    image (n, n, nqp); lines: the (f0, dfc, dfr) float64 CuPy arrays of `fbp.index_lines`.
+    `angles`: angles a launch (a multiple of the configuration's AC, or >= n_om); each launch
+    after the first goes on from the unweighted sums the last one stored, angle by angle as one
+    launch would, so the image is the same to the bit. `band`: tile rows a band of the blocks'
+    order (0: row by row). None: `plan`'s."""
+    gx, gy, ql, qv, ac = config[:5]
     nqp = filtered.shape[2]
     if nqp % (4 * ql * qv):
         raise ValueError(f"back-projection: q rows of {nqp} are not whole blocks of {4 * ql * qv}")
+    default_angles, default_band = plan(n_om, n, ac)
+    angles = default_angles if angles is None else int(angles)
+    band = default_band if band is None else int(band)
+    if angles <= 0 or (angles % ac and angles < n_om):
+        raise ValueError(f"back-projection: {angles} angles a launch is neither a multiple of {ac} nor all {n_om}")
     tiles = (-(-(row1 - row0) // (2 * gy))) * (-(-n // (2 * gx)))
     grid = (tiles, nqp // (4 * ql * qv))
-    _kernel(*config)(grid, (gx * gy * ql,), (filtered, *lines, np.int32(n_om), np.int32(n_x), np.int32(nxp),
-                                            np.int32(nqp), np.int32(n), np.int32(row0), np.int32(row1),
-                                            np.float32(weight), image))
+    for a0 in range(0, n_om, angles):
+        a1 = min(n_om, a0 + angles)
+        _kernel(*config, load=int(a0 > 0))(
+            grid, (gx * gy * ql,), (filtered, *lines, np.int32(n_om), np.int32(n_x), np.int32(nxp), np.int32(nqp),
+                                    np.int32(n), np.int32(row0), np.int32(row1),
+                                    np.float32(weight if a1 == n_om else 1.0), image, np.int32(a0), np.int32(a1),
+                                    np.int32(band)))
+
+
+def plan(n_om, n, ac=AC):
+    """(angles a launch, band) for a slice. The blocks in flight (~4 a multiprocessor) are at
+    every stage of their angle loop, so together they read the rows of all the launch's angles
+    over the bins their patch of the image projects onto: for 1000 x 1570 x 1000 in one launch,
+    row by row, ~1570 x 660 bins x 256 B = 265 MB against the 50 MB of L2. Two launches halve
+    that, bands of 32 tile rows (a 128-pixel-high patch) shrink the bins: 476 -> 405 ms on an
+    H200 (2026-12-02), bit for bit; 400 x 600 x 1000: 25.1 -> 24.8 ms with two launches, rows
+    (bands there: +0.3-1 ms). Tried: 2-13 launches, bands of 8-64 rows (`benchmarks/backproject_sweep.py`)."""
+    launches = max(2, -(-n_om // LAUNCH_ANGLES)) if n_om >= 4 * ac else 1
+    per_launch = -(-n_om // launches)
+    angles = -(-per_launch // ac) * ac
+    return angles, (BAND if n > BAND_MIN_N else 0)
