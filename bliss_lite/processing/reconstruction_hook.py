@@ -289,7 +289,7 @@ class ReconstructionHook(ScanHook):
         del image
         self.finished[h], self._filled[h] = centre, int(filled.sum())
         self.live.pop(h, None)
-        self.live_maps[h] = maps
+        self.live_maps[h] = {phase: self.maps[phase][h] for phase in maps}  # views: no second copy
         self.builder.release(h)
         if self._scan is not None:
             self._publish_live(self._scan, {h: maps}, complete=True)
