@@ -107,3 +107,19 @@ def scan_session(shared_redis, data_root, monkeypatch, test_session):
     """The `test` session namespace, its scans saved under data_root and published to Redis."""
     monkeypatch.setenv("BLISS_LITE_REDIS_URL", shared_redis)
     return test_session
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_left_running(tmp_path_factory):
+    """At the end of the suite, no redis-server a test started in its own directory still runs."""
+    yield
+    base = str(tmp_path_factory.getbasetemp())
+    left = []
+    for proc in Path("/proc").iterdir():
+        try:
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "redis-server" in command and base in command:
+            left.append(command.strip())
+    assert not left, f"redis-server(s) left running by tests: {left}"

@@ -163,7 +163,7 @@ def test_hooks_are_checked_before_anything_moves(test_session):
     assert omega.position == before
 
 
-def test_a_user_hook_follows_the_scan(test_session, data_root):
+def test_a_user_hook_follows_the_scan(server_dir, test_session, data_root):  # its redis-server stopped at the end
     from bliss_lite.processing.hooks import HOOK_FACTORIES, ScanHook, register_hook
 
     calls = []

@@ -215,7 +215,7 @@ def test_ground_truth_maps_are_what_the_frames_see(test_session):
     assert along_u == pytest.approx(exact, abs=3 * pixel)
 
 
-def test_demo_monitors_follow_the_sample(run_dir, data_root):
+def test_demo_monitors_follow_the_sample(server_dir, data_root):  # its redis-server stopped at the end
     from conftest import CONFIG_DIR
 
     from bliss_lite.shell.runner import open_session
