@@ -114,7 +114,7 @@ def fed(hook, frames, device=False, leave=0):
         hook._on_patterns(indices[part], part_patterns)
         hook._pending, pending = [], hook._pending
         for idx, pats in pending:
-            hook._add(idx, pats, *(values[idx] for values in rest))
+            hook.add_frames(idx, pats, *(values[idx] for values in rest))
     return hook
 
 
@@ -186,7 +186,7 @@ def fed_rest(hook, frames, leave, device=False):
         import cupy
 
         part = cupy.asarray(part)
-    hook._add(last, part, *(values[last] for values in rest))
+    hook.add_frames(last, part, *(values[last] for values in rest))
 
 
 @needs_gpu

@@ -384,7 +384,7 @@ def test_slice_by_slice_equals_the_whole_volume_at_once(tmp_path):
     hook.start(info, SEED_Q.size, tmp_path / "reconstructed.h5", radial=SEED_Q)
     held = []
     for batch in np.array_split(order, 40):
-        hook._add(batch, *(values[batch] for values in frames[1:]))
+        hook.add_frames(batch, *(values[batch] for values in frames[1:]))
         held.append(len(hook.builder.held))
     result = hook.finish()
     assert max(held) == 2 and hook.builder.peak_heights == 2 and hook.builder.held == ()

@@ -244,7 +244,7 @@ class ReconstructionHook(ScanHook):
             idx = indices[ready]
             values = [np.asarray(self._scan.points(n, idx), float) for n in READBACKS]  # memory or file
             try:
-                self._add(idx, take_rows(patterns, ready), *values)
+                self.add_frames(idx, take_rows(patterns, ready), *values)
             except ValueError as exc:
                 if not final:
                     self._pending = waiting + pending[k:] + self._pending  # tried again at the next update
@@ -252,7 +252,7 @@ class ReconstructionHook(ScanHook):
                 warn(f"reconstruction: {idx.size} frame(s) left out: {exc}")
         self._pending = waiting + self._pending
 
-    def _add(self, indices, patterns, omega, x, z, i0, it):
+    def add_frames(self, indices, patterns, omega, x, z, i0, it):
         """Place a batch of frames' patterns; each height it completes is reconstructed."""
         from bliss_lite.processing.sinogram import normalise
 
@@ -314,7 +314,7 @@ class ReconstructionHook(ScanHook):
         for indices, patterns, omega, x, z, i0, it in scan_blocks(filename, entry, *span):
             sel = self.builder.heights(z, indices) == h
             if sel.any():
-                self._add(indices[sel], patterns[sel], omega[sel], x[sel], z[sel], i0[sel], it[sel])
+                self.add_frames(indices[sel], patterns[sel], omega[sel], x[sel], z[sel], i0[sel], it[sel])
         if h in self.builder.held:
             self._finish(h)
 

@@ -186,7 +186,7 @@ def reconstruct_scan(data):
     hook.start(info, npt, _reduction_file(path, entry, "reconstructed"), radial=radial, staging=True)
     try:
         for block in scan_blocks(path, entry, 0, count):
-            hook._add(*block)
+            hook.add_frames(*block)
     except BaseException:
         hook.store.close(discard=True)  # the earlier file, if any, stays as it was
         raise
