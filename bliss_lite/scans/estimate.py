@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from bliss_lite.data import bslz4
 from bliss_lite.data.scan_files import DEFAULT_FRAMES_PER_FILE
 from bliss_lite.protocols import EstimatingHook
 from bliss_lite.scans.continuous import FrameSlave, SweepMaster, runup
-from bliss_lite.scans.saving import FRAME_RATIO, MARGIN_BYTES
+from bliss_lite.scans.saving import FRAME_RATIO, MARGIN_BYTES, human_bytes
 from bliss_lite.scans.step_objects import MotorMaster, TimerMaster
 
 
@@ -42,12 +42,8 @@ class ScanEstimate:
     disk_holds: bool
     details: dict  # per-hook figures, the measured bytes per frame
 
-    def as_dict(self):
-        return asdict(self)
-
     def __info__(self):
-        def size(n):
-            return _size(n) if n is not None else "-"
+        size = human_bytes
         duration = "until stopped" if self.duration_s is None else _duration(self.duration_s)
         points = "open-ended" if self.points is None else f"{self.points:,}"
         rows = [f"Estimate: {points} points, {duration} (motion included)"]
@@ -63,13 +59,6 @@ class ScanEstimate:
         rows.append(f"  disk:        {size(self.bytes_total)} needed, {size(self.disk_free_bytes)} free: "
                     f"{'fits' if self.disk_holds else 'DOES NOT FIT'}")
         return "\n".join(rows)
-
-
-def _size(nbytes):
-    for unit in ("B", "kB", "MB", "GB", "TB", "PB"):
-        if abs(nbytes) < 1000 or unit == "PB":
-            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
-        nbytes /= 1000
 
 
 def _duration(seconds):
@@ -141,14 +130,14 @@ def duration(scan):
 
 # -- bytes ------------------------------------------------------------------------------------
 def frame_bytes(detector, exposure):
-    """(bytes of one stored frame, measured?): a frame the detector renders now, compressed as
-    it would be; else the assumed ratio of saving.FRAME_RATIO."""
+    """(bytes of one raw frame, of one stored frame, measured?): stored as a frame the detector
+    renders now compresses; else the assumed ratio of saving.FRAME_RATIO."""
     raw = int(np.prod(detector.shape, dtype=np.int64)) * np.dtype(detector.dtype).itemsize
     render = getattr(detector, "render", None)  # a simulator can show a frame without taking it
     if callable(render) and getattr(detector, "sample", None) is not None:
         frame = render(time.monotonic(), exposure)
-        return len(bslz4.compress(np.ascontiguousarray(frame))), True
-    return int(raw * FRAME_RATIO), False
+        return raw, len(bslz4.compress(np.ascontiguousarray(frame))), True
+    return raw, int(raw * FRAME_RATIO), False
 
 
 def estimate(scan):
@@ -161,8 +150,7 @@ def estimate(scan):
     per_frame = {}
     for slave in slaves:
         detector = slave.detector
-        one_raw = int(np.prod(detector.shape, dtype=np.int64)) * np.dtype(detector.dtype).itemsize
-        one_stored, was_measured = frame_bytes(detector, slave.expo_time)
+        one_raw, one_stored, was_measured = frame_bytes(detector, slave.expo_time)
         measured = measured and was_measured
         per_frame[detector.name] = {"raw": one_raw, "stored": one_stored}
         raw += one_raw * slave.nb_frames

@@ -38,10 +38,13 @@ def estimated_bytes(specs, npoints):
     return int(per_point * (npoints or 0) * 1.05) + MARGIN_BYTES
 
 
-def _size(nbytes):
-    for unit in ("kB", "MB", "GB", "TB"):
+def human_bytes(nbytes):
+    """'16.8 MB', '97.5 TB': decimal units, one decimal (whole bytes below a kB)."""
+    if abs(nbytes) < 1000:
+        return f"{nbytes:.0f} B"
+    for unit in ("kB", "MB", "GB", "TB", "PB"):
         nbytes /= 1000
-        if nbytes < 1000 or unit == "TB":
+        if abs(nbytes) < 1000 or unit == "PB":
             return f"{nbytes:.1f} {unit}"
 
 
@@ -98,7 +101,7 @@ class ScanSaving:
         needed, free = estimated_bytes(specs, npoints), shutil.disk_usage(directory).free
         if needed > free:
             raise DiskFullError(errno.ENOSPC, f"no space for this scan in {directory}: it needs about "
-                                f"{_size(needed)}, the disk has {_size(free)} free")
+                                f"{human_bytes(needed)}, the disk has {human_bytes(free)} free")
 
     def __info__(self):
         return (f"SCAN_SAVING (session {self.session_name})\n  base_path: {self.base_path}\n"
