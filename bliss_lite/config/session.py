@@ -151,38 +151,41 @@ SESSION_FIELDS = (
     Field("scan_limits", "any", None),
 )
 SCAN_LIMIT_KEYS = ("max_points", "max_frames")  # bliss_lite.scans.limits holds the defaults
-SCAN_SAVING_KEYS = {"base_path": str, "sample": str}
+SCAN_SAVING_KEYS = ("base_path", "sample")
+
+
+def _is_string(item):
+    return isinstance(item, str)
+
+
+def _is_whole_positive(item):
+    return not isinstance(item, bool) and isinstance(item, int) and item >= 1
+
+
+def _settings(node, what, field, value, keys, valid, kind):
+    """`field: {key: value}` with known keys whose values pass `valid` (`kind` names what they
+    must be), checked where it enters; {} when absent."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where(node, field)}: {what}: {field} must be a mapping, got {shown(value)}")
+    for key, item in value.items():
+        if key not in keys:
+            raise ConfigError(f"{where(node, field)}: {what}: {field}: unknown key {shown(key)} "
+                              f"(known: {', '.join(keys)})")
+        if not valid(item):
+            raise ConfigError(f"{where(node, field)}: {what}: {field}: {key} must be {kind}, got {shown(item)}")
+    return dict(value)
 
 
 def _scan_saving(node, what, value):
-    """`scan_saving: {base_path: DIR, sample: NAME}`, checked where it enters."""
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ConfigError(f"{where(node, 'scan_saving')}: {what}: scan_saving must be a mapping, got {shown(value)}")
-    for key, item in value.items():
-        if key not in SCAN_SAVING_KEYS:
-            raise ConfigError(f"{where(node, 'scan_saving')}: {what}: scan_saving: unknown key {shown(key)} "
-                              f"(known: {', '.join(SCAN_SAVING_KEYS)})")
-        if not isinstance(item, SCAN_SAVING_KEYS[key]):
-            raise ConfigError(f"{where(node, 'scan_saving')}: {what}: scan_saving: {key} must be a string, got {shown(item)}")
-    return dict(value)
+    """`scan_saving: {base_path: DIR, sample: NAME}`."""
+    return _settings(node, what, "scan_saving", value, SCAN_SAVING_KEYS, _is_string, "a string")
 
 
 def _scan_limits(node, what, value):
-    """`scan_limits: {max_points: N, max_frames: N}`: whole numbers >= 1, checked where they enter."""
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ConfigError(f"{where(node, 'scan_limits')}: {what}: scan_limits must be a mapping, got {shown(value)}")
-    for key, item in value.items():
-        if key not in SCAN_LIMIT_KEYS:
-            raise ConfigError(f"{where(node, 'scan_limits')}: {what}: scan_limits: unknown key {shown(key)} "
-                              f"(known: {', '.join(SCAN_LIMIT_KEYS)})")
-        if isinstance(item, bool) or not isinstance(item, int) or item < 1:
-            raise ConfigError(f"{where(node, 'scan_limits')}: {what}: scan_limits: {key} must be a whole number "
-                              f">= 1, got {shown(item)}")
-    return dict(value)
+    """`scan_limits: {max_points: N, max_frames: N}`: whole numbers >= 1."""
+    return _settings(node, what, "scan_limits", value, SCAN_LIMIT_KEYS, _is_whole_positive, "a whole number >= 1")
 
 
 def _processing(node, what, value):
