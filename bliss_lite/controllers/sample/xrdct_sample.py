@@ -3,6 +3,8 @@
 Reads where the stages were at a given time (the analytic profile of the mockup), and gives
 the diffraction frame (via DiffractionModel, one per detector ROI, built on first use) and
 the beam monitors: I0 (incident, Poisson) and `it` (I0 times the sample's transmission).
+With a storage `ring` (controllers/storage_ring.py) the flux and the monitors follow its
+current: during a beam loss the monitors read ~0 and the frames hold no diffraction.
 `phantom.phase_map(...)` is the ground truth for reconstructions.
 """
 from __future__ import annotations
@@ -19,8 +21,9 @@ from bliss_lite.controllers.sample.phantom import default_phantom
 
 
 class XrdctSample:
-    def __init__(self, name, omega, x, z, poni, flux=2.0e5, monitor_rate=1.0e6, seed=0):
+    def __init__(self, name, omega, x, z, poni, flux=2.0e5, monitor_rate=1.0e6, seed=0, ring=None):
         self.name = name
+        self.ring = ring  # a StorageRing, or None: a beam that never fails
         self.omega, self.x, self.z = omega, x, z
         self.poni = Path(poni)
         self.flux = flux
@@ -46,16 +49,20 @@ class XrdctSample:
         """(x, omega, z) of the stages at monotonic time t."""
         return self.x.position_at(t), self.omega.position_at(t), self.z.position_at(t)
 
+    def beam_fraction_at(self, t):
+        """The beam's intensity at time t relative to the nominal (1 without a ring)."""
+        return 1.0 if self.ring is None else self.ring.beam_fraction_at(t)
+
     def frame_at(self, t, exposure, roi):
         x, omega, z = self.beam_at(t)
-        return self.model(roi).frame(x, omega, z, exposure)
+        return self.model(roi).frame(x, omega, z, exposure * self.beam_fraction_at(t))
 
     def monitors_at(self, t, exposure):
         """(I0, it) counts over `exposure` around time t."""
         x, omega, z = self.beam_at(t)
         lengths = self.phantom.path_lengths(x, omega, z)
         transmission = float(self.phantom.transmission(lengths))
-        i0 = float(self._rng.poisson(self.monitor_rate * exposure))
+        i0 = float(self._rng.poisson(self.monitor_rate * exposure * self.beam_fraction_at(t)))
         return i0, float(self._rng.poisson(i0 * transmission))
 
     def description(self):
@@ -114,6 +121,7 @@ SAMPLE_FIELDS = (
     Field("flux", "number", 2.0e5, check=positive),
     Field("monitor_rate", "number", 1.0e6, check=positive),
     Field("seed", "int", 0, check=non_negative),
+    Field("ring", "ref", None),
 )
 
 
@@ -128,5 +136,8 @@ def create(name, node, config):
     poni = config.file_beside(node, values["poni"])
     if not poni.is_file():
         raise ConfigError(f"{where(node, 'poni')}: sample '{name}': PONI file {values['poni']} not found (looked at {poni})")
+    ring = config.resolve(values["ring"]) if values["ring"] is not None else None
+    if ring is not None and not hasattr(ring, "beam_fraction_at"):
+        raise ConfigError(f"{where(node, 'ring')}: sample '{name}': {values['ring']} is not a storage ring")
     return XrdctSample(name, axes["omega"], axes["x"], axes["z"], poni, values["flux"], values["monitor_rate"],
-                       values["seed"])
+                       values["seed"], ring)
