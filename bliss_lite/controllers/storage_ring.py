@@ -22,6 +22,7 @@ import numpy as np
 
 from bliss_lite.config.errors import ConfigError, shown, where
 from bliss_lite.config.fields import Field, non_negative, positive, read_fields
+from bliss_lite.controllers.counters.kinds import SamplingCounter, SamplingMode, mode_complaint
 
 now = time.monotonic
 
@@ -116,30 +117,23 @@ class StorageRing:
         return f"<StorageRing {self.name} {self.current:.1f} mA>"
 
 
-class RingCurrent:
-    """The ring's current monitor as a counter: the current (mA) when read, not integrated."""
+class RingCurrent(SamplingCounter):
+    """The ring's current monitor as a sampling counter (controllers/counters/kinds.py): the
+    current (mA) sampled over the count time, reduced by its mode (MEAN by default)."""
 
     controller_name = "ring"
-    shape = ()
-    dtype = "float64"
-    unit = "mA"
-    mode = "sampling"  # a value, not counts: independent of the count time
 
-    def __init__(self, name, ring):
-        self.name, self.ring = name, ring
+    def __init__(self, name, ring, mode=SamplingMode.MEAN):
+        super().__init__(name, "mA", mode)
+        self.ring = ring
 
-    @property
-    def fullname(self):
-        return f"{self.controller_name}:{self.name}"
-
-    def read(self, count_time=1.0):
-        return self.ring.current_at()
+    def samples(self, n, count_time):
+        end = now()
+        start = max(end - count_time, min(self.ring.t0, end))  # nothing sampled before the ring began
+        return [self.ring.current_at(t) for t in np.linspace(start, end, n)]
 
     def __info__(self):
-        return f"Ring current monitor {self.name}: {self.ring.current:.2f} mA"
-
-    def __repr__(self):
-        return f"<Counter {self.fullname}>"
+        return f"Ring current monitor {self.name} (sampling, {self.mode}): {self.ring.current:.2f} mA"
 
 
 def _optional_positive(value):
@@ -182,6 +176,7 @@ def create(name, node, config):
         if not isinstance(item, dict) or "name" not in item:
             raise ConfigError(f"{where(node, 'counters')}: {what}: counters item {number} must be a mapping with a "
                               f"'name', got {shown(item)}")
-        read_fields(item, (), f"{what}: counter {item['name']!r}")
-        ring.counters[item["name"]] = RingCurrent(item["name"], ring)
+        options = read_fields(item, (Field("mode", "str", SamplingMode.MEAN.value, check=mode_complaint),),
+                              f"{what}: counter {item['name']!r}")
+        ring.counters[item["name"]] = RingCurrent(item["name"], ring, options["mode"])
     return ring

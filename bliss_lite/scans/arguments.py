@@ -6,6 +6,7 @@ limit 100": a scan that would fail at its 900th point is refused at its first.
 """
 from __future__ import annotations
 
+import logging
 import numbers
 
 import numpy as np
@@ -14,11 +15,14 @@ from bliss_lite.config.errors import shown
 from bliss_lite.config.fields import is_finite_number
 from bliss_lite.config.session import current_session, is_counter, is_measurement_group
 from bliss_lite.controllers.axis import Axis
+from bliss_lite.controllers.counters.kinds import integrates
 from bliss_lite.controllers.counters.measurement_group import active_mg
 from bliss_lite.controllers.errors import AxisError, LimitError
 from bliss_lite.controllers.motion import check_reachable
 from bliss_lite.scans import limits
 from bliss_lite.scans.context import current_context
+
+logger = logging.getLogger(__name__)
 
 
 def number(command, what, value) -> float:
@@ -128,6 +132,16 @@ def counters(command, args):
     if not chosen:
         raise ValueError(f"{command}: no enabled counter to count")
     return chosen
+
+
+def counts_something(command, count_time, chosen):
+    """Warn, before anything moves, that integrating counters read 0 at count time 0 (sampling
+    counters still take one sample: a count time of 0 suits them). Returns their names."""
+    zero = [c.name for c in chosen if integrates(c)] if count_time <= 0 else []
+    if zero:
+        logger.warning(f"WARNING: {command}: count time 0: integrating counters ({', '.join(zero)}) will read 0 "
+                       f"at every point; give a count time > 0 to count them")
+    return zero
 
 
 def reachable(command, axis, targets):

@@ -13,7 +13,7 @@ import numbers
 import numpy as np
 
 from bliss_lite.config.session import current_session
-from bliss_lite.data.model import ChannelSpec
+from bliss_lite.controllers.counters.kinds import counter_channels, read_counter
 from bliss_lite.protocols import Detector, Sample
 from bliss_lite.scans import arguments as check
 from bliss_lite.scans.chain import HARDWARE, AcquisitionChain, AcquisitionObject
@@ -36,10 +36,10 @@ class TriggeredCounters(AcquisitionObject):
         self.counters, self.exposure = list(counters), exposure
 
     def channels(self):
-        return [ChannelSpec(c.name, "float64", (), getattr(c, "unit", "")) for c in self.counters]
+        return [spec for c in self.counters for spec in counter_channels(c)]
 
     def hardware_trigger(self, t):
-        self.emit({c.name: float(c.read(self.exposure)) for c in self.counters})
+        self.emit({name: value for c in self.counters for name, value in read_counter(c, self.exposure).items()})
 
 
 def _is_detector(obj):

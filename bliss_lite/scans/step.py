@@ -35,6 +35,7 @@ def _run_steps(command, title, axes, points, count_time, counter_args, save, res
     run=False, return it unrun with its estimate)."""
     t = check.count_time(command, count_time)
     counters = check.counters(command, counter_args)
+    check.counts_something(command, t, counters)
     save, run = check.flag(command, "save", save), check.flag(command, "run", run)
     points = np.asarray(points, dtype=float).reshape((len(points), len(axes)))
     for i, axis in enumerate(axes):
@@ -83,6 +84,7 @@ def _triples(command, motor_tuple_list):
 def _count(command, count_time, counters, save, run=True):
     t = check.count_time(command, count_time)
     chosen = check.counters(command, counters)
+    check.counts_something(command, t, chosen)
     save, run = check.flag(command, "save", save), check.flag(command, "run", run)
     chain = AcquisitionChain(TimerMaster(t, 1, children=[CounterSlave(chosen, t)]))
     return run_or_plan(Scan(chain, name=command, title=_title(command, t), npoints=1, save=save, counters=chosen,
@@ -217,6 +219,7 @@ def _timed(command, title, count_time, counter_args, npoints, sleep_time, save, 
     if pause < 0:
         raise ValueError(f"{command}: sleep time must be >= 0, got {sleep_time!r}")
     chosen = check.counters(command, counter_args)
+    check.counts_something(command, t, chosen)
     save, run = check.flag(command, "save", save), check.flag(command, "run", run)
     chain = AcquisitionChain(TimerMaster(t, npoints, pause, children=[CounterSlave(chosen, t)]))
     return run_or_plan(Scan(chain, name=command, title=title, npoints=npoints, save=save, counters=chosen,

@@ -12,6 +12,7 @@ import time
 import gevent
 import numpy as np
 
+from bliss_lite.controllers.counters.kinds import counter_channels, read_counter
 from bliss_lite.controllers.group import Group
 from bliss_lite.data.model import ChannelSpec
 from bliss_lite.scans.chain import AcquisitionMaster, AcquisitionObject
@@ -85,7 +86,8 @@ class TimerMaster(AcquisitionMaster):
 
 
 class CounterSlave(AcquisitionObject):
-    """Reads counters at each trigger, integrated over the timer's count time."""
+    """Reads counters at each trigger, over the timer's count time: integrating counters count
+    over it, sampling counters reduce their samples by their mode (controllers/counters/kinds.py)."""
 
     def __init__(self, counters, count_time):
         super().__init__("counters")
@@ -93,15 +95,14 @@ class CounterSlave(AcquisitionObject):
         self.count_time = float(count_time)
 
     def channels(self):
-        return [ChannelSpec(c.name, getattr(c, "dtype", "float64"), tuple(getattr(c, "shape", ())),
-                            getattr(c, "unit", "")) for c in self.counters]
+        return [spec for c in self.counters for spec in counter_channels(c)]
 
     def trigger(self):
         t = self.count_time
         values = {}
         for counter in self.counters:
-            value = counter.read(t)
-            if not isinstance(value, (int, float, np.number)) or isinstance(value, bool):
-                raise TypeError(f"counter {counter.name} returned {value!r}, not a number")
-            values[counter.name] = value
+            for name, value in read_counter(counter, t).items():
+                if not isinstance(value, (int, float, np.number)) or isinstance(value, bool):
+                    raise TypeError(f"counter {counter.name} returned {value!r}, not a number")
+                values[name] = value
         self.emit(values)

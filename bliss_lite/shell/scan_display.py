@@ -11,6 +11,8 @@ import time
 
 import gevent
 
+from bliss_lite.controllers.counters.kinds import INTEGRATING, counter_channels, kind_of
+
 PERIOD = 0.1
 FAST = 10  # more new points than this in one refresh: show a progress line instead of rows
 WIDTH = 12
@@ -28,7 +30,8 @@ class ScanDisplay:
         self.scan = scan
         self.stream = stream or sys.stdout
         self.tty = getattr(self.stream, "isatty", lambda: False)()
-        self.columns = ["elapsed_time"] + [m.name for m in scan.motors] + [c.name for c in scan.counters]
+        self.columns = (["elapsed_time"] + [m.name for m in scan.motors]
+                        + [spec.name for c in scan.counters for spec in counter_channels(c)])
         self.widths = [max(WIDTH, len(c) + 2) for c in self.columns]
         self.printed = 0
         self.progress = False
@@ -86,16 +89,19 @@ class ScanDisplay:
         self.printed = available
 
     def _show_counts(self):
+        """One line per channel: value and unit; integrating counters also per second."""
         point = self.scan.data.last_point() if self.scan.data.npoints else {}
         t = self.scan.count_time
-        lines = [f"\n{time.strftime('%a %b %d %H:%M:%S %Y')}\n"]
-        width = max((len(c.name) for c in self.scan.counters), default=0)
-        for counter in self.scan.counters:
-            value = point.get(counter.name)
-            if value is None:
-                continue
-            rate = f"  ({value / t:>12.6g}/s)" if t else ""
-            lines.append(f"  {counter.name:>{width}} = {value:>12.6g}{rate}")
+        lines = [f"\n{time.strftime('%a %b %d %H:%M:%S %Y')}  (count time {t:g} s)\n"]
+        rows = [(c, spec) for c in self.scan.counters for spec in counter_channels(c) if spec.name in point]
+        width = max((len(spec.name) for _, spec in rows), default=0)
+        for counter, spec in rows:
+            value = point[spec.name]
+            unit = f" {spec.unit}" if spec.unit else ""
+            line = f"  {spec.name:>{width}} = {value:>12.6g}{unit}"
+            if kind_of(counter) == INTEGRATING and t:
+                line = f"{line:<{width + 30}}  ({value / t:>12.6g} {spec.unit or 'counts'}/s)"
+            lines.append(line.rstrip())
         self.write("\n".join(lines) + "\n")
 
     def _summary(self, exc_type):

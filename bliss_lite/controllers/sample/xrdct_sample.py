@@ -83,6 +83,7 @@ class SampleMonitor:
     time, `it` attenuated by the sample where the stages are now."""
 
     controller_name = "sample"
+    counter_kind = "integrating"  # counts over the count time (controllers/counters/kinds.py)
     shape = ()
     dtype = "float64"
     unit = "counts"
