@@ -84,18 +84,27 @@ def test_entry_layout_is_nexus_and_opens_in_silx(scan_session):
 
 def test_numbers_files_samples_and_save_false(scan_session, data_root):
     ns = scan_session
-    first = ns["ascan"](ns["m0"], 0, 1, 2, 0)
-    second = ns["dscan"](ns["m0"], 0, 1, 2, 0)
-    unsaved = ns["ascan"](ns["m0"], 0, 1, 2, 0, save=False)
+    first = ns["ascan"](ns["m0"], 0, 1, 2, 0.001)
+    second = ns["dscan"](ns["m0"], 0, 1, 2, 0.001)
+    unsaved = ns["ascan"](ns["m0"], 0, 1, 2, 0.001, save=False)
+    counted = ns["ct"](0.001)
     assert (first.entry, second.entry) == ("1.1", "2.1")
-    assert unsaved.number == 1 and unsaved.filename is None and unsaved.entry is None  # its own count
+    assert unsaved.number == 3 and unsaved.filename is None and unsaved.entry is None  # the same count
+    assert counted.number == 4 and counted.filename is None
     assert unsaved.key is not None and len(unsaved.get_data()["m0"]) == 3
-    assert ns["ascan"](ns["m0"], 0, 1, 2, 0).entry == "3.1"  # ct and unsaved scans take no number
+    assert ns["ascan"](ns["m0"], 0, 1, 2, 0.001).entry == "5.1"  # no number is given twice
+    assert ns["SCANS"].find(3) is unsaved and ns["SCANS"].find(4) is counted
     ns["SCAN_SAVING"].sample = "CeO2"
-    other = ns["ascan"](ns["m0"], 0, 1, 2, 0)
+    other = ns["ascan"](ns["m0"], 0, 1, 2, 0.001)
     assert other.filename == str(data_root / "test" / "CeO2.h5") and other.entry == "1.1"  # a new file
+    assert ns["SCANS"].find(1) is other  # the newest scan of that number
+    listing = ns["SCANS"].__info__()
+    assert "    3  CLOSED (SUCCESS)" in listing and "not saved" in listing and "sample.h5 5.1" in listing
+    assert "CeO2.h5 1.1" in listing
+    with pytest.raises(KeyError, match="no scan number 99 among the last 20"):
+        ns["SCANS"].find(99)
     with h5py.File(first.filename, "r", locking=False) as h5:
-        assert sorted(h5) == ["1.1", "2.1", "3.1"]  # the unsaved scan has no entry
+        assert sorted(h5) == ["1.1", "2.1", "5.1"]  # unsaved scans have no entry
     with pytest.raises(ValueError, match="SCAN_SAVING.sample must be a plain file name"):
         ns["SCAN_SAVING"].sample = "../elsewhere"
 

@@ -9,9 +9,8 @@ session, so two sessions in one process (tests) share nothing but the current-se
 """
 from __future__ import annotations
 
-import collections
-
 from bliss_lite.config.session import current_session
+from bliss_lite.scans.history import ScanHistory
 from bliss_lite.scans.limits import ScanLimits
 from bliss_lite.scans.redis_link import ScanRedis
 from bliss_lite.scans.saving import ScanSaving, session_scan_saving
@@ -23,7 +22,7 @@ class ScanContext:
     def __init__(self, session=None, make_hooks=None):
         self.session = session
         self.redis = ScanRedis()
-        self.scans = collections.deque(maxlen=HISTORY)  # SCANS in the shell
+        self.scans = ScanHistory(maxlen=HISTORY)  # SCANS in the shell
         self.watchers = []  # callables scan -> context manager around the scan's run
         self.plot_selection = []  # counter names chosen by plotselect; the peak tools use the first
         self.make_hooks = make_hooks  # (command, spec, session, context) -> hooks; None: no processing

@@ -3,7 +3,8 @@
 The data root is `scan_saving: {base_path: ...}` in the session YAML, overridden by the
 environment variable BLISS_LITE_DATA_ROOT; the file is `<root>/<session>/<sample>.h5`.
 Changing `SCAN_SAVING.sample` in the shell starts a new file. Scan numbers continue from the
-highest entry of the file; scans not saved (`ct`, `save=False`) count on their own.
+highest entry of the file, and scans not saved (`ct`, `save=False`) take numbers of the same
+count, so a number names one scan of the session's file.
 
 Before a scan starts, the data directory must be writable and its disk must have room for
 the scan's estimated size (the writer still reserves each batch: see data/writer.py).
@@ -53,7 +54,7 @@ class ScanSaving:
         self.session_name = session_name
         self._base_path = base_path
         self.sample = sample
-        self._unsaved_number = 0
+        self._last_numbers = {}  # file -> the last number given to a scan, saved or not
 
     @property
     def base_path(self) -> Path:
@@ -79,12 +80,16 @@ class ScanSaving:
         return self.base_path / self.session_name / f"{self.sample}.h5"
 
     def next_number(self, save=True) -> int:
-        """The number of the next scan: after the file's last entry (a new file starts at 1,
-        as a new BLISS dataset does); unsaved scans have their own count."""
-        if save:
-            return next_entry_number(self.filename)
-        self._unsaved_number += 1
-        return self._unsaved_number
+        """The number of the next scan, saved or not: after the file's last entry and after
+        every number this session gave for that file, so no two scans of a file share one (as
+        in BLISS: an unsaved `ct` takes a number, and the file has no entry of that number).
+        A new file (another sample) starts at 1, as a new BLISS dataset does."""
+        filename = self.filename
+        last = self._last_numbers.get(filename, 0)
+        in_file = next_entry_number(filename) if save or filename not in self._last_numbers else 0
+        number = max(in_file, last + 1)
+        self._last_numbers[filename] = number
+        return number
 
     def check_writable(self, specs=(), npoints=None):
         """Refuse, before anything moves, a data directory that cannot be created or written,

@@ -26,7 +26,9 @@ function showScans(msg) {  // items are kept by scan: a new scan adds one, a new
       li.onclick = () => { $("follow").checked = false; load(s.key); };
     }
     items.delete(s.key);
-    const text = `#${s.number} ${s.title || s.name} — ${s.end_reason || s.state}`;
+    const where = s.filename ? `${s.filename.split("/").pop()} ${s.entry}` : "not saved";  // numbers are per file
+    const text = `#${s.number} ${s.title || s.name} — ${s.end_reason || s.state} — ${where}`;
+    if (li.title !== (s.filename || "")) li.title = s.filename || "";
     if (li.textContent !== text) li.textContent = text;
     const shown = s.key === view.shown ? "shown" : "";
     if (li.className !== shown) li.className = shown;
