@@ -38,6 +38,7 @@ class Session:
         self.scan_saving_config = {}  # base_path, sample: read by bliss_lite.scans.saving
         self.processing_config = {}  # hook name -> options: read by bliss_lite.processing.hooks
         self.scan_limits_config = {}  # max_points, max_frames: read by bliss_lite.scans.limits
+        self.suspenders_config = []  # YAML mappings: read by bliss_lite.scans.suspenders
         self.scan_context = None  # what its scans share (bliss_lite.scans.context), set by whoever opens it
         self.active_mg = None  # the measurement group counted when a scan names no counter
 
@@ -149,6 +150,7 @@ SESSION_FIELDS = (
     Field("scan_saving", "any", None),
     Field("processing", "any", None),
     Field("scan_limits", "any", None),
+    Field("suspenders", "list", []),
 )
 SCAN_LIMIT_KEYS = ("max_points", "max_frames")  # bliss_lite.scans.limits holds the defaults
 SCAN_SAVING_KEYS = ("base_path", "sample")
@@ -239,4 +241,5 @@ def create_session(name, node, config):
     session.scan_saving_config = _scan_saving(node, what, values["scan_saving"])
     session.processing_config = _processing(node, what, values["processing"])
     session.scan_limits_config = _scan_limits(node, what, values["scan_limits"])
+    session.suspenders_config = list(values["suspenders"])  # checked once the objects exist
     return session

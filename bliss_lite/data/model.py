@@ -35,6 +35,13 @@ def plotselect_key(session):
     return f"bliss_lite:session:{session}:plotselect"  # string: JSON list of counter names
 
 
+def control_key(key):
+    return f"{key}:control"  # string: "pause" or "resume", asked of a running scan (data/scan_control.py)
+
+
+CONTROL_TTL_S = 7 * 24 * 3600  # a request outlives no week-long scan by much
+
+
 INTEGRATION_ACTIVE_KEY = "bliss_lite:integration:active"  # hash: scan key -> integration job (JSON)
 INTEGRATION_ANNOUNCE_KEY = "bliss_lite:integration:announce"  # stream: {"scan": key} per new job
 

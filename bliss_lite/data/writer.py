@@ -141,8 +141,16 @@ class EntryWriter:
             if unit:
                 snapshot[motor].attrs["units"] = unit
         measurement = _nx(entry.create_group("measurement"), "NXcollection")
+        self._create_suspensions(entry)
         for specs, nx_class, field in ((axes, "NXpositioner", "value"), (counters, "NXdetector", "data")):
             for spec in specs:
+                part_of = spec.extra.get("part_of")  # a per-frame field of a detector: its `valid`
+                if part_of is not None:
+                    group, field = instrument.require_group(part_of), spec.extra.get("field", spec.name)
+                    self.datasets[spec.name] = _resizable(group, field, spec)
+                    self.counts[spec.name] = 0
+                    measurement[spec.name] = h5py.SoftLink(f"/{self.name}/instrument/{part_of}/{field}")
+                    continue
                 group = _nx(instrument.create_group(spec.name), nx_class)
                 if spec.name in self.frames:
                     self._create_frames(group, spec)
@@ -161,6 +169,25 @@ class EntryWriter:
                 nxdata.attrs["axes"] = [axis]
             entry.attrs["default"] = "plotselect"
         self.h5.attrs["default"] = self.name
+
+    def _create_suspensions(self, entry):
+        """`suspensions/{start_time, end_time, reason}`: one row per time the scan waited for
+        its suspenders or a pause (made now, empty: SWMR allows no new dataset later)."""
+        group = _nx(entry.create_group("suspensions"), "NXcollection")
+        for name, dtype in (("start_time", "float64"), ("end_time", "float64"), ("reason", STRING)):
+            dataset = group.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(64,))
+            if name != "reason":
+                dataset.attrs["units"] = "s"  # since the epoch
+
+    def add_suspension(self, start, end, reason):
+        """One row of `suspensions` (start and end in seconds since the epoch), flushed."""
+        group = self.h5[f"{self.name}/suspensions"]
+        self._reserve(3 * 64 * 8 + len(str(reason).encode()), "a suspension")
+        row = len(group["start_time"])
+        for name, value in (("start_time", float(start)), ("end_time", float(end)), ("reason", str(reason))):
+            group[name].resize(row + 1, axis=0)
+            group[name][row] = value
+        self.h5.flush()
 
     def _create_frames(self, group, spec):
         """A detector's group: what SWMR will not let us add later is made now (its frame marks,

@@ -232,7 +232,9 @@ class ReconstructionHook(ScanHook):
         `final`: it is left out with a warning, the others go in."""
         if not self._pending:
             return
-        known = min(self._scan.data.count(n) for n in READBACKS)
+        valid = f"{self._integration.detector}_valid"
+        valid = valid if valid in self._scan.data.buffers else None  # False: a frame of a line redone
+        known = min(self._scan.data.count(n) for n in READBACKS + ((valid,) if valid else ()))
         pending, self._pending = self._pending, []
         waiting = []
         for k, (indices, patterns) in enumerate(pending):

@@ -259,6 +259,25 @@ def _usable(group):
     return min(len(group["integrate/results/intensity"]), *(len(group[f"measurement/{n}"]) for n in CHANNELS))
 
 
+def valid_dataset(group):
+    """The entry's per-frame `valid` flags (`measurement/<detector>_valid`: False for the frames
+    of a sweep line redone after a suspension, and for frames whose line never finished), or
+    None for an entry without them (every frame counts)."""
+    measurement = group["measurement"]
+    name = next((n for n in measurement if n.endswith("_valid")), None)
+    return None if name is None else measurement[name]
+
+
+def valid_rows(valid, first, last):
+    """(first..last) of the valid flags; rows past the flags written are not valid."""
+    if valid is None:
+        return np.ones(last - first, bool)
+    flags = np.zeros(last - first, bool)
+    have = np.asarray(valid[first:min(last, len(valid))], bool)
+    flags[:have.size] = have
+    return flags
+
+
 def entry_frames(path, entry):
     """Frames of a saved entry with a pattern and every recorded channel placing it needs."""
     with _open_entry(path) as h5:
@@ -266,19 +285,25 @@ def entry_frames(path, entry):
 
 
 def scan_blocks(path, entry, start=0, stop=None, rows=None):
-    """Yield (indices, patterns, omega, x, z, i0, it) of frames start..stop of a saved entry
-    (its `integrate/results/intensity` and `measurement/<channel>`), `rows` frames a block
-    (default READ_BYTES of patterns)."""
+    """Yield (indices, patterns, omega, x, z, i0, it) of the valid frames (`valid_dataset`)
+    among frames start..stop of a saved entry (its `integrate/results/intensity` and
+    `measurement/<channel>`), `rows` frames a block (default READ_BYTES of patterns)."""
     with _open_entry(path) as h5:
         group = h5[entry]
         patterns = group["integrate/results/intensity"]
         channels = [group[f"measurement/{n}"] for n in CHANNELS]
+        valid = valid_dataset(group)
         count = _usable(group)
         stop = count if stop is None else min(int(stop), count)
         rows = rows or max(1, READ_BYTES // (4 * max(1, patterns.shape[1])))
         for first in range(int(start), stop, rows):
             last = min(first + rows, stop)
-            yield (np.arange(first, last), patterns[first:last], *(c[first:last] for c in channels))
+            keep = valid_rows(valid, first, last)
+            if keep.all():
+                yield (np.arange(first, last), patterns[first:last], *(c[first:last] for c in channels))
+            elif keep.any():
+                yield (np.arange(first, last)[keep], patterns[first:last][keep],
+                       *(c[first:last][keep] for c in channels))
 
 
 def height_range(path, entry, heights, iz, rows=2**20):

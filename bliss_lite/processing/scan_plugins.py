@@ -127,13 +127,18 @@ def _reduction_file(master, entry, name):
 
 
 def _mean_i0(path, entry, count):
-    """The mean I0 of the entry's first `count` frames, read in blocks."""
-    total, rows = 0.0, 2**20
+    """The mean I0 of the entry's first `count` frames (the valid ones), read in blocks."""
+    from bliss_lite.processing.reduction_files import valid_dataset, valid_rows
+
+    total, used, rows = 0.0, 0, 2**20
     with h5py.File(path, "r", locking=False, swmr=True) as h5:
-        i0 = h5[f"{entry}/measurement/i0"]
+        i0, valid = h5[f"{entry}/measurement/i0"], valid_dataset(h5[entry])
         for first in range(0, count, rows):
-            total += float(np.sum(i0[first:min(first + rows, count)], dtype=np.float64))
-    return total / count
+            last = min(first + rows, count)
+            keep = valid_rows(valid, first, last)
+            total += float(np.sum(i0[first:last][keep], dtype=np.float64))
+            used += int(keep.sum())
+    return total / max(used, 1)
 
 
 @register("reconstruct_scan")

@@ -28,7 +28,16 @@ class ScanContext:
         self.make_hooks = make_hooks  # (command, spec, session, context) -> hooks; None: no processing
         self.scan_saving = session_scan_saving(session) if session is not None else ScanSaving("default")
         self.limits = ScanLimits.from_config(session.scan_limits_config if session is not None else {})
+        self.suspenders = []  # every scan's, unless it gives its own (SUSPENDERS in the shell)
         self._closers = []
+
+    def load_suspenders(self, namespace):
+        """The session YAML's `suspenders:`, once its objects exist (ConfigError: file and line)."""
+        from bliss_lite.scans.suspenders import load_suspenders
+
+        if self.session is not None:
+            self.suspenders[:] = load_suspenders(self.session, namespace)
+        return self.suspenders
 
     def selected_counter(self):
         return self.plot_selection[0] if self.plot_selection else None

@@ -8,6 +8,13 @@ start of each interval (the encoder-compare output of a motion controller; here 
 analytic profile tells the time). For each frame it records the positions of the scan's axes
 at the middle of the exposure (the read-back, not the target) and the beam monitors.
 
+With a guard (scans/suspension.py) the master waits before each line while the scan is
+suspended or paused, watches the guard at every trigger, and when a suspender trips during a
+line it brakes the sweep and measures that whole line again once the scan may go on. The
+frames of the discarded line stay (the detector is armed again for the frames to come) and
+are marked invalid: each detector's `<det>_valid` channel (`instrument/<det>/valid` in the
+file) gets one flag per frame once its line is settled, True for a line that stands.
+
 `FrameSlave` is a hardware-triggered detector: armed once for every frame of the scan, it
 checks the detector's frame counter on each frame (a frame dropped or delivered twice is
 counted and reported) and emits the compressed frame untouched. Its frame channel carries the
@@ -57,6 +64,8 @@ class SweepMaster(AcquisitionMaster):
         self._t0 = None
         self.max_lateness = 0.0  # s: how far behind its trigger time a frame was handled, at worst
         self.last_done = None  # monotonic time the last frame was handled
+        self.guard = None  # scans/suspension.ScanGuard, set by the scan
+        self.done_lines = []  # index in `lines` of each line measured and kept, in order
 
     def channels(self):
         specs = [ChannelSpec(a.name, "float64", (), a.unit) for a in self.recorded]
@@ -66,10 +75,22 @@ class SweepMaster(AcquisitionMaster):
         return specs
 
     def iterate(self):
-        for line in self.lines:
+        guard = self.guard
+        k = 0
+        while k < len(self.lines):
+            line = self.lines[k]
+            if guard is not None:
+                guard.before_point()
             if line.steps:
                 Group(*line.steps).move(dict(line.steps))
-            self._sweep(line)
+            triggered = self._sweep(line)
+            kept = (guard is None or guard.after_point()) and triggered == line.npoints
+            for child in self.children:
+                if hasattr(child, "settle_line"):
+                    child.settle_line(triggered, kept)
+            if kept:
+                self.done_lines.append(getattr(line, "index", k))
+                k += 1
             yield
 
     def _sweep(self, line):
@@ -88,7 +109,13 @@ class SweepMaster(AcquisitionMaster):
             deadline = requested + 1.0
             while (axis.time_at(line.start) or 0.0) < requested and now() < deadline:
                 gevent.sleep(0)  # until the controller runs the new motion (earlier ones crossed too)
+            guard = self.guard
             for i in range(line.npoints):
+                if guard is not None and guard.tripped is not None:
+                    axis.stop()  # the line is lost: brake, then measure it again
+                    axis.wait_move()
+                    self._sweeping = None
+                    return i
                 t = axis.time_at(line.start + i * line.step)
                 if t is None:
                     raise _stopped_short(axis, line.start + i * line.step)
@@ -107,6 +134,7 @@ class SweepMaster(AcquisitionMaster):
             self._sweeping = None  # on an error it stays set: stop() brakes it
         finally:
             axis.velocity = saved
+        return line.npoints
 
     @property
     def handled_rate(self):
@@ -160,11 +188,15 @@ class FrameSlave(AcquisitionObject):
         self.triggered = 0
         self._progress_at = None  # monotonic time of the last frame (or of the first trigger)
         self._all = gevent.event.Event()
+        self._arrived = gevent.event.Event()  # set at every frame
+        self._offset = 0
 
     def channels(self):
-        return [ChannelSpec(self.detector.name, self.detector.dtype, self.detector.shape, self.detector.unit,
+        name = self.detector.name
+        return [ChannelSpec(name, self.detector.dtype, self.detector.shape, self.detector.unit,
                             encoding="bslz4", extra={"frames_per_file": self.frames_per_file}),
-                ChannelSpec(f"{self.detector.name}_frame_number", "int64")]
+                ChannelSpec(f"{name}_frame_number", "int64"),
+                ChannelSpec(f"{name}_valid", "bool", extra={"part_of": name, "field": "valid"})]
 
     @property
     def frames_per_file(self):
@@ -174,6 +206,25 @@ class FrameSlave(AcquisitionObject):
     def prepare(self):
         self.detector.prepare(self.nb_frames, self.expo_time, self.latency_time, "EXTERNAL_TRIGGER")
         self.detector.on_frame = self._on_frame
+        self._offset = 0  # frames taken before the detector was last armed
+
+    def settle_line(self, triggered, kept):
+        """The line's `triggered` frames are in (waited for, as `wait` does): flag them valid
+        or not. A discarded line's frames are owed again: the detector is armed once more for
+        every frame still to come, its frame counter continuing where it was."""
+        self._wait_for(self.triggered)
+        flag = {f"{self.detector.name}_valid": bool(kept)}
+        for _ in range(triggered):
+            self.emit(flag)
+        if kept:
+            return
+        self.nb_frames += triggered
+        self._all.clear()
+        self.detector.stop()
+        self._offset = self.received
+        self.detector.prepare(self.nb_frames - self.received, self.expo_time, self.latency_time, "EXTERNAL_TRIGGER")
+        self.detector.on_frame = self._on_frame
+        self.detector.start()
 
     def hardware_trigger(self, t):
         moment = now()
@@ -188,6 +239,7 @@ class FrameSlave(AcquisitionObject):
     def _on_frame(self, number, chunk, t):
         """Every frame is kept (the file must hold what the detector sent); the counter tells
         a gap (dropped) or a repeat (delivered twice)."""
+        number += self._offset
         if number < self.received:
             self.duplicated += 1
         elif number > self.received:
@@ -195,16 +247,22 @@ class FrameSlave(AcquisitionObject):
         self.emit({self.detector.name: chunk, f"{self.detector.name}_frame_number": number})
         self.received = number + 1
         self._progress_at = now()
+        self._arrived.set()
         if self.received >= self.nb_frames:
             self._all.set()
 
     def wait(self):
         """Until every frame is in, as long as frames keep coming (a long backlog is fine)."""
-        while not self._all.is_set():
+        self._wait_for(self.nb_frames)
+
+    def _wait_for(self, count):
+        """Until `count` frames are in, as long as frames keep coming."""
+        while self.received < count:
             before = self.received
-            if not self._all.wait(self.SILENCE_S + self.expo_time) and self.received == before:
-                missing = self.nb_frames - self.received
-                raise RuntimeError(f"{self.detector.name}: {missing} of {self.nb_frames} frames did not arrive "
+            self._arrived.clear()
+            if not self._arrived.wait(self.SILENCE_S + self.expo_time) and self.received == before:
+                missing = count - self.received
+                raise RuntimeError(f"{self.detector.name}: {missing} of {count} frames did not arrive "
                                    f"(none for {self.SILENCE_S + self.expo_time:g} s)")
 
     def stop(self):

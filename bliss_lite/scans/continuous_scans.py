@@ -21,6 +21,7 @@ from bliss_lite.scans.context import context_of
 from bliss_lite.scans.continuous import FrameSlave, Line, SweepMaster, runup
 from bliss_lite.scans.estimate import run_or_plan
 from bliss_lite.scans.scan import Scan
+from bliss_lite.scans.suspenders import checked_suspenders
 
 __all__ = ["fscan", "xrdct"]
 
@@ -69,7 +70,7 @@ def _check_sweep(command, line, period):
 
 
 def _run(command, title, lines, acq_time, detectors, counters, recorded, sample, scan_info, save, hooks=None,
-         run=True):
+         run=True, suspenders=None):
     nb_frames = sum(line.npoints for line in lines)
     readout = max((d.min_latency for d in detectors), default=0.0)
     exposure = acq_time - readout
@@ -89,7 +90,7 @@ def _run(command, title, lines, acq_time, detectors, counters, recorded, sample,
     report = SweepReport(command, master)  # also when run=False now and scan.run() later
     scan = Scan(AcquisitionChain(master), name=command, title=title, npoints=nb_frames, save=save,
                 motors=recorded, counters=counters, count_time=acq_time, scan_info=scan_info,
-                hooks=[*hooks, report])
+                hooks=[*hooks, report], suspenders=checked_suspenders(command, suspenders))
     return run_or_plan(scan, run)
 
 
@@ -147,7 +148,7 @@ def _split(command, args):
     return detectors, counters
 
 
-def fscan(motor, start, step, npoints, acq_time, *counters, save=True, hooks=None, run=True):
+def fscan(motor, start, step, npoints, acq_time, *counters, save=True, hooks=None, run=True, suspenders=None):
     """fscan(m, start, step, npoints, t, [pilatus, counters...]): m moves at constant velocity
     step/t; a trigger at start + i*step takes frame i; positions recorded per frame."""
     command = "fscan"
@@ -164,11 +165,11 @@ def fscan(motor, start, step, npoints, acq_time, *counters, save=True, hooks=Non
     save, run = check.flag(command, "save", save), check.flag(command, "run", run)
     line = Line({}, axis, start, step, npoints)
     title = f"{command} {axis.name} {start:g} {step:g} {npoints} {t:g}"
-    return _run(command, title, [line], t, detectors, plain, [axis], None, {}, save, hooks, run)
+    return _run(command, title, [line], t, detectors, plain, [axis], None, {}, save, hooks, run, suspenders)
 
 
 def xrdct(omega, x, z, x_start, x_stop, n_x, z_positions, acq_time, n_omega=None, snake=True,
-          omega_range=180, fast_axis="omega", detector=None, save=True, hooks=None, run=True):
+          omega_range=180, fast_axis="omega", detector=None, save=True, hooks=None, run=True, suspenders=None):
     """A diffraction-tomography scan: n_x beam positions across [x_start, x_stop] (the middle of
     n_x equal intervals), n_omega angles over omega_range (default ceil(n_x * pi / 2), Nyquist),
     at every z of z_positions. `fast_axis` sweeps continuously ("omega" or "x"), the other
@@ -223,4 +224,4 @@ def xrdct(omega, x, z, x_start, x_stop, n_x, z_positions, acq_time, n_omega=None
     title = (f"{command} {omega.name} {x.name} {z.name} {x_start:g} {x_stop:g} {n_x} "
              f"[{' '.join(f'{v:g}' for v in zs)}] {t:g} n_omega={n_omega}")
     sample = getattr(detector, "sample", None)
-    return _run(command, title, lines, t, [detector], [], [omega, x, z], sample, info, save, hooks, run)
+    return _run(command, title, lines, t, [detector], [], [omega, x, z], sample, info, save, hooks, run, suspenders)

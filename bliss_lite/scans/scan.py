@@ -26,13 +26,14 @@ from bliss_lite.scans.context import context_of
 from bliss_lite.scans.io_pump import DataPump
 from bliss_lite.scans.redis_link import LiveLink
 from bliss_lite.scans.scan_data import ScanData
+from bliss_lite.scans.suspension import ScanGuard, StagedPoint
 
 
 class Scan:
     frame_budget = 256 * 2**20  # bytes of frames a Redis channel may hold (readers that fall behind lose old ones)
 
     def __init__(self, chain, *, name, title, npoints, save=True, restore=None, motors=(),
-                 counters=(), count_time=None, scan_info=None, session=None, hooks=(), context=None):
+                 counters=(), count_time=None, scan_info=None, session=None, hooks=(), context=None, suspenders=None):
         self.chain = chain
         self.name = name
         self.title = title
@@ -53,6 +54,8 @@ class Scan:
         self.estimate = None  # set by run=False (scans/estimate.py): what the scan will cost
         self.data = ScanData(chain.channels())
         self._writer = self._publisher = self._pump = None
+        self.suspenders = suspenders  # None: the session's (context.suspenders); [] none
+        self.guard = ScanGuard()  # where the scan may wait: suspenders, pause() (scans/suspension.py)
 
     # -- the contract ------------------------------------------------------------------------
     def get_data(self):
@@ -95,6 +98,19 @@ class Scan:
         """The scan's hook called `name` (e.g. "integration"), or None."""
         return next((h for h in self.hooks if getattr(h, "name", None) == name), None)  # name: optional
 
+    def pause(self):
+        """Hold the scan at its next safe place (between points, between sweep lines); from
+        another greenlet, or through Redis (data/scan_control.py) from another process."""
+        self.guard.pause()
+
+    def resume(self):
+        self.guard.resume()
+
+    @property
+    def suspensions(self):
+        """[(start, end, reason)] of every time the scan waited (seconds since the epoch)."""
+        return list(self.guard.suspensions)
+
     @property
     def plot_axis(self):
         return self.motors[0].name if self.motors else "elapsed_time"
@@ -112,10 +128,12 @@ class Scan:
         self.number = saving.next_number(self.save)
         if self.save:
             self.filename, self.entry = str(saving.filename), f"{self.number}.1"
-        self.chain.attach(self._emit)
+        emit = self._guard_chain()
+        self.chain.attach(emit)
         self.chain.prepare()  # a device refusing its settings leaves no entry and no Redis scan
         self.start_time = time.time()
         self._open_outputs()  # the record goes out CREATED, PREPARED, STARTED in one round trip
+        self._start_guard()
         self.context.scans.append(self)
         self._start_hooks()
         watchers = [factory(self) for factory in self.context.watchers]
@@ -133,6 +151,7 @@ class Scan:
             raise
         finally:
             try:
+                self.guard.stop()  # a suspension still running ends now, in the entry too
                 self._close(end_reason, pending)
             finally:
                 for watcher in reversed(watchers):
@@ -143,6 +162,29 @@ class Scan:
                 self._return_to_start(pending)
                 self._finish_hooks()
         return self
+
+    def _guard_chain(self):
+        """Give the top master the guard (masters that can redo a point take it: `guard`), and
+        the emit its nodes use: a step scan with suspenders holds each point until it stands."""
+        top = self.chain.top
+        suspenders = self.suspenders if self.suspenders is not None else list(self.context.suspenders)
+        self.guard.suspenders = list(suspenders)
+        if not hasattr(top, "guard"):
+            return self._emit
+        top.guard = self.guard
+        if getattr(top, "redo", None) == "point" and self.guard.suspenders:
+            self.guard.stage = StagedPoint(self._emit)
+            return self.guard.stage.emit
+        self.guard.stage = None
+        return self._emit
+
+    def _start_guard(self):
+        self.guard.label = f"scan {self.number}"
+        if self._publisher is not None and self.key is not None:
+            self.guard.client, self.guard.key = self.context.redis.client(), self.key
+        if self._writer is not None:
+            self.guard.on_change = self._writer.add_suspension
+        self.guard.start()
 
     def _start_hooks(self):
         """A hook that cannot start is dropped with a warning: acquisition goes on, the frames

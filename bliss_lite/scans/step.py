@@ -16,9 +16,15 @@ from bliss_lite.scans.chain import AcquisitionChain
 from bliss_lite.scans.estimate import run_or_plan
 from bliss_lite.scans.scan import Scan
 from bliss_lite.scans.step_objects import CounterSlave, MotorMaster, TimerMaster
+from bliss_lite.scans.suspenders import checked_suspenders
 
 __all__ = ["ct", "sct", "ascan", "a2scan", "anscan", "dscan", "d2scan", "dnscan", "amesh", "dmesh",
            "lookupscan", "pointscan", "timescan", "loopscan"]
+
+
+def _suspenders(command, suspenders):
+    """A scan's own suspenders (None: the session's), checked before anything moves."""
+    return checked_suspenders(command, suspenders)
 
 
 def _fmt(value):
@@ -30,7 +36,7 @@ def _title(command, *parts):
 
 
 def _run_steps(command, title, axes, points, count_time, counter_args, save, restore=None, scan_info=None,
-               run=True):
+               run=True, suspenders=None):
     """Check everything, build MotorMaster -> TimerMaster -> CounterSlave, run it (or, with
     run=False, return it unrun with its estimate)."""
     t = check.count_time(command, count_time)
@@ -43,7 +49,8 @@ def _run_steps(command, title, axes, points, count_time, counter_args, save, res
     timer = TimerMaster(t, 1, children=[CounterSlave(counters, t)])
     chain = AcquisitionChain(MotorMaster(axes, points.tolist(), children=[timer]))
     scan = Scan(chain, name=command, title=title, npoints=len(points), save=save, restore=restore,
-                motors=axes, counters=counters, count_time=t, scan_info=scan_info)
+                motors=axes, counters=counters, count_time=t, scan_info=scan_info,
+                suspenders=_suspenders(command, suspenders))
     return run_or_plan(scan, run)
 
 
@@ -64,11 +71,12 @@ def _line(command, motor_ranges, intervals, relative):
     return axes, points
 
 
-def _nscan(command, motor_ranges, intervals, count_time, counters, save, relative, run=True):
+def _nscan(command, motor_ranges, intervals, count_time, counters, save, relative, run=True, suspenders=None):
     axes, points = _line(command, motor_ranges, intervals, relative)
     parts = [x for m in motor_ranges for x in m] + [intervals, count_time]
     restore = {a: a.position for a in axes} if relative else None
-    return _run_steps(command, _title(command, *parts), axes, points, count_time, counters, save, restore, run=run)
+    return _run_steps(command, _title(command, *parts), axes, points, count_time, counters, save, restore, run=run,
+                      suspenders=suspenders)
 
 
 def _triples(command, motor_tuple_list):
@@ -81,61 +89,65 @@ def _triples(command, motor_tuple_list):
 
 
 # -- counting ---------------------------------------------------------------------------------
-def _count(command, count_time, counters, save, run=True):
+def _count(command, count_time, counters, save, run=True, suspenders=None):
     t = check.count_time(command, count_time)
     chosen = check.counters(command, counters)
     check.counts_something(command, t, chosen)
     save, run = check.flag(command, "save", save), check.flag(command, "run", run)
     chain = AcquisitionChain(TimerMaster(t, 1, children=[CounterSlave(chosen, t)]))
     return run_or_plan(Scan(chain, name=command, title=_title(command, t), npoints=1, save=save, counters=chosen,
-                            count_time=t), run)
+                            count_time=t, suspenders=_suspenders(command, suspenders)), run)
 
 
-def ct(count_time=1.0, *counters, save=False, run=True):
+def ct(count_time=1.0, *counters, save=False, run=True, suspenders=None):
     """Count once for `count_time` seconds and show the values; not saved (see `sct`)."""
-    return _count("ct", count_time, counters, save, run)
+    return _count("ct", count_time, counters, save, run, suspenders)
 
 
-def sct(count_time=1.0, *counters, save=True, run=True):
+def sct(count_time=1.0, *counters, save=True, run=True, suspenders=None):
     """Like `ct`, saved as a scan entry."""
-    return _count("sct", count_time, counters, save, run)
+    return _count("sct", count_time, counters, save, run, suspenders)
 
 
 # -- absolute and relative line scans ---------------------------------------------------------
-def ascan(motor, start, stop, intervals, count_time, *counters, save=True, run=True):
+def ascan(motor, start, stop, intervals, count_time, *counters, save=True, run=True, suspenders=None):
     """ascan(m, start, stop, intervals, t): intervals+1 points from start to stop."""
-    return _nscan("ascan", [(motor, start, stop)], intervals, count_time, counters, save, relative=False, run=run)
+    return _nscan("ascan", [(motor, start, stop)], intervals, count_time, counters, save,
+                  relative=False, run=run, suspenders=suspenders)
 
 
-def a2scan(motor1, start1, stop1, motor2, start2, stop2, intervals, count_time, *counters, save=True, run=True):
+def a2scan(motor1, start1, stop1, motor2, start2, stop2, intervals, count_time, *counters, save=True,
+           run=True, suspenders=None):
     """Two axes moving together, each from its start to its stop."""
     return _nscan("a2scan", [(motor1, start1, stop1), (motor2, start2, stop2)], intervals, count_time,
-                  counters, save, relative=False, run=run)
+                  counters, save, relative=False, run=run, suspenders=suspenders)
 
 
-def anscan(motor_tuple_list, intervals, count_time, *counters, save=True, run=True):
+def anscan(motor_tuple_list, intervals, count_time, *counters, save=True, run=True, suspenders=None):
     """anscan([(m0, start, stop), (m1, start, stop), ...], intervals, t): n axes together."""
     return _nscan("anscan", _triples("anscan", motor_tuple_list), intervals, count_time, counters, save,
-                  relative=False, run=run)
+                  relative=False, run=run, suspenders=suspenders)
 
 
-def dscan(motor, start, stop, intervals, count_time, *counters, save=True, run=True):
+def dscan(motor, start, stop, intervals, count_time, *counters, save=True, run=True, suspenders=None):
     """Like ascan, relative to the current position; returns there at the end."""
-    return _nscan("dscan", [(motor, start, stop)], intervals, count_time, counters, save, relative=True, run=run)
+    return _nscan("dscan", [(motor, start, stop)], intervals, count_time, counters, save,
+                  relative=True, run=run, suspenders=suspenders)
 
 
-def d2scan(motor1, start1, stop1, motor2, start2, stop2, intervals, count_time, *counters, save=True, run=True):
+def d2scan(motor1, start1, stop1, motor2, start2, stop2, intervals, count_time, *counters, save=True,
+           run=True, suspenders=None):
     return _nscan("d2scan", [(motor1, start1, stop1), (motor2, start2, stop2)], intervals, count_time,
-                  counters, save, relative=True, run=run)
+                  counters, save, relative=True, run=run, suspenders=suspenders)
 
 
-def dnscan(motor_tuple_list, intervals, count_time, *counters, save=True, run=True):
+def dnscan(motor_tuple_list, intervals, count_time, *counters, save=True, run=True, suspenders=None):
     return _nscan("dnscan", _triples("dnscan", motor_tuple_list), intervals, count_time, counters, save,
-                  relative=True, run=run)
+                  relative=True, run=run, suspenders=suspenders)
 
 
 # -- meshes -----------------------------------------------------------------------------------
-def _mesh(command, args, count_time, counters, save, backnforth, relative, run=True):
+def _mesh(command, args, count_time, counters, save, backnforth, relative, run=True, suspenders=None):
     motor1, start1, stop1, intervals1, motor2, start2, stop2, intervals2 = args
     fast, slow = check.axis(command, motor1), check.axis(command, motor2)
     check.distinct_axes(command, [fast, slow])
@@ -151,37 +163,38 @@ def _mesh(command, args, count_time, counters, save, backnforth, relative, run=T
     restore = {fast: fast.position, slow: slow.position} if relative else None
     info = {"shape": [int(intervals2) + 1, int(intervals1) + 1], "backnforth": bool(backnforth)}
     title = _title(command, *args, count_time)
-    return _run_steps(command, title, [fast, slow], rows, count_time, counters, save, restore, info, run)
+    return _run_steps(command, title, [fast, slow], rows, count_time, counters, save, restore, info, run, suspenders)
 
 
 def amesh(motor1, start1, stop1, intervals1, motor2, start2, stop2, intervals2, count_time, *counters,
-          backnforth=False, save=True, run=True):
+          backnforth=False, save=True, run=True, suspenders=None):
     """A grid: motor1 (fast) from start1 to stop1 at each position of motor2 (slow).
     `backnforth=True` scans every other line of motor1 in reverse."""
     return _mesh("amesh", (motor1, start1, stop1, intervals1, motor2, start2, stop2, intervals2),
-                 count_time, counters, save, backnforth, relative=False, run=run)
+                 count_time, counters, save, backnforth, relative=False, run=run, suspenders=suspenders)
 
 
 def dmesh(motor1, start1, stop1, intervals1, motor2, start2, stop2, intervals2, count_time, *counters,
-          backnforth=False, save=True, run=True):
+          backnforth=False, save=True, run=True, suspenders=None):
     """Like amesh, relative to the current positions; returns there at the end."""
     return _mesh("dmesh", (motor1, start1, stop1, intervals1, motor2, start2, stop2, intervals2),
-                 count_time, counters, save, backnforth, relative=True, run=run)
+                 count_time, counters, save, backnforth, relative=True, run=run, suspenders=suspenders)
 
 
 # -- given positions --------------------------------------------------------------------------
-def lookupscan(motor_pos_tuple_list, count_time, *counters, save=True, run=True):
+def lookupscan(motor_pos_tuple_list, count_time, *counters, save=True, run=True, suspenders=None):
     """lookupscan([(m0, positions), (m1, positions)], t): the axes visit the listed positions
     together (every list the same length)."""
-    return _lookup("lookupscan", motor_pos_tuple_list, count_time, counters, save, run)
+    return _lookup("lookupscan", motor_pos_tuple_list, count_time, counters, save, run, suspenders)
 
 
-def pointscan(motor, positions, count_time, *counters, save=True, run=True):
+def pointscan(motor, positions, count_time, *counters, save=True, run=True, suspenders=None):
     """pointscan(m, [p0, p1, ...], t): visit the listed positions of one axis."""
-    return _lookup("pointscan", [(check.axis("pointscan", motor), positions)], count_time, counters, save, run)
+    return _lookup("pointscan", [(check.axis("pointscan", motor), positions)], count_time, counters, save,
+                   run, suspenders)
 
 
-def _lookup(command, motor_pos_tuple_list, count_time, counters, save, run=True):
+def _lookup(command, motor_pos_tuple_list, count_time, counters, save, run=True, suspenders=None):
     if not isinstance(motor_pos_tuple_list, (list, tuple)) or not motor_pos_tuple_list:
         raise TypeError(f"{command}: give a list of (motor, positions) tuples")
     axes, columns = [], []
@@ -195,25 +208,27 @@ def _lookup(command, motor_pos_tuple_list, count_time, counters, save, run=True)
         lengths = ", ".join(f"{a.name}: {len(c)}" for a, c in zip(axes, columns))
         raise ValueError(f"{command}: every axis needs the same number of positions ({lengths})")
     title = f"{command} " + " ".join(a.name for a in axes) + f" {len(columns[0])} points {_fmt(count_time)}"
-    return _run_steps(command, title, axes, list(zip(*columns)), count_time, counters, save, run=run)
+    return _run_steps(command, title, axes, list(zip(*columns)), count_time, counters, save, run=run,
+                      suspenders=suspenders)
 
 
 # -- time -------------------------------------------------------------------------------------
-def timescan(count_time, *counters, npoints=0, sleep_time=0.0, save=True, run=True):
+def timescan(count_time, *counters, npoints=0, sleep_time=0.0, save=True, run=True, suspenders=None):
     """Count every `count_time` (+ `sleep_time`), `npoints` times; 0 = until Ctrl-C."""
     command = "timescan"
     n = check.whole(command, "npoints", npoints, minimum=0) or None  # 0.0 is not 0: refused
-    return _timed(command, _title(command, count_time), count_time, counters, n, sleep_time, save, run)
+    return _timed(command, _title(command, count_time), count_time, counters, n, sleep_time, save, run, suspenders)
 
 
-def loopscan(npoints, count_time, *counters, sleep_time=0.0, save=True, run=True):
+def loopscan(npoints, count_time, *counters, sleep_time=0.0, save=True, run=True, suspenders=None):
     """Count `npoints` times for `count_time` each."""
     command = "loopscan"
     n = check.whole(command, "npoints", npoints)
-    return _timed(command, _title(command, npoints, count_time), count_time, counters, n, sleep_time, save, run)
+    return _timed(command, _title(command, npoints, count_time), count_time, counters, n, sleep_time, save,
+                  run, suspenders)
 
 
-def _timed(command, title, count_time, counter_args, npoints, sleep_time, save, run=True):
+def _timed(command, title, count_time, counter_args, npoints, sleep_time, save, run=True, suspenders=None):
     t = check.count_time(command, count_time)
     pause = check.number(command, "sleep time", sleep_time)
     if pause < 0:
@@ -223,4 +238,4 @@ def _timed(command, title, count_time, counter_args, npoints, sleep_time, save, 
     save, run = check.flag(command, "save", save), check.flag(command, "run", run)
     chain = AcquisitionChain(TimerMaster(t, npoints, pause, children=[CounterSlave(chosen, t)]))
     return run_or_plan(Scan(chain, name=command, title=title, npoints=npoints, save=save, counters=chosen,
-                            count_time=t), run)
+                            count_time=t, suspenders=_suspenders(command, suspenders)), run)

@@ -31,23 +31,39 @@ def sleep_until(deadline):
 
 
 class MotorMaster(AcquisitionMaster):
-    """Moves axes through a list of points together; records the read-back position of each."""
+    """Moves axes through a list of points together; records the read-back position of each.
+
+    With a guard (scans/suspension.py), it waits before each point while the scan is
+    suspended or paused, and takes a point again when a suspender tripped during it."""
+
+    redo = "point"
 
     def __init__(self, axes, points, children=()):
         super().__init__("axes", children)
         self.axes = list(axes)
         self.points = points  # sequence of rows, one target per axis
         self._group = Group(*self.axes)
+        self.guard = None
 
     def channels(self):
         return [ChannelSpec(a.name, "float64", (), a.unit) for a in self.axes]
 
     def iterate(self):
-        axes, group = self.axes, self._group
-        for row in self.points:
-            group.move(dict(zip(axes, row)))
+        axes, group, guard = self.axes, self._group, self.guard
+        if guard is None:
+            for row in self.points:
+                group.move(dict(zip(axes, row)))
+                self.emit({a.name: a.position for a in axes})
+                yield
+            return
+        i = 0
+        while i < len(self.points):
+            guard.before_point()
+            group.move(dict(zip(axes, self.points[i])))
             self.emit({a.name: a.position for a in axes})
             yield
+            if guard.after_point():
+                i += 1
 
     def stop(self):
         self._group.stop()
@@ -59,30 +75,42 @@ class TimerMaster(AcquisitionMaster):
     Emits `elapsed_time` (from the scan's first count) and `epoch` (start of each count).
     """
 
+    redo = "point"
+
     def __init__(self, count_time, npoints=1, sleep_time=0.0, children=()):
         super().__init__("timer", children)
         self.count_time = float(count_time)
         self.npoints = npoints
         self.sleep_time = float(sleep_time)
         self._t0 = None
+        self.guard = None  # set when it paces the scan (a time scan): as MotorMaster's
 
     def channels(self):
         return [ChannelSpec("elapsed_time", "float64", (), "s"), ChannelSpec("epoch", "float64", (), "s")]
 
     def iterate(self):
         counts = range(self.npoints) if self.npoints is not None else itertools.count()
+        guard = self.guard
         for i in counts:
             if i and self.sleep_time:
                 sleep_until(now() + self.sleep_time)
-            start, epoch = now(), time.time()
-            if self._t0 is None:
-                self._t0 = start
-            if self.count_time > 0:
-                sleep_until(start + self.count_time)
-            else:
-                gevent.sleep(0)  # a zero-time loop still lets the I/O greenlet run
-            self.emit({"elapsed_time": start - self._t0, "epoch": epoch})
-            yield
+            while True:
+                if guard is not None:
+                    guard.before_point()
+                self._count()
+                yield
+                if guard is None or guard.after_point():
+                    break
+
+    def _count(self):
+        start, epoch = now(), time.time()
+        if self._t0 is None:
+            self._t0 = start
+        if self.count_time > 0:
+            sleep_until(start + self.count_time)
+        else:
+            gevent.sleep(0)  # a zero-time loop still lets the I/O greenlet run
+        self.emit({"elapsed_time": start - self._t0, "epoch": epoch})
 
 
 class CounterSlave(AcquisitionObject):

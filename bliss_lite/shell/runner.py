@@ -34,6 +34,7 @@ def open_session(session_name, config_root=None):
     return session, namespace
 
 
+    namespace["SUSPENDERS"] = context.load_suspenders(namespace)
 def _run_code(code, filename, namespace):
     try:
         exec(compile(code, filename, "exec"), namespace)  # noqa: S102 - the user's own code

@@ -6,6 +6,7 @@ from bliss_lite.scans import peaks
 from bliss_lite.scans.continuous_scans import fscan, xrdct
 from bliss_lite.scans.step import *  # noqa: F403 - the commands, by their SPEC/BLISS names
 from bliss_lite.scans.step import __all__ as _step_commands
+from bliss_lite.scans.suspenders import suspend_when
 from bliss_lite.shell.scan_display import ScanDisplay
 from bliss_lite.shell.standard import umv
 
@@ -33,7 +34,7 @@ def goto_cen(counter=None, axis=None):
     return _goto(peaks.cen(counter, axis), counter, axis)
 
 
-__all__ = [*_step_commands, "fscan", "xrdct", *peaks.__all__]
+__all__ = [*_step_commands, "fscan", "xrdct", "suspend_when", *peaks.__all__]
 
 
 def show_scans(context):

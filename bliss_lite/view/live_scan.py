@@ -192,11 +192,16 @@ class LiveScan:
         """Patterns whose frames' read-backs (and monitors) are known go into the sinograms."""
         if not self._waiting:
             return False
-        needed = ("omega", "x", "z") + self.monitors
+        valid = next((n for n in self.points if n.endswith("_valid")), None)  # frames of a redone line: False
+        needed = ("omega", "x", "z") + self.monitors + ((valid,) if valid else ())
         known = min(self.points[n].size for n in needed)
         waiting, placed = [], False
         for indices, patterns in self._waiting:
             ready = indices < known
+            if valid and ready.any():  # invalid frames: never placed, never waited for
+                drop = np.zeros_like(ready)
+                drop[ready] = ~self.points[valid].values[indices[ready]].astype(bool)
+                indices, patterns, ready = indices[~drop], patterns[~drop], ready[~drop]
             if ready.any():
                 i = indices[ready]
                 placed |= self._add_to_sinograms(i, patterns[ready])

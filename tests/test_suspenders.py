@@ -1,0 +1,195 @@
+"""Suspenders, pause and resume: a scan crossing a beam loss waits, redoes what the loss spoiled,
+keeps every point or grid point exactly once, and records each suspension in its entry."""
+import subprocess
+import sys
+import textwrap
+import time
+
+import gevent
+import h5py
+import numpy as np
+import pytest
+
+from bliss_lite.config.errors import ConfigError
+
+
+def _when(ns, condition, then):
+    """Run `then()` in a greenlet once `condition(scan)` holds for the newest scan."""
+    before = len(ns["SCANS"])
+
+    def watch():
+        while len(ns["SCANS"]) == before or not condition(ns["SCANS"][-1]):
+            gevent.sleep(0.002)
+        then(ns["SCANS"][-1])
+
+    return gevent.spawn(watch)
+
+
+def test_a_step_scan_crossing_a_beam_loss_redoes_the_point(scan_session):
+    ns = scan_session
+    ring = ns["ring"]
+    floor = ns["suspend_when"](ns["ring_current"], below=10, resume_above=150, settle_s=0.05)
+    _when(ns, lambda s: s.data.npoints >= 5, lambda s: ring.lose_beam(0.3))
+    scan = ns["ascan"](ns["m0"], 0, 2, 20, 0.02, ns["diode1"], ns["ring_current"], suspenders=[floor])
+    assert scan.end_reason == "SUCCESS" and scan.guard.redone >= 1
+    data = scan.get_data()
+    np.testing.assert_allclose(data["m0"], np.linspace(0, 2, 21))  # every point once, in order
+    assert data["ring_current"].min() >= 150  # no point taken without beam
+    (start, end, reason), = scan.suspensions
+    assert end - start >= 0.3 and reason.startswith("ring_current") and "below 10" in reason
+    with h5py.File(scan.filename, "r", locking=False) as h5:
+        entry = h5[scan.entry]
+        assert entry["end_reason"][()] == b"SUCCESS" and len(entry["measurement/m0"]) == 21
+        rows = entry["suspensions"]
+        assert rows["start_time"][()] == pytest.approx([start]) and rows["end_time"][()] == pytest.approx([end])
+        assert rows["reason"][0].decode() == reason
+
+
+def test_an_xrdct_crossing_a_beam_loss_redoes_the_line_and_reduces_valid_frames_once(scan_session):
+    """The loss comes in the middle of the third sweep line: that line is braked, measured
+    again once the beam is back, its spoiled frames stay in the file marked invalid, and the
+    sinograms hold each grid point's valid frame exactly once (live and offline)."""
+    from bliss_lite.processing.scan_plugins import reconstruct_scan
+    from bliss_lite.processing.sinogram import Grid
+
+    ns = scan_session
+    ring = ns["ring"]
+    floor = ns["suspend_when"](ns["ring_current"], below=10, resume_above=150, settle_s=0.05)
+    _when(ns, lambda s: s.data.count("pilatus") >= 9, lambda s: ring.lose_beam(0.3))
+    scan = ns["xrdct"](ns["omega"], ns["x"], ns["z"], -0.25, 0.25, 4, [0.0], 0.008, n_omega=6, fast_axis="x",
+                       suspenders=[floor], hooks={"integration": {"workers": 0, "npt": 200, "timeout": 0.5},
+                                                  "reconstruction": {}})
+    assert scan.end_reason == "SUCCESS" and len(scan.suspensions) == 1
+    data = scan.get_data()
+    valid = data["pilatus_valid"]
+    assert len(valid) == len(data["pilatus"]) > 24 and valid.sum() == 24  # 6 lines of 4, one line again
+    assert valid[:8].all() and not valid[8:].all()  # the third line was spoiled...
+    grid = Grid.from_info(scan.scan_info["xrdct"])
+    cells = np.ravel_multi_index(grid.locate(data["omega"][valid], data["x"][valid], data["z"][valid],
+                                             np.flatnonzero(valid))[1:], (6, 4))
+    assert sorted(cells) == list(range(24))  # ...and every grid point has one valid frame
+    assert np.all(data["i0"][valid] > 1000)
+    live = scan.hook("reconstruction").result
+    assert live["filled"] == 1.0
+    with h5py.File(scan.filename, "r", locking=False) as h5:
+        entry = h5[scan.entry]
+        np.testing.assert_array_equal(entry["instrument/pilatus/valid"][()], valid)
+        np.testing.assert_array_equal(entry["measurement/pilatus_valid"][()], valid)
+        assert len(entry["instrument/pilatus/data"]) == len(valid)  # the spoiled frames stay in the file
+        assert len(entry["suspensions/start_time"]) == 1
+    maps = {p: m.copy() for p, m in live["maps"].items()}
+    reconstruct_scan({"filename": scan.filename, "entry": scan.entry})
+    with h5py.File(scan.filename, "r", locking=False) as h5:
+        for phase, image in maps.items():
+            np.testing.assert_allclose(h5[f"{scan.entry}/reconstruct/{phase}/map"][()], image, rtol=1e-4, atol=1e-4)
+
+
+def test_pause_and_resume_from_another_greenlet(scan_session):
+    ns = scan_session
+
+    def hold(scan):
+        scan.pause()
+        gevent.spawn_later(0.4, scan.resume)
+
+    _when(ns, lambda s: s.data.npoints >= 3, hold)
+    scan = ns["loopscan"](8, 0.02, ns["diode1"], suspenders=[])
+    epoch = scan.get_data()["epoch"]
+    assert len(epoch) == 8 and scan.end_reason == "SUCCESS"
+    assert np.diff(epoch).max() >= 0.4  # held between two points, none lost
+    (start, end, reason), = scan.suspensions
+    assert reason == "paused by request" and end - start >= 0.35
+
+
+def test_pause_and_resume_through_redis_from_another_process(scan_session, shared_redis):
+    ns = scan_session
+    script = textwrap.dedent("""
+        import sys, time
+        from bliss_lite.data.model import HISTORY_KEY
+        from bliss_lite.data.redis_server import connect
+        from bliss_lite.data.scan_control import request
+        client = connect(sys.argv[1])
+        last = (client.xrevrange(HISTORY_KEY, count=1) or [(b"0-0", {})])[0][0]
+        print("ready", flush=True)
+        (_, [(_, fields)]), = client.xread({HISTORY_KEY: last}, block=20000, count=1)
+        key = fields[b"key"].decode()
+        time.sleep(0.2)
+        request(client, key, "pause")
+        time.sleep(0.8)
+        request(client, key, "resume")
+        print("done", flush=True)
+    """)
+    other = subprocess.Popen([sys.executable, "-c", script, shared_redis], stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline().strip() == "ready"
+        scan = ns["loopscan"](40, 0.05, ns["diode1"], suspenders=[])
+        assert other.wait(20) == 0 and other.stdout.read().strip() == "done"
+    finally:
+        other.kill()
+    assert len(scan.get_data()["diode1"]) == 40 and scan.end_reason == "SUCCESS"
+    (start, end, reason), = scan.suspensions
+    assert reason == "paused by request" and 0.5 <= end - start <= 2.0
+
+
+def test_ctrl_c_while_suspended_aborts_within_a_second(scan_session):
+    ns = scan_session
+    ring, main = ns["ring"], gevent.getcurrent()
+    floor = ns["suspend_when"](ns["ring_current"], below=10, resume_above=150)
+    pressed = []
+
+    def press(scan):
+        pressed.append(time.monotonic())
+        main.throw(KeyboardInterrupt)
+
+    _when(ns, lambda s: s.data.npoints >= 2, lambda s: ring.lose_beam(60))
+    _when(ns, lambda s: s.guard.suspended is not None, press)
+    with pytest.raises(KeyboardInterrupt):
+        ns["dscan"](ns["m1"], 0, 1, 10, 0.01, ns["diode1"], suspenders=[floor])
+    assert time.monotonic() - pressed[0] < 1.0
+    scan = ns["SCANS"][-1]
+    assert scan.end_reason == "USER_ABORT" and ns["m1"].position == pytest.approx(0.0, abs=1e-3)
+    (start, end, reason), = scan.suspensions  # the suspension ends with the abort, in the file too
+    with h5py.File(scan.filename, "r", locking=False) as h5:
+        assert h5[f"{scan.entry}/suspensions/end_time"][()] == pytest.approx([end])
+    ring.restart()  # the beam is back for the next tests
+
+
+def test_session_suspenders_from_yaml_and_bad_ones_refused_with_file_and_line(tmp_path, shared_redis, data_root,
+                                                                              monkeypatch):
+    import shutil
+
+    from bliss_lite.shell.runner import open_session
+    from tests.conftest import CONFIG_DIR
+
+    monkeypatch.setenv("BLISS_LITE_REDIS_URL", shared_redis)
+    root = tmp_path / "config"
+    shutil.copytree(CONFIG_DIR, root)
+    shutil.copytree(CONFIG_DIR.parent / "sessions", tmp_path / "sessions")  # the setup files, beside it
+    session_file = root / "sessions" / "test.yml"
+    good = session_file.read_text() + (
+        "  suspenders:\n"
+        "    - when: ring_current\n"
+        "      below: 10\n"
+        "      resume_above: 150\n"
+        "      settle_s: 0.05\n")
+    session_file.write_text(good)
+    session, ns = open_session("test", root)
+    try:
+        (floor,) = ns["SUSPENDERS"]
+        assert floor.source is ns["ring_current"] and floor.resume == 150
+        _when(ns, lambda s: s.data.npoints >= 3, lambda s: ns["ring"].lose_beam(0.2))
+        scan = ns["ascan"](ns["m0"], 0, 1, 10, 0.02, ns["diode1"])
+        assert len(scan.suspensions) == 1 and len(scan.get_data()["m0"]) == 11
+        assert ns["ascan"](ns["m0"], 0, 1, 2, 0.01, ns["diode1"], suspenders=[]).guard.suspenders == []
+    finally:
+        session.close()
+    def refused(text, key, message):
+        session_file.write_text(text)
+        line = next(i for i, row in enumerate(text.splitlines(), 1) if row.strip().startswith(key))
+        with pytest.raises(ConfigError, match=rf"sessions/test.yml:{line}: session 'test': suspenders item 1.*{message}"):
+            open_session("test", root)
+
+    refused(good.replace("below: 10", "below: fast"), "below", "below must be a number, got 'fast'")
+    refused(good.replace("settle_s: 0.05", "colour: red"), "colour", "unknown key 'colour'")
+    refused(good.replace("resume_above: 150", "resume_above: 5"), "resume_above",
+            "resume_above 5 must be on the good side of 10")
+    refused(good.replace("when: ring_current", "when: ring_currant"), "- when", "'ring_currant' is not an object")
