@@ -190,11 +190,18 @@ def test_axis_name_alone_shows_info(shell):
 
 
 def test_error_in_command_keeps_shell_and_axis(shell):
+    start = len(shell.logfile_read.getvalue())
     shell.sendline("umv(m0, 150)")
     text = prompt_after(shell, "LimitError: m0: target 150 beyond high limit 100")
-    assert "Traceback" in text
+    assert "Traceback" not in text  # one line, in red: the traceback is kept for last_error()
+    raw = shell.logfile_read.getvalue()[start:]
+    assert "\x1b[31mLimitError: m0: target 150 beyond high limit 100  (last_error() shows the traceback)" in raw
     state, position = axis_state(shell)
     assert (state, position) == ("READY", 0.0)
+    shell.sendline("last_error()")
+    text = prompt_after(shell, "Traceback (most recent call last)")
+    assert "bliss_lite/controllers/motion.py" in text and text.rstrip().endswith(
+        "LimitError: m0: target 150 beyond high limit 100")
 
 
 def test_history_written_on_exit(shell, run_dir):

@@ -100,48 +100,91 @@ def _count(command, count_time, counters, save, run=True, suspenders=None):
 
 
 def ct(count_time=1.0, *counters, save=False, run=True, suspenders=None):
-    """Count once for `count_time` seconds and show the values; not saved (see `sct`)."""
+    """Count once for `count_time` seconds and show each counter's value with its unit, and
+    the rate per second of integrating counters; not saved (see `sct`).
+
+    count_time: seconds (default 1). counters: counters, groups or names; none: the active
+    measurement group. Returns the Scan (`.get_data()`).
+    Example: ct(0.5)  or  ct(1, xtal, ring_current)"""
     return _count("ct", count_time, counters, save, run, suspenders)
 
 
 def sct(count_time=1.0, *counters, save=True, run=True, suspenders=None):
-    """Like `ct`, saved as a scan entry."""
+    """Like `ct`, saved as a scan entry of the session's file.
+
+    Example: sct(1)  ->  the entry N.1 of SCAN_SAVING.filename"""
     return _count("sct", count_time, counters, save, run, suspenders)
 
 
 # -- absolute and relative line scans ---------------------------------------------------------
 def ascan(motor, start, stop, intervals, count_time, *counters, save=True, run=True, suspenders=None):
-    """ascan(m, start, stop, intervals, t): intervals+1 points from start to stop."""
+    """Step `motor` from `start` to `stop` in `intervals` equal steps (intervals+1 points)
+    and count `count_time` seconds at each; the axis stays at `stop`.
+
+    motor: an axis. start, stop: absolute positions, in the axis's unit (mm, deg: wa() shows
+    it). intervals: a whole number >= 1.
+    counters: counters, measurement groups or names; none: the active measurement group.
+    count_time: seconds per point; integrating counters read 0 at 0 s (sampling ones sample once).
+    save=False: published but not written to the file. run=False: nothing moves; the scan
+    comes back unrun with its `estimate` (`.run()` runs it). Returns the Scan.
+    Example: ascan(sby, 0, 1, 40, 0.1, xtal)  then  cen(), goto_cen()"""
     return _nscan("ascan", [(motor, start, stop)], intervals, count_time, counters, save,
                   relative=False, run=run, suspenders=suspenders)
 
 
 def a2scan(motor1, start1, stop1, motor2, start2, stop2, intervals, count_time, *counters, save=True,
            run=True, suspenders=None):
-    """Two axes moving together, each from its start to its stop."""
+    """Two axes moving together, each from its start to its stop, in `intervals` steps.
+
+    start1, stop1 (motor1) and start2, stop2 (motor2): absolute, in each axis's unit.
+    counters: counters, measurement groups or names; none: the active measurement group.
+    count_time: seconds per point; integrating counters read 0 at 0 s (sampling ones sample once).
+    save=False: published but not written to the file. run=False: nothing moves; the scan
+    comes back unrun with its `estimate` (`.run()` runs it). Returns the Scan.
+    Example: a2scan(sby, 0, 1, sbz, 0, 0.5, 20, 0.1)"""
     return _nscan("a2scan", [(motor1, start1, stop1), (motor2, start2, stop2)], intervals, count_time,
                   counters, save, relative=False, run=run, suspenders=suspenders)
 
 
 def anscan(motor_tuple_list, intervals, count_time, *counters, save=True, run=True, suspenders=None):
-    """anscan([(m0, start, stop), (m1, start, stop), ...], intervals, t): n axes together."""
+    """anscan([(m0, start, stop), (m1, start, stop), ...], intervals, t): n axes together,
+    each from its start to its stop (absolute, in its unit).
+    counters: counters, measurement groups or names; none: the active measurement group.
+    count_time: seconds per point; integrating counters read 0 at 0 s (sampling ones sample once).
+    save=False: published but not written to the file. run=False: nothing moves; the scan
+    comes back unrun with its `estimate` (`.run()` runs it). Returns the Scan.
+    Example: anscan([(sby, 0, 1), (sbz, 0, 2)], 10, 0.1)"""
     return _nscan("anscan", _triples("anscan", motor_tuple_list), intervals, count_time, counters, save,
                   relative=False, run=run, suspenders=suspenders)
 
 
 def dscan(motor, start, stop, intervals, count_time, *counters, save=True, run=True, suspenders=None):
-    """Like ascan, relative to the current position; returns there at the end."""
+    """Like ascan, with start and stop relative to the current position; the axis returns
+    there at the end, after an error and after Ctrl-C.
+
+    motor: an axis. start, stop: offsets from where it is, in its unit. intervals: >= 1.
+    counters: counters, measurement groups or names; none: the active measurement group.
+    count_time: seconds per point; integrating counters read 0 at 0 s (sampling ones sample once).
+    save=False: published but not written to the file. run=False: nothing moves; the scan
+    comes back unrun with its `estimate` (`.run()` runs it). Returns the Scan.
+    Example: dscan(sby, -1, 1, 40, 0.1, xtal)  then  goto_cen()"""
     return _nscan("dscan", [(motor, start, stop)], intervals, count_time, counters, save,
                   relative=True, run=run, suspenders=suspenders)
 
 
 def d2scan(motor1, start1, stop1, motor2, start2, stop2, intervals, count_time, *counters, save=True,
            run=True, suspenders=None):
+    """Like a2scan, relative to the current positions; the axes return there at the end.
+
+    Example: d2scan(sby, -1, 1, sbz, -0.5, 0.5, 20, 0.1)"""
     return _nscan("d2scan", [(motor1, start1, stop1), (motor2, start2, stop2)], intervals, count_time,
                   counters, save, relative=True, run=run, suspenders=suspenders)
 
 
 def dnscan(motor_tuple_list, intervals, count_time, *counters, save=True, run=True, suspenders=None):
+    """Like anscan, relative to the current positions; the axes return there at the end.
+
+    Example: dnscan([(sby, -1, 1), (sbz, -1, 1)], 10, 0.1)"""
     return _nscan("dnscan", _triples("dnscan", motor_tuple_list), intervals, count_time, counters, save,
                   relative=True, run=run, suspenders=suspenders)
 
@@ -168,15 +211,23 @@ def _mesh(command, args, count_time, counters, save, backnforth, relative, run=T
 
 def amesh(motor1, start1, stop1, intervals1, motor2, start2, stop2, intervals2, count_time, *counters,
           backnforth=False, save=True, run=True, suspenders=None):
-    """A grid: motor1 (fast) from start1 to stop1 at each position of motor2 (slow).
-    `backnforth=True` scans every other line of motor1 in reverse."""
+    """A grid: motor1 (fast) from start1 to stop1 in intervals1 steps at each of the
+    intervals2+1 positions of motor2 (slow), absolute, in each axis's unit.
+    `backnforth=True` scans every other line of motor1 in reverse.
+    counters: counters, measurement groups or names; none: the active measurement group.
+    count_time: seconds per point; integrating counters read 0 at 0 s (sampling ones sample once).
+    save=False: published but not written to the file. run=False: nothing moves; the scan
+    comes back unrun with its `estimate` (`.run()` runs it). Returns the Scan.
+    Example: amesh(sby, 0, 1, 10, sbz, 0, 1, 5, 0.1, xtal)"""
     return _mesh("amesh", (motor1, start1, stop1, intervals1, motor2, start2, stop2, intervals2),
                  count_time, counters, save, backnforth, relative=False, run=run, suspenders=suspenders)
 
 
 def dmesh(motor1, start1, stop1, intervals1, motor2, start2, stop2, intervals2, count_time, *counters,
           backnforth=False, save=True, run=True, suspenders=None):
-    """Like amesh, relative to the current positions; returns there at the end."""
+    """Like amesh, relative to the current positions; the axes return there at the end.
+
+    Example: dmesh(sby, -0.5, 0.5, 10, sbz, -0.5, 0.5, 10, 0.1, xtal)"""
     return _mesh("dmesh", (motor1, start1, stop1, intervals1, motor2, start2, stop2, intervals2),
                  count_time, counters, save, backnforth, relative=True, run=run, suspenders=suspenders)
 
@@ -214,14 +265,26 @@ def _lookup(command, motor_pos_tuple_list, count_time, counters, save, run=True,
 
 # -- time -------------------------------------------------------------------------------------
 def timescan(count_time, *counters, npoints=0, sleep_time=0.0, save=True, run=True, suspenders=None):
-    """Count every `count_time` (+ `sleep_time`), `npoints` times; 0 = until Ctrl-C."""
+    """Count every `count_time` seconds (+ `sleep_time` seconds between counts), `npoints`
+    times; npoints=0 counts until Ctrl-C. Nothing moves.
+    counters: counters, measurement groups or names; none: the active measurement group.
+    count_time: seconds per point; integrating counters read 0 at 0 s (sampling ones sample once).
+    save=False: published but not written to the file. run=False: nothing moves; the scan
+    comes back unrun with its `estimate` (`.run()` runs it). Returns the Scan.
+    Example: timescan(0.5, ring_current, npoints=20)"""
     command = "timescan"
     n = check.whole(command, "npoints", npoints, minimum=0) or None  # 0.0 is not 0: refused
     return _timed(command, _title(command, count_time), count_time, counters, n, sleep_time, save, run, suspenders)
 
 
 def loopscan(npoints, count_time, *counters, sleep_time=0.0, save=True, run=True, suspenders=None):
-    """Count `npoints` times for `count_time` each."""
+    """Count `npoints` times for `count_time` seconds each (+ `sleep_time` seconds between).
+    Nothing moves.
+    counters: counters, measurement groups or names; none: the active measurement group.
+    count_time: seconds per point; integrating counters read 0 at 0 s (sampling ones sample once).
+    save=False: published but not written to the file. run=False: nothing moves; the scan
+    comes back unrun with its `estimate` (`.run()` runs it). Returns the Scan.
+    Example: loopscan(10, 0.1)"""
     command = "loopscan"
     n = check.whole(command, "npoints", npoints)
     return _timed(command, _title(command, npoints, count_time), count_time, counters, n, sleep_time, save,

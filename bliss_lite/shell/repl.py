@@ -6,9 +6,15 @@ KeyboardInterrupt in the running command, which stops the motion and returns to 
 """
 from __future__ import annotations
 
+import sys
+
 from ptpython.prompt_style import PromptStyle
 from ptpython.repl import PythonRepl
 from ptpython.utils import unindent_code
+from ptpython.validator import PythonValidator
+
+from bliss_lite.shell.errors import RED, RESET, colour_ok, short_message
+from bliss_lite.shell.help import QUESTION, question
 
 
 class SessionPrompt(PromptStyle):
@@ -29,8 +35,18 @@ class SessionPrompt(PromptStyle):
         return [("class:out", "")]
 
 
+class SessionValidator(PythonValidator):
+    """Python syntax, and `name?` (help on name)."""
+
+    def validate(self, document):
+        if QUESTION.match(document.text):
+            return
+        super().validate(document)
+
+
 class SessionRepl(PythonRepl):
-    """Shows `__info__()` for objects that have it (axes, groups, counters), repr otherwise.
+    """Shows `__info__()` for objects that have it (axes, groups, counters), repr otherwise;
+    an error as one line (the traceback is kept for `last_error()`); `name?` as help(name).
 
     The prompt runs in the main greenlet (ptpython runs it in a thread by default): with
     gevent, that "thread" is a greenlet whose event loop can outlive the prompt and catch the
@@ -48,7 +64,23 @@ class SessionRepl(PythonRepl):
             if text.lstrip().startswith("\x1a"):
                 raise EOFError
             if text and not text.isspace():
-                return unindent_code(text)
+                return question(text) or unindent_code(text)
+
+    def _handle_exception(self, e):
+        """One line, red on a colour terminal; the traceback goes to the session's ErrorLog."""
+        sys.last_type, sys.last_value, sys.last_traceback = type(e), e, e.__traceback__
+        self.errors.record(e)
+        text = short_message(e, self.get_globals())
+        if not self._hinted:
+            text += "  (last_error() shows the traceback)"
+            self._hinted = True
+        output = self.app.output
+        if colour_ok(sys.stdout):
+            output.write_raw(f"{RED}{text}{RESET}")
+        else:
+            output.write(text)
+        output.write("\r\n")
+        output.flush()
 
     def _show_result(self, result):
         info = getattr(result, "__info__", None)
@@ -59,9 +91,10 @@ class SessionRepl(PythonRepl):
         super()._show_result(result)
 
 
-def run_shell(session_name, namespace, history_file):
+def run_shell(session_name, namespace, history_file, errors):
     repl = SessionRepl(get_globals=lambda: namespace, get_locals=lambda: namespace,
-                       history_filename=str(history_file))
+                       history_filename=str(history_file), _validator=SessionValidator())
+    repl.errors, repl._hinted = errors, False
     repl.all_prompt_styles["session"] = SessionPrompt(repl, session_name)
     repl.prompt_style = "session"
     repl.confirm_exit = False

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import sys
-import traceback
 from pathlib import Path
 
 from bliss_lite.config import ConfigError, load_config
@@ -11,6 +10,8 @@ from bliss_lite.config.session import Session, SessionSetupError
 from bliss_lite.processing.hooks import make_hooks
 from bliss_lite.scans.context import ScanContext
 from bliss_lite.shell import scan_commands, standard
+from bliss_lite.shell.errors import ErrorLog, short_message, show
+from bliss_lite.shell.help import session_help
 
 
 def open_session(session_name, config_root=None):
@@ -29,6 +30,8 @@ def open_session(session_name, config_root=None):
     namespace["SCAN_SAVING"] = context.scan_saving
     namespace["SCAN_LIMITS"] = context.limits
     namespace["SCANS"] = context.scans
+    namespace["last_error"] = ErrorLog(session_name)  # last_error(): the traceback of the last error
+    namespace["help"] = session_help(namespace)
     scan_commands.show_scans(context)
     session.setup(namespace)
     return session, namespace
@@ -43,8 +46,13 @@ def _run_code(code, filename, namespace):
         return 130
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except BaseException:  # the user's error: show it, exit non-zero
-        traceback.print_exc()
+    except BaseException as exc:  # the user's error: one line, exit non-zero; the traceback kept
+        errors = namespace.get("last_error")
+        kept = ""
+        if isinstance(errors, ErrorLog):
+            errors.record(exc)
+            kept = f"  (traceback: {errors.path})"
+        show(short_message(exc, namespace, source=None if filename == "<-c>" else filename) + kept)
         return 1
     return 0
 
@@ -83,5 +91,5 @@ def _run(session_name, namespace, code, script):
 
     history = run_dir() / "history" / session_name
     history.parent.mkdir(parents=True, exist_ok=True)
-    run_shell(session_name, namespace, history)
+    run_shell(session_name, namespace, history, namespace["last_error"])
     return 0
