@@ -69,14 +69,16 @@ def figure(path, result, truths, correlations, summed, radial, unit):
     axes[-1, 0].remove()
     axes[-1, 1].remove()
     ax.plot(radial, summed, lw=0.8, color="k")
-    colours = {p: plt.get_cmap("tab10")(i) for i, p in enumerate(result["rois"])}
-    for phase, roi in result["rois"].items():
+    rois = result["rois"] or {}  # a decomposition fits the whole pattern: no windows to draw
+    colours = {p: plt.get_cmap("tab10")(i) for i, p in enumerate(rois)}
+    for phase, roi in rois.items():
         ax.axvspan(roi.lo, roi.hi, alpha=0.35, label=phase, color=colours[phase])
     ax.set_xlabel(unit)
     ax.set_ylabel("summed intensity")
     ax.set_yscale("log")
-    ax.legend(fontsize=7)
-    ax.set_title("summed pattern, phase ROIs", fontsize=9)
+    if rois:
+        ax.legend(fontsize=7)
+    ax.set_title("summed pattern" + (", phase ROIs" if rois else ""), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)

@@ -128,6 +128,6 @@ def test_reduction_takes_the_phases_the_scan_recorded(scan_session):
     with h5py.File(scan.filename, "r", locking=False) as h5:
         process = h5[f"{scan.entry}/reconstruct"]
         maps = [k for k in process if isinstance(process[k], h5py.Group) and k != "volume"]
-        assert maps == ["ceria"] and json.loads(process["configuration"][()])["phases"] == {"ceria": "CeO2"}
+        assert maps == ["ceria", "residual"] and json.loads(process["configuration"][()])["phases"] == {"ceria": "CeO2"}
         ceria = process["ceria/map"][()]
         assert ceria.shape[0] == 1 and np.isfinite(ceria).all() and ceria.max() > 0

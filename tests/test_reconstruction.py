@@ -399,7 +399,7 @@ def test_slice_by_slice_equals_the_whole_volume_at_once(tmp_path):
     assert volume.shape == (4, 16, 16, SEED_Q.size)
     assert relative_error(volume, expected) <= 1e-5
     for phase in SEED_PHASES:
-        from_whole = np.stack([phase_maps(expected[iz], SEED_Q, hook.rois)[phase] for iz in range(4)])
+        from_whole = np.stack([hook.mapper.maps(expected[iz], SEED_Q)[phase] for iz in range(4)])
         assert relative_error(maps[phase], from_whole) <= 1e-5, phase
         np.testing.assert_array_equal(result["maps"][phase], maps[phase])
     assert np.abs(maps["LaB6"][3]).max() < 0.2 * np.abs(maps["LaB6"][2]).max()  # each slice its own height:

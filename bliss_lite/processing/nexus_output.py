@@ -79,8 +79,10 @@ def write_integration(path, entry, radial, settings, patterns, integrated=None, 
             measurement["integrated"] = h5py.SoftLink(f"/{entry}/{name}/results/intensity")
 
 
-def write_reconstruction(path, entry, volume, x_mm, y_mm, z, radial, unit, maps, configuration, name="reconstruct"):
-    """volume (nz, ny, nx, nq); maps {phase: (nz, ny, nx)}: arrays or Stored datasets."""
+def write_reconstruction(path, entry, volume, x_mm, y_mm, z, radial, unit, maps, configuration, name="reconstruct",
+                         map_units=None):
+    """volume (nz, ny, nx, nq); maps {phase: (nz, ny, nx)}: arrays or Stored datasets;
+    map_units {phase: unit} ("1": a volume fraction; "a.u." by default)."""
     axis, units = RADIAL_NAMES[unit]
     with h5py.File(path, "a", libver="latest", locking=False) as h5:
         process = _process(h5[entry], name, configuration)
@@ -95,6 +97,7 @@ def write_reconstruction(path, entry, volume, x_mm, y_mm, z, radial, unit, maps,
         for phase, stack in maps.items():
             group = _nx(process.create_group(phase), "NXdata")
             _dataset(group, "map", stack, path)
+            group["map"].attrs["units"] = (map_units or {}).get(phase, "a.u.")
             for key in ("z", "y", "x"):
                 group[key] = h5py.SoftLink(f"/{entry}/{name}/volume/{key}")
             group.attrs["signal"] = "map"

@@ -57,8 +57,13 @@ class ReconstructionHook(ScanHook):
 
     def __init__(self, phases, method="fbp", iterations=50, window="ramp", centre="auto",
                  normalise="i0+transmission", roi_width=0.6, live_period_s=1.0, n=None, peak_fwhm=None,
-                 backend=Backend.CPU, reference_i0=None):
-        self.phases = dict(phases)  # {phase: pyFAI calibrant name, or None for amorphous}
+                 backend=Backend.CPU, reference_i0=None, maps="decomposition", profile=None, background="auto",
+                 standards=None):
+        from bliss_lite.processing.phase_mapper import PhaseMapper
+
+        self.phases = dict(phases)  # {phase: pyFAI calibrant name, None (amorphous), or a reference spec}
+        # how slices become maps (decomposition or ROIs); built at the first height, from the options and the data
+        self.mapper = PhaseMapper(self.phases, maps, profile, peak_fwhm, background, standards, roi_width)
         self.method, self.iterations, self.window = method, iterations, window
         self.centre_option = centre
         self.normalisation = normalise
@@ -146,11 +151,11 @@ class ReconstructionHook(ScanHook):
                 on_gpu = False
         self.builder = SinogramBuilder(info, npt, device=on_gpu, max_heights=MAX_HEIGHTS)
         nz, n = self.builder.grid.z.size, self.pixels
-        self.maps = {phase: np.zeros((nz, n, n), np.float32) for phase in self.phases}
+        self.maps = {name: np.zeros((nz, n, n), np.float32) for name in self.mapper.names}  # phases (+ residual)
         self.finished, self.late, self._filled, self.live = {}, set(), {}, {}
         self.centre = self.result = None
         self._radial_values = None if radial is None else np.asarray(radial)
-        self.store = VolumeStore(output, nz, n, npt, self.phases, staging) if output is not None else None
+        self.store = VolumeStore(output, nz, n, npt, self.mapper.names, staging) if output is not None else None
 
     @property
     def pixels(self):
@@ -189,7 +194,8 @@ class ReconstructionHook(ScanHook):
                     self._redo(filename, entry, h)
             grid = self.builder.grid
             points = grid.z.size * grid.omega_deg.size * grid.x_mm.size
-            self.result = {"maps": self.maps, "centre": self.centre, "x_mm": grid.x_mm, "z": np.asarray(grid.z),
+            self.result = {"maps": {p: self.maps[p] for p in self.phases}, "residual": self.maps.get("residual"),
+                           "units": self.mapper.units, "centre": self.centre, "x_mm": grid.x_mm, "z": np.asarray(grid.z),
                            "radial": self._radial(), "rois": self.rois, "filled": sum(self._filled.values()) / points,
                            "heights": sorted(self.finished), "file": None if self.store is None else self.store.path,
                            "volume_shape": (grid.z.size, self.pixels, self.pixels, self.builder.nq)}
@@ -208,13 +214,14 @@ class ReconstructionHook(ScanHook):
         r = self.result
         axis = self._image_axis(r["x_mm"], self.pixels)
         write_reconstruction(filename, entry, stored["volume"], axis, axis, r["z"], r["radial"], unit, stored["maps"],
-                             self.configuration())
+                             self.configuration(), map_units=r["units"])
 
     def configuration(self):
         return {"method": self.method, "iterations": self.iterations, "window": self.window,
                 "peak_fwhm": self.peak_fwhm, "reference_i0": self.reference_i0,
                 "centre_mm": self.centre, "centre_option": self.centre_option, "normalise": self.normalisation,
                 "phases": self.phases, "rois": _plain_rois(self.rois), "roi_width": self.roi_width,
+                "maps": self.mapper.configuration(),
                 "backend": self.resolved, "sinograms_on_gpu": self.builder is not None and self.builder.xp is not np,
                 "max_heights": MAX_HEIGHTS}
 
@@ -281,8 +288,8 @@ class ReconstructionHook(ScanHook):
     def _finish(self, h):
         """Reconstruct held height h, write its slice and maps, publish them, free it."""
         radial = self._radial()
-        self._rois_for(radial)
         sino, filled = self.builder.sinogram(h), self.builder.filled(h)
+        self._rois_for(radial, (sino,))
         image, maps, centre = self._offload(self._reconstruct_height, sino, filled, radial)
         for phase, image_map in maps.items():
             self.maps[phase][h] = image_map
@@ -297,12 +304,12 @@ class ReconstructionHook(ScanHook):
             self._publish_live(self._scan, {h: maps}, complete=True)
 
     def _reconstruct_height(self, sino, filled, radial):
-        """(image (n, n, nq) on the host, {phase: map}, the centre used) of one height."""
-        from bliss_lite.processing.phase_maps import phase_maps
-
+        """(image (n, n, nq) on the host, {phase: map}, the centre used) of one height (the maps
+        made where the image is: a decomposition runs on the GPU too)."""
         centre = self._centre_for(sino, filled)
-        image = to_host(self._reconstruct(sino, centre))
-        return image, phase_maps(image, radial, self.rois), centre
+        image = self._reconstruct(sino, centre)
+        maps = self.mapper.maps(image, radial)
+        return to_host(image), maps, centre
 
     def _redo(self, filename, entry, h):
         """Height h again, from the saved patterns of the entry (read in blocks)."""
@@ -345,7 +352,7 @@ class ReconstructionHook(ScanHook):
         radial = self._radial()
         if radial is None:
             return
-        self._rois_for(radial)
+        mapper = self._live_mapper(radial)
         centre = self._live_centre()
         maps = {}
         for iz in self.builder.held:
@@ -356,7 +363,7 @@ class ReconstructionHook(ScanHook):
             else:
                 image = gevent.get_hub().threadpool.apply(self._partial_fbp, (iz, centre))
             if image is not None:
-                maps[iz] = self._maps_of(image, radial)
+                maps[iz] = mapper.maps(image, radial)
         if maps:
             self.live_maps.update(maps)
             self.live_updates += 1
@@ -451,32 +458,39 @@ class ReconstructionHook(ScanHook):
 
         return image_axis(x_mm, self.centre or 0.0, n)
 
-    def _rois_for(self, radial):
-        from bliss_lite.processing.phase_maps import phase_rois
-
-        if self.rois is None:
-            step = float(np.median(np.diff(radial)))
-            width = max(self.roi_width, 4.5 * step)  # a ROI needs a few bins, whatever the binning
-            self.rois = phase_rois(self.phases, float(radial.min()), float(radial.max()), width,
-                                   peak_fwhm=self.peak_fwhm)
+    def _rois_for(self, radial, sinograms=()):
+        """The phase mapper made ready once, from the summed pattern of `sinograms` (what the
+        profile and an amorphous reference are measured from when not given)."""
+        if not self.mapper.ready:
+            summed = sum(to_host(s.sum(axis=(0, 1))) for s in sinograms) if len(sinograms) else None
+            self.mapper.prepare(radial, summed, self.reference_i0 or 1.0)
+            self.rois = self.mapper.rois
+            self.peak_fwhm = self.peak_fwhm if self.mapper.profile is None else self.mapper.profile.to_dict()["fwhm"]
         return self.rois
 
-    def _maps_of(self, image, radial):
-        """{phase: (n, n)} from one slice (n, n, nq)."""
-        from bliss_lite.processing.phase_maps import phase_maps
+    def _live_mapper(self, radial):
+        """The scan's mapper once a height is done; before, one made for this update from the
+        held sinograms as they are (the scan's own is made from a whole height, whatever the
+        timing of the live updates)."""
+        if self.mapper.ready:
+            return self.mapper
+        from copy import copy
 
-        return phase_maps(image, radial, self._rois_for(radial))
+        mapper = copy(self.mapper)
+        if not self.builder.held:
+            return mapper
+        summed = sum(to_host(self.builder.sinogram(iz).sum(axis=(0, 1))) for iz in self.builder.held)
+        mapper.prepare(radial, summed, self.reference_i0 or 1.0)
+        return mapper
 
 
 def phases_of_sample(scan_info, options):
-    """The phases the scan's recorded sample description names (scan_info["sample"]), or None;
-    its peak width goes into `options` unless given (a simulated sample knows it)."""
+    """The phases the scan's recorded sample description names (scan_info["sample"]), or None.
+    Only their names and calibrants: the peak profile is measured, or comes from the options."""
     sample = (scan_info or {}).get("sample") or {}
     phases = sample.get("phases")
     if not phases:
         return None
-    if "peak_fwhm" not in options and sample.get("peak_fwhm") is not None:
-        options["peak_fwhm"] = sample["peak_fwhm"]
     return dict(phases)
 
 
@@ -493,7 +507,7 @@ def _plain_rois(rois):
 def make_reconstruction_hook(options, context):
     options = dict(options)
     known = {"phases", "method", "iterations", "window", "centre", "normalise", "roi_width", "live_period_s", "n",
-             "peak_fwhm", "backend", "reference_i0"}
+             "peak_fwhm", "backend", "reference_i0", "maps", "profile", "background", "standards"}
     unknown = sorted(set(options) - known)
     if unknown:
         raise ValueError(f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
@@ -504,6 +518,10 @@ def make_reconstruction_hook(options, context):
             raise ValueError("give phases={name: calibrant} (the scan recorded no sample with phases to take them from)")
     if not isinstance(phases, dict) or not phases:
         raise ValueError(f"phases must be a mapping of phase name to pyFAI calibrant (or None), got {phases!r}")
+    from bliss_lite.processing.phase_mapper import PhaseMapper
+
+    PhaseMapper(phases, options.get("maps", "decomposition"), options.get("profile"), options.get("peak_fwhm"),
+                options.get("background", "auto"), options.get("standards"))  # refused here, before anything moves
     method = options.get("method", "fbp")
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
