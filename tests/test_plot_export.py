@@ -46,7 +46,7 @@ def test_ascan_draws_the_default_counter_with_cen_and_peak_and_saves_the_png(sca
     assert [a for a in figure.axes[0].lines if a.get_gid().startswith("curve:")] == [curve]
     assert abs(artist(figure, "peak").get_xdata()[0] - 5) <= 0.5  # within a step
     assert abs(artist(figure, "cen").get_xdata()[0] - 5) <= 0.5
-    assert figure.axes[0].get_xlabel() == "m0" and figure.axes[0].get_ylabel() == "gauss"
+    assert figure.axes[0].get_xlabel() == "m0" and figure.axes[0].get_ylabel() == "gauss (counts)"  # integrating: counts
     title = figure.get_suptitle()
     assert f"Scan {scan.number}: ascan m0 0 10 20 0.001" in title
     assert "sample.h5" in title and f"entry {scan.entry}" in title
