@@ -1,4 +1,4 @@
-"""The everyday shell (issue 20): what a user sees for counts, errors and help,
+"""The everyday shell (issue 20): what a user sees for counts, errors, help and peak tools,
 through a pseudo-terminal where it is about the interactive shell; `-c` and scripts as
 processes."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.test_shell_pty import CONFIG, _shell, prompt_after
+from tests.test_shell_pty import CONFIG, _shell, prompt_after, run
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs a POSIX pseudo-terminal")
 
@@ -52,10 +52,38 @@ def test_question_mark_and_help_show_the_signature_arguments_and_an_example(shel
     text = output_of(shell, "ascan?", "Example: ascan(")
     assert "ascan(motor, start, stop, intervals, count_time, *counters, save=True" in text
     assert "in the axis's unit" in text and "count_time: seconds per point" in text
+    text = output_of(shell, "help(goto_cen)", "Example: goto_cen()")
+    assert "goto_cen(counter=None, axis=None)" in text
     text = output_of(shell, "m0?", "MOCKUP AXIS")  # an object: its summary
     assert "position (RW)" in text
     text = output_of(shell, "help()", "Commands (help(name)")
     assert re.search(r"^\s+umv\s+\S", text, re.M) and re.search(r"^\s+ascan\s+Step `motor`", text, re.M)
+
+
+def test_peak_tools_say_what_they_used_and_goto_says_where_it_went(scan_shell):
+    run(scan_shell, "s = ascan(m0, 3.13, 7.0, 37, 0.01, gauss); print('DONE', 2 * len(s.get_data()['m0']))",
+        r"DONE 76")
+    text = output_of(scan_shell, "cen()", "cen: m0 = ")
+    found = re.search(r"cen: m0 = (\d+\.\d{4}) \(gauss, fwhm (\d+\.\d{4})\)", text)
+    assert found, text
+    centre, width = float(found.group(1)), float(found.group(2))
+    assert centre == pytest.approx(5.0, abs=0.01) and width == pytest.approx(1.0, abs=0.05)
+    text = output_of(scan_shell, "goto_cen()", "goto_cen: m0 = ")
+    went = re.search(r"goto_cen: m0 = (\d+\.\d{4}) \(cen: m0 = (\d+\.\d{4})", text)
+    assert went and went.group(2) == found.group(1), text
+    match, _ = run(scan_shell, "print('POS', m0.position * 1)", r"POS (\S+)")
+    assert float(went.group(1)) == float(match.group(1))  # the value shown is where the axis is
+    assert float(match.group(1)) == round(float(match.group(1)), 3)  # on a step of m0 (1000 per unit)
+    text = output_of(scan_shell, "fwhm()", "fwhm: ")
+    assert re.search(r"fwhm: \d\.\d{4} \(gauss along m0, cen \d\.\d{4}\)", text), text
+
+
+def test_a_flat_counter_says_why(scan_session):
+    ns = scan_session
+    ns["ascan"](ns["m0"], 0, 1, 4, 0, ns["gauss"])
+    with pytest.raises(ValueError, match=r"cen: gauss is flat in scan \d+ \(0 at every point\) \(count time 0: "
+                                         r"an integrating counter counts nothing"):
+        ns["cen"]()
 
 
 def bliss_lite(run_dir, *args):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -93,6 +95,34 @@ def fwhm_and_center(x, y):
 
 
 # -- on the last scan -------------------------------------------------------------------------
+class PeakValue(float):
+    """A peak tool's result: a float, which says in the shell what it was found from
+    ("cen: sby = 0.3494 (xtal, fwhm 0.4026)")."""
+
+    def __new__(cls, value, text):
+        obj = super().__new__(cls, value)
+        obj.text = text
+        return obj
+
+    def __info__(self):
+        return self.text
+
+
+class Curve(NamedTuple):
+    scan: object
+    data: dict
+    x: np.ndarray
+    y: np.ndarray
+    axis: object
+    counter: str
+
+
+def digits(axis):
+    """Decimals that show an axis's steps (at least 4): 200 steps/mm -> 4, 20000 -> 5."""
+    steps = abs(getattr(axis, "steps_per_unit", 0) or 0)
+    return max(4, math.ceil(math.log10(steps)) if steps > 1 else 4)
+
+
 def _last_scan():
     """The last scan that moved an axis."""
     for scan in reversed(current_context().scans):
@@ -102,7 +132,7 @@ def _last_scan():
 
 
 def _curve(scan, counter=None, axis=None):
-    """(data, x, y, x axis) of the scan for the peak tools, or a ValueError that says why not."""
+    """The scan's curve for the peak tools, or a ValueError that says why not."""
     if "shape" in scan.scan_info:
         raise ValueError(f"scan {scan.number} is a mesh: peak tools need a one-dimensional scan")
     names = [c.name for c in scan.counters]
@@ -119,59 +149,106 @@ def _curve(scan, counter=None, axis=None):
     n = min(len(data[name]), len(data[axis_name]))
     if n == 0:
         raise ValueError(f"scan {scan.number} has no point")
-    return data, np.asarray(data[axis_name][:n], float), np.asarray(data[name][:n], float), axes[axis_name]
+    return Curve(scan, data, np.asarray(data[axis_name][:n], float), np.asarray(data[name][:n], float),
+                 axes[axis_name], name)
+
+
+def _centre(curve, what):
+    """(fwhm, centre) of the curve; a flat counter says what it read and, at count time 0, why."""
+    try:
+        return fwhm_and_center(curve.x, curve.y)
+    except ValueError:
+        why = ""
+        if not curve.scan.count_time:
+            why = " (count time 0: an integrating counter counts nothing; give a count time > 0)"
+        raise ValueError(f"{what}: {curve.counter} is flat in scan {curve.scan.number} "
+                         f"({curve.y[0]:g} at every point){why}") from None
 
 
 def peak(counter=None, axis=None):
-    """Position of the axis where the counter is highest."""
-    _, x, y, _ = _curve(_last_scan(), counter, axis)
-    return float(x[peak_index(y)])
+    """Position of the axis where the counter is highest, in the last scan.
+
+    counter: a counter or its name (default: the plotselect-ed one, else the scan's first).
+    axis: the axis it is taken against (default: the scan's first).
+    Example: ascan(sby, 0, 1, 40, 0.1, xtal); peak()  ->  peak: sby = 0.3500 (xtal = 20050)
+    """
+    c = _curve(_last_scan(), counter, axis)
+    i = peak_index(c.y)
+    d = digits(c.axis)
+    return PeakValue(c.x[i], f"peak: {c.axis.name} = {c.x[i]:.{d}f} ({c.counter} = {c.y[i]:g})")
 
 
 def com(counter=None, axis=None):
-    """Center of mass of the counter along the axis."""
-    _, x, y, _ = _curve(_last_scan(), counter, axis)
-    return center_of_mass(x, y)
+    """Center of mass of the counter along the axis, in the last scan.
+
+    counter, axis: as for peak(). Example: com()  ->  com: sby = 0.3497 (xtal)
+    """
+    c = _curve(_last_scan(), counter, axis)
+    value = center_of_mass(c.x, c.y)
+    return PeakValue(value, f"com: {c.axis.name} = {value:.{digits(c.axis)}f} ({c.counter})")
 
 
 def cen(counter=None, axis=None):
-    """Center of the peak: the middle of its two half-maximum points."""
-    _, x, y, _ = _curve(_last_scan(), counter, axis)
-    return fwhm_and_center(x, y)[1]
+    """Center of the peak, the middle of its two half-maximum points, in the last scan.
+
+    counter, axis: as for peak(). Example: dscan(sby, -1, 1, 40, 0.1, xtal); cen()
+    ->  cen: sby = 0.3494 (xtal, fwhm 0.4026)
+    """
+    c = _curve(_last_scan(), counter, axis)
+    width, centre = _centre(c, "cen")
+    d = digits(c.axis)
+    return PeakValue(centre, f"cen: {c.axis.name} = {centre:.{d}f} ({c.counter}, fwhm {width:.{d}f})")
 
 
 def fwhm(counter=None, axis=None):
-    """Full width at half maximum of the peak (background = the counter's minimum)."""
-    _, x, y, _ = _curve(_last_scan(), counter, axis)
-    return fwhm_and_center(x, y)[0]
+    """Full width at half maximum of the peak (background = the counter's minimum), in the
+    axis's unit, in the last scan.
+
+    counter, axis: as for peak(). Example: fwhm()  ->  fwhm: 0.4026 mm (xtal along sby, cen 0.3494)
+    """
+    c = _curve(_last_scan(), counter, axis)
+    width, centre = _centre(c, "fwhm")
+    d, unit = digits(c.axis), f" {c.axis.unit}" if getattr(c.axis, "unit", "") else ""
+    return PeakValue(width, f"fwhm: {width:.{d}f}{unit} ({c.counter} along {c.axis.name}, cen {centre:.{d}f})")
 
 
 def goto_targets(position, counter=None, axis=None):
     """{axis: target}: where every axis of the scan was when `axis` was at `position`
     (interpolated by point index)."""
     scan = _last_scan()
-    data, x, _, chosen = _curve(scan, counter, axis)
-    index = np.arange(len(x), dtype=float)
-    order = np.argsort(x)
-    fraction = float(np.interp(position, x[order], index[order]))
-    targets = {m: float(np.interp(fraction, index, np.asarray(data[m.name][:len(x)], float))) for m in scan.motors}
-    targets[chosen] = position
+    c = _curve(scan, counter, axis)
+    index = np.arange(len(c.x), dtype=float)
+    order = np.argsort(c.x)
+    fraction = float(np.interp(position, c.x[order], index[order]))
+    targets = {m: float(np.interp(fraction, index, np.asarray(c.data[m.name][:len(c.x)], float))) for m in scan.motors}
+    targets[c.axis] = float(position)
     return targets
 
 
-def _goto(position, counter, axis):
-    targets = goto_targets(position, counter, axis)
+def arrived(command, found, targets):
+    """What goto_* says after the move: where the axes are (targets rounded to their steps)."""
+    moved = ", ".join(f"{a.name} = {a.position:.{digits(a)}f}" for a in targets)
+    chosen = next((a for a, target in targets.items() if target == float(found)), next(iter(targets)))
+    return PeakValue(chosen.position, f"{command}: {moved} ({found.text})")
+
+
+def _goto(command, found, counter, axis):
+    targets = goto_targets(found, counter, axis)
     Group(*targets).move(targets)
-    return position
+    return arrived(command, found, targets)
 
 
 def goto_peak(counter=None, axis=None):
-    return _goto(peak(counter, axis), counter, axis)
+    """Move the scanned axes to the peak of the last scan (see peak()); says where they went."""
+    return _goto("goto_peak", peak(counter, axis), counter, axis)
 
 
 def goto_com(counter=None, axis=None):
-    return _goto(com(counter, axis), counter, axis)
+    """Move the scanned axes to the center of mass of the last scan (see com())."""
+    return _goto("goto_com", com(counter, axis), counter, axis)
 
 
 def goto_cen(counter=None, axis=None):
-    return _goto(cen(counter, axis), counter, axis)
+    """Move the scanned axes to the center of the peak of the last scan (see cen()).
+    Example: goto_cen()  ->  goto_cen: sby = 0.3500 (cen: sby = 0.3494 (xtal, fwhm 0.4026))"""
+    return _goto("goto_cen", cen(counter, axis), counter, axis)

@@ -13,25 +13,26 @@ from bliss_lite.shell.standard import umv
 cen, com, peak, fwhm, plotselect = peaks.cen, peaks.com, peaks.peak, peaks.fwhm, peaks.plotselect
 
 
-def _goto(position, counter, axis):
-    targets = peaks.goto_targets(position, counter, axis)
+def _goto(command, found, counter, axis):
+    targets = peaks.goto_targets(found, counter, axis)
     umv(*[x for axis_target in targets.items() for x in axis_target])
-    return position
+    return peaks.arrived(command, found, targets)  # where the axes went: targets rounded to steps
 
 
 def goto_peak(counter=None, axis=None):
-    """Move the scanned axes to the peak (highest point) of the last scan."""
-    return _goto(peaks.peak(counter, axis), counter, axis)
+    return _goto("goto_peak", peaks.peak(counter, axis), counter, axis)
 
 
 def goto_com(counter=None, axis=None):
-    """Move the scanned axes to the center of mass of the last scan."""
-    return _goto(peaks.com(counter, axis), counter, axis)
+    return _goto("goto_com", peaks.com(counter, axis), counter, axis)
 
 
 def goto_cen(counter=None, axis=None):
-    """Move the scanned axes to the center (middle of the half maxima) of the last scan."""
-    return _goto(peaks.cen(counter, axis), counter, axis)
+    return _goto("goto_cen", peaks.cen(counter, axis), counter, axis)
+
+
+for _shell, _library in ((goto_peak, peaks.goto_peak), (goto_com, peaks.goto_com), (goto_cen, peaks.goto_cen)):
+    _shell.__doc__ = _library.__doc__ + " The move is shown as umv shows it."
 
 
 __all__ = [*_step_commands, "fscan", "xrdct", "suspend_when", *peaks.__all__]
