@@ -105,6 +105,8 @@ def run(args):
     ticker = gevent.spawn(_progress, holder, total)
     # the demo prints its own progress line instead of the shell's table of 1600 points
     session.scan_context.watchers[:] = [lambda s: _Holder(holder, s)]
+    stages = [ns["omega"], ns["x"], ns["z"]]
+    start = {axis: axis.position for axis in stages}  # the stages are the sessions' own: put them back
     try:
         radius = sample.phantom.radius
         scan = ns["xrdct"](ns["omega"], ns["x"], ns["z"], -radius, radius, args.nx, [0.0], ACQ_TIME,
@@ -113,6 +115,7 @@ def run(args):
                                   "reconstruction": {"method": args.method}})
     finally:
         ticker.kill()
+        restored = _restore(start)
     result = scan.hook("reconstruction").result
     if result is None:
         raise RuntimeError("demo: the reconstruction produced nothing (see the warnings above)")
@@ -130,7 +133,18 @@ def run(args):
             "png": str(png), "entry": scan.entry, "frames": int(scan.data.count("pilatus")),
             "integrated_by_workers": int(integration.received.sum()) - integration.local_frames,
             "centre_of_rotation_mm": round(float(result["centre"]), 5),
-            "live_reconstructions": scan.hook("reconstruction").live_updates}
+            "live_reconstructions": scan.hook("reconstruction").live_updates, "stages_restored": restored}
+
+
+def _restore(start):
+    """Move the stages the demo scanned back to where they were, so the demo leaves the
+    session (its monitors look through the sample where the stages are) as it found it."""
+    from bliss_lite.controllers.group import Group
+
+    Group(*start).move(start)
+    back = {axis.name: round(axis.position, 6) for axis in start}
+    print("demo: stages back where they were: " + ", ".join(f"{n} {p:g}" for n, p in back.items()), flush=True)
+    return back
 
 
 class _Holder:

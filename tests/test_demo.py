@@ -27,12 +27,29 @@ def demo_run(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if k not in ("BLISS_LITE_REDIS_URL", "BLISS_LITE_DATA_ROOT")}
     env["BLISS_LITE_RUN_DIR"] = str(run_dir)
     try:
+        moved = subprocess.run([sys.executable, "-m", "bliss_lite.cli", "-s", "demo", "-c", "mv(x, 0.25, omega, 30)"],
+                               env=env, capture_output=True, text=True, timeout=120)
+        assert moved.returncode == 0, moved.stderr
         done = subprocess.run([sys.executable, "-m", "bliss_lite.cli", "demo", "--out", str(out)], env=env,
                               capture_output=True, text=True, timeout=600)
+        after = subprocess.run([sys.executable, "-m", "bliss_lite.cli", "-s", "demo", "-c",
+                                "print('STAGES', x.position, omega.position, z.position)"],
+                               env=env, capture_output=True, text=True, timeout=120)
     finally:
         stop_server(run_dir)
     assert done.returncode == 0, done.stderr[-3000:]
+    STAGES_AFTER.append(after.stdout.strip().splitlines()[-1])
     return out, done.stdout.strip().splitlines()
+
+
+STAGES_AFTER = []  # what a new process of the demo session reads after the demo
+
+
+def test_the_demo_puts_the_stages_back_where_they_were(demo_run):
+    _, lines = demo_run
+    assert json.loads(lines[-1])["stages_restored"] == {"omega": 30.0, "x": 0.25, "z": 0.0}
+    assert "demo: stages back where they were: omega 30, x 0.25, z 0" in lines
+    assert STAGES_AFTER == ["STAGES 0.25 30.0 0.0"]  # they stay there: the next session finds them
 
 
 def test_demo_reconstructs_every_phase_like_the_ground_truth(demo_run):
