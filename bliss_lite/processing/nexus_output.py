@@ -1,10 +1,12 @@
 """Processing results in the scan's own NXentry: NXprocess groups with NXdata inside.
 
     /<entry>/integrate     NXprocess: program, version, date, configuration (JSON)
-        results            NXdata: intensity (frames, npt), q or 2th axis (with units)
+        results            NXdata: intensity (frames, npt), frame and q or 2th axes (with units)
+    /<entry>/instrument/<detector>, monochromator: the geometry as NeXus fields (nexus_geometry.py)
     /<entry>/reconstruct   NXprocess: configuration, centre of rotation
         volume             NXdata: data (z, y, x, q), axes z, y, x, q
-        <phase>            NXdata: map (z, y, x) of each phase's peak ROI, axes z, y, x
+        <phase>            NXdata: map (z, y, x) of each phase (units "1": a volume fraction), axes
+                           z, y, x; `residual` the decomposition's RMS misfit; the entry's default
     /<entry>/measurement/integrated -> integrate/results/intensity
 
 Written after the scan has closed its entry (the writer is SWMR and cannot add datasets while
@@ -23,6 +25,7 @@ import h5py
 import numpy as np
 
 import bliss_lite
+from bliss_lite.processing.nexus_geometry import write_geometry
 from bliss_lite.processing.reduction_files import Stored, virtual_dataset
 
 RADIAL_NAMES = {"q_nm^-1": ("q", "nm^-1"), "q_A^-1": ("q", "A^-1"), "2th_deg": ("2th", "deg")}
@@ -65,12 +68,21 @@ def write_integration(path, entry, radial, settings, patterns, integrated=None, 
         options = {} if isinstance(patterns, Stored) else dict(
             chunks=(min(shape[0], 256) or 1, shape[1]), compression="gzip", compression_opts=1)
         _dataset(results, "intensity", patterns, path, **options)
+        results["intensity"].attrs["units"] = "counts"  # per pixel, solid angle and polarisation corrected
         results[axis] = np.asarray(radial, np.float64)
         results[axis].attrs["units"] = units
+        results["frame"] = np.arange(shape[0], dtype=np.int64)  # the scan's frame numbers, the first axis
+        results["frame"].attrs["units"] = ""
         if integrated is not None:
             _dataset(results, "integrated", integrated, path, bool)
         results.attrs["signal"] = "intensity"
-        results.attrs["axes"] = [".", axis]
+        results.attrs["axes"] = ["frame", axis]
+        results.attrs["frame_indices"] = 0
+        results.attrs[f"{axis}_indices"] = 1
+        if "instrument" in group:  # pyFAI rebuilds the integrator of the frames as stored (a ROI too) from the file
+            from bliss_lite.processing.integrator import azimuthal_integrator
+
+            write_geometry(group, azimuthal_integrator(settings)[0].get_config(), model=settings.geometry.get("detector"))
         process.attrs["default"] = "results"
         measurement = group.get("measurement")
         if measurement is not None:
@@ -89,6 +101,7 @@ def write_reconstruction(path, entry, volume, x_mm, y_mm, z, radial, unit, maps,
         data = _nx(process.create_group("volume"), "NXdata")
         nz, ny, nx, nq = volume.shape
         _dataset(data, "data", volume, path, **({} if isinstance(volume, Stored) else {"chunks": (1, ny, nx, nq)}))
+        data["data"].attrs["units"] = "counts/mm"  # normalised counts per mm of path
         for key, values, unit_name in (("z", z, "mm"), ("y", y_mm, "mm"), ("x", x_mm, "mm"), (axis, radial, units)):
             data[key] = np.asarray(values, np.float64)
             data[key].attrs["units"] = unit_name
@@ -104,3 +117,4 @@ def write_reconstruction(path, entry, volume, x_mm, y_mm, z, radial, unit, maps,
             group.attrs["axes"] = ["z", "y", "x"]
         first = next(iter(maps), None)
         process.attrs["default"] = first or "volume"
+        h5[entry].attrs["default"] = name  # an XRD-CT entry opens on its phase maps

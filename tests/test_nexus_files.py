@@ -1,0 +1,114 @@
+"""The NeXus files other programs use without hand-work: pyFAI rebuilds the integrator from the
+file alone, every reduced dataset carries its units, and silx opens an XRD-CT entry on its
+reconstructed phase maps."""
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+
+@pytest.fixture
+def xrdct_file(scan_session):
+    ns = scan_session
+    scan = ns["xrdct"](ns["omega"], ns["x"], ns["z"], -1, 1, 8, [0.0], 0.015, n_omega=8, fast_axis="x",
+                       hooks={"integration": {"workers": 0, "npt": 200}, "reconstruction": {}})
+    return scan, scan.hook("integration")
+
+
+def test_an_xrdct_file_is_usable_by_pyfai_and_silx(xrdct_file):
+    """One scan (they are slow here): each check below is its own function."""
+    pyfai_rebuilds_the_integrator_from_the_file(xrdct_file)
+    reduced_datasets_carry_units_and_frame_axes(xrdct_file)
+    silx_opens_an_xrdct_entry_on_its_phase_maps(xrdct_file)
+    assert punx_findings(xrdct_file[0].filename) == []
+
+
+# punx's known false positives, each with why it is allowed:
+KNOWN = (
+    ("ERROR", "validItemName", r"/\d+\.\d+$"),  # entry names "1.1": an old strict name rule; BLISS and the contract use them
+    ("WARN", "validItemName", r"NXcollection contains non-NeXus content"),  # NXcollection is free-form by definition
+    ("WARN", "", r"\."),  # "." in @axes: NeXus's own placeholder for an axis without coordinates
+)
+
+
+def punx_findings(path):
+    """ERROR and WARN lines of `punx validate` on a file, less the known false positives."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    punx = Path(sys.executable).with_name("punx")
+    if not punx.exists():
+        pytest.skip("punx is not installed (pip install punx: the test extras)")
+    report = subprocess.run([str(punx), "validate", str(path)], capture_output=True, text=True, timeout=300).stdout
+    findings = []
+    for line in report.splitlines():
+        parts = line.split()
+        if len(parts) < 3 or parts[1] not in ("ERROR", "WARN"):
+            continue
+        if any(parts[1] == status and test in line and (re.search(pattern, parts[0]) or re.search(pattern, line))
+               for status, test, pattern in KNOWN[:2]):
+            continue
+        if parts[0].endswith("@axes") and re.search(KNOWN[2][2], line):
+            continue
+        findings.append(" ".join(parts))
+    return findings
+
+
+def test_punx_finds_only_the_known_false_positives_in_step_scans(scan_session):
+    ns = scan_session
+    for scan in (ns["ascan"](ns["m0"], 0, 1, 4, 0.001, ns["diode1"]),
+                 ns["amesh"](ns["m0"], 0, 1, 2, ns["m1"], 0, 1, 2, 0.001, ns["diode1"]),
+                 ns["ct"](0.001, ns["diode1"]), ns["loopscan"](3, 0.001, ns["diode1"])):
+        if scan.filename is None:
+            continue
+        assert punx_findings(scan.filename) == [], scan
+
+
+def pyfai_rebuilds_the_integrator_from_the_file(xrdct_file):
+    from bliss_lite.processing.integrator import azimuthal_integrator
+    from bliss_lite.processing.nexus_geometry import integrator_from_nexus
+
+    scan, integration = xrdct_file
+    rebuilt = integrator_from_nexus(scan.filename, scan.entry)
+    expected, _ = azimuthal_integrator(integration.settings)
+    got, want = rebuilt.get_config(), expected.get_config()
+    for key in ("dist", "poni1", "poni2", "rot1", "rot2", "rot3", "wavelength"):
+        assert got[key] == pytest.approx(want[key], rel=1e-12, abs=1e-15), key
+    assert rebuilt.detector.shape == expected.detector.shape
+    np.testing.assert_allclose(rebuilt.array_from_unit(unit="q_nm^-1"), expected.array_from_unit(unit="q_nm^-1"),
+                               rtol=1e-12)
+    with h5py.File(scan.filename, "r") as h5:
+        instrument = h5[f"{scan.entry}/instrument"]
+        detector = instrument["pilatus"]
+        assert detector["distance"][()] == pytest.approx(want["dist"]) and detector["distance"].attrs["units"] == "m"
+        assert detector["x_pixel_size"][()] == pytest.approx(172e-6) and detector["sensor_material"].asstr()[()] == "CdTe"
+        assert instrument["monochromator/energy"][()] == pytest.approx(88.56, rel=1e-3)  # 0.14 Angstrom
+        assert instrument["monochromator/energy"].attrs["units"] == "keV"
+
+
+def reduced_datasets_carry_units_and_frame_axes(xrdct_file):
+    scan, _ = xrdct_file
+    with h5py.File(scan.filename, "r") as h5:
+        entry = h5[scan.entry]
+        results = entry["integrate/results"]
+        assert results["intensity"].attrs["units"] == "counts" and results["q"].attrs["units"] == "nm^-1"
+        assert list(results.attrs["axes"]) == ["frame", "q"]
+        np.testing.assert_array_equal(results["frame"][()], np.arange(results["intensity"].shape[0]))
+        process = entry["reconstruct"]
+        assert process["volume/data"].attrs["units"] == "counts/mm"
+        for name in ("matrix", "CeO2", "residual"):
+            assert process[f"{name}/map"].attrs["units"] == "a.u.", name
+
+
+def silx_opens_an_xrdct_entry_on_its_phase_maps(xrdct_file):
+    from silx.io.nxdata import get_default
+
+    scan, _ = xrdct_file
+    with h5py.File(scan.filename, "r") as h5:
+        default = get_default(h5[scan.entry])
+        assert default is not None and default.is_valid
+        assert default.group.name == f"/{scan.entry}/reconstruct/{next(iter(scan.hook('reconstruction').phases))}"
+        assert default.signal.ndim == 3 and [a.name.split("/")[-1] for a in default.axes] == ["z", "y", "x"]
