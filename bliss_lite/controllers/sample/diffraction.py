@@ -45,7 +45,7 @@ def phase_pattern(calibrant, q):
 class DiffractionModel:
     """Per-phase detector images on a ROI, and frames of the phantom at any beam position."""
 
-    def __init__(self, phantom, geometry, roi=None, flux=2.0e5, seed=0):
+    def __init__(self, phantom, geometry, roi=None, flux=2.0e5, seed=None):
         self.phantom = phantom
         self.roi = roi if roi is not None else Roi()  # the full frame
         self.flux = flux  # counts per second in the brightest pixel of 1 mm of a phase

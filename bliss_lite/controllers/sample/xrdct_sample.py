@@ -21,18 +21,25 @@ from bliss_lite.controllers.sample.phantom import default_phantom
 
 
 class XrdctSample:
-    def __init__(self, name, omega, x, z, poni, flux=2.0e5, monitor_rate=1.0e6, seed=0, ring=None):
+    def __init__(self, name, omega, x, z, poni, flux=2.0e5, monitor_rate=1.0e6, seed=None, ring=None):
         self.name = name
         self.ring = ring  # a StorageRing, or None: a beam that never fails
         self.omega, self.x, self.z = omega, x, z
         self.poni = Path(poni)
         self.flux = flux
         self.monitor_rate = monitor_rate  # I0 counts per second
-        self.seed = seed
+        self.seed = seed  # None: noise seeded afresh in every process (YAML `seed:` makes it repeat)
         self.phantom = default_phantom()
         self._geometry = None
         self._models = {}
-        self._rng = np.random.default_rng(seed + 1)
+        self._rng = np.random.default_rng(None if seed is None else seed + 1)
+
+    def reseed(self, seed):
+        """Fix the noise from now on (frames and monitors), as `seed:` in the YAML does: two
+        samples reseeded alike render the same frames."""
+        self.seed = seed
+        self._rng = np.random.default_rng(None if seed is None else seed + 1)
+        self._models.clear()
 
     @property
     def geometry(self):
@@ -121,7 +128,7 @@ SAMPLE_FIELDS = (
     Field("poni", "str"),
     Field("flux", "number", 2.0e5, check=positive),
     Field("monitor_rate", "number", 1.0e6, check=positive),
-    Field("seed", "int", 0, check=non_negative),
+    Field("seed", "int", None, check=non_negative),
     Field("ring", "ref", None),
 )
 
