@@ -83,7 +83,7 @@ def test_batched_nnls_equals_scipy_per_pattern():
     patterns = truth @ design.T + 0.3 * rng.standard_normal((400, 120))
     got = nnls(design, patterns)
     expected = np.array([scipy_nnls(design, y)[0] for y in patterns])
-    assert got.min() >= 0 and np.abs(got - expected).max() < 1e-9
+    assert got.min() >= 0 and np.abs(got - expected).max() < 1e-7  # the ridge (1e-12 of G) on near-collinear columns
 
 
 def test_peak_profile_is_measured_from_a_calibrant_pattern():
