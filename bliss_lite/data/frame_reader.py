@@ -88,7 +88,7 @@ class EntryFrames:
         self._open = {}  # path -> _Open, or None (not there)
         self._direct = None
         self._count = None
-        self._layout = None  # (scan number, frames per file): data files found by name
+        self._layout = None  # (entry, frames per file): data files found by name
         self.sources = []
         if isinstance(data, h5py.Dataset) and data.is_virtual:
             self.shape, self.dtype = tuple(data.shape[1:]), data.dtype
@@ -98,7 +98,7 @@ class EntryFrames:
             self._direct = (data, is_bslz4(data))
             self.shape, self.dtype = tuple(data.shape[1:]), data.dtype
         elif "frames_per_file" in group:
-            self._layout = (int(entry.split(".")[0]), int(group["frames_per_file"][()]))
+            self._layout = (entry, int(group["frames_per_file"][()]))  # entry "3.2": scan 3's continuation
             first = self._dataset(self._layout_source(0))
             self.shape = tuple(first.shape[1:]) if first is not None else ()
             self.dtype = first.dtype if first is not None else np.dtype("int32")

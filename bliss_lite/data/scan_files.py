@@ -8,6 +8,7 @@ master's folder, so the master and its folders can be moved together:
     sample.h5
     sample_scan0003/pilatus_00000.h5, pilatus_00001.h5, ...    frames, `frames_per_file` each
     sample_scan0003/integrated.h5, ...                          reduction outputs
+    sample_scan0003_2/...                                       entry 3.2, scan 3 resumed
 
 Plain path arithmetic: no h5py, no gevent (readers use it too).
 """
@@ -19,9 +20,13 @@ DEFAULT_FRAMES_PER_FILE = 2000  # ~2.6 GB of compressed Pilatus 2M frames at low
 
 
 def scan_folder(master, number) -> Path:
-    """The folder of scan `number`'s files, beside the master file."""
+    """The folder of scan `number`'s files, beside the master file. `number` may name an
+    entry: "3.1" is scan 3's folder, a continuation "3.2" (a resumed scan) has its own,
+    `sample_scan0003_2`."""
     master = Path(master)
-    return master.with_name(f"{master.stem}_scan{int(number):04d}")
+    scan, _, sub = str(number).partition(".")
+    suffix = f"_{int(sub)}" if sub and int(sub) > 1 else ""
+    return master.with_name(f"{master.stem}_scan{int(scan):04d}{suffix}")
 
 
 def data_file(master, number, detector, index) -> Path:

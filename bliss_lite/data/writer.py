@@ -87,13 +87,14 @@ class EntryWriter:
     made with the entry, over the planned data files (`frame_files`)."""
 
     def __init__(self, path, number, *, title, positioners=None, axes=(), counters=(), plot=None, scan_info=None,
-                 npoints=None):
+                 npoints=None, sub=1):
         self.path = Path(path)
         self.number = int(number)
-        self.name = f"{number}.1"
+        self.name = f"{number}.{int(sub)}"  # sub > 1: a continuation of scan `number` (a resumed scan)
         self.npoints = npoints
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.frames = {spec.name: FrameFiles(self.path, self.number, spec, npoints)
+        self.folder = self.number if int(sub) == 1 else self.name  # scan_files.scan_folder's key
+        self.frames = {spec.name: FrameFiles(self.path, self.folder, spec, npoints)
                        for spec in counters if spec.encoding == "bslz4"}  # detector frames, in data files
         for files in self.frames.values():
             if files.path(0).exists():
@@ -197,7 +198,7 @@ class EntryWriter:
         for mark in FRAME_MARKS:
             group.create_dataset(mark, data=np.int64(0))
         if files.planned is not None:
-            make_virtual_frames(group, spec, self.path, self.number, files.planned)
+            make_virtual_frames(group, spec, self.path, self.folder, files.planned)
 
     def append(self, batches):
         """Append {channel: points} along the first axis, then flush for SWMR readers. The
@@ -325,7 +326,7 @@ class EntryWriter:
                 group = self.h5[f"{self.name}/instrument/{name}"]
                 if "data" in group:
                     del group["data"]
-                make_virtual_frames(group, self.frames[name].spec, self.path, self.number, counts)
+                make_virtual_frames(group, self.frames[name].spec, self.path, self.folder, counts)
         finally:
             self.h5.close()
 

@@ -77,7 +77,7 @@ class IntegrationHook(ScanHook):
         self.received = self.pattern_sum = None
         self._grow(scan.npoints or 0)
         if scan.filename:
-            self.store = pattern_store(scan.filename, scan.number, self.npt, scan.scan_info, scan.npoints)
+            self.store = pattern_store(scan.filename, scan.entry, self.npt, scan.scan_info, scan.npoints)
         self._client = scan.context.redis.client()
         if self._client is None or scan.key is None:
             warn(f"integration: no Redis for scan {scan.number}: its frames are integrated from the file at the end")
@@ -216,7 +216,7 @@ def line_frames(scan_info, npoints=None):
 
 
 def pattern_store(master, number, npt, scan_info, npoints, staging=False):
-    """The PatternStore of scan `number`: `integrated.h5` in the scan's folder."""
+    """The PatternStore of scan `number` (or entry "N.k"): `integrated.h5` in the scan's folder."""
     from bliss_lite.data.scan_files import reduction_file
     from bliss_lite.processing.reduction_files import PatternStore
 

@@ -122,8 +122,12 @@ class ReconstructionHook(ScanHook):
         if scan.filename:
             from bliss_lite.data.scan_files import reduction_file
 
-            output = reduction_file(scan.filename, scan.number, "reconstructed")
+            output = reduction_file(scan.filename, scan.entry, "reconstructed")  # "3.2": its own folder
         self.start(info, self._integration.npt, output)
+        if info is not None and scan.scan_info.get("continues"):  # a resumed scan: one dataset with its entries
+            from bliss_lite.processing.continuation import preload
+
+            preload(self, scan)
         self._integration.add_listener(self._on_patterns)
         self._stop = Event()
         self._greenlet = gevent.spawn(self._live_forever)
@@ -248,6 +252,8 @@ class ReconstructionHook(ScanHook):
             ready = indices < known
             if (~ready).any():
                 waiting.append((indices[~ready], take_rows(patterns, ~ready)))
+            if valid is not None and ready.any():
+                ready[np.flatnonzero(ready)] = np.asarray(self._scan.points(valid, indices[ready]), bool)
             if not ready.any():
                 continue
             idx = indices[ready]

@@ -119,6 +119,8 @@ def _reduction_file(master, entry, name):
     """`name`.h5 in the folder of the entry's scan beside `master` (data/scan_files.py)."""
     from bliss_lite.data.scan_files import reduction_file
 
+    if re.fullmatch(r"\d+\.\d+", str(entry)):  # "3.1", or a resumed scan's "3.2": its own folder
+        return reduction_file(master, str(entry), name)
     number = re.match(r"\d+", str(entry))
     if number is None:  # an entry not named "N.1": a folder named after it
         master = Path(master)
@@ -148,6 +150,7 @@ def reconstruct_scan(data):
     integrated patterns (`integrate_scan` or the inline hook first) and recorded positions,
     height by height as the scan's hook makes them (the same results, the same layout): the
     patterns are read in blocks, at most two heights of sinograms are held."""
+    from bliss_lite.processing.continuation import blocks, scan_entries
     from bliss_lite.processing.frame_sources import hdf5_scan
     from bliss_lite.processing.integration_settings import IntegrationSettings
     from bliss_lite.processing.reconstruction_hook import make_reconstruction_hook, phases_of_sample
@@ -189,9 +192,17 @@ def reconstruct_scan(data):
         npt = results["intensity"].shape[1]
     # its backend option too: sinograms on the GPU where asked for
     hook.start(info, npt, _reduction_file(path, entry, "reconstructed"), radial=radial, staging=True)
+    entries = scan_entries(path, entry)  # a resumed scan: N.1, N.2, ... as one dataset
     try:
-        for block in scan_blocks(path, entry, 0, count):
-            hook.add_frames(*block)
+        if len(entries) > 1:
+            from bliss_lite.processing.integrator import LeanIntegrator
+
+            detector = (info or {}).get("detector", "pilatus")
+            for block in blocks(path, entries, LeanIntegrator(settings), detector):
+                hook.add_frames(*block)
+        else:
+            for block in scan_blocks(path, entry, 0, count):
+                hook.add_frames(*block)
     except BaseException:
         hook.store.close(discard=True)  # the earlier file, if any, stays as it was
         raise

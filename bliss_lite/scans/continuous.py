@@ -46,6 +46,7 @@ class Line:
     start: float
     step: float  # signed: the sweep goes from start to start + npoints * step
     npoints: int
+    index: int | None = None  # its place in the scan's plan, when only some lines are measured (a resume)
 
 
 def runup(axis, velocity):
@@ -89,7 +90,7 @@ class SweepMaster(AcquisitionMaster):
                 if hasattr(child, "settle_line"):
                     child.settle_line(triggered, kept)
             if kept:
-                self.done_lines.append(getattr(line, "index", k))
+                self.done_lines.append(k if line.index is None else line.index)
                 k += 1
             yield
 

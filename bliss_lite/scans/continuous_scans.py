@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from dataclasses import replace
 
 import numpy as np
 
@@ -20,10 +21,11 @@ from bliss_lite.scans.chain import HARDWARE, AcquisitionChain, AcquisitionObject
 from bliss_lite.scans.context import context_of
 from bliss_lite.scans.continuous import FrameSlave, Line, SweepMaster, runup
 from bliss_lite.scans.estimate import run_or_plan
+from bliss_lite.scans.resume import plan_continuation, recorded_info, scan_number
 from bliss_lite.scans.scan import Scan
 from bliss_lite.scans.suspenders import checked_suspenders
 
-__all__ = ["fscan", "xrdct"]
+__all__ = ["fscan", "xrdct", "resume_scan"]
 
 
 class TriggeredCounters(AcquisitionObject):
@@ -70,7 +72,7 @@ def _check_sweep(command, line, period):
 
 
 def _run(command, title, lines, acq_time, detectors, counters, recorded, sample, scan_info, save, hooks=None,
-         run=True, suspenders=None):
+         run=True, suspenders=None, continues=None):
     nb_frames = sum(line.npoints for line in lines)
     readout = max((d.min_latency for d in detectors), default=0.0)
     exposure = acq_time - readout
@@ -91,6 +93,7 @@ def _run(command, title, lines, acq_time, detectors, counters, recorded, sample,
     scan = Scan(AcquisitionChain(master), name=command, title=title, npoints=nb_frames, save=save,
                 motors=recorded, counters=counters, count_time=acq_time, scan_info=scan_info,
                 hooks=[*hooks, report], suspenders=checked_suspenders(command, suspenders))
+    scan.continues = continues
     return run_or_plan(scan, run)
 
 
@@ -169,14 +172,17 @@ def fscan(motor, start, step, npoints, acq_time, *counters, save=True, hooks=Non
 
 
 def xrdct(omega, x, z, x_start, x_stop, n_x, z_positions, acq_time, n_omega=None, snake=True,
-          omega_range=180, fast_axis="omega", detector=None, save=True, hooks=None, run=True, suspenders=None):
+          omega_range=180, fast_axis="omega", detector=None, save=True, hooks=None, run=True, suspenders=None,
+          resume=None):
     """A diffraction-tomography scan: n_x beam positions across [x_start, x_stop] (the middle of
     n_x equal intervals), n_omega angles over omega_range (default ceil(n_x * pi / 2), Nyquist),
     at every z of z_positions. `fast_axis` sweeps continuously ("omega" or "x"), the other
     steps; `snake` reverses every other sweep. One frame per (z, x, omega) point, with the
     omega, x, z read-backs at the middle of its exposure, I0 and transmission. `hooks`:
     processing while it runs (None: the session's `processing`; ["integration",
-    "reconstruction"]; {"integration": {"npt": 500}}; [] for none)."""
+    "reconstruction"]; {"integration": {"npt": 500}}; [] for none). `resume=(file, "N.1")` (or
+    an entry of the session's file): measure only the lines scan N lacks, into entry N.k
+    (scans/resume.py); refused when anything differs from what the file recorded."""
     command = "xrdct"
     omega, x, z = (check.axis(command, a, name) for a, name in ((omega, "omega"), (x, "x"), (z, "z")))
     check.distinct_axes(command, [omega, x, z])
@@ -206,11 +212,12 @@ def xrdct(omega, x, z, x_start, x_stop, n_x, z_positions, acq_time, n_omega=None
     dx, domega = (x_stop - x_start) / n_x, omega_range / n_omega
     x_mid = x_start + (np.arange(n_x) + 0.5) * dx
     omega_mid = (np.arange(n_omega) + 0.5) * domega
-    lines, k = [], 0
-    for zv in zs:
-        for stepped in (x_mid if fast_axis == "omega" else omega_mid):
+    lines, keys, k = [], [], 0
+    for iz, zv in enumerate(zs):
+        for istep, stepped in enumerate(x_mid if fast_axis == "omega" else omega_mid):
             reverse = snake and k % 2 == 1
             k += 1
+            keys.append((iz, istep))  # the line's place on the grid (scans/resume.py)
             if fast_axis == "omega":
                 start, step = (omega_range, -domega) if reverse else (0.0, domega)
                 lines.append(Line({x: float(stepped), z: zv}, omega, start, step, n_omega))
@@ -224,4 +231,34 @@ def xrdct(omega, x, z, x_start, x_stop, n_x, z_positions, acq_time, n_omega=None
     title = (f"{command} {omega.name} {x.name} {z.name} {x_start:g} {x_stop:g} {n_x} "
              f"[{' '.join(f'{v:g}' for v in zs)}] {t:g} n_omega={n_omega}")
     sample = getattr(detector, "sample", None)
-    return _run(command, title, lines, t, [detector], [], [omega, x, z], sample, info, save, hooks, run, suspenders)
+    continues = None
+    if resume is not None:  # only the lines the file lacks, into the continuation entry N.k
+        if isinstance(sample, Sample):
+            info["sample"] = sample.description()
+        left, continues = plan_continuation(command, resume, info, lines, keys, t, [omega, x, z])
+        lines = [replace(line, index=k) for k, line in left]
+        info["continues"] = dict(continues)
+        title += f" (resumed: {len(lines)} of {continues['lines']} lines)"
+    return _run(command, title, lines, t, [detector], [], [omega, x, z], sample, info, save, hooks, run, suspenders,
+                continues)
+
+
+def resume_scan(filename, entry, hooks=None, suspenders=None, run=True, session=None):
+    """Measure what scan N of `filename` lacks (entry "N.1" or any of its continuations) into
+    the next continuation entry, as it was planned: the same axes (by name, from the session),
+    count time, grid and detector."""
+    session = session if session is not None else current_session()
+    number = scan_number(entry)
+    recorded = recorded_info(filename, f"{number}.1")
+    info = recorded.get("xrdct")
+    if not info:
+        raise ValueError(f"resume_scan: {filename} entry {number}.1 is not an xrdct scan")
+    objects = session.objects if session is not None else {}
+    missing = [n for n in [*recorded["motors"], info["detector"]] if n not in objects]
+    if missing:
+        raise ValueError(f"resume_scan: the session has no {', '.join(missing)} (the scan used them)")
+    omega, x, z = (objects[n] for n in recorded["motors"])
+    return xrdct(omega, x, z, info["x_start"], info["x_stop"], info["n_x"], info["z_positions"],
+                 recorded["count_time"], n_omega=info["n_omega"], snake=info["snake"],
+                 omega_range=info["omega_range"], fast_axis=info["fast_axis"], detector=objects[info["detector"]],
+                 hooks=hooks, suspenders=suspenders, run=run, resume=(filename, f"{number}.1"))

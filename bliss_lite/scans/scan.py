@@ -56,6 +56,7 @@ class Scan:
         self._writer = self._publisher = self._pump = None
         self.suspenders = suspenders  # None: the session's (context.suspenders); [] none
         self.guard = ScanGuard()  # where the scan may wait: suspenders, pause() (scans/suspension.py)
+        self.continues = None  # {filename, number, sub, ...}: a resumed scan's continuation entry (scans/resume.py)
 
     # -- the contract ------------------------------------------------------------------------
     def get_data(self):
@@ -123,11 +124,18 @@ class Scan:
 
     def run(self):
         saving = self.context.saving()
-        if self.save:
-            saving.check_writable(self.data.specs.values(), self.npoints)  # before anything moves
-        self.number = saving.next_number(self.save)
-        if self.save:
-            self.filename, self.entry = str(saving.filename), f"{self.number}.1"
+        if self.continues is not None:  # entry N.k of the scan it resumes, in that scan's file
+            from bliss_lite.scans.resume import open_for_continuation
+
+            self.number, self.save = self.continues["number"], True
+            self.filename, self.entry = self.continues["filename"], f"{self.number}.{self.continues['sub']}"
+            open_for_continuation(self.filename)
+        else:
+            if self.save:
+                saving.check_writable(self.data.specs.values(), self.npoints)  # before anything moves
+            self.number = saving.next_number(self.save)
+            if self.save:
+                self.filename, self.entry = str(saving.filename), f"{self.number}.1"
         emit = self._guard_chain()
         self.chain.attach(emit)
         self.chain.prepare()  # a device refusing its settings leaves no entry and no Redis scan
@@ -217,7 +225,8 @@ class Scan:
             self._writer = EntryWriter(self.filename, self.number, title=self.title, positioners=positioners,
                                        axes=axes, counters=others,
                                        plot={"axis": self.plot_axis, "signal": info["plot"]["signal"]},
-                                       scan_info=info, npoints=self.npoints)
+                                       scan_info=info, npoints=self.npoints,
+                                       sub=self.continues["sub"] if self.continues else 1)
         client = self.context.redis.client()
         if client is not None:
             publisher = ScanPublisher(client, session=self.session.name if self.session else "", number=self.number,

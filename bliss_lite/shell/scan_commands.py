@@ -3,7 +3,7 @@ live display for the goto_* moves), and the hook that shows every scan while it 
 from __future__ import annotations
 
 from bliss_lite.scans import peaks
-from bliss_lite.scans.continuous_scans import fscan, xrdct
+from bliss_lite.scans.continuous_scans import fscan, resume_scan, xrdct
 from bliss_lite.scans.step import *  # noqa: F403 - the commands, by their SPEC/BLISS names
 from bliss_lite.scans.step import __all__ as _step_commands
 from bliss_lite.scans.suspenders import suspend_when
@@ -35,7 +35,7 @@ for _shell, _library in ((goto_peak, peaks.goto_peak), (goto_com, peaks.goto_com
     _shell.__doc__ = _library.__doc__ + " The move is shown as umv shows it."
 
 
-__all__ = [*_step_commands, "fscan", "xrdct", "suspend_when", *peaks.__all__]
+__all__ = [*_step_commands, "fscan", "xrdct", "suspend_when", "resume_scan", *peaks.__all__]
 
 
 def show_scans(context):
