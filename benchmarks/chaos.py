@@ -11,10 +11,17 @@ fault, or none. After every scan it checks what the reliability promise says:
 - `unsealed`: Redis scans not sealed with the entry's end_reason (Redis itself is one of the
   faults: its private server is killed mid-scan and must be back, the scan republished);
 - `unnamed_errors`: failures whose message does not start with the axis, detector or command;
-- `not_returned`: relative scans ended by one Ctrl-C that did not move back to the start.
+- `not_returned`: relative scans ended by one Ctrl-C that did not move back to the start;
+- beam losses (a ring current suspender on every scan, the beam lost at a random moment for
+  a random time): `lines_lost` and `lines_doubled`, step-scan points or grid points of
+  continuous scans missing or taken twice among the valid frames;
+- kill and resume (`--resumes`: an xrdct in a process of its own, killed with SIGKILL at a
+  random moment, then `resume_scan` in another): the same counts over N.1 + N.2;
+- `wrong_state`: scans that ended other than the fault implies (a beam loss: SUCCESS; a
+  resume: SUCCESS).
 All must be 0. Prints one JSON line.
 
-    python benchmarks/chaos.py --scans 50 [--seed 1]
+    python benchmarks/chaos.py --scans 50 [--seed 1] [--resumes 10]
 """
 from __future__ import annotations
 
@@ -146,7 +153,111 @@ def moving(motors, names):
     return sum(motors.send(f"STATE {n}") == "OK MOVING" or motors.send(f"POS {n}") != first[n] for n in names)
 
 
-def run(n_scans, seed):
+def beam_loss(ns, ring, rng, timers):
+    """Lose the beam at a random moment of the scan for a random time; the scan must wait,
+    redo what the loss spoiled and end SUCCESS."""
+    _later(timers, rng.uniform(0.05, 1.0), ring.lose_beam, rng.uniform(0.1, 0.6))
+    return "beam:loss"
+
+
+def coverage(scan):
+    """(lines lost, lines doubled) of a scan that should hold every planned point once: step
+    scans by their points in the file, continuous scans by their valid frames on the grid."""
+    import h5py
+
+    from bliss_lite.scans.resume import line_keys
+
+    with h5py.File(scan.filename, "r", locking=False) as h5:
+        m = h5[f"{scan.entry}/measurement"]
+        valid_name = next((n for n in m if n.endswith("_valid")), None)
+        if valid_name is None:
+            taken = len(m[scan.plot_axis]) if scan.plot_axis in m else len(m["elapsed_time"])
+            return max(0, scan.npoints - taken), max(0, taken - scan.npoints)
+        valid = m[valid_name][()]
+        info = scan.scan_info.get("xrdct")
+        if info is None:
+            taken = int(valid.sum())
+            return int(taken < scan.npoints), int(taken > scan.npoints)
+        keys = line_keys(info, *(m[a][:len(valid)][valid] for a in ("omega", "x", "z")))
+    return grid_count(info, [keys])
+
+
+def grid_count(info, key_sets):
+    """(lines with a grid point missing, lines with a grid point twice) over key sets."""
+    import numpy as np
+
+    n_z, n_x, n_o = len(info["z_positions"]), int(info["n_x"]), int(info["n_omega"])
+    shape = (n_z, n_x, n_o) if info["fast_axis"] == "omega" else (n_z, n_o, n_x)
+    counts = np.zeros(shape, int)
+    for iz, istep, ifast in key_sets:
+        np.add.at(counts, (iz, istep, ifast), 1)
+    return int((counts == 0).any(axis=2).sum()), int((counts > 1).any(axis=2).sum())
+
+
+KILLED = """
+import os, signal, sys, gevent
+from bliss_lite.shell.runner import open_session
+session, ns = open_session("test")
+ns["SCAN_SAVING"].sample = sys.argv[1]
+after = float(sys.argv[2])
+gevent.spawn_later(after, os.kill, os.getpid(), signal.SIGKILL)
+ns["xrdct"](ns["omega"], ns["x"], ns["z"], -1, 1, 6, [0.0, 0.5], 0.02, n_omega=40, hooks=[])
+print("not killed", flush=True)
+"""
+
+RESUMED = """
+import json, sys
+from bliss_lite.shell.runner import open_session
+session, ns = open_session("test")
+scan = ns["resume_scan"](sys.argv[1], "1.1", hooks=[])
+print(json.dumps({"entry": scan.entry, "end_reason": str(scan.end_reason)}), flush=True)
+"""
+
+
+def kill_and_resume(rng, index):
+    """An xrdct killed with SIGKILL at a random moment, resumed by another process: (ok state,
+    lines lost, lines doubled) over N.1 + N.2 (a scan done before the kill counts as one)."""
+    import subprocess
+
+    import h5py
+
+    from bliss_lite.scans.resume import line_keys, recorded_info
+
+    sample = f"killed{index}"
+    killed = subprocess.run([sys.executable, "-c", KILLED, sample, str(rng.uniform(1.5, 5.0))],
+                            capture_output=True, text=True, timeout=120, cwd=ROOT)
+    path = Path(os.environ["BLISS_LITE_DATA_ROOT"]) / "test" / f"{sample}.h5"
+    entries = ["1.1"]
+    ok = True
+    if killed.returncode == -9:
+        resumed = subprocess.run([sys.executable, "-c", RESUMED, str(path)], capture_output=True, text=True,
+                                 timeout=120, cwd=ROOT)
+        last = resumed.stdout.strip().splitlines()[-1:] or ["{}"]
+        try:
+            answer = json.loads(last[0])
+        except ValueError:
+            answer = {}
+        ok = resumed.returncode == 0 and answer.get("end_reason") == "SUCCESS"
+        if not ok:
+            print(f"resume {sample} failed: {resumed.stderr[-800:]}", file=sys.stderr)
+        entries.append(answer.get("entry", "1.2"))
+    elif killed.returncode != 0:
+        print(f"killed scan {sample} failed: {killed.stderr[-800:]}", file=sys.stderr)
+        return False, 0, 0
+    info = recorded_info(path, "1.1")["xrdct"]
+    key_sets = []
+    with h5py.File(path, "r", locking=False, swmr=True) as h5:
+        for entry in entries:
+            if entry not in h5:
+                continue
+            m = h5[f"{entry}/measurement"]
+            valid = m["pilatus_valid"][()]
+            key_sets.append(line_keys(info, *(m[a][:len(valid)][valid] for a in ("omega", "x", "z"))))
+    lost, doubled = grid_count(info, key_sets) if key_sets else (1, 0)
+    return ok, lost, doubled
+
+
+def run(n_scans, seed, n_resumes=0):
     import gevent
 
     from bliss_lite.data.redis_server import connect
@@ -154,8 +265,14 @@ def run(n_scans, seed):
     from simulators.processes import SimulatorProcess, write_remote_config
 
     rng = random.Random(seed)
+    from bliss_lite.controllers.storage_ring import RingCurrent, StorageRing
+    from bliss_lite.scans.suspenders import suspend_when
+
     totals = dict(scans=0, faults=0, interrupts=0, clean=0, failures=0, motors_left_moving=0, corrupt_files=0,
-                  points_lost=0, hangs=0, unsealed=0, unnamed_errors=0, not_returned=0)
+                  points_lost=0, hangs=0, unsealed=0, unnamed_errors=0, not_returned=0, beam_losses=0,
+                  resumes=0, lines_lost=0, lines_doubled=0, wrong_state=0)
+    ring = StorageRing("chaos_ring", current=200, refill_s=0.2)
+    floor = suspend_when(RingCurrent("ring_current", ring), below=10, resume_above=150, settle_s=0.1)
     kinds_run, fault_kinds = {}, {}
     with SimulatorProcess.motor() as motors, SimulatorProcess.pilatus() as pilatus:
         root = write_remote_config(Path(tempfile.mkdtemp(prefix="chaos_cfg_")), motors.port, pilatus.port,
@@ -165,12 +282,13 @@ def run(n_scans, seed):
         ns["mv"](ns["x"], 0, ns["z"], 0)
         url = session.scan_context.redis.url()
         kinds = scan_kinds(ns)
+        session.scan_context.suspenders[:] = [floor]  # every scan waits for the beam
         main = gevent.getcurrent()
         t_start = time.perf_counter()
         for _ in range(n_scans):
             name, call, relative, uses_detector = rng.choice(kinds)
             kinds_run[name] = kinds_run.get(name, 0) + 1
-            what = rng.choices(["none", "ctrl_c", "fault"], weights=[1, 2, 3])[0]
+            what = rng.choices(["none", "ctrl_c", "fault", "beam"], weights=[1, 2, 3, 2])[0]
             fault = None
             before = {a.name: a.position for a in relative}
             timers = []
@@ -178,6 +296,8 @@ def run(n_scans, seed):
                 _later(timers, rng.uniform(0.1, 1.2), main.throw, KeyboardInterrupt)
             elif what == "fault":
                 fault = inject(ns, motors, rng, uses_detector, timers)
+            elif what == "beam":
+                fault = beam_loss(ns, ring, rng, timers)
             count = len(ns["SCANS"])
             error = None
             try:
@@ -198,6 +318,8 @@ def run(n_scans, seed):
                 fault_kinds[fault] = fault_kinds.get(fault, 0) + 1
             elif not unfired and what == "ctrl_c":
                 totals["interrupts"] += 1
+            elif not unfired and what == "beam":
+                totals["beam_losses"] += 1
             if error is None:
                 totals["clean"] += 1
             elif not isinstance(error, KeyboardInterrupt):
@@ -221,13 +343,28 @@ def run(n_scans, seed):
                 totals["unsealed"] += unsealed
                 if isinstance(error, KeyboardInterrupt) and relative and scan.end_reason == "USER_ABORT":
                     totals["not_returned"] += any(abs(a.position - before[a.name]) > 1e-4 for a in relative)
+                if what in ("beam", "none") and not corrupt:  # nothing else wrong: every point once, SUCCESS
+                    if scan.end_reason != "SUCCESS":
+                        totals["wrong_state"] += 1
+                        print(f"{name} with {what}: {scan.end_reason} ({error!r})", file=sys.stderr)
+                    else:
+                        lost, doubled = coverage(scan)
+                        totals["lines_lost"] += lost
+                        totals["lines_doubled"] += doubled
             for axis in (ns["x"], ns["z"]):  # some faults leave axes anywhere: start the next from 0
                 try:
                     axis.sync_hard()
                     ns["mv"](axis, 0)
                 except Exception as exc:  # noqa: BLE001
                     print(f"could not reset {axis.name}: {exc}", file=sys.stderr)
-        elapsed = time.perf_counter() - t_start
+        session.close()
+    for index in range(n_resumes):
+        ok, lost, doubled = kill_and_resume(rng, index)
+        totals["resumes"] += 1
+        totals["wrong_state"] += not ok
+        totals["lines_lost"] += lost
+        totals["lines_doubled"] += doubled
+    elapsed = time.perf_counter() - t_start
     return {"benchmark": "chaos", **totals, "kinds": kinds_run, "fault_kinds": fault_kinds, "seed": seed, "elapsed_s": round(elapsed, 1)}
 
 
@@ -235,9 +372,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scans", type=int, default=50)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--resumes", type=int, default=10, help="xrdct scans killed with SIGKILL and resumed")
     args = parser.parse_args()
     with private_environment("chaos_"), open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
-        result = run(args.scans, args.seed)  # the scans' tables would bury the one JSON line
+        result = run(args.scans, args.seed, args.resumes)  # the scans' tables would bury the one JSON line
     print(json.dumps(result), flush=True)
 
 
