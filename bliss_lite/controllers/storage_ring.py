@@ -1,7 +1,8 @@
 """A simulated storage ring: the beam current that every monitor and detector sees.
 
-The current (mA) decays with the beam lifetime and is topped up to `current` every
-`refill_every_s` (none: it only decays); beam losses drop it to 0 for their duration, after
+The current (mA) decays with the beam lifetime (`lifetime_h`; none: a top-up machine whose
+current stays at `current`) and is topped up to `current` every `refill_every_s` (none: it
+only decays); beam losses drop it to 0 for their duration, after
 which the ring is refilled over `refill_s`. Losses come from a schedule (`beam_losses`, in
 seconds from the moment the ring was made or `restart()`ed), at random (`mtbf_s`: mean time
 between losses, exponential), or by hand (`lose_beam(duration_s)`). Everything is a function
@@ -28,11 +29,11 @@ now = time.monotonic
 
 
 class StorageRing:
-    def __init__(self, name, current=200.0, lifetime_h=20.0, refill_every_s=None, refill_s=0.0, beam_losses=(),
+    def __init__(self, name, current=200.0, lifetime_h=None, refill_every_s=None, refill_s=0.0, beam_losses=(),
                  mtbf_s=None, loss_duration_s=20.0, seed=0):
         self.name = name
         self.nominal = float(current)
-        self.lifetime_s = float(lifetime_h) * 3600.0
+        self.lifetime_s = None if lifetime_h is None else float(lifetime_h) * 3600.0  # None: top-up, no decay
         self.refill_every_s = refill_every_s
         self.refill_s = float(refill_s)
         self.schedule = [(float(at), float(duration)) for at, duration in beam_losses]
@@ -91,7 +92,7 @@ class StorageRing:
             refilled = end + self.refill_s
         if self.refill_every_s:
             refilled += ((t - refilled) // self.refill_every_s) * self.refill_every_s
-        return self.nominal * math.exp(-(t - refilled) / self.lifetime_s) if self.lifetime_s > 0 else self.nominal
+        return self.nominal * math.exp(-(t - refilled) / self.lifetime_s) if self.lifetime_s else self.nominal
 
     @property
     def current(self):
@@ -110,8 +111,9 @@ class StorageRing:
 
     def __info__(self):
         losses = "random, mean every {:g} s".format(self.mtbf_s) if self.mtbf_s else f"{len(self.schedule)} scheduled"
-        return (f"Storage ring {self.name}: {self.current:.2f} mA (nominal {self.nominal:g} mA, lifetime "
-                f"{self.lifetime_s / 3600:g} h); beam losses: {losses}")
+        lifetime = "top-up" if not self.lifetime_s else f"lifetime {self.lifetime_s / 3600:g} h"
+        return (f"Storage ring {self.name}: {self.current:.2f} mA (nominal {self.nominal:g} mA, {lifetime}); "
+                f"beam losses: {losses}")
 
     def __repr__(self):
         return f"<StorageRing {self.name} {self.current:.1f} mA>"
@@ -142,7 +144,7 @@ def _optional_positive(value):
 
 RING_FIELDS = (
     Field("current", "number", 200.0, check=positive),
-    Field("lifetime_h", "number", 20.0, check=positive),
+    Field("lifetime_h", "number", None, check=_optional_positive),
     Field("refill_every_s", "number", None, check=_optional_positive),
     Field("refill_s", "number", 0.0, check=non_negative),
     Field("beam_losses", "list", []),

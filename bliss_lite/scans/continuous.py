@@ -263,7 +263,7 @@ class FrameSlave(AcquisitionObject):
             self._arrived.clear()
             if not self._arrived.wait(self.SILENCE_S + self.expo_time) and self.received == before:
                 missing = count - self.received
-                raise RuntimeError(f"{self.detector.name}: {missing} of {count} frames did not arrive "
+                raise RuntimeError(f"{self.detector.name}: {missing} of {self.nb_frames} frames did not arrive "
                                    f"(none for {self.SILENCE_S + self.expo_time:g} s)")
 
     def stop(self):
