@@ -161,7 +161,7 @@ def test_errors_are_one_line_naming_what_is_wrong(saved, tmp_path, capsys):
     assert "nowhere.h5: no such file" in fails(capsys, [str(tmp_path / "nowhere.h5"), "1", "-o", out], 1)
     not_hdf5 = tmp_path / "notes.h5"
     not_hdf5.write_text("not HDF5")
-    assert f"{not_hdf5}: cannot open: " in fails(capsys, [str(not_hdf5), "1", "-o", out], 1)
+    assert f"{not_hdf5}: not an HDF5 file" in fails(capsys, [str(not_hdf5), "1", "-o", out], 1)
     err = fails(capsys, [path, "99", "-o", out], 1)
     assert f"{path}: no entry 99.1 (entries: " in err and saved.entry in err
     err = fails(capsys, [path, saved.entry, "-o", out, "--counters", "diode1,nope"], 1)

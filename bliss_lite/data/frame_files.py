@@ -35,6 +35,7 @@ import hdf5plugin
 import numpy as np
 
 from bliss_lite.data.disk_room import INDEX_BYTES, FileRoom
+from bliss_lite.data.safe_open import open_hdf5
 from bliss_lite.data.scan_files import DEFAULT_FRAMES_PER_FILE, data_file, relative_to_master
 
 DATASET = "data"  # the one dataset of a data file
@@ -86,7 +87,7 @@ class DataFile:
         self.capacity = capacity
         self.count = 0  # frames written and flushed
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.h5 = h5py.File(path, "w-", libver="latest", locking=False)  # never over an earlier file
+        self.h5 = open_hdf5(path, "w-", libver="latest")  # never over an earlier file
         self.room = None
         try:
             self.room = FileRoom(path)

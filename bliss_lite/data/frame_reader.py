@@ -28,6 +28,7 @@ import h5py
 import numpy as np
 
 from bliss_lite.data import bslz4
+from bliss_lite.data.safe_open import open_hdf5
 from bliss_lite.data.scan_files import data_file
 
 BSLZ4_FILTER = "32008"  # the bitshuffle HDF5 filter id
@@ -44,10 +45,7 @@ def is_bslz4(dataset):
 def open_file(path):
     """An HDF5 file read-only with locking off: SWMR where the file allows it (one being
     written), else plainly."""
-    try:
-        return h5py.File(path, "r", locking=False, swmr=True)
-    except OSError:
-        return h5py.File(path, "r", locking=False)
+    return open_hdf5(path)
 
 
 class _Open(NamedTuple):

@@ -41,6 +41,7 @@ from bliss_lite.data.frame_files import (
     make_virtual_frames,
 )
 from bliss_lite.data.model import END_REASONS
+from bliss_lite.data.safe_open import open_hdf5
 
 FRAME_MARKS = ("frames_dropped", "frames_duplicated")  # per detector, set at close
 ENTRY_NAME = re.compile(r"^(\d+)\.1$")
@@ -56,7 +57,7 @@ def next_entry_number(path) -> int:
     path = Path(path)
     if not path.exists():
         return 1
-    with h5py.File(path, "r", locking=False, swmr=True) as h5:  # also while another process writes
+    with open_hdf5(path) as h5:  # also while another process writes
         numbers = [int(m.group(1)) for name in h5 if (m := ENTRY_NAME.match(name))]
     return max(numbers, default=0) + 1
 
@@ -101,7 +102,7 @@ class EntryWriter:
                 raise FileExistsError(f"{files.path(0)}: a data file of an earlier scan {self.number} is there: "
                                       f"move it away, or set SCAN_SAVING.sample to save to a new file")
         try:
-            self.h5 = h5py.File(self.path, "a", libver="latest", locking=False)
+            self.h5 = open_hdf5(self.path, "a", libver="latest")
         except OSError as exc:
             hint = ""
             if "already open for write" in str(exc):
@@ -316,7 +317,7 @@ class EntryWriter:
         """Make each detector's VDS again over the data files written: {detector: [frames per file]}."""
         if not written:
             return
-        self.h5 = h5py.File(self.path, "r+", libver="latest", locking=False)
+        self.h5 = open_hdf5(self.path, "r+", libver="latest")
         try:
             try:
                 self.room.reserve(self.h5, sum(VDS_BYTES + VDS_BYTES_PER_FILE * len(c) for c in written.values()))
@@ -333,7 +334,7 @@ class EntryWriter:
 
 def read_entry(path, number):
     """{channel: array} of measurement/ in entry "number.1" (a quick look, as get_data gives)."""
-    with h5py.File(path, "r", locking=False, swmr=True) as h5:
+    with open_hdf5(path) as h5:
         measurement = h5[f"{number}.1/measurement"]
         return {name: measurement[name][()] for name in measurement}
 

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import re
 
-import h5py
 import numpy as np
+
+from bliss_lite.data.safe_open import open_hdf5
 
 ENTRY_STRIDE = 1 << 40
 BLOCK = 256  # frames integrated at a time
@@ -46,7 +47,7 @@ def blocks(path, entries, integrator=None, detector="pilatus", skip=()):
     for k, entry in enumerate(entries):
         if entry in skip:
             continue
-        with h5py.File(path, "r", locking=False, swmr=True) as h5:
+        with open_hdf5(path) as h5:
             group = h5[entry]
             stored = _has_patterns(group)
             if not stored:

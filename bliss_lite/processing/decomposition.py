@@ -188,9 +188,9 @@ def _measured(q, spec):
 def scan_pattern(filename, entry):
     """(q, mean pattern per I0 count and per transmission) of an integrated scan entry: the
     pattern of a pure phase or of a standard, normalised as the XRD-CT patterns are."""
-    import h5py
+    from bliss_lite.data.safe_open import open_hdf5
 
-    with h5py.File(filename, "r", locking=False, swmr=True) as h5:
+    with open_hdf5(filename) as h5:
         results = h5[f"{entry}/integrate/results"]
         q = results[results.attrs["axes"][-1]][()]
         intensity = results["intensity"][()].astype(np.float64)

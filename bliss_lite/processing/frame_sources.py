@@ -93,17 +93,11 @@ def entry_name(entry):
 def open_scan_file(filename):
     """An HDF5 scan file, read-only with locking off; SWMR where the file allows it, so a file
     whose scan is still being written opens too."""
-    import h5py
     import hdf5plugin  # noqa: F401  (registers the Bitshuffle-LZ4 filter with h5py)
 
-    try:  # SWMR: also a file whose scan is still being written
-        return h5py.File(filename, "r", locking=False, swmr=True)
-    except OSError:
-        pass
-    try:
-        return h5py.File(filename, "r", locking=False)
-    except OSError as exc:
-        raise OSError(f"{filename}: cannot open: {exc}") from None
+    from bliss_lite.data.safe_open import open_hdf5
+
+    return open_hdf5(filename)  # SWMR: also a file whose scan is still being written
 
 
 def hdf5_frames(filename, entry, detector="pilatus", readers=2, start=0, stop=None):

@@ -84,10 +84,11 @@ def write_geometry(entry, geometry, detector=None, model=None):
 
 def integrator_from_nexus(path, entry):
     """pyFAI's AzimuthalIntegrator of a scan entry, from its NeXus fields alone."""
-    import h5py
     import pyFAI
 
-    with h5py.File(path, "r", locking=False, swmr=True) as h5:
+    from bliss_lite.data.safe_open import open_hdf5
+
+    with open_hdf5(path) as h5:
         detector = detector_group(h5[entry])
         if detector is None or "poni" not in detector:
             raise ValueError(f"{path} entry {entry}: no detector geometry (instrument/<detector>/poni)")

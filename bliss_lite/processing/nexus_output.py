@@ -25,6 +25,7 @@ import h5py
 import numpy as np
 
 import bliss_lite
+from bliss_lite.data.safe_open import open_hdf5
 from bliss_lite.processing.nexus_geometry import write_geometry
 from bliss_lite.processing.reduction_files import Stored, virtual_dataset
 
@@ -59,7 +60,7 @@ def _dataset(group, name, values, path, dtype=np.float32, **options):
 def write_integration(path, entry, radial, settings, patterns, integrated=None, local_frames=0, name="integrate"):
     """patterns (frames, npt) and integrated (frames,) bool: arrays or Stored datasets."""
     axis, units = RADIAL_NAMES[settings.unit]
-    with h5py.File(path, "a", libver="latest", locking=False) as h5:
+    with open_hdf5(path, "a", libver="latest") as h5:
         group = h5[entry]
         process = _process(group, name, settings.to_dict())
         process["frames_integrated_here"] = int(local_frames)
@@ -96,7 +97,7 @@ def write_reconstruction(path, entry, volume, x_mm, y_mm, z, radial, unit, maps,
     """volume (nz, ny, nx, nq); maps {phase: (nz, ny, nx)}: arrays or Stored datasets;
     map_units {phase: unit} ("1": a volume fraction; "a.u." by default)."""
     axis, units = RADIAL_NAMES[unit]
-    with h5py.File(path, "a", libver="latest", locking=False) as h5:
+    with open_hdf5(path, "a", libver="latest") as h5:
         process = _process(h5[entry], name, configuration)
         data = _nx(process.create_group("volume"), "NXdata")
         nz, ny, nx, nq = volume.shape

@@ -31,6 +31,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from bliss_lite.data.safe_open import open_hdf5
+
 CHUNK_BYTES = 16 * 2**20  # at most this much of a line (patterns) or of a height (volume) per chunk
 OPEN_BYTES = 64 * 2**20  # patterns of lines not yet complete kept in memory, at most
 MASK_CHUNK = 65536  # frames per chunk of the `integrated` mask
@@ -54,7 +56,7 @@ def _open_new(path, staging):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     target = path.with_name(path.name + ".part") if staging else path
-    return h5py.File(target, "w", libver="latest", locking=False), target
+    return open_hdf5(target, "w", libver="latest"), target
 
 
 def _rename(target, path):
@@ -178,7 +180,7 @@ class PatternStore:
         count = self.frames if count is None else int(count)
         self._room(count)
         self._h5.close()  # SWMR writers may only grow datasets: cut them outside SWMR
-        with h5py.File(self._target, "a", libver="latest", locking=False) as h5:
+        with open_hdf5(self._target, "a", libver="latest") as h5:
             h5["intensity"].resize(count, axis=0)
             h5["integrated"].resize(count, axis=0)
         _rename(self._target, self.path)

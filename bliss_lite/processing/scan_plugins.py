@@ -18,9 +18,9 @@ import re
 import time
 from pathlib import Path
 
-import h5py
 import numpy as np
 
+from bliss_lite.data.safe_open import open_hdf5
 from bliss_lite.processing.jobs import register
 
 
@@ -28,7 +28,7 @@ def _stored_json(path, group, dataset):
     """The JSON stored in `group/dataset` (e.g. "1.1/integrate", "configuration"), None when
     the group or the dataset is not there; a ValueError when the entry itself is missing."""
     entry = group.split("/")[0]
-    with h5py.File(path, "r", locking=False, swmr=True) as h5:
+    with open_hdf5(path) as h5:
         if entry not in h5:
             raise ValueError(f"{path}: no entry {entry!r}")
         node = h5[group].get(dataset) if group in h5 else None
@@ -89,7 +89,7 @@ def integrate_scan(data):
     entry = output.get("entry") or data.get("entry") or "1.1"
     if path is None:
         raise ValueError("integrate_scan: frames from a CBF folder need output.filename")
-    with h5py.File(path, "a", locking=False) as h5:
+    with open_hdf5(path, "a") as h5:
         if entry not in h5:
             h5.create_group(entry).attrs["NX_class"] = "NXentry"
     store = PatternStore(_reduction_file(path, entry, "integrated"), settings.npt, line_frames(info), staging=True)
@@ -133,7 +133,7 @@ def _mean_i0(path, entry, count):
     from bliss_lite.processing.reduction_files import valid_dataset, valid_rows
 
     total, used, rows = 0.0, 0, 2**20
-    with h5py.File(path, "r", locking=False, swmr=True) as h5:
+    with open_hdf5(path) as h5:
         i0, valid = h5[f"{entry}/measurement/i0"], valid_dataset(h5[entry])
         for first in range(0, count, rows):
             last = min(first + rows, count)
@@ -186,7 +186,7 @@ def reconstruct_scan(data):
     if options.get("normalise", "i0+transmission") != "none" and options.get("reference_i0") is None:
         options["reference_i0"] = _mean_i0(path, entry, count)  # the whole scan's, whatever the blocks
     hook = make_reconstruction_hook(options, {})
-    with h5py.File(path, "r", locking=False, swmr=True) as h5:
+    with open_hdf5(path) as h5:
         results = h5[f"{entry}/integrate/results"]
         radial = results[results.attrs["axes"][-1]][()]
         npt = results["intensity"].shape[1]

@@ -19,11 +19,11 @@ from __future__ import annotations
 import json
 import re
 
-import h5py
 import numpy as np
 
 from bliss_lite.config.session import current_session
 from bliss_lite.data.file_marks import clear_write_mark, write_mark
+from bliss_lite.data.safe_open import open_hdf5
 
 BLOCK = 1 << 18  # frames read at a time
 COMPARED = ("n_x", "n_omega", "z_positions", "x_start", "x_stop", "omega_range", "fast_axis", "snake", "detector",
@@ -40,14 +40,14 @@ def scan_number(entry):
 
 def scan_entries(filename, number):
     """The entries of scan `number` in the file, N.1 first: ["3.1", "3.2", ...]."""
-    with h5py.File(filename, "r", locking=False, swmr=True) as h5:
+    with open_hdf5(filename) as h5:
         subs = sorted(int(m.group(1)) for name in h5 if (m := re.fullmatch(rf"{number}\.(\d+)", name)))
     return [f"{number}.{s}" for s in subs]
 
 
 def recorded_info(filename, entry):
     """The scan_info the entry recorded (JSON)."""
-    with h5py.File(filename, "r", locking=False, swmr=True) as h5:
+    with open_hdf5(filename) as h5:
         if entry not in h5:
             raise ValueError(f"resume: {filename} has no entry {entry}")
         return json.loads(h5[f"{entry}/scan_info"][()])
@@ -69,7 +69,7 @@ def measured_lines(filename, entries, info):
     """{(z index, stepped index)} of the lines complete among the valid frames of `entries`."""
     fast = int(info["n_omega"] if info["fast_axis"] == "omega" else info["n_x"])
     filled = {}
-    with h5py.File(filename, "r", locking=False, swmr=True) as h5:
+    with open_hdf5(filename) as h5:
         for entry in entries:
             measurement = h5[f"{entry}/measurement"]
             valid_name = next((n for n in measurement if n.endswith("_valid")), None)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bliss_lite.data.safe_open import DamagedFile
 from bliss_lite.data.writer import DiskFullError, next_entry_number
 
 DATA_ROOT_ENV = "BLISS_LITE_DATA_ROOT"
@@ -86,7 +87,11 @@ class ScanSaving:
         A new file (another sample) starts at 1, as a new BLISS dataset does."""
         filename = self.filename
         last = self._last_numbers.get(filename, 0)
-        in_file = next_entry_number(filename) if save or filename not in self._last_numbers else 0
+        try:
+            in_file = next_entry_number(filename) if save or filename not in self._last_numbers else 0
+        except DamagedFile as exc:  # refused before anything moves: never append to a damaged file
+            raise DamagedFile(f"{exc}; this scan was not started: set SCAN_SAVING.sample to save to a "
+                              f"new file") from None
         number = max(in_file, last + 1)
         self._last_numbers[filename] = number
         return number
