@@ -10,7 +10,7 @@ from bliss_lite.scans import scan_data
 @pytest.fixture
 def small_memory(monkeypatch):
     monkeypatch.setattr(scan_data, "KEEP_POINTS", 40)
-    monkeypatch.setattr(scan_data, "KEEP_TAIL", 10)
+    monkeypatch.setattr(scan_data, "RELEASE_STEP", 10)
     monkeypatch.setattr(scan_data, "KEEP_FRAME_BYTES", 20_000)  # a few dozen 48 x 160 frames
 
 
@@ -50,6 +50,31 @@ def test_frames_and_readbacks_come_back_from_the_file_for_the_reduction(scan_ses
     assert result is not None and len(result["z"]) == 2
     maps = result["maps"]
     assert all(np.isfinite(m).all() for m in maps.values()) and max(float(m.max()) for m in maps.values()) > 0
+
+
+def test_buffers_keep_a_sliding_window_of_their_newest_points(small_memory):
+    """Once full, a buffer's window slides: what it holds stays flat (not a sawtooth that
+    empties and refills), and what was not sent yet never leaves."""
+    from bliss_lite.data.model import ChannelSpec
+
+    points = scan_data.ChannelBuffer(ChannelSpec("diode1"))
+    frames = scan_data.ChannelBuffer(ChannelSpec("pilatus", dtype="uint32", shape=(4,), encoding="bslz4"))
+    held_points, held_bytes = [], []
+    for batch in range(100):
+        points.points.extend(float(v) for v in range(batch * 7, batch * 7 + 7))
+        frames.points.extend(bytes(1000) for _ in range(7))
+        points.peek_new(), frames.peek_new()
+        points.sent, frames.sent = len(points), len(frames)
+        points.release_sent(), frames.release_sent()
+        held_points.append(len(points.points))
+        held_bytes.append(sum(len(chunk) for chunk in frames.points))
+    assert points.base + len(points.points) == 700 and points.points[-1] == 699.0
+    assert all(40 - 10 <= n <= 40 for n in held_points[10:])  # KEEP_POINTS, RELEASE_STEP
+    assert all(20_000 - 1000 < b <= 20_000 for b in held_bytes[10:])  # KEEP_FRAME_BYTES, one frame
+    assert frames.kept_bytes == held_bytes[-1]
+    frames.points.extend(bytes(1000) for _ in range(30))  # not sent: kept whatever the budget
+    frames.release_sent()
+    assert len(frames) - frames.base == len(frames.points) and len(frames.points) >= 30
 
 
 class _Sampler:

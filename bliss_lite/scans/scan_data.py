@@ -5,8 +5,10 @@ batch per channel, so the writer and the publisher see each point exactly once a
 Frames (encoding "bslz4") stay compressed, as the detector made them.
 
 Nothing grows with the length of a saved scan: once written (and flushed) to the file, points
-are let go, frames when they hold more than KEEP_FRAME_BYTES, other channels when they hold
-more than KEEP_POINTS points (the last KEEP_TAIL stay, for the display and late readers).
+are let go, the oldest first, so that a buffer keeps a window of its newest points (for the
+display and hooks a little behind) of at most KEEP_FRAME_BYTES of frames, or KEEP_POINTS
+scalar points. The window slides (a few points at a time, RELEASE_STEP for scalars) rather
+than emptying: the scan process's memory is flat once the window is full, not a sawtooth.
 Indexes are the scan's point numbers: a buffer holds its points from `base` on; the scan
 reads what it let go back from its file (Scan.points, Scan.get_data). An unsaved scan keeps
 everything: it has no file to read back from.
@@ -17,9 +19,9 @@ import numpy as np
 
 from bliss_lite.data import bslz4
 
-KEEP_FRAME_BYTES = 256 * 2**20
-KEEP_POINTS = 100_000  # per scalar channel: ~3 MB of Python floats before written points go
-KEEP_TAIL = 10_000  # points kept in memory after a release (the display, hooks a little behind)
+KEEP_FRAME_BYTES = 64 * 2**20  # compressed frames in memory: ~40 full Pilatus 2M frames
+KEEP_POINTS = 20_000  # per scalar channel: ~0.6 MB of Python floats (80 s at 250 Hz)
+RELEASE_STEP = 2_000  # scalar points let go at a time once the window is full
 
 
 class ChannelBuffer:
@@ -29,7 +31,7 @@ class ChannelBuffer:
         self.base = 0  # the scan's index of points[0]: points before it were let go
         self.sent = 0  # points handed to the I/O pump (an index of the scan)
         self.encoded = spec.encoding != "raw"
-        self.kept_bytes = 0
+        self.kept_bytes = 0  # bytes of the frames sent and still in memory (encoded channels)
 
     def __len__(self):
         """Points taken so far (in memory or let go)."""
@@ -46,14 +48,16 @@ class ChannelBuffer:
         return self.as_array(new), len(new)
 
     def release_sent(self):
-        """Let written points go: frames once they hold more than KEEP_FRAME_BYTES, other
-        channels once more than KEEP_POINTS are in memory (keeping the last KEEP_TAIL)."""
+        """Let the oldest written points go: frames beyond KEEP_FRAME_BYTES, scalar points
+        beyond KEEP_POINTS (RELEASE_STEP at a time). Points not yet sent always stay."""
         if self.encoded:
-            if self.kept_bytes > KEEP_FRAME_BYTES:
-                self._drop_to(self.sent)
-                self.kept_bytes = 0
+            index, excess = self.base, self.kept_bytes - KEEP_FRAME_BYTES
+            while excess > 0 and index < self.sent:
+                size = len(self.points[index - self.base])
+                excess, self.kept_bytes, index = excess - size, self.kept_bytes - size, index + 1
+            self._drop_to(index)
         elif len(self.points) > KEEP_POINTS:
-            self._drop_to(max(self.base, min(self.sent, len(self) - KEEP_TAIL)))
+            self._drop_to(max(self.base, min(self.sent, len(self) - KEEP_POINTS + RELEASE_STEP)))
 
     def _drop_to(self, index):
         del self.points[:index - self.base]
