@@ -25,11 +25,13 @@ def _when(ns, condition, then):
     return gevent.spawn(watch)
 
 
-def test_a_step_scan_crossing_a_beam_loss_redoes_the_point(scan_session):
+def test_a_step_scan_crossing_a_beam_loss_redoes_the_point(scan_session, capsys):
     ns = scan_session
     ring = ns["ring"]
     floor = ns["suspend_when"](ns["ring_current"], below=10, resume_above=150, settle_s=0.05)
+    seen = []
     _when(ns, lambda s: s.data.npoints >= 5, lambda s: ring.lose_beam(0.3))
+    _when(ns, lambda s: s.guard.suspended is not None, lambda s: seen.append(s.__info__()))
     scan = ns["ascan"](ns["m0"], 0, 2, 20, 0.02, ns["diode1"], ns["ring_current"], suspenders=[floor])
     assert scan.end_reason == "SUCCESS" and scan.guard.redone >= 1
     data = scan.get_data()
@@ -37,6 +39,11 @@ def test_a_step_scan_crossing_a_beam_loss_redoes_the_point(scan_session):
     assert data["ring_current"].min() >= 150  # no point taken without beam
     (start, end, reason), = scan.suspensions
     assert end - start >= 0.3 and reason.startswith("ring_current") and "below 10" in reason
+    since = time.strftime("%H:%M:%S", time.localtime(start))
+    assert f"suspended since {since}: {reason}" in seen[0]  # the scan says why and since when...
+    out = capsys.readouterr().out
+    assert f"scan {scan.number}: suspended since {since}: {reason}; waiting for ring_current >= 150" in out
+    assert f"scan {scan.number}: resumed after" in out  # ...and when it goes on
     with h5py.File(scan.filename, "r", locking=False) as h5:
         entry = h5[scan.entry]
         assert entry["end_reason"][()] == b"SUCCESS" and len(entry["measurement/m0"]) == 21

@@ -16,13 +16,18 @@ def request(client, key, what):
     client.set(control_key(key), what, ex=CONTROL_TTL_S)
 
 
+def read(client, key):
+    """"pause", "resume" or None (nothing asked); a Redis error is raised."""
+    value = client.get(control_key(key))
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def requested(client, key):
-    """"pause", "resume" or None; a Redis error reads as None (the scan goes on as it is)."""
+    """As `read`, a Redis error reading as None (the scan goes on as it is)."""
     try:
-        value = client.get(control_key(key))
+        return read(client, key)
     except Exception:  # noqa: BLE001 - Redis away: nobody can ask anything meanwhile
         return None
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def clear(client, key):

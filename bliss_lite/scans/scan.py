@@ -316,8 +316,12 @@ class Scan:
     def __info__(self):
         where = f"{self.filename} entry {self.entry}" if self.filename else "not saved"
         points = self.data.npoints
+        waiting = ""
+        if self.guard.suspended is not None:
+            reason, since = self.guard.suspended
+            waiting = f", suspended since {time.strftime('%H:%M:%S', time.localtime(since))}: {reason}"
         return (f"Scan {self.number} {self.title}\n  state: {self.state}"
-                f"{f' ({self.end_reason})' if self.end_reason else ''}, {points} points\n"
+                f"{f' ({self.end_reason})' if self.end_reason else ''}, {points} points{waiting}\n"
                 f"  file:  {where}\n  redis: {self.key or 'not published'}")
 
     def __repr__(self):

@@ -22,6 +22,7 @@ from bliss_lite.data import scan_control
 
 POLL_S = 0.05
 CONTROL_POLL_S = 0.2
+CONTROL_AWAY_S = 2.0  # between two looks at the control key while Redis does not answer
 PAUSE_REASON = "paused by request"
 
 logger = logging.getLogger(__name__)
@@ -78,7 +79,11 @@ class ScanGuard:
                     self.tripped = f"suspender unreadable: {exc}"
             if self.client is not None and time.monotonic() >= next_control:
                 next_control = time.monotonic() + CONTROL_POLL_S
-                wanted = scan_control.requested(self.client, self.key)
+                try:
+                    wanted = scan_control.read(self.client, self.key)
+                except Exception:  # noqa: BLE001 - Redis away: ask it less often (the scan's link says so)
+                    next_control = time.monotonic() + CONTROL_AWAY_S
+                    wanted = None
                 if wanted == scan_control.PAUSE:
                     self._paused = True
                 elif wanted == scan_control.RESUME:
