@@ -82,9 +82,10 @@ def create_app(watcher, token=None, loopback=True):
     from starlette.staticfiles import StaticFiles
 
     from bliss_lite.view import routes
+    from bliss_lite.view.headers import SecurityHeaders
 
     cache = RenderCache()
-    middleware = []
+    middleware = [Middleware(SecurityHeaders)]  # outermost: refusals carry the headers too
     if loopback and not token:
         middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=["127.0.0.1", "localhost", "::1", "[::1]"]))
     if token:

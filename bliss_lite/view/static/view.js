@@ -12,6 +12,12 @@ const view = window.blissView = {
 let curvePlot = null, curveSeries = "", patternPlot = null;
 let reloadTimer = null, lastReload = 0;
 
+// Every string from the data (names of scans, counters, phases) reaches the page as text,
+// never as HTML: elements are built and given textContent, so a name holding markup shows it.
+function setOptions(select, items) {  // items: [value, text]
+  select.replaceChildren(...items.map(([value, text]) => new Option(text, value)));
+}
+
 function api(path) { return "/api/scans/" + encodeURIComponent(view.shown) + path; }
 
 // -- the scan list ---------------------------------------------------------------------------
@@ -195,7 +201,7 @@ function chooseCounters(desc, fresh) {
   else if (fresh || !view.selected.every((c) => desc.counters.includes(c)))
     view.selected = desc.counters.includes(signal) ? [signal] : desc.counters.slice(0, 1);
   const box = $("counter-choice");
-  box.innerHTML = "";
+  box.replaceChildren();
   for (const c of desc.counters) {
     const label = document.createElement("label");
     const input = document.createElement("input");
@@ -282,7 +288,7 @@ function drawMesh(desc) {
   const select = $("mesh-counter");
   if (select.dataset.key !== desc.key) {
     select.dataset.key = desc.key;
-    select.innerHTML = desc.counters.map((c) => `<option>${c}</option>`).join("");
+    setOptions(select, desc.counters.map((c) => [c, c]));
     select.value = view.selected[0] || desc.counters[0];
     select.onchange = () => drawMesh(view.desc);
   }
@@ -339,9 +345,9 @@ function drawXrdct(desc) {
   if (what.dataset.signature !== signature) {  // phases appear with the first live maps
     const before = what.value;
     what.dataset.signature = signature;
-    what.innerHTML = options.map((o) => `<option value="${o}">${o === "bin" ? "q bin" : o.replace(":", " ")}</option>`).join("");
+    setOptions(what, options.map((o) => [o, o === "bin" ? "q bin" : o.replace(":", " ")]));
     if (what.dataset.user === "1" && options.includes(before)) what.value = before;
-    if (zs.options.length !== x.nz) zs.innerHTML = Array.from({length: x.nz}, (_, i) => `<option>${i}</option>`).join("");
+    if (zs.options.length !== x.nz) setOptions(zs, Array.from({length: x.nz}, (_, i) => [String(i), String(i)]));
     const again = () => { view.mapsVersion = -1; view.xrdctPatterns = -1; view.xrdctAt = 0; drawXrdct(view.desc); };
     what.onchange = () => { what.dataset.user = "1"; again(); };
     zs.onchange = again;
