@@ -358,10 +358,15 @@ def test_a_bounded_builder_holds_only_the_heights_it_is_given():
     assert builder.held == (0,)  # refused whole: nothing allocated
     expected = assemble(patterns, omega, x, z, info).data[0]
     np.testing.assert_array_equal(builder.sinogram(0), expected)
+    kept = builder.sinogram(0)
     builder.release(0)
-    assert builder.held == () and builder.allocated_bytes == 0
+    assert builder.held == () and builder.allocated_bytes == one + 8 * 6 * 8  # kept for the next height
     builder.add(both, patterns[both], omega[both], x[both], z[both])
     assert builder.held == (1, 2) and builder.peak_heights == 2 and builder.peak_bytes == 2 * (one + 8 * 6 * 8)
+    assert any(builder.sinogram(h) is kept for h in (1, 2))  # reused, not allocated again
+    np.testing.assert_array_equal(builder.sinogram(1), assemble(patterns, omega, x, z, info).data[1])  # cleared
+    builder.release(1), builder.release(2), builder.drop_spares()
+    assert builder.allocated_bytes == 0
     with pytest.raises(ValueError, match="holds at most 2 heights: read them with sinogram"):
         _ = builder.sinograms
 

@@ -204,6 +204,7 @@ class ReconstructionHook(ScanHook):
                            "heights": sorted(self.finished), "file": None if self.store is None else self.store.path,
                            "volume_shape": (grid.z.size, self.pixels, self.pixels, self.builder.nq)}
         finally:
+            self.builder.drop_spares()
             stored = None
             if self.store is not None and not self.store.closed:
                 stored = self.store.close(discard=not self.finished)

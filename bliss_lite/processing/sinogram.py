@@ -151,6 +151,9 @@ class SinogramBuilder:
     copy). `max_heights=k` (the reconstruction of a scan of any size): a height's sinogram
     (n_omega, n_x, nq) is allocated when its first frame arrives and freed by `release(iz)`;
     adding a frame of a (k+1)-th height raises HeightLimitError before anything is allocated.
+    A released height's arrays are cleared and reused by the next height, so through a scan of
+    any number of heights the builder allocates at most k heights once (flat memory, no page
+    faults per height).
     `sinogram(iz)`, `filled(iz)` and `complete(iz)` read one held height. `held` (the heights
     held, oldest first), `allocated_bytes`, and their maxima so far `peak_heights` and
     `peak_bytes`, say what the builder holds."""
@@ -168,6 +171,7 @@ class SinogramBuilder:
         self.xp = xp
         self.shape = (self.grid.omega_deg.size, self.grid.x_mm.size, self.nq)  # of one height
         self._data, self._frame = {}, {}  # z index -> (n_omega, n_x, nq) data, (n_omega, n_x) frame indices
+        self._spare = []  # (data, frame) of released heights, for the next heights
         self.data = self.frame = None  # the whole grid, max_heights=None only
         self.peak_heights = self.peak_bytes = 0
         if self.max_heights is None:
@@ -196,8 +200,9 @@ class SinogramBuilder:
 
     @property
     def allocated_bytes(self):
-        """Bytes of the sinograms and frame indices held now."""
-        return sum(int(d.nbytes) + int(f.nbytes) for d, f in zip(self._data.values(), self._frame.values()))
+        """Bytes of the sinograms and frame indices allocated now: held, or spare for the next."""
+        pairs = [*zip(self._data.values(), self._frame.values()), *self._spare]
+        return sum(int(d.nbytes) + int(f.nbytes) for d, f in pairs)
 
     def _note_allocation(self):
         self.peak_heights = max(self.peak_heights, len(self._data))
@@ -219,8 +224,13 @@ class SinogramBuilder:
             raise HeightLimitError(f"frames of height(s) {new} with {len(self._data)} of at most {self.max_heights} "
                                    f"heights held ({list(self._data)}): release one first")
         for h in new:
-            self._data[h] = self.xp.zeros(self.shape, np.float32)
-            self._frame[h] = np.full(self.shape[:2], -1, np.int64)
+            if self._spare:
+                self._data[h], self._frame[h] = self._spare.pop()
+                self._data[h].fill(0)
+                self._frame[h].fill(-1)
+            else:
+                self._data[h] = self.xp.zeros(self.shape, np.float32)
+                self._frame[h] = np.full(self.shape[:2], -1, np.int64)
         if new:
             self._note_allocation()
         owner = np.empty(indices.size, np.int64)
@@ -257,11 +267,18 @@ class SinogramBuilder:
         return bool(self.filled(iz).all())
 
     def release(self, iz):
-        """Free height iz's sinogram (max_heights set): later frames of it start it afresh."""
+        """Let height iz's sinogram go (max_heights set): its arrays serve the next height, and
+        later frames of iz start it afresh. A caller still reading `sinogram(iz)` must be done
+        with it (or copy it) before the next height's first frame."""
         if self.max_heights is None:
             raise ValueError("a builder of the whole grid (max_heights=None) holds every height")
-        self._data.pop(int(iz), None)
-        self._frame.pop(int(iz), None)
+        data, frame = self._data.pop(int(iz), None), self._frame.pop(int(iz), None)
+        if data is not None:
+            self._spare.append((data, frame))
+
+    def drop_spares(self):
+        """Free the released heights' arrays kept for reuse (the scan is over)."""
+        self._spare.clear()
 
     @property
     def sinograms(self):
