@@ -15,6 +15,7 @@ import re
 import yaml
 
 from bliss_lite.config.errors import ConfigError, shown
+from bliss_lite.config.file_checks import FileCheckError, read_checked
 
 _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -157,8 +158,9 @@ def load_yaml_file(path, display_root=None):
     """Load one YAML file; messages name it relative to `display_root` when given."""
     shown = os.path.relpath(path, display_root) if display_root else str(path)
     try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
+        text = read_checked(path, "yaml").decode("utf-8")  # a regular file of bounded size, before reading
+    except FileCheckError as exc:
+        raise ConfigError(f"{shown}: {str(exc).split(': ', 1)[1]}") from None
     except OSError as exc:
         raise ConfigError(f"{shown}: cannot read: {exc.strerror}") from None
     except UnicodeDecodeError:

@@ -72,7 +72,18 @@ class IntegrationSettings:
         """Settings whose geometry is read from a PONI file (pyFAI)."""
         import pyFAI
 
-        ai = pyFAI.load(str(poni_path))
+        from bliss_lite.config.file_checks import checked_file
+
+        path = checked_file(poni_path, "poni", "integration: PONI file")
+        try:
+            keys = {line.split(":", 1)[0].strip().lower() for line in path.read_text(encoding="utf-8").splitlines()
+                    if ":" in line and not line.lstrip().startswith("#")}
+            if not {"distance", "poni1", "poni2"} <= keys:  # pyFAI takes any text, with defaults for the rest
+                raise ValueError("no Distance, Poni1 and Poni2 lines")
+            ai = pyFAI.load(str(path))
+        except Exception as exc:  # noqa: BLE001 - pyFAI's reader fails in many ways: named with the file
+            raise ValueError(f"integration: PONI file {path}: not a PONI file ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
         return cls(geometry=json.loads(json.dumps(ai.get_config(), default=_plain)), **options)
 
     def replace(self, **changes):

@@ -58,9 +58,12 @@ def azimuthal_integrator(settings: IntegrationSettings):
 def load_image(path, shape, what):
     """A dark or flat image from a file (fabio formats or .npy), of the frame's shape (or of
     the full frame, then cut to the ROI)."""
+    from bliss_lite.config.file_checks import checked_file
+
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ValueError(f"integration: {what} file {path} not found")
+    checked_file(path, "image", f"integration: {what} file")  # regular, bounded: before any reader sees it
     try:
         image = np.load(path) if path.suffix == ".npy" else __import__("fabio").open(str(path)).data
     except Exception as exc:  # noqa: BLE001 - any reader error: named with the file

@@ -33,10 +33,12 @@ import uuid
 
 import redis
 
+from bliss_lite.config.file_checks import FileCheckError
 from bliss_lite.data.model import JOBS_DONE_KEY as DONE_KEY
 from bliss_lite.data.model import JOBS_GROUP as GROUP
 from bliss_lite.data.model import JOBS_QUEUE_KEY as QUEUE_KEY
 from bliss_lite.data.model import job_result_key
+from bliss_lite.processing.job_paths import check_job_input, default_roots
 from bliss_lite.processing.jobs import Job, JobError, JobRunner
 
 __all__ = ["QUEUE_KEY", "GROUP", "DONE_KEY", "RESULT_TTL", "result_key", "submit_remote", "wait_remote",
@@ -127,8 +129,9 @@ def _ensure_group(client):
 
 
 class _Server:
-    def __init__(self, client, consumer, workers, claim_idle_ms, ttl, log):
+    def __init__(self, client, consumer, workers, claim_idle_ms, ttl, log, roots=None):
         self.client, self.consumer, self.ttl, self.log = client, consumer, ttl, log  # log: None, the logger
+        self.roots = roots  # None: any path (a server of one user's own process); else job_paths
         self.claim_idle_ms = int(claim_idle_ms)
         self.runner = JobRunner(max_workers=workers)
         self.workers = self.runner.max_workers
@@ -179,6 +182,14 @@ class _Server:
                 continue
             job.status, job.output, job.error, job.traceback = "created", None, None, None
             job._marked = False
+            refused = self._refused(job)
+            if refused:
+                self.say(logging.WARNING, f"job server {self.consumer}: job {job.id} ({job.plugin}) refused: {refused}")
+                job.status, job.error, job.finished = "failure", refused, time.time()
+                with self.lock:
+                    self.started += 1
+                self.finish(entry_id, job)
+                continue
             jobs.append((entry_id, job))
         if not jobs:
             return
@@ -187,6 +198,16 @@ class _Server:
             self.started += len(jobs)
         for entry_id, job in jobs:
             self.runner.start(job, on_done=lambda job, entry_id=entry_id: self.finish(entry_id, job))
+
+    def _refused(self, job):
+        """Why the job may not run here (a path outside the roots, an entry not plain), or None."""
+        if self.roots is None:
+            return None
+        try:
+            check_job_input(job.input, self.roots)
+        except FileCheckError as exc:
+            return f"FileCheckError: {exc}"
+        return None
 
     def mark_running(self):
         """Status "running" for the jobs that have been running a while (one round trip)."""
@@ -232,16 +253,18 @@ class _Server:
 
 
 def serve(client: redis.Redis, stop_event=None, max_jobs=None, *, consumer=None, workers=16,
-          block_ms=200, claim_idle_ms=60000, ttl=RESULT_TTL, log=None) -> int:
+          block_ms=200, claim_idle_ms=60000, ttl=RESULT_TTL, log=None, roots=None) -> int:
     """Serve jobs from the queue until `stop_event` is set or `max_jobs` jobs have been taken,
     each job in its own worker (JobRunner), at most `workers` at a time (a busy server takes no
     more, leaving them to the others). Returns when the jobs it took are finished and stored;
     the number of jobs served. `block_ms` bounds how long a stop takes to be noticed. Messages
-    go to the module's logger, or to `log(text)` when given."""
+    go to the module's logger, or to `log(text)` when given. `roots`: the folders jobs may name
+    (job_paths; `bliss-lite job-server` gives the data root and the configuration, and --root);
+    None: any (a server inside one user's own program)."""
     consumer = consumer or f"server-{uuid.uuid4().hex[:12]}"
     block_ms = max(1, min(int(block_ms), MAX_BLOCK_MS))
     _ensure_group(client)
-    server = _Server(client, consumer, workers, claim_idle_ms, ttl, log)
+    server = _Server(client, consumer, workers, claim_idle_ms, ttl, log, roots)
     server.say(logging.INFO, f"job server {consumer}: serving with {server.workers} worker(s)")
     claim_every = max(server.claim_idle_ms / 4000.0, block_ms / 1000.0)
     next_claim = 0.0  # look for a dead server's jobs at once
@@ -289,6 +312,8 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=16)
     parser.add_argument("--max-jobs", type=int, default=None)
     parser.add_argument("--claim-idle", type=float, default=60.0, help="seconds before a dead server's job is taken")
+    parser.add_argument("--root", action="append", default=[], metavar="DIR",
+                        help="a folder jobs may read and write below, besides the data root and the configuration")
     args = parser.parse_args(argv)
     from bliss_lite.config.errors import ConfigError
     from bliss_lite.config.logs import setup_logging
@@ -302,10 +327,12 @@ def main(argv=None) -> int:
         print(f"job server: configuration error: {exc}", file=sys.stderr)
         return 2
     load_plugins()
+    roots = [*default_roots(), *args.root]
     client = connect(args.url or ensure_server(run_dir()))
     stop = threading.Event()
     try:
-        served = serve(client, stop, args.max_jobs, workers=args.workers, claim_idle_ms=args.claim_idle * 1000)
+        served = serve(client, stop, args.max_jobs, workers=args.workers, claim_idle_ms=args.claim_idle * 1000,
+                       roots=roots)
     except KeyboardInterrupt:
         return 130
     logger.info("job server: %d job(s) served", served)

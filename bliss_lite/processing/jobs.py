@@ -276,8 +276,12 @@ class Job:
 
     @classmethod
     def load(cls, path) -> "Job":
+        from bliss_lite.config.file_checks import FileCheckError, read_checked
+
         try:
-            text = Path(path).read_bytes()
+            text = read_checked(path, "job")  # a regular file of bounded size, before reading
+        except FileCheckError as exc:
+            raise JobError(f"{path}: {str(exc).split(': ', 1)[1]}") from None
         except OSError as exc:
             raise JobError(f"{path}: cannot read: {exc.strerror or exc}") from None
         return cls.from_json(text, source=str(path))

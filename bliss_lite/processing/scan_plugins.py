@@ -72,6 +72,7 @@ def integrate_scan(data):
     from bliss_lite.processing.reduction_files import PatternStore
 
     started = time.perf_counter()
+    _plain_entries(data)
     stored = roi = info = None
     if not data.get("cbf_folder"):
         for key in ("filename", "entry"):
@@ -113,6 +114,15 @@ def integrate_scan(data):
     write_integration(path, entry, integrator.radial, settings, stored["intensity"], stored["integrated"])
     return {"frames": count, "npt": settings.npt, "unit": settings.unit, "output": str(path),
             "entry": entry, "seconds": time.perf_counter() - started}
+
+
+def _plain_entries(data):
+    """Entries are plain names ("3.1"): "../../x" would make groups named ".."."""
+    from bliss_lite.config.file_checks import plain_name
+
+    for where, value in (("entry", data.get("entry")), ("output.entry", (data.get("output") or {}).get("entry"))):
+        if value is not None:
+            plain_name(str(value), f"input {where}")
 
 
 def _reduction_file(master, entry, name):
@@ -157,6 +167,7 @@ def reconstruct_scan(data):
     from bliss_lite.processing.reduction_files import entry_frames, scan_blocks
 
     started = time.perf_counter()
+    _plain_entries(data)
     for key in ("filename", "entry"):
         if key not in data:
             raise ValueError(f"reconstruct_scan: input needs {key!r}")

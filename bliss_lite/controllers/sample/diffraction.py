@@ -20,6 +20,9 @@ AMORPHOUS_HUMPS = ((20.0, 6.0, 1.0), (38.0, 9.0, 0.5))  # (q, fwhm, height) in n
 def load_geometry(poni_path):
     import pyFAI
 
+    from bliss_lite.config.file_checks import checked_file
+
+    checked_file(poni_path, "poni", "sample: PONI file")  # regular, bounded: before pyFAI reads it
     return pyFAI.load(str(poni_path))
 
 
