@@ -120,6 +120,25 @@ def test_data_client_needs_neither_gevent_nor_the_shell():
     assert out.strip() == "[]"
 
 
+def test_small_entries_fill_the_entry_window_not_the_byte_budget(redis_client, monkeypatch):
+    """Tiny frames and single points would take hours to reach a byte budget: the window of
+    entries (STREAM_WINDOW) caps them, so the server stops growing early in a long scan."""
+    from bliss_lite.data import model
+
+    monkeypatch.setattr(model, "STREAM_WINDOW", 300)
+    assert model.stream_maxlen(2**30, 100) == 300 and model.stream_maxlen(1000, 100) == 10
+    publisher = ScanPublisher(redis_client, session="test", number=1, name="tiny", scan_info={"npoints": 3000},
+                              channels=[ChannelSpec("m0"), ChannelSpec("pilatus", dtype="uint32", shape=(2,),
+                                                                        encoding="bslz4")])
+    publisher.create(then=("PREPARED", "STARTED"))
+    for start in range(0, 3000, 5):  # one point an entry; frames of 40 bytes against a 256 MB budget
+        publisher.publish({"m0": np.arange(start, start + 1, dtype=float), "pilatus": [bytes(40)] * 5})
+    publisher.seal("SUCCESS")
+    assert 300 <= redis_client.xlen(channel_key(publisher.key, "pilatus")) < 300 + 200  # whole nodes trimmed
+    assert 300 <= redis_client.xlen(channel_key(publisher.key, "m0")) < 600
+    assert publisher.trimmed()["pilatus"] == 3000 - 300
+
+
 def test_scalar_streams_are_capped_and_a_late_follower_prints_what_is_left(redis_client):
     """A long scan's point streams stay within their budget (the file has every point); a
     reader that comes late reads the tail, and follow prints the rows every channel still has."""

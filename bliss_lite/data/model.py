@@ -16,6 +16,15 @@ HISTORY_KEY = "bliss_lite:scans:history"  # stream: one entry {"key": scan key} 
 HISTORY_MAXLEN = 10000
 STATES = PUBLISHED_STATES  # the state stream's words, in order (bliss_lite.protocols.ScanState)
 TIMERS = ("elapsed_time", "epoch")  # channels of every step scan, not counters a scientist plots
+STREAM_WINDOW = 50_000  # entries a scan's data stream keeps at most (200 s of frames at 250 Hz)
+
+
+def stream_maxlen(budget_bytes, entry_bytes, least=8):
+    """Entries a scan's data stream (frames, points, patterns) keeps: its byte budget's worth,
+    and never more than STREAM_WINDOW entries, so that small entries (a 48 x 160 ROI's frames,
+    short patterns) fill the window early in a long scan instead of growing the server for
+    hours. Older entries are in the files; readers that fall behind read them there."""
+    return max(least, min(STREAM_WINDOW, budget_bytes // max(1, entry_bytes)))
 
 
 def scan_key(scan_id):

@@ -22,6 +22,7 @@ from bliss_lite.data.model import (
     encode_points,
     scan_key,
     state_key,
+    stream_maxlen,
 )
 
 PIPELINE_BYTES = 16 * 2**20
@@ -136,7 +137,7 @@ class ScanPublisher:
         if not count:
             pipe.xadd(channel_key(self.key, name), fields)
             return
-        maxlen = max(8, self.point_budget // len(data))
+        maxlen = stream_maxlen(self.point_budget, len(data))
         kept = self._kept.setdefault(name, collections.deque())
         kept.append(count)
         while len(kept) > maxlen:
@@ -145,9 +146,9 @@ class ScanPublisher:
 
     def _add_frame(self, pipe, name, index, chunk):
         """One entry per frame (the detector's compressed bytes), the stream capped so that it
-        holds about `frame_budget` bytes: a slow reader loses old frames (they are in the file),
+        holds about `frame_budget` bytes (at most STREAM_WINDOW frames): a slow reader loses old frames (they are in the file),
         acquisition never waits."""
-        maxlen = max(8, self.frame_budget // max(1, len(chunk)))
+        maxlen = stream_maxlen(self.frame_budget, len(chunk))
         pipe.xadd(channel_key(self.key, name), {"index": index, "count": 1, "data": chunk},
                   maxlen=maxlen, approximate=True)
         self.frame_budget_len = maxlen

@@ -28,6 +28,7 @@ from bliss_lite.data.model import INTEGRATION_ANNOUNCE_KEY as ANNOUNCE_KEY
 from bliss_lite.data.model import channel_key as frames_key  # the workers read the scan's frame stream
 from bliss_lite.data.model import integration_info_key as info_key
 from bliss_lite.data.model import integration_results_key as results_key
+from bliss_lite.data.model import stream_maxlen
 from bliss_lite.protocols import Backend
 
 GROUP = "integration"  # the workers' consumer group on a frame stream
@@ -72,13 +73,14 @@ def active_jobs(client):
 
 
 def publish_patterns(pipe, scan_key, indices, patterns, worker):
-    """One entry per pattern; the stream capped at about RESULTS_BUDGET bytes: a hook that fell
-    that far behind integrates the patterns it lost from the file at the end."""
+    """One entry per pattern; the stream capped at about RESULTS_BUDGET bytes (at most
+    STREAM_WINDOW patterns): a hook that fell that far behind integrates the patterns it lost
+    from the file at the end."""
     key = results_key(scan_key)
     for index, pattern in zip(indices, patterns, strict=True):
         data = np.ascontiguousarray(pattern, dtype="<f4").tobytes()
         pipe.xadd(key, {"index": int(index), "data": data, "worker": worker},
-                  maxlen=max(1000, RESULTS_BUDGET // max(1, len(data))), approximate=True)
+                  maxlen=stream_maxlen(RESULTS_BUDGET, len(data), least=1000), approximate=True)
 
 
 def set_info(client, scan_key, integrator):
