@@ -32,7 +32,7 @@ def test_the_seed_scan_is_accepted_with_run_false_and_its_estimate_is_right(scan
     assert measured == pytest.approx(again, rel=0.05)  # another Poisson draw of the same frame
     assert estimate.data_files == math.ceil(frames / getattr(pilatus, "frames_per_file", DEFAULT_FRAMES_PER_FILE))
     scalars = 6 * 8 * frames  # omega, x, z, elapsed_time, i0, it as float64
-    assert estimate.bytes_scalars == scalars + 8 * frames  # and the detector's frame numbers (int64)
+    assert estimate.bytes_scalars == scalars + 9 * frames  # and the detector's frame numbers (int64), valid flags (bool)
     assert estimate.bytes_total >= estimate.bytes_frames + estimate.bytes_scalars
     assert estimate.disk_holds == (estimate.bytes_total <= estimate.disk_free_bytes)
     # acquisition at the detector's period, plus each line's run-up and the stepping moves
