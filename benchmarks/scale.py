@@ -9,6 +9,7 @@ its growth from 10 % to 100 % of the scan (goal <= 5 %: nothing per scan grows w
 frames). Prints one JSON line: frames, fps (frames handled per second, first trigger to last
 frame), and per process kind rss_growth_percent and peak_rss_mb.
 Usage: python benchmarks/scale.py [--frames N] [--rate HZ] [--workers N] [--npt N] [--nx N] [--nomega N]
+       [--samples-out FILE]
 """
 from __future__ import annotations
 
@@ -62,6 +63,8 @@ def main():
     parser.add_argument("--sample-s", type=float, default=1.0)
     parser.add_argument("--nx", type=int, default=100)
     parser.add_argument("--nomega", type=int, default=600)
+    parser.add_argument("--samples-out", help="also append every sample to this file as it is taken (JSON lines), "
+                        "to watch a long run")
     args = parser.parse_args()
     with private_environment("bl_scale_"):
         result = run(args)
@@ -102,10 +105,15 @@ def run(args):
             samples["scan_process"].append((done, {os.getpid(): rss_mb(os.getpid())}))
             samples["workers"].append((done, {p.pid: rss_mb(p.pid) for p in workers if p.poll() is None}))
             samples["redis"].append((done, {redis_pid: rss_mb(redis_pid)}))
+            if args.samples_out:
+                with open(args.samples_out, "a") as out:
+                    out.write(json.dumps({"t": round(time.perf_counter() - start, 1), "done": round(done, 4),
+                                          **{kind: sum(v for v in samples[kind][-1][1].values() if v)
+                                             for kind in samples}}) + "\n")
             gevent.sleep(args.sample_s)
 
-    sampler = gevent.spawn(sample)
     start = time.perf_counter()
+    sampler = gevent.spawn(sample)
     try:
         scan = planned.run()
     finally:
