@@ -47,6 +47,8 @@ def test_the_shipped_sessions_have_a_ring_that_the_monitors_follow(config):
     assert sample.ring is ring
     for name in ("demo", "test"):
         assert {"ring", "ring_current"} <= set(config.get(name).object_names())
+    (floor,) = config.get("demo").suspenders_config  # the demo's scans wait for the beam
+    assert floor["when"] == "ring_current" and floor["resume_above"] == 150
     t = ring.lose_beam(30)
     i0, it = sample.monitors_at(t + 1, 0.01)
     assert i0 == 0 and it == 0
