@@ -27,6 +27,7 @@ FACTORIES = {
     "session": ("session", "bliss_lite.config.session:create_session"),
     "pilatus2m": ("bliss", "bliss_lite.controllers.detectors.pilatus_factory:create"),
     "xrdct_sample": ("bliss", "bliss_lite.controllers.sample.xrdct_sample:create"),
+    "pdfct_sample": ("bliss", "bliss_lite.controllers.sample.pdf_sample:create"),
     "sample_monitor": ("bliss", "bliss_lite.controllers.sample.xrdct_sample:create_monitor"),
     "storage_ring": ("bliss", "bliss_lite.controllers.storage_ring:create"),
 }
