@@ -24,9 +24,38 @@ def compress(frame: np.ndarray) -> bytes:
 
 
 def decompress(chunk: bytes, shape, dtype) -> np.ndarray:
+    """The frame a chunk holds. ValueError for a chunk that is not whole and well framed:
+    bitshuffle trusts the block sizes it reads and crashes the process on a truncated or
+    corrupted chunk, so they are walked here first (a chunk off the wire is data)."""
+    if len(chunk) < HEADER.size:
+        raise ValueError(f"bslz4: chunk of {len(chunk)} bytes has no 12-byte header")
     nbytes, block_bytes = HEADER.unpack_from(chunk)
     dtype = np.dtype(dtype)
     if nbytes != int(np.prod(shape)) * dtype.itemsize:
         raise ValueError(f"bslz4 chunk holds {nbytes} bytes, not a {tuple(shape)} {dtype} frame")
+    if block_bytes <= 0 or block_bytes % (8 * dtype.itemsize):
+        raise ValueError(f"bslz4: block of {block_bytes} bytes is not a whole number of 8 {dtype} elements")
+    _check_blocks(chunk, nbytes // dtype.itemsize, block_bytes // dtype.itemsize, dtype.itemsize)
     body = np.frombuffer(chunk, dtype=np.uint8, offset=HEADER.size)
     return bitshuffle.decompress_lz4(body, tuple(shape), dtype, block_bytes // dtype.itemsize)
+
+
+_SIZE = struct.Struct(">i")
+
+
+def _check_blocks(chunk, elems, block_elems, itemsize):
+    """Every LZ4 block's size field leads inside the chunk, each block no bigger than LZ4's
+    bound for its bytes, and the raw leftover elements end the chunk exactly."""
+    full, rest = divmod(elems, block_elems)
+    last = rest - rest % 8
+    pos, end, unpack = HEADER.size, len(chunk), _SIZE.unpack_from
+    bound = block_elems * itemsize + block_elems * itemsize // 255 + 16  # LZ4_COMPRESSBOUND
+    for k in range(full + (1 if last else 0)):
+        if pos + 4 > end:
+            raise ValueError(f"bslz4: chunk is truncated (block {k} of {full + bool(last)} missing)")
+        size = unpack(chunk, pos)[0]
+        if not 0 < size <= bound or pos + 4 + size > end:
+            raise ValueError(f"bslz4: chunk is corrupt or truncated (block {k} claims {size} bytes)")
+        pos += 4 + size
+    if pos + (rest % 8) * itemsize != end:
+        raise ValueError(f"bslz4: chunk is {end} bytes, its blocks end at {pos + (rest % 8) * itemsize}")
