@@ -55,6 +55,14 @@ INTEGRATION_ACTIVE_KEY = "bliss_lite:integration:active"  # hash: scan key -> in
 INTEGRATION_ANNOUNCE_KEY = "bliss_lite:integration:announce"  # stream: {"scan": key} per new job
 
 
+def dead_letters_key(key):
+    return f"{key}:dead_letters"  # stream: entries of the scan's streams a reader could not decode (data/dead_letters.py)
+
+
+DEAD_LETTERS_KEY = "bliss_lite:dead_letters"  # stream: messages of no one scan (a job, a queue entry) refused
+DEAD_LETTERS_MAXLEN = 10000
+
+
 def integration_results_key(key):
     return f"{key}:processing:integration"  # stream: patterns integrated by the workers
 

@@ -21,6 +21,8 @@ import time
 
 import numpy as np
 
+from bliss_lite.data import dead_letters
+from bliss_lite.data.model import dead_letters_key
 from bliss_lite.processing import integration_queue as queue
 from bliss_lite.processing.gpu import checked_option, take_rows, to_host
 from bliss_lite.processing.hook_registry import ScanHook, register_hook, warn
@@ -40,6 +42,7 @@ class IntegrationHook(ScanHook):
         self.backend = backend  # "cpu", "gpu" or "auto": the workers' and this hook's integration
         self.detector = detector  # name of the frame channel
         self.workers = workers
+        self.dead_letters = 0  # frames of the last scan no worker could decode, integrated from the file
         self.timeout = timeout  # s without a new pattern before the hook integrates the rest itself
         self.poll_s = poll_s
         self.listeners = []  # callables (indices, patterns: NumPy, or CuPy when integrated here on the GPU)
@@ -107,10 +110,15 @@ class IntegrationHook(ScanHook):
                 pass
         try:
             missing = np.flatnonzero(~self.received[:total])
+            dead = self._dead_letters() & set(missing.tolist()) if self._reader is not None else set()
+            self.dead_letters = len(dead)
             if len(missing) and scan.filename:
-                if self._reader is not None:
-                    warn(f"integration: {len(missing)} frame(s) not integrated by a worker; integrating them from "
-                         "the file")
+                if dead:
+                    warn(f"integration: {len(dead)} frame(s) the workers could not decode (dead letters in "
+                         f"{dead_letters_key(scan.key)}); integrating them from the file")
+                if self._reader is not None and len(missing) > len(dead):
+                    warn(f"integration: {len(missing) - len(dead)} frame(s) not integrated by a worker; integrating "
+                         "them from the file")
                 self._integrate_from_file(scan, missing)
             if self.radial is None:
                 self.radial = self.integrator().radial
@@ -185,7 +193,17 @@ class IntegrationHook(ScanHook):
                 last_progress = time.monotonic()
             elif time.monotonic() - last_progress > patience:
                 break
+            elif set(np.flatnonzero(~self.received[:total]).tolist()) <= self._dead_letters():
+                break  # what is left, no worker can decode: the file has it
             gevent.sleep(self.poll_s / 2)
+
+    def _dead_letters(self):
+        """Indices of the frames of this scan the workers could not decode (data/dead_letters)."""
+        try:
+            return {letter["index"] for letter in dead_letters.read(self._client, self._scan_key)
+                    if letter["index"] is not None}
+        except Exception:  # noqa: BLE001 - Redis gone: the file has every frame anyway
+            return set()
 
     # -- doing it here -------------------------------------------------------------------------
     def integrator(self):

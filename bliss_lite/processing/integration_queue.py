@@ -61,14 +61,17 @@ def unregister(client, scan_key):
 
 
 def active_jobs(client):
-    """{scan key: job dict} of the scans to integrate; malformed entries are skipped."""
+    """{scan key: job dict} of the scans to integrate; malformed entries (not JSON, not an
+    object with a detector name and settings) are skipped."""
     jobs = {}
     for key, raw in client.hgetall(ACTIVE_KEY).items():
         try:
             job = json.loads(raw)
-            jobs[key.decode()] = job
+            key = key.decode()
         except ValueError:
             continue
+        if isinstance(job, dict) and isinstance(job.get("detector"), str) and isinstance(job.get("settings"), dict):
+            jobs[key] = job
     return jobs
 
 

@@ -34,6 +34,7 @@ import uuid
 import redis
 
 from bliss_lite.config.file_checks import FileCheckError
+from bliss_lite.data import dead_letters
 from bliss_lite.data.model import JOBS_DONE_KEY as DONE_KEY
 from bliss_lite.data.model import JOBS_GROUP as GROUP
 from bliss_lite.data.model import JOBS_QUEUE_KEY as QUEUE_KEY
@@ -176,8 +177,10 @@ class _Server:
                 if raw is None:
                     raise JobError(f"queue entry {_text(entry_id)}: no 'job' field")
                 job = Job.from_json(raw, source=f"queue entry {_text(entry_id)}")
-            except JobError as exc:
-                self.say(logging.WARNING, f"job server {self.consumer}: {exc}; dropped")
+            except JobError as exc:  # a poison message: kept as a dead letter, then the queue goes on
+                self.say(logging.WARNING, f"job server {self.consumer}: {exc}; dropped (dead letter)")
+                dead_letters.record(self.client, source=QUEUE_KEY, entry_id=entry_id, reason=str(exc),
+                                    reader=self.consumer)
                 self._forget(entry_id)
                 continue
             job.status, job.output, job.error, job.traceback = "created", None, None, None

@@ -25,6 +25,7 @@ import time
 
 import redis
 
+from bliss_lite.data import dead_letters
 from bliss_lite.data.client import ScanReader
 from bliss_lite.processing import integration_queue as queue
 from bliss_lite.processing.integration_settings import IntegrationSettings, cpu_only_reason
@@ -47,6 +48,8 @@ class Worker:
         self.stopping = False
         self._announce_id = "$"
         self._said = set()  # GPU fallback reasons already logged
+        self.refused = {}  # scan key -> its job JSON, a job this worker cannot do (a dead letter says why)
+        self.poisoned = 0  # stream entries it could not decode: dead letters
 
     def integrator(self, job):
         """The job's integrator, built once per geometry and asked-for backend. "gpu" and "auto"
@@ -114,9 +117,20 @@ class Worker:
         if not jobs:
             self._wait_for_announce(block_ms)
             return 0
+        for key in [k for k, raw in self.refused.items() if jobs.get(k) != raw]:
+            del self.refused[key]  # gone, or registered anew: try it again
+        jobs = {k: j for k, j in jobs.items() if k not in self.refused}
         handled = 0
-        for key, job in jobs.items():
-            handled += self._claim(key, job)
+        for key, job in list(jobs.items()):
+            try:
+                handled += self._claim(key, job)
+            except (redis.ConnectionError, redis.TimeoutError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - one scan this worker cannot do stops no other
+                self._refuse(key, job, exc)
+                del jobs[key]
+        if not jobs:
+            return handled
         streams = {queue.frames_key(k, j["detector"]): ">" for k, j in jobs.items()}
         by_stream = {queue.frames_key(k, j["detector"]): (k, j) for k, j in jobs.items()}
         try:
@@ -127,8 +141,24 @@ class Worker:
             return handled
         for stream, entries in answer or []:
             key, job = by_stream[stream.decode()]
-            handled += self._process(key, job, entries)
+            try:
+                handled += self._process(key, job, entries)
+            except (redis.ConnectionError, redis.TimeoutError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - its entries stay pending: the scan integrates them from the file
+                self._refuse(key, job, exc)
         return handled
+
+    def _refuse(self, key, job, exc):
+        """A scan whose job, record or channel this worker cannot use: one dead letter and one
+        warning, then it leaves that scan alone (until its job changes)."""
+        reason = f"{type(exc).__name__}: {exc}"
+        self.refused[key] = job
+        self.readers.pop(key, None)
+        self.described.discard(key)
+        dead_letters.record(self.client, source=queue.ACTIVE_KEY, entry_id=key, reason=reason, reader=self.name,
+                            scan=key)
+        self._say(logging.WARNING, f"worker {self.name}: cannot integrate {key}: {reason}; left to the scan")
 
     def _wait_for_announce(self, block_ms):
         answer = self.client.xread({queue.ANNOUNCE_KEY: self._announce_id}, block=block_ms, count=10)
@@ -165,38 +195,67 @@ class Worker:
             self._say(logging.INFO, f"worker {self.name}: integrating {key} ({job['detector']}, "
                                     f"backend {integrator.backend})")
         ids = [entry_id for entry_id, _ in entries]
+        poisoned = []  # (position in entries, frame index or None, reason)
         indices, patterns = integrate_entries(reader.channels[job["detector"]], integrator,
-                                              [fields for _, fields in entries], self.frame_delay)
+                                              [fields for _, fields in entries], self.frame_delay, poisoned)
+        stream = queue.frames_key(key, job["detector"])
         pipe = self.client.pipeline(transaction=False)
         queue.publish_patterns(pipe, key, indices, patterns, self.name)
-        pipe.xack(queue.frames_key(key, job["detector"]), queue.GROUP, *ids)
+        for position, index, reason in poisoned:  # told to the scan, which integrates them from its file
+            dead_letters.record(pipe, source=stream, entry_id=ids[position], reason=reason, reader=self.name,
+                                scan=key, index=index)
+        pipe.xack(stream, queue.GROUP, *ids)
         pipe.execute()
+        if poisoned:
+            self.poisoned += len(poisoned)
+            self._say(logging.WARNING, f"worker {self.name}: {len(poisoned)} entr(y/ies) of {stream} not decodable "
+                                       f"({poisoned[0][2]}); recorded as dead letters, going on")
         self.done += len(indices)
         logger.debug("worker %s: %d frame(s) of %s integrated", self.name, len(indices), key)
         return len(indices)
 
 
-def integrate_entries(spec, integrator, entries, frame_delay=0.0):
+def integrate_entries(spec, integrator, entries, frame_delay=0.0, poisoned=None):
     """(indices, patterns) of a batch of frame-stream entries (field dicts; the seal entry has
     no data). On the GPU a batch of Bitshuffle-LZ4 frames is one call: the compressed bytes
-    cross the bus and are decoded there. Elsewhere frame by frame, decoded here."""
+    cross the bus and are decoded there. Elsewhere frame by frame, decoded here.
+    `poisoned`: a list that takes (position, frame index or None, reason) of each entry that
+    cannot be decoded or integrated, instead of raising (one bad entry stops no other)."""
     from bliss_lite.data.client import decode_entry
 
-    entries = [fields for fields in entries if b"data" in fields]
+    entries = [(position, fields) for position, fields in enumerate(entries) if b"data" in fields]
     if integrator.backend == "gpu" and spec.encoding == "bslz4" and entries:
-        indices = [int(fields[b"index"]) for fields in entries]
-        patterns = integrator.integrate_compressed([fields[b"data"] for fields in entries],
-                                                   dtype=spec.numpy_dtype.newbyteorder("="))
-        return indices, patterns
+        try:
+            indices = [int(fields[b"index"]) for _, fields in entries]
+            patterns = integrator.integrate_compressed([fields[b"data"] for _, fields in entries],
+                                                       dtype=spec.numpy_dtype.newbyteorder("="))
+            return indices, patterns
+        except Exception:
+            if poisoned is None:
+                raise  # else frame by frame below, to find the bad one(s)
     indices, patterns = [], []
-    for fields in entries:
-        index, frames = decode_entry(spec, fields)
-        for k, frame in enumerate(frames):
+    for position, fields in entries:
+        try:
+            index, frames = decode_entry(spec, fields)
+            done = [integrator.integrate(frame) for frame in frames]
+        except Exception as exc:
+            if poisoned is None:
+                raise
+            poisoned.append((position, _index_of(fields), f"{type(exc).__name__}: {exc}"))
+            continue
+        for k, pattern in enumerate(done):
             indices.append(index + k)
-            patterns.append(integrator.integrate(frame))
+            patterns.append(pattern)
             if frame_delay:
                 time.sleep(frame_delay)
     return indices, patterns
+
+
+def _index_of(fields):
+    try:
+        return int(fields[b"index"])
+    except (KeyError, ValueError):
+        return None
 
 
 def main(argv=None):

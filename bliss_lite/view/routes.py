@@ -44,7 +44,8 @@ async def index(request):
 async def health(request):
     watcher = request.app.state.watcher
     return JSONResponse({"polls": watcher.polls, "viewers": len(watcher.listeners), "redis_error": watcher.error,
-                         "renders": request.app.state.cache.renders, "current": watcher.current})
+                         "renders": request.app.state.cache.renders, "current": watcher.current,
+                         "poisoned": dict(watcher.poisoned)})
 
 
 async def scans(request):

@@ -5,6 +5,10 @@ all while none is) and hands each change to every page as the same pre-encoded m
 five pages cost the scan what one does. What it follows: the scan history (the newest scan
 is the current one), the scans a page asked for in the last WANTED_S, and the session's
 plotselect choice.
+
+A record it cannot read (not JSON, of another Redis type, missing fields) is a poison
+message: it is left out, said once in the log and listed in `poisoned` (`/api/health`), and
+every other scan goes on; asked for by a page, it is a 400 naming the key and the reason.
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import time
 from collections import OrderedDict
 
 import numpy as np
+import redis
 
 from bliss_lite.data.client import ScanReader
 from bliss_lite.data.model import HISTORY_KEY, plotselect_key
@@ -49,6 +54,7 @@ class Watcher:
         self._recent_json = None
         self._stop = threading.Event()
         self.error = None
+        self.poisoned = {}  # key -> why its record cannot be read (left out, said once)
 
     # -- the thread --------------------------------------------------------------------------
     def start(self):
@@ -84,10 +90,16 @@ class Watcher:
             self._poll_history()
             now = time.monotonic()
             followed = [self.current] + [k for k, t in self._wanted.items() if now - t < WANTED_S]
-            for key in dict.fromkeys(k for k in followed if k):
-                scan = self.scan(key, fresh=False)
-                if scan is not None:
-                    self._maybe_emit(scan, scan.poll(), now)
+            for key in dict.fromkeys(k for k in followed if k and k not in self.poisoned):
+                try:
+                    scan = self.scan(key, fresh=False)
+                    if scan is not None:
+                        self._maybe_emit(scan, scan.poll(), now)
+                except (redis.ConnectionError, redis.TimeoutError):
+                    raise
+                except Exception as exc:  # noqa: BLE001 - one bad scan stalls no other
+                    self._poison(key, exc)
+                    self.scans.pop(key, None)
             self._poll_plotselect()
             summaries = [{**self.scans[k].summary(), "points": None} if k in self.scans else s
                          for k, s in ((s["key"], s) for s in self.recent)]  # progress goes in `scan` messages
@@ -102,14 +114,19 @@ class Watcher:
         if not entries:
             return
         self._history_id = entries[0][0].decode()
-        fresh = []
-        for _, fields in entries:
-            key = fields[b"key"].decode()
+        fresh, summaries = [], []
+        for entry_id, fields in entries:
+            key = fields.get(b"key", b"").decode(errors="replace") or f"{HISTORY_KEY} entry {entry_id.decode()}"
             try:
-                fresh.append(ScanReader(self.client, key))
+                reader = ScanReader(self.client, key)
+                summaries.append(summary(reader, reader.record.get("state"), reader.record.get("end_reason")))
+                fresh.append(reader)
             except KeyError:  # evicted
                 continue
-        summaries = [summary(r, r.record.get("state"), r.record.get("end_reason")) for r in fresh]
+            except (redis.ConnectionError, redis.TimeoutError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - a malformed record is left out, the others shown
+                self._poison(key, exc)
         known = {s["key"] for s in summaries}
         self.recent = (summaries + [s for s in self.recent if s["key"] not in known])[:RECENT]
         if fresh:
@@ -118,11 +135,25 @@ class Watcher:
     def _poll_plotselect(self):
         sessions = {s["session"] for s in self.recent[:1]} | set(self.plotselect)
         for session in sessions:
-            raw = self.client.get(plotselect_key(session))
-            names = json.loads(raw) if raw else []
+            try:
+                raw = self.client.get(plotselect_key(session))
+                names = json.loads(raw) if raw else []
+                if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+                    raise ValueError(f"not a JSON list of names: {raw[:80]!r}")
+            except (redis.ConnectionError, redis.TimeoutError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - a bad choice is no choice
+                self._poison(plotselect_key(session), exc)
+                names = []
             if names != self.plotselect.get(session):
                 self.plotselect[session] = names
                 self._emit("plotselect", {"session": session, "counters": names})
+
+    def _poison(self, key, exc):
+        reason = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+        if self.poisoned.get(key) != reason:
+            logger.warning("live view: %s cannot be read (%s); left out", key, reason)
+        self.poisoned[key] = reason
 
     # -- what pages ask for ------------------------------------------------------------------
     def want(self, key):
@@ -141,9 +172,14 @@ class Watcher:
                 return self.scans[key]
             try:
                 scan = LiveScan(self.client, key)
+                scan.poll()
             except KeyError:
                 return None
-            scan.poll()
+            except (redis.ConnectionError, redis.TimeoutError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - named to the page that asked, as a 400
+                self._poison(key, exc)
+                raise ValueError(f"{key}: cannot be read as a scan ({self.poisoned[key]})") from None
             self.scans[key] = scan
             while len(self.scans) > KEEP:
                 old = next(k for k in self.scans if k != self.current)
