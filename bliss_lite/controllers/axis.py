@@ -10,6 +10,7 @@ import math
 from bliss_lite.config.fields import is_finite_number
 from bliss_lite.controllers.errors import AxisError
 from bliss_lite.controllers.motion import MotionTask, plan_motion
+from bliss_lite.controllers.motion_bounds import position_problem, rate_problem
 
 
 def _finite(name, what, value):
@@ -98,7 +99,7 @@ class Axis:
 
     @offset.setter
     def offset(self, value):
-        self._offset = _finite(self.name, "offset", value)
+        self._offset = self._bounded_position("offset", _finite(self.name, "offset", value))
         self._settings.update("axis", self.name, offset=self._offset)
 
     @property
@@ -136,6 +137,9 @@ class Axis:
         if low > high:
             raise ValueError(f"{self.name}: low limit {low} is above high limit {high}")
         dials = sorted(self.user2dial(x) for x in (low, high))
+        for what, dial in zip(("low limit", "high limit"), dials):
+            if math.isfinite(dial):
+                self._bounded_position(what, dial)
         self._dial_limits = tuple(dials)
         self._settings.update("axis", self.name, low_limit=dials[0], high_limit=dials[1])
 
@@ -149,7 +153,7 @@ class Axis:
 
     @velocity.setter
     def velocity(self, value):
-        self._velocity = _positive(self.name, "velocity", value)
+        self._velocity = self._bounded_rate("velocity", _positive(self.name, "velocity", value))
 
     @property
     def acceleration(self):
@@ -157,7 +161,20 @@ class Axis:
 
     @acceleration.setter
     def acceleration(self, value):
-        self._acceleration = _positive(self.name, "acceleration", value)
+        self._acceleration = self._bounded_rate("acceleration", _positive(self.name, "acceleration", value))
+
+    def _bounded_rate(self, what, value):
+        """`value` if every motion computed with it stays finite (motion_bounds)."""
+        problem = rate_problem(what, value, self.steps_per_unit)
+        if problem:
+            raise ValueError(f"{self.name}: {problem} (steps_per_unit {self.steps_per_unit:g})")
+        return value
+
+    def _bounded_position(self, what, value):
+        problem = position_problem(what, value, self.steps_per_unit)
+        if problem:
+            raise ValueError(f"{self.name}: {problem} (steps_per_unit {self.steps_per_unit:g})")
+        return value
 
     @property
     def acctime(self):

@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 from bliss_lite.config.errors import ConfigError, where
 from bliss_lite.config.fields import Field, non_negative, non_zero, one_of, positive, read_fields
+from bliss_lite.controllers.motion_bounds import RATES, position_problem, rate_problem
+
+POSITIONS = ("backlash", "tolerance", "low_limit", "high_limit")
 
 AXIS_FIELDS = (
     Field("unit", "str", ""),
@@ -51,6 +54,11 @@ class AxisConfig:
                 continue
             if not math.isfinite(value * spu):
                 raise ConfigError(f"{where(node, f.key)}: {what}: {f.key} {value:g} is too large in steps "
+                                  f"(steps_per_unit {values['steps_per_unit']:g})")
+            problem = (rate_problem(f.key, value, spu) if f.key in RATES else
+                       position_problem(f.key, value, spu) if f.key in POSITIONS else None)
+            if problem:  # every motion computed from these stays finite (motion_bounds)
+                raise ConfigError(f"{where(node, f.key)}: {what}: {problem} "
                                   f"(steps_per_unit {values['steps_per_unit']:g})")
         extras = {f.key: values.pop(f.key) for f in extra_fields}
         values.update(low_limit=low, high_limit=high)

@@ -15,6 +15,7 @@ import gevent
 
 from bliss_lite.config.fields import is_finite_number
 from bliss_lite.controllers.errors import AxisError, AxisFault, LimitError
+from bliss_lite.controllers.motion_bounds import MAX_STEPS, move_problem
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,8 @@ class MotionPlan:
 def _check_target(axis, target):
     if not is_finite_number(target):
         raise ValueError(f"{axis.name}: target must be a finite number, got {target!r}")
-    if not math.isfinite(axis.user2dial(float(target)) * axis.steps_per_unit):  # else OverflowError in round()
+    steps = axis.user2dial(float(target)) * axis.steps_per_unit
+    if not math.isfinite(steps) or abs(steps) > MAX_STEPS:  # else OverflowError in round(), or float steps
         raise LimitError(f"{axis.name}: target {float(target):g} is too large to count in steps")
 
 
@@ -50,7 +52,19 @@ def plan_motion(axis, user_target) -> MotionPlan:
         legs = ()
     for i, steps in enumerate(legs):
         _check_limits(axis, user_target, steps / spu, is_backlash=(i == 0 and len(legs) == 2))
+    _check_finite_motion(axis, user_target, current_steps, legs)
     return MotionPlan(axis, float(user_target), legs)
+
+
+def _check_finite_motion(axis, user_target, current_steps, legs):
+    """Refuse, before anything moves, legs whose computed time or path is not finite."""
+    velocity, acceleration = abs(axis.velocity * axis.steps_per_unit), abs(axis.acceleration * axis.steps_per_unit)
+    start = float(current_steps)
+    for steps in legs:
+        problem = move_problem(start, float(steps), velocity, acceleration)
+        if problem:
+            raise AxisError(f"{axis.name}: move to {user_target:g} refused: {problem}")
+        start = float(steps)
 
 
 def check_reachable(axis, user_target):
