@@ -9,12 +9,12 @@ Hooks register in bliss_lite.processing.hook_registry; the shipped ones are impo
 """
 from __future__ import annotations
 
-from bliss_lite.processing import integration_hook, reconstruction_hook  # noqa: F401 - they register
+from bliss_lite.processing import integration_hook, pdf_scan, reconstruction_hook  # noqa: F401 - they register
 from bliss_lite.processing.hook_registry import HOOK_FACTORIES, ScanHook, register_hook  # noqa: F401 - the API
 from bliss_lite.protocols import ScanHook as ScanHookProtocol
 
-ORDER = ("integration", "reconstruction")  # reconstruction reads the integration's patterns
-REQUIRES = {"reconstruction": "integration"}
+ORDER = ("integration", "reconstruction", "pdf")  # each reads what the one before made
+REQUIRES = {"reconstruction": "integration", "pdf": "reconstruction"}
 
 
 def make_hooks(command, spec, session=None, context=None):
@@ -36,7 +36,7 @@ def make_hooks(command, spec, session=None, context=None):
     if not isinstance(spec, dict):
         raise ValueError(f"{command}: hooks must be a list of names, a dict of name -> options, or [], got {spec!r}")
     spec = dict(spec)
-    for name, needed in REQUIRES.items():
+    for name, needed in reversed(list(REQUIRES.items())):  # pdf needs reconstruction, which needs integration
         if name in spec and needed not in spec:
             spec[needed] = session_options.get(needed) or {}
     unknown = [n for n in spec if n not in HOOK_FACTORIES]
