@@ -31,7 +31,15 @@ PLAIN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}")
 
 
 class FileCheckError(ValueError):
-    """A file or name refused before use; the message names it."""
+    """A file or name refused before use; the message names it, `reason` says why alone."""
+
+    def __init__(self, message, reason=None):
+        super().__init__(message)
+        self.reason = reason or message
+
+
+def _refused(what, path, reason):
+    return FileCheckError(f"{what} {path}: {reason}", reason)
 
 
 def checked_file(path, kind, what=None) -> Path:
@@ -41,13 +49,12 @@ def checked_file(path, kind, what=None) -> Path:
     try:
         info = os.stat(path)
     except OSError as exc:
-        raise FileCheckError(f"{what} {path}: cannot read: {exc.strerror or exc}") from None
+        raise _refused(what, path, f"cannot read: {exc.strerror or exc}") from None
     if not stat.S_ISREG(info.st_mode):
-        raise FileCheckError(f"{what} {path}: not a regular file (a directory, device or FIFO)")
+        raise _refused(what, path, "not a regular file (a directory, device or FIFO)")
     limit = LIMITS[kind]
     if info.st_size > limit:
-        raise FileCheckError(f"{what} {path}: {info.st_size} bytes, more than a {kind} file may be "
-                             f"({limit // MiB} MiB)")
+        raise _refused(what, path, f"{info.st_size} bytes, more than a {kind} file may be ({limit // MiB} MiB)")
     return path
 
 
@@ -57,7 +64,7 @@ def read_checked(path, kind, what=None) -> bytes:
     with open(path, "rb") as handle:
         data = handle.read(LIMITS[kind] + 1)
     if len(data) > LIMITS[kind]:
-        raise FileCheckError(f"{what or kind + ' file'} {path}: grew beyond {LIMITS[kind] // MiB} MiB while read")
+        raise _refused(what or f"{kind} file", path, f"grew beyond {LIMITS[kind] // MiB} MiB while read")
     return data
 
 

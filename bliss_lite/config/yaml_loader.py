@@ -160,7 +160,7 @@ def load_yaml_file(path, display_root=None):
     try:
         text = read_checked(path, "yaml").decode("utf-8")  # a regular file of bounded size, before reading
     except FileCheckError as exc:
-        raise ConfigError(f"{shown}: {str(exc).split(': ', 1)[1]}") from None
+        raise ConfigError(f"{shown}: {exc.reason}") from None
     except OSError as exc:
         raise ConfigError(f"{shown}: cannot read: {exc.strerror}") from None
     except UnicodeDecodeError:

@@ -32,21 +32,43 @@ def _natural_key(path):
 
 def cbf_files(folder, pattern="*.cbf"):
     """The files of `folder` matching `pattern`, in natural file-name order (img_2 before
-    img_10; zero-padded Pilatus names sort the same either way)."""
+    img_10; zero-padded Pilatus names sort the same either way). Every match counts, so a
+    frame's index is its file's place whatever the file is: one that is not a regular CBF of
+    a bounded size is refused when read, by name (never skipped: indices would shift)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no such folder")
-    return sorted((p for p in folder.glob(pattern) if p.is_file()), key=_natural_key)
+    return sorted(folder.glob(pattern), key=_natural_key)
 
 
 def _read_cbf(path):
-    import fabio
+    """One CBF's frame; OSError naming the file if it is not a regular file of a bounded
+    size, is cut short, or its binary section fails its Content-MD5 (fabio only logs that and
+    returns the corrupt frame: once a pattern off by 1e11, reported as a success)."""
+    import fabio.cbfimage
+    from fabio.compression import md5sum
+
+    from bliss_lite.config.file_checks import FileCheckError, checked_file
 
     try:
-        with fabio.open(str(path)) as image:
-            return np.asarray(image.data)
+        checked_file(path, "cbf", "CBF")
+    except FileCheckError as exc:
+        raise OSError(f"{path}: {exc.reason}") from None
+    try:
+        image = fabio.cbfimage.CbfImage()
+        raw = image.read(str(path), only_raw=True)
+        header = image.header
+        size = int(header.get("X-Binary-Size", len(raw)))
+        if len(raw) < size:
+            raise ValueError(f"truncated: {len(raw)} of {size} binary bytes")
+        expected = header.get("Content-MD5")
+        if expected is not None and md5sum(raw[:size]) != np.bytes_(expected):
+            raise ValueError("checksum mismatch (Content-MD5): the file is corrupt")
+        frame = np.asarray(fabio.cbfimage.CbfImage().read(str(path), check_MD5=False).data)
     except Exception as exc:
-        raise OSError(f"{path}: cannot read as CBF: {exc}") from exc
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise OSError(f"{path}: corrupt CBF: {reason}") from None
+    return frame
 
 
 def _ordered(items, read, workers, ahead):

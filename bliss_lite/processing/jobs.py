@@ -281,7 +281,7 @@ class Job:
         try:
             text = read_checked(path, "job")  # a regular file of bounded size, before reading
         except FileCheckError as exc:
-            raise JobError(f"{path}: {str(exc).split(': ', 1)[1]}") from None
+            raise JobError(f"{path}: {exc.reason}") from None
         except OSError as exc:
             raise JobError(f"{path}: cannot read: {exc.strerror or exc}") from None
         return cls.from_json(text, source=str(path))
