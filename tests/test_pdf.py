@@ -1,5 +1,7 @@
 """PDF reduction (processing/pdf.py): I(Q) -> S(Q), F(Q), G(r) against G(r) computed from the
 atom positions of the simulated phases; bad input refused, naming the parameter."""
+import json
+
 import numpy as np
 import pytest
 
@@ -106,3 +108,45 @@ def test_voxel_transform_is_one_matrix_and_matches_one_pattern():
     single = reduce_pattern(q, patterns[0], settings).gr
     window = settings.r >= 1.0
     assert np.corrcoef(g[0][window], single[window])[0, 1] > 0.95
+
+
+def _static_entry(path, entry, q, pattern, poni="config/pdfct/pilatus2m_pdf.poni"):
+    """An entry of a static measurement: its integrated patterns, as the integration writes them."""
+    import h5py
+
+    from bliss_lite.processing.integration_settings import IntegrationSettings
+    from bliss_lite.processing.nexus_output import write_integration
+
+    with h5py.File(path, "a") as h5:
+        h5.create_group(entry)
+    settings = IntegrationSettings.from_poni(poni, npt=q.size, unit="q_A^-1")
+    write_integration(str(path), entry, q, settings, np.stack([pattern, pattern]).astype(np.float32))
+
+
+def test_pdf_of_a_static_measurement_as_a_job(capillary, tmp_path):
+    """`pdf_scan` on a static entry: S(Q), F(Q), G(r) of its mean pattern, the empty capillary
+    measured in another entry of the same geometry subtracted; another geometry refused."""
+    import h5py
+
+    from bliss_lite.processing.jobs import call_plugin, load_plugins
+
+    load_plugins()
+    q, sample, empty = capillary
+    path = tmp_path / "static.h5"
+    _static_entry(path, "1.1", q, sample)
+    _static_entry(path, "2.1", q, empty)
+    _static_entry(path, "3.1", q, empty, poni="config/xrdct/pilatus2m.poni")  # 0.35 m, another energy
+    options = {"composition": "CeO2", "rmax": 20.0, "background": {"filename": str(path), "entry": "2.1"}}
+    out = call_plugin("pdf_scan", {"filename": str(path), "entry": "1.1", "pdf": options})
+    assert out["kind"] == "static"
+    with h5py.File(path) as h5:
+        gr, r = h5["1.1/pdf/gr/G"][()], h5["1.1/pdf/gr/r"][()]
+        assert h5["1.1/pdf/gr/r"].attrs["units"] == "A" and h5["1.1/pdf/sq/Q"].attrs["units"] == "A^-1"
+        assert json.loads(h5["1.1/pdf/configuration"][()])["composition"] == "CeO2"
+    window = r >= 1.0
+    assert np.corrcoef(gr[window], reference("CeO2_powder", r)[window])[0, 1] >= 0.95
+    with pytest.raises(ValueError, match="background.*geometry"):
+        call_plugin("pdf_scan", {"filename": str(path), "entry": "1.1",
+                                 "pdf": {**options, "background": {"filename": str(path), "entry": "3.1"}}})
+    with pytest.raises(ValueError, match="composition"):
+        call_plugin("pdf_scan", {"filename": str(path), "entry": "1.1", "pdf": {"rmax": 20.0}})
