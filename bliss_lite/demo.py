@@ -29,6 +29,8 @@ def _parser():
     parser.add_argument("--method", choices=["fbp", "sirt"], default="fbp")
     parser.add_argument("--out", help="data root for the HDF5 file and the PNG (default: the demo session's)")
     parser.add_argument("--config", help="configuration directory (default: the shipped one)")
+    parser.add_argument("--pdf", action="store_true", help="PDF-CT instead: the pdfct session, G(r) of every voxel "
+                        "(bliss_lite/demo_pdf.py)")
     return parser
 
 
@@ -164,7 +166,14 @@ def main(argv=None):
     args = _parser().parse_args(argv)
     started = time.monotonic()
     try:
-        summary = run(args)
+        if args.pdf:
+            from bliss_lite.demo_pdf import run as run_pdf
+
+            if args.out:
+                os.environ["BLISS_LITE_DATA_ROOT"] = str(Path(args.out).expanduser().resolve())
+            summary = run_pdf(args)
+        else:
+            summary = run(args)
     except (ValueError, RuntimeError) as exc:
         print(f"bliss-lite demo: {exc}", file=sys.stderr)
         return 2
