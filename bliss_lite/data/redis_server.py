@@ -82,7 +82,9 @@ def connect(url, **kwargs) -> redis.Redis:
         connection_class=connection_class(url),
         socket_connect_timeout=0.25,  # 3 attempts stay under a second on a silent host
         socket_timeout=5.0,
-        retry=Retry(ExponentialBackoff(cap=0.1, base=0.02), 2),
+        # a lost connection is tried again; a server that took a whole socket_timeout to say
+        # nothing is not: three silent waits would hide a hung server for 15 s
+        retry=Retry(ExponentialBackoff(cap=0.1, base=0.02), 2, supported_errors=(redis.ConnectionError,)),
         retry_on_timeout=False,
         health_check_interval=0,
     )

@@ -331,13 +331,22 @@ def main(argv=None) -> int:
         return 2
     load_plugins()
     roots = [*default_roots(), *args.root]
-    client = connect(args.url or ensure_server(run_dir()))
+    try:
+        client = connect(args.url or ensure_server(run_dir()))
+        client.ping()
+    except Exception as exc:  # noqa: BLE001 - unreachable or silent: one line, exit 1
+        print(f"bliss-lite job-server: cannot reach Redis: {exc}", file=sys.stderr)
+        return 1
     stop = threading.Event()
     try:
         served = serve(client, stop, args.max_jobs, workers=args.workers, claim_idle_ms=args.claim_idle * 1000,
                        roots=roots)
     except KeyboardInterrupt:
         return 130
+    except redis.RedisError as exc:  # lost or silent while serving: one line (the log has the rest)
+        logger.error("job server: Redis failed: %s", exc)
+        print(f"bliss-lite job-server: Redis failed: {exc}", file=sys.stderr)
+        return 1
     logger.info("job server: %d job(s) served", served)
     return 0
 

@@ -32,6 +32,8 @@ from bliss_lite.processing.integration_settings import IntegrationSettings, cpu_
 
 logger = logging.getLogger(__name__)
 
+SOCKET_TIMEOUT_S = 5.0  # longest wait for a reply: well above the 0.5 s a worker's reads block
+
 
 class Worker:
     def __init__(self, client, name=None, batch=16, frame_delay=0.0, log=None, backend=None):
@@ -285,13 +287,13 @@ def main(argv=None):
             return 1
     from bliss_lite.data import redis_server
 
-    try:
+    try:  # a server silent for SOCKET_TIMEOUT_S is reported, not waited on
         if args.redis:
-            client = redis_server.connect(args.redis, socket_timeout=None)
+            client = redis_server.connect(args.redis, socket_timeout=SOCKET_TIMEOUT_S)
         else:
             from bliss_lite.config.paths import run_dir
 
-            client = redis_server.connect(redis_server.ensure_server(run_dir()), socket_timeout=None)
+            client = redis_server.connect(redis_server.ensure_server(run_dir()), socket_timeout=SOCKET_TIMEOUT_S)
         client.ping()
     except Exception as exc:  # noqa: BLE001 - unreachable: reported, exit 1
         startup_error(logger, f"bliss-lite worker: cannot reach Redis: {exc}")
