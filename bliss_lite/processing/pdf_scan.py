@@ -31,6 +31,7 @@ from bliss_lite.processing.pdf_ct import PdfCt, default_windows, footprint
 
 PDF_KEYS = set(PdfSettings.__dataclass_fields__)
 OTHER_KEYS = {"background", "references", "windows", "fit_range", "backend", "frame"}
+KEEP_GR_BYTES = 256 * 2 ** 20  # the hook's result holds G(r) of every voxel only below this (the file has it)
 GEOMETRY_KEYS = ("dist", "poni1", "poni2", "rot1", "rot2", "rot3", "wavelength")
 
 
@@ -160,7 +161,7 @@ def _grid(info):
 
 def pdf_ct_entry(path, entry, settings, rest, info, keep=False):
     """G(r) of every voxel of an XRD-CT entry's reconstruction, height by height, into pdf.h5
-    and the NXprocess `pdf`. `keep`: also return the maps and G(r) (small scans: the demo)."""
+    and the NXprocess `pdf`. `keep`: also return the maps and, below KEEP_GR_BYTES, G(r)."""
     from bliss_lite.data.scan_files import reduction_file
     from bliss_lite.processing.gpu import resolve_backend
 
@@ -183,6 +184,7 @@ def pdf_ct_entry(path, entry, settings, rest, info, keep=False):
         z, y, x = volume["z"][()], volume["y"][()], volume["x"][()]
         centre = float((_read_json(process, "configuration") or {}).get("centre_mm") or 0.0)
         nz, n = volume["data"].shape[0], volume["data"].shape[1]
+    keep_gr = keep and nz * n * n * settings.r.size * 4 <= KEEP_GR_BYTES
     engine.background = resolve_background(rest.get("background"), q, geometry)
     x_mm, omega = _grid(info)
     foot = footprint(x_mm, omega, centre, n)
@@ -208,7 +210,7 @@ def pdf_ct_entry(path, entry, settings, rest, info, keep=False):
                     out[f"{group}/{name}"][h] = _host(m)
                     if keep:
                         kept[group].setdefault(name, np.zeros((nz, n, n), np.float32))[h] = _host(m)
-            if keep:
+            if keep_gr:
                 kept["gr"].append(_host(g))
         out["r"] = settings.r
         out["r"].attrs["units"] = "A"
