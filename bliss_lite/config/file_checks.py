@@ -27,7 +27,7 @@ LIMITS = {  # bytes: far above any real file of the kind, far below what hurts a
     "image": 512 * MiB,  # a dark or flat field (.npy, EDF, CBF, TIFF)
     "cbf": 64 * MiB,  # one detector frame (a Pilatus 2M CBF is ~ 10 MB uncompressed)
 }
-PLAIN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}")
+PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")  # as SCAN_SAVING.sample
 
 
 class FileCheckError(ValueError):

@@ -11,6 +11,7 @@ import traceback
 
 from bliss_lite.config.errors import ConfigError, shown, where
 from bliss_lite.config.fields import Field, read_fields
+from bliss_lite.config.file_checks import FileCheckError, plain_name
 from bliss_lite.config.settings import flush_pending
 from bliss_lite.protocols import Axis, Counter, MeasurementGroup
 
@@ -181,8 +182,14 @@ def _settings(node, what, field, value, keys, valid, kind):
 
 
 def _scan_saving(node, what, value):
-    """`scan_saving: {base_path: DIR, sample: NAME}`."""
-    return _settings(node, what, "scan_saving", value, SCAN_SAVING_KEYS, _is_string, "a string")
+    """`scan_saving: {base_path: DIR, sample: NAME}`; the sample is a file name, never a path."""
+    settings = _settings(node, what, "scan_saving", value, SCAN_SAVING_KEYS, _is_string, "a string")
+    if "sample" in settings:
+        try:
+            plain_name(settings["sample"], "scan_saving.sample")
+        except FileCheckError as exc:
+            raise ConfigError(f"{where(node, 'scan_saving')}: {what}: {exc}") from None
+    return settings
 
 
 def _scan_limits(node, what, value):

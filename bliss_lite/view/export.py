@@ -20,7 +20,7 @@ from pathlib import Path
 import h5py
 import hdf5plugin  # noqa: F401 - the Bitshuffle-LZ4 filter of the frames
 import numpy as np
-from matplotlib import colormaps
+from matplotlib import colormaps, rc_context
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
@@ -360,7 +360,14 @@ def _draw_map(ax, phase, x, y):
 
 
 def draw(plot: ScanPlot) -> Figure:
-    """One panel per view: curves (or one mesh image per counter), last frame, pattern, maps."""
+    """One panel per view: curves (or one mesh image per counter), last frame, pattern, maps.
+    Every text is literal: names come from the file, and "$x" or "a_b$" must not be read as
+    mathtext (a ParseException naming no counter, or a label other than the name)."""
+    with rc_context({"text.parse_math": False}):
+        return _draw(plot)
+
+
+def _draw(plot):
     if plot.mesh is not None:
         panels = [lambda ax, c=curve: _draw_mesh(ax, plot, c) for curve in plot.curves]
     else:

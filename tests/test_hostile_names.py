@@ -1,0 +1,68 @@
+"""Errors a user can cause end in one line naming the culprit: names a plotting library would
+interpret, a sample name holding a path, a view API key of another Redis type.
+
+(A PONI path naming a file of another kind: tests/test_hostile_files.py.)
+"""
+from __future__ import annotations
+
+import h5py
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from bliss_lite.config import Config, ConfigError
+from bliss_lite.config.settings import SettingsStore
+from bliss_lite.view.export import main, render
+
+MATHTEXT = ["$\\frac{a", "a_b$", "$$", "$\\alpha$", "50$ & <b>x<b>", "$\\undefinedcommand$", "x^2_{"]
+
+
+@pytest.fixture(scope="module")
+def saved_scan(tmp_path_factory, shared_redis):
+    """A saved scan file whose counter can be renamed at will (a counter name comes from the file)."""
+    from conftest import CONFIG_DIR
+
+    from bliss_lite.shell.runner import open_session
+
+    root = tmp_path_factory.mktemp("names")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("BLISS_LITE_DATA_ROOT", str(root / "data"))
+    mp.setenv("BLISS_LITE_RUN_DIR", str(root / "run"))
+    mp.setenv("BLISS_LITE_REDIS_URL", shared_redis)
+    session, ns = open_session("test", CONFIG_DIR)
+    try:
+        scan = ns["ascan"](ns["m0"], 0, 1, 5, 0.001, ns["diode1"], save=True)
+    finally:
+        session.close()
+        mp.undo()
+    return scan.filename, scan.entry
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(MATHTEXT) | st.text(alphabet="$\\_^{}ab", min_size=1, max_size=8))
+@example(name="$$")  # both raised a ParseException naming no counter before
+@example(name="$\\undefinedcommand$")
+def test_counter_names_with_mathtext_are_drawn_literally(saved_scan, tmp_path, name):
+    filename, entry = saved_scan
+    copy = tmp_path / "copy.h5"
+    copy.write_bytes(open(filename, "rb").read())
+    with h5py.File(copy, "r+") as h5:
+        measurement = h5[f"{entry}/measurement"]
+        if name in measurement:
+            return
+        measurement.move("diode1", name)
+    figure = render(copy, entry, [name])
+    labels = [t.get_text() for ax in figure.axes for t in ax.get_legend().get_texts()] if figure.axes[0].get_legend() \
+        else []
+    assert name in labels + [figure.axes[0].get_ylabel().split(" (")[0]]
+    assert main([str(copy), entry, "-o", str(tmp_path / "out.png"), "--counters", name, "--dpi", "30"]) == 0
+
+
+def test_a_sample_name_with_a_path_is_a_configuration_error_naming_the_file(tmp_path):
+    root = tmp_path / "config"
+    root.mkdir()
+    (root / "session.yml").write_text("- class: session\n  name: s\n  scan_saving:\n    sample: ../../etc/x\n")
+    with pytest.raises(ConfigError) as error:
+        Config(root, SettingsStore(tmp_path / "run")).get("s")
+    message = str(error.value)
+    assert message.startswith("session.yml:3: ") and "scan_saving.sample" in message and "'../../etc/x'" in message
