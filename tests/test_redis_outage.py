@@ -60,9 +60,9 @@ def assert_redis_equals_file(url, scan, names):
 
 def test_killed_mid_scan_the_record_comes_back_whole_while_the_scan_runs(session, monkeypatch, caplog):
     ns, url = session
-    diode, real_read, reads, seen = ns["diode1"], ns["diode1"].read, [0], {}
+    diode, real_samples, reads, seen = ns["diode1"], ns["diode1"].samples, [0], {}
 
-    def read(count_time):  # the 20th point kills Redis; the 60th waits until the record is back
+    def samples(n, count_time):  # the 20th point kills Redis; the 60th waits until the record is back
         reads[0] += 1
         scan = ns["SCANS"][-1]
         if reads[0] == 20:
@@ -72,9 +72,9 @@ def test_killed_mid_scan_the_record_comes_back_whole_while_the_scan_runs(session
                 while not record_in_redis(url, scan.key):
                     gevent.sleep(0.02)
             seen["state when back"] = scan.state
-        return real_read(count_time)
+        return real_samples(n, count_time)
 
-    monkeypatch.setattr(diode, "read", read)
+    monkeypatch.setattr(diode, "samples", samples)  # the sampling counter's hardware read, once a point
     scan = ns["loopscan"](100, 0.002, diode, ns["diode2"])
     assert (scan.end_reason, scan.npoints, seen["state when back"]) == ("SUCCESS", 100, "STARTED")
     assert connect(url).info()["process_id"] != seen["old pid"]  # a fresh server, which had nothing
@@ -154,22 +154,23 @@ def test_redis_gone_until_the_end_is_tried_once_more_at_the_seal(session, other_
     root, url = other_server
     monkeypatch.setenv("BLISS_LITE_REDIS_URL", url)
     monkeypatch.setattr(redis_link.LiveLink, "RETRY_S", 3600)  # no retry while it runs: only the seal's
-    diode, real_read, reads, real_finish = ns["diode1"], ns["diode1"].read, [0], DataPump.finish
+    diode, real_samples, reads, real_finish = ns["diode1"], ns["diode1"].samples, [0], DataPump.finish
 
-    def read(count_time):
+    def samples(n, count_time):  # the 10th point kills Redis
         reads[0] += 1
         if reads[0] == 10:
             kill(url)
-        return real_read(count_time)
+        return real_samples(n, count_time)
 
     def finish(pump):  # the scan's cleanup: Redis comes back just before the seal
         if back_at_the_end:
             start_private(root)
         return real_finish(pump)
 
-    monkeypatch.setattr(diode, "read", read)
+    monkeypatch.setattr(diode, "samples", samples)
     monkeypatch.setattr(DataPump, "finish", finish)
     scan = ns["loopscan"](40, 0.01, diode)
+    assert reads[0] == 40  # one read a point: Redis was killed at the 10th
     assert scan.end_reason == "SUCCESS" and len(read_entry(scan.filename, scan.number)["diode1"]) == 40
     if back_at_the_end:
         reader = assert_redis_equals_file(url, scan, ["diode1", "elapsed_time"])
