@@ -83,7 +83,7 @@ def test_sta_lsmot_lscnt_lsmg(test_session, capsys):
     assert capsys.readouterr().out.split("\n")[1].split() == ["m0", "m1", "m2", "m3", "m4", "omega", "x", "z"]
     lscnt()
     names = [r[3] for r in table_rows(capsys.readouterr().out)[2:]]
-    assert names == ["diode1", "diode2", "diode3", "gauss"]
+    assert names == ["diode1", "diode2", "diode3", "gauss", "ring_current"]  # the ring's too, in no group
     lsmg()
     assert capsys.readouterr().out.strip() == "* test_mg: diode1, diode2, diode3, gauss"
 
