@@ -192,7 +192,7 @@ def pdf_ct_entry(path, entry, settings, rest, info, keep=False):
     output.parent.mkdir(parents=True, exist_ok=True)
     part = output.with_suffix(".h5.part")
     kept = {"gr": [], "maps": {}, "windows": {}}
-    with h5py.File(part, "w") as out, open_hdf5(path) as h5:
+    with open_hdf5(part, "w") as out, open_hdf5(path) as h5:
         data = h5[entry]["reconstruct/volume/data"]
         gr = out.create_dataset("gr", (nz, n, n, settings.r.size), np.float32, chunks=(1, n, n, settings.r.size))
         for h in range(nz):
