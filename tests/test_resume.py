@@ -12,8 +12,8 @@ import pytest
 from tests.conftest import CONFIG_DIR
 
 GRID = dict(x_start=-1, x_stop=1, n_x=8, z_positions=[0.0], acq_time=0.015, n_omega=8, fast_axis="x")
-# a fixed peak profile: the maps of two scans are then compared on the same model
-HOOKS = {"integration": {"workers": 0, "npt": 200, "timeout": 0.5}, "reconstruction": {"peak_fwhm": 0.35}}
+# the peak width is measured from each scan's own data: the resumed and the whole scan must agree
+HOOKS = {"integration": {"workers": 0, "npt": 200, "timeout": 0.5}, "reconstruction": {}}
 
 
 def _killed_scan(data_root, redis_url, run_dir, lines_before_kill):
@@ -82,6 +82,9 @@ def test_a_killed_xrdct_resumes_into_n2_and_reduces_as_the_uninterrupted_scan(sc
     whole = ns["xrdct"](ns["omega"], ns["x"], ns["z"], g["x_start"], g["x_stop"], g["n_x"], g["z_positions"],
                         g["acq_time"], n_omega=g["n_omega"], fast_axis=g["fast_axis"], hooks=HOOKS)
     reference = whole.hook("reconstruction").result["maps"]
+    widths = [s.hook("reconstruction").mapper.profile for s in (scan, whole)]
+    assert all(p.fwhm and len(p.fwhm) == 1 and "isolated" in p.source for p in widths), widths  # measured, one width
+    assert widths[0].fwhm[0] == pytest.approx(widths[1].fwhm[0], rel=0.05), widths
     for phase, image in resumed["maps"].items():
         if np.abs(reference[phase]).max() > 0:
             r = np.corrcoef(image.ravel(), reference[phase].ravel())[0, 1]
@@ -92,6 +95,8 @@ def test_a_killed_xrdct_resumes_into_n2_and_reduces_as_the_uninterrupted_scan(sc
     with h5py.File(filename, "r", locking=False) as h5:
         for phase, image in resumed["maps"].items():
             np.testing.assert_allclose(h5[f"1.2/reconstruct/{phase}/map"][()], image, rtol=1e-3, atol=1e-3)
+        fwhm = h5["1.2/reconstruct/peak_fwhm"]  # the width the maps were made with, in the file
+        assert fwhm.attrs["units"] == "nm^-1" and fwhm[()] == pytest.approx(widths[0].fwhm[0], rel=0.02)
 
     with pytest.raises(ValueError, match=r"every line measured: nothing to resume"):
         ns["resume_scan"](str(filename), "1.1", hooks=[])

@@ -131,7 +131,9 @@ def build_model(phases, q, summed=None, profile=None, background="auto", standar
         if summed is None:
             raise ValueError("decomposition: no peak profile given and no pattern to measure it from")
         specs = {n: (s if isinstance(s, str) else {k: v for k, v in s.items()}) for n, s in crystalline.items()}
-        profile = refs.measure_profile(q, summed, specs, source="the scan's summed pattern")
+        from bliss_lite.processing.peak_width import measure_profile
+
+        profile = measure_profile(q, summed, specs, source="the scan's summed pattern")
     columns = {}
     for name, spec in phases.items():
         if is_computed(spec):

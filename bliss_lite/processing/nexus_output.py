@@ -3,7 +3,8 @@
     /<entry>/integrate     NXprocess: program, version, date, configuration (JSON)
         results            NXdata: intensity (frames, npt), frame and q or 2th axes (with units)
     /<entry>/instrument/<detector>, monochromator: the geometry as NeXus fields (nexus_geometry.py)
-    /<entry>/reconstruct   NXprocess: configuration, centre of rotation
+    /<entry>/reconstruct   NXprocess: configuration, centre of rotation, peak_fwhm (the peak
+                           width the maps were made with, @units, @source: measured or given)
         volume             NXdata: data (z, y, x, q), axes z, y, x, q
         <phase>            NXdata: map (z, y, x) of each phase (units "1": a volume fraction), axes
                            z, y, x; `residual` the decomposition's RMS misfit; the entry's default
@@ -93,12 +94,17 @@ def write_integration(path, entry, radial, settings, patterns, integrated=None, 
 
 
 def write_reconstruction(path, entry, volume, x_mm, y_mm, z, radial, unit, maps, configuration, name="reconstruct",
-                         map_units=None):
+                         map_units=None, profile=None):
     """volume (nz, ny, nx, nq); maps {phase: (nz, ny, nx)}: arrays or Stored datasets;
-    map_units {phase: unit} ("1": a volume fraction; "a.u." by default)."""
+    map_units {phase: unit} ("1": a volume fraction; "a.u." by default); profile: the peak
+    profile the maps were made with ({fwhm, unit, source}), written as `peak_fwhm`."""
     axis, units = RADIAL_NAMES[unit]
     with open_hdf5(path, "a", libver="latest") as h5:
         process = _process(h5[entry], name, configuration)
+        if profile is not None:  # one number for a measured width; polynomial coefficients in q if configured so
+            fwhm = np.asarray(profile["fwhm"], np.float64)
+            process["peak_fwhm"] = fwhm[0] if fwhm.size == 1 else fwhm
+            process["peak_fwhm"].attrs.update(units=profile.get("unit", "nm^-1"), source=profile.get("source", ""))
         data = _nx(process.create_group("volume"), "NXdata")
         nz, ny, nx, nq = volume.shape
         _dataset(data, "data", volume, path, **({} if isinstance(volume, Stored) else {"chunks": (1, ny, nx, nq)}))

@@ -3,9 +3,10 @@
 (phase_maps.py, `method="roi"`).
 
 Everything it needs comes from the options (configuration or job) and from the scan's own data:
-the phases, the instrument's peak profile (given, or measured from the first height's summed
-pattern at the isolated reflections of its phases), measured references and standards. Built
-once per scan (`prepare`), at the first height reconstructed, so every height gets the same model.
+the phases, the instrument's peak profile (given, or one FWHM measured from the first height's
+summed pattern at the isolated reflections of its phases, peak_width.py), measured references
+and standards. Built once per scan (`prepare`), at the first height reconstructed, so every
+height gets the same model.
 """
 from __future__ import annotations
 
@@ -61,12 +62,20 @@ class PhaseMapper:
             self.model = build_model(self.phases, radial, summed, self.profile, self.background, self.standards,
                                      reference_i0)
             self.profile = self.model.profile
+            self._say_fallback()
             return
         self.rois = self._rois(radial, summed)
+        self._say_fallback()
+
+    def _say_fallback(self):
+        if self.profile is not None and self.profile.source.startswith("fallback"):
+            from bliss_lite.processing.hook_registry import warn
+
+            warn(f"phase maps: peak width {self.profile.fwhm[0]:.4g} nm^-1, {self.profile.source}; give peak_fwhm")
 
     def _rois(self, radial, summed):
+        from bliss_lite.processing.peak_width import measure_profile
         from bliss_lite.processing.phase_maps import phase_rois
-        from bliss_lite.processing.references import measure_profile
 
         calibrants = {}
         for name, spec in self.phases.items():
@@ -74,11 +83,8 @@ class PhaseMapper:
                 raise ValueError(f"maps 'roi': phase {name!r} needs a calibrant name or None (amorphous)")
             calibrants[name] = spec if spec is None or isinstance(spec, str) else spec.get("calibrant")
         if self.profile is None and summed is not None and any(calibrants.values()):
-            try:
-                self.profile = measure_profile(radial, summed, {n: c for n, c in calibrants.items() if c},
-                                               source="the scan's summed pattern")
-            except ValueError:
-                pass  # plain peak ROIs, where every phase has an isolated peak
+            self.profile = measure_profile(radial, summed, {n: c for n, c in calibrants.items() if c},
+                                           source="the scan's summed pattern")
         fwhm = None if self.profile is None else float(np.median(self.profile.width(radial)))
         step = float(np.median(np.diff(radial)))
         width = max(self.roi_width, 4.5 * step)  # a ROI needs a few bins, whatever the binning

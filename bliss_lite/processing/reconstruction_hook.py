@@ -218,8 +218,9 @@ class ReconstructionHook(ScanHook):
 
         r = self.result
         axis = self._image_axis(r["x_mm"], self.pixels)
+        profile = None if self.mapper.profile is None else self.mapper.profile.to_dict()
         write_reconstruction(filename, entry, stored["volume"], axis, axis, r["z"], r["radial"], unit, stored["maps"],
-                             self.configuration(), map_units=r["units"])
+                             self.configuration(), map_units=r["units"], profile=profile)
 
     def configuration(self):
         return {"method": self.method, "iterations": self.iterations, "window": self.window,

@@ -5,9 +5,9 @@ instrument records it. Two sources, both outside the simulator:
 
 - computed: the phase's reflections (a pyFAI calibrant name, or d-spacings in Angstrom with
   their integrated intensities) drawn through the instrument's peak profile: Gaussians whose
-  FWHM(q) is `PeakProfile`, measured from a calibrant (`measure_profile`: a calibrant scan's
-  summed pattern, or the scan's own summed pattern at the isolated reflections of its
-  crystalline phases), or given in the configuration;
+  FWHM(q) is `PeakProfile`, measured from a calibrant (`peak_width.measure_profile`: a
+  calibrant scan's summed pattern, or the scan's own summed pattern at the isolated
+  reflections of its crystalline phases), or given in the configuration;
 - measured: a pattern of the pure phase (q and intensity arrays, or a scan of it), taken as it
   is. The amorphous component is a measured pattern, broad humps given in the configuration,
   or, given neither, the smooth part of the scan's own summed pattern once the crystalline
@@ -141,75 +141,3 @@ def smooth_component(q, summed, crystalline, profile):
     if smooth.max() <= 0:  # the crystalline references explain it all: the amorphous phase reads as a flat level
         return np.ones_like(q)
     return smooth / smooth.max()
-
-
-def measure_profile(q, pattern, phases, degree=None, source="measured"):
-    """The instrument's PeakProfile from a pattern (nq,) of known crystalline phases
-    ({name: spec} as `reflections` takes): Gaussian fits of the reflections isolated from every
-    other one (of any phase) by 3 FWHM, then FWHM(q) a constant (or a line in q, `degree` 1, the
-    default with 4 or more peaks spread over a third of the range) through them."""
-    from scipy.optimize import curve_fit
-
-    q, pattern = np.asarray(q, float), np.asarray(pattern, float)
-    step = float(np.median(np.diff(q)))
-    every = np.sort(np.concatenate([reflections(s, q[-1] + 1)[0] for s in phases.values() if s is not None]))
-    guess = 4 * step
-    for _ in range(3):  # the width decides which peaks are isolated and how wide a window to fit
-        centres, widths, heights = [], [], []
-        for c in every:
-            if c - 2.5 * guess < q[0] or c + 2.5 * guess > q[-1]:
-                continue
-            if np.sum(np.abs(every - c) < 3 * guess) > 1:
-                continue
-            sel = np.abs(q - c) < 2.5 * guess
-            if sel.sum() < 7:
-                continue
-            qs, ys = q[sel], pattern[sel]
-            start = (max(ys.max() - ys.min(), 1e-12), c, guess * FWHM_TO_SIGMA, ys.min(), 0.0)
-            try:
-                p, _ = curve_fit(_gauss_line, qs, ys, p0=start, maxfev=2000)
-            except (RuntimeError, ValueError):
-                continue
-            amp, centre, sigma = p[0], p[1], abs(p[2])
-            if amp <= 0 or abs(centre - c) > guess or not step / 4 < sigma < 2 * guess:
-                continue
-            centres.append(centre)
-            widths.append(sigma / FWHM_TO_SIGMA)
-            heights.append(amp)
-        if not centres:
-            return best_width(q, pattern, phases, source)
-        guess = float(np.median(widths))
-    centres, widths, heights = map(np.asarray, (centres, widths, heights))
-    if degree is None:
-        spread = centres.max() - centres.min() if centres.size else 0.0
-        degree = 1 if centres.size >= 4 and spread > (q[-1] - q[0]) / 3 else 0
-    if degree == 0:
-        return PeakProfile((float(np.average(widths, weights=heights)),), source)
-    return PeakProfile(tuple(float(c) for c in np.polyfit(centres, widths, degree, w=np.sqrt(heights))), source)
-
-
-def _gauss_line(q, amp, centre, sigma, offset, slope):
-    return amp * np.exp(-0.5 * ((q - centre) / sigma) ** 2) + offset + slope * (q - centre)
-
-
-def best_width(q, pattern, phases, source="measured"):
-    """A constant FWHM where no reflection stands alone (a narrow q range, crowded phases): the
-    width whose computed references, with a smooth background, fit the pattern best (scanned
-    over 1 to 40 bins, then refined by a parabola through the best three)."""
-    q, pattern = np.asarray(q, float), np.asarray(pattern, float)
-    step = float(np.median(np.diff(q)))
-    widths = step * np.geomspace(1.0, 40.0, 40)
-    splines = bsplines(q, max(40 * step, (q[-1] - q[0]) / 6))
-    costs = []
-    for w in widths:
-        profile = PeakProfile((float(w),))
-        cols = np.column_stack([computed_pattern(q, s, profile) for s in phases.values() if s is not None] + [splines])
-        norms = np.linalg.norm(cols, axis=0)
-        norms[norms == 0] = 1.0
-        x = nnls(cols / norms, pattern[None, :])[0]
-        costs.append(float(np.sum((cols / norms @ x - pattern) ** 2)))
-    i = int(np.clip(np.argmin(costs), 1, len(widths) - 2))
-    logs, c = np.log(widths[i - 1:i + 2]), np.asarray(costs[i - 1:i + 2])
-    a, b, _ = np.polyfit(logs, c, 2)
-    best = float(np.exp(-b / (2 * a))) if a > 0 else float(widths[i])
-    return PeakProfile((float(np.clip(best, widths[0], widths[-1])),), source)
