@@ -459,3 +459,10 @@ def test_reconstruct_scan_of_frames_in_any_order_redoes_heights_from_the_file(tm
     expected = whole_at_once(frames, info, configuration["reference_i0"], configuration["centre_mm"])
     assert relative_error(volume, expected) <= 1e-5
     assert not (tmp_path / "seed_scan0003" / "reconstructed.h5.part").exists()
+
+
+def test_live_updates_take_at_most_a_quarter_of_the_time():
+    from bliss_lite.processing.reconstruction_hook import LIVE_SHARE, live_wait
+
+    assert live_wait(1.0, 0.1) == 1.0  # a quick update: every period
+    assert live_wait(1.0, 3.0) == 9.0 and 3.0 / (3.0 + live_wait(1.0, 3.0)) == LIVE_SHARE  # a slow one: less often

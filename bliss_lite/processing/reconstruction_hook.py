@@ -18,7 +18,8 @@ The centre of rotation (`centre="auto"`) is estimated from the first complete he
 signal and kept for every height (stored with the result). Live: with x sweeping, each
 finished line of a held height is one projection and is back-projected at once
 (IncrementalBackprojector); with omega sweeping a projection only completes at the end of a
-height, so the partial sinogram is reconstructed every `live_period_s` instead. Live phase maps
+height, so the partial sinogram is reconstructed every `live_period_s` instead (or less often:
+live updates take at most LIVE_SHARE of the time, `live_wait`). Live phase maps
 go to Redis (`<key>:processing:reconstruction`, docs/redis-protocol.md) for viewers.
 
 `backend="gpu"` (or "auto" where there is one): the held sinograms are built on the GPU
@@ -41,6 +42,14 @@ from bliss_lite.processing.hook_registry import ScanHook, register_hook, warn
 from bliss_lite.protocols import Backend
 
 LIVE_MAXLEN = 500
+LIVE_SHARE = 0.25  # of the time, at most, spent on live updates (a core's worth: FBP is threaded)
+
+
+def live_wait(period_s, took_s):
+    """Seconds to the next live update: `period_s`, or longer when an update takes more than
+    LIVE_SHARE of the time (a partial FBP of a seed-size height takes seconds): the live view
+    must not starve the acquisition and the integration of the scan it shows."""
+    return max(period_s, took_s * (1 - LIVE_SHARE) / LIVE_SHARE)
 METHODS = ("fbp", "sirt")
 NORMALISATIONS = ("i0", "i0+transmission", "none")
 GPU_SHARE = 0.5  # of the GPU's free memory the sinograms may take; the reconstruction needs room too
@@ -345,13 +354,16 @@ class ReconstructionHook(ScanHook):
 
     # -- live ------------------------------------------------------------------------------------
     def _live_forever(self):
-        while not self._stop.wait(self.live_period_s):
+        wait = self.live_period_s
+        while not self._stop.wait(wait):
             if self._dirty:
                 self._dirty = False
+                started = time.perf_counter()
                 try:
                     self._live_update()
                 except Exception as exc:  # noqa: BLE001 - live view only: the final result is redone
                     warn(f"reconstruction: live update failed: {exc}")
+                wait = live_wait(self.live_period_s, time.perf_counter() - started)
 
     def _live_update(self):
         import gevent
