@@ -131,7 +131,8 @@ class Sample(Protocol):
     `description()` is recorded in the scan (scan_info["sample"]) so that reduction takes the
     phases to map from the data, never from the simulator: {"name", "phases": {phase: pyFAI
     calibrant or None}, optional "peak_fwhm" with its "peak_fwhm_unit" ("nm^-1"), "poni" (the
-    geometry file)}."""
+    geometry file), "stages" ([{"axis", "type": rotation|translation, "vector"}], sample side
+    first: the file's NXsample transformations)}."""
 
     name: str
 

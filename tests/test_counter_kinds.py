@@ -102,7 +102,7 @@ def test_stats_channels_and_units_reach_the_file_and_redis(scan_session, shared_
     assert np.all(data["diode1_min"] <= data["diode1"]) and np.all(data["diode1"] <= data["diode1_max"])
     with h5py.File(scan.filename, "r", locking=False) as h5:
         measurement = h5[f"{scan.entry}/measurement"]
-        assert measurement["diode1"].attrs.get("units", "") == ""  # the test diodes have no unit
+        assert measurement["diode1"].attrs["units"] == "a.u."  # the test diodes have no unit: the file says so
         assert measurement["gauss"].attrs.get("units") == "counts"
         np.testing.assert_array_equal(measurement["diode1_N"][()], data["diode1_N"])
     reader = ScanReader(connect(shared_redis), scan.key)

@@ -1,6 +1,7 @@
 """The NeXus files other programs use without hand-work: pyFAI rebuilds the integrator from the
-file alone, every reduced dataset carries its units, and silx opens an XRD-CT entry on its
-reconstructed phase maps."""
+file alone, every dataset carries its units, i0 and it are monitors, the sample is an NXsample
+with its stages, and silx opens each entry on what the scan is for: an XRD-CT on its phase maps,
+a mesh as an image, a step scan on its selected counter."""
 from __future__ import annotations
 
 import h5py
@@ -21,6 +22,7 @@ def test_an_xrdct_file_is_usable_by_pyfai_and_silx(xrdct_file):
     pyfai_rebuilds_the_integrator_from_the_file(xrdct_file)
     reduced_datasets_carry_units_and_frame_axes(xrdct_file)
     silx_opens_an_xrdct_entry_on_its_phase_maps(xrdct_file)
+    monitors_and_sample_are_described(xrdct_file)
     assert punx_findings(xrdct_file[0].filename) == []
 
 
@@ -57,14 +59,83 @@ def punx_findings(path):
     return findings
 
 
-def test_punx_finds_only_the_known_false_positives_in_step_scans(scan_session):
+def without_units(group):
+    """Numeric datasets of a group (links not followed) that carry no units."""
+    missing = []
+
+    def visit(name, item):
+        if isinstance(item, h5py.Dataset) and item.dtype.kind in "biuf" and "units" not in item.attrs:
+            missing.append(name)
+
+    group.visititems(visit)
+    return missing
+
+
+def test_step_scans_open_on_their_plot_with_units_and_pass_punx(scan_session):
+    """ascan, a2scan, amesh, dmesh (back and forth), loopscan, timescan: punx finds only the known
+    false positives; every number has units; silx opens each on its default plot: the selected
+    counter of a step scan, the image of a mesh with both motors as axes."""
+    from silx.io.nxdata import get_default
+
     ns = scan_session
-    for scan in (ns["ascan"](ns["m0"], 0, 1, 4, 0.001, ns["diode1"]),
-                 ns["amesh"](ns["m0"], 0, 1, 2, ns["m1"], 0, 1, 2, 0.001, ns["diode1"]),
-                 ns["ct"](0.001, ns["diode1"]), ns["loopscan"](3, 0.001, ns["diode1"])):
-        if scan.filename is None:
-            continue
-        assert punx_findings(scan.filename) == [], scan
+    ns["plotselect"](ns["diode2"])
+    counters = (ns["diode1"], ns["diode2"])
+    scans = {"ascan": ns["ascan"](ns["m0"], 0, 1, 4, 0.001, *counters),
+             "a2scan": ns["a2scan"](ns["m0"], 0, 1, ns["m1"], 1, 2, 3, 0.001, *counters),
+             "amesh": ns["amesh"](ns["m0"], 0, 1, 2, ns["m1"], 0, 1, 3, 0.001, *counters),
+             "dmesh": ns["dmesh"](ns["m0"], -1, 1, 4, ns["m1"], 0, 1, 2, 0.001, *counters, backnforth=True),
+             "loopscan": ns["loopscan"](3, 0.001, *counters), "timescan": ns["timescan"](0.001, *counters, npoints=3)}
+    filename = scans["ascan"].filename
+    assert all(scan.filename == filename for scan in scans.values())
+    assert punx_findings(filename) == []
+    with h5py.File(filename, "r") as h5:
+        for kind, scan in scans.items():
+            entry = h5[scan.entry]
+            assert without_units(entry) == [], (kind, without_units(entry))
+            assert entry["instrument/diode1/data"].attrs["units"] == "a.u."  # no unit configured: says so
+            assert entry["sample"].attrs["NX_class"] == "NXsample" and entry["sample/name"].asstr()[()] == "sample"
+            default = get_default(entry)
+            assert default is not None and default.is_valid, kind
+            if kind.endswith("mesh"):
+                assert default.group.name == f"/{scan.entry}/mesh" and default.signal.name.endswith("/diode2")
+                slow, fast = (n for n in ("m1", "m0"))
+                assert [a.name.split("/")[-1] for a in default.axes] == [slow, fast]
+                rows, cols = scan.scan_info["shape"]
+                assert default.signal.shape == (rows, cols)
+                flat = entry["measurement/diode2"][()].reshape(rows, cols)
+                if kind == "dmesh":  # back and forth: every other line put back in order
+                    flat[1::2] = flat[1::2, ::-1]
+                    assert np.all(np.diff(default.axes[1][()]) > 0)
+                np.testing.assert_array_equal(default.signal[()], flat)
+                np.testing.assert_allclose(default.axes[0][()], entry["measurement/m1"][::cols])
+            else:
+                assert default.group.name == f"/{scan.entry}/plotselect", kind
+                assert default.signal.ndim == 1 and default.signal.name.endswith("/diode2"), kind  # the selected one
+
+
+def monitors_and_sample_are_described(xrdct_file):
+    """i0 and it are NXmonitors; the NXsample names the sample and its stages, with the stages'
+    positions as NXtransformations chained sample side first; every number has units."""
+    scan, _ = xrdct_file
+    with h5py.File(scan.filename, "r") as h5:
+        entry = h5[scan.entry]
+        instrument = entry["instrument"]
+        assert instrument["i0"].attrs["NX_class"] == "NXmonitor" and instrument["it"].attrs["NX_class"] == "NXmonitor"
+        assert instrument["i0/data"].attrs["units"] == "counts"
+        sample = entry["sample"]
+        assert sample.attrs["NX_class"] == "NXsample" and sample["name"].asstr()[()] == "xrdct_sample"
+        assert sample["omega"].attrs["NX_class"] == "NXpositioner"  # a link to the stage's positions
+        transformations = sample["transformations"]
+        chain, path = [], sample["depends_on"].asstr()[()]
+        while path != ".":
+            field = h5[path]
+            chain.append((path.split("/")[-1], field.attrs["transformation_type"], list(field.attrs["vector"])))
+            path = field.attrs["depends_on"]
+        assert chain == [("omega", "rotation", [0, 1, 0]), ("x", "translation", [1, 0, 0]),
+                         ("z", "translation", [0, 1, 0])]
+        np.testing.assert_array_equal(transformations["omega"][()], entry["measurement/omega"][()])
+        assert transformations["x"].attrs["units"] == "mm"
+        assert without_units(entry) == []
 
 
 def pyfai_rebuilds_the_integrator_from_the_file(xrdct_file):

@@ -46,7 +46,8 @@ def test_ascan_draws_the_default_counter_with_cen_and_peak_and_saves_the_png(sca
     assert [a for a in figure.axes[0].lines if a.get_gid().startswith("curve:")] == [curve]
     assert abs(artist(figure, "peak").get_xdata()[0] - 5) <= 0.5  # within a step
     assert abs(artist(figure, "cen").get_xdata()[0] - 5) <= 0.5
-    assert figure.axes[0].get_xlabel() == "m0" and figure.axes[0].get_ylabel() == "gauss (counts)"  # integrating: counts
+    assert figure.axes[0].get_xlabel() == "m0 (a.u.)"  # m0 has no unit configured: the file says so
+    assert figure.axes[0].get_ylabel() == "gauss (counts)"  # integrating: counts
     title = figure.get_suptitle()
     assert f"Scan {scan.number}: ascan m0 0 10 20 0.001" in title
     assert "sample.h5" in title and f"entry {scan.entry}" in title
@@ -91,7 +92,7 @@ def test_mesh_is_an_image_of_the_counter_over_both_motors(scan_session, backnfor
     image = artist(render(scan.filename, scan.entry), "mesh:gauss")
     np.testing.assert_array_equal(image.get_array(), expected)
     assert image.get_extent() == pytest.approx([3.75, 6.25, -0.5, 2.5])
-    assert image.axes.get_xlabel() == "m0" and image.axes.get_ylabel() == "m1"
+    assert image.axes.get_xlabel() == "m0 (a.u.)" and image.axes.get_ylabel() == "m1 (a.u.)"
 
 
 def test_xrdct_frame_pattern_and_phase_maps(scan_session, tmp_path):

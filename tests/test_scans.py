@@ -77,8 +77,8 @@ def test_entry_layout_is_nexus_and_opens_in_silx(scan_session):
     with silx.io.open(scan.filename) as root:
         nxdata = silx.io.nxdata.get_default(root[scan.entry])
         assert nxdata is not None and nxdata.is_valid
-        assert nxdata.signal_name == "diode2"
-        assert nxdata.axes_names == ["m0"]
+        assert nxdata.signal_name == "diode2 (a.u.)"  # silx shows the units (none configured: a.u.)
+        assert nxdata.axes_names == ["m0 (a.u.)"]
         assert nxdata.signal.shape == (5,)
 
 

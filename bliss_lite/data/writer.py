@@ -2,7 +2,9 @@
 
 Layout (docs/architecture.md): title, start_time, end_time, end_reason; instrument/positioners/<motor>
 (the start snapshot); instrument/<axis>/value (NXpositioner) and instrument/<counter>/data
-(NXdetector) filled point by point; measurement/<channel> soft links; an NXdata default plot.
+(NXdetector, NXmonitor for i0 and it) filled point by point, every dataset with units;
+sample (NXsample); measurement/<channel> soft links; an NXdata default plot (a mesh's an
+image, made at close: nexus_parts.py).
 Everything an entry holds is created when it opens, then the file switches to SWMR, so other
 processes can read it (h5py.File(path, "r", swmr=True)) while the scan writes and flushes.
 Detector frames (channels of encoding "bslz4") go, as the detector compressed them, into data
@@ -41,6 +43,7 @@ from bliss_lite.data.frame_files import (
     make_virtual_frames,
 )
 from bliss_lite.data.model import END_REASONS
+from bliss_lite.data.nexus_parts import create_sample, mesh_bytes, unit_of, write_mesh_image
 from bliss_lite.data.safe_open import open_hdf5
 
 FRAME_MARKS = ("frames_dropped", "frames_duplicated")  # per detector, set at close
@@ -76,8 +79,7 @@ def _resizable(group, name, spec):
         options = dict(chunks=(max(1, 65536 // max(1, int(np.prod(shape, dtype=int))) // 8), *shape))
     dataset = group.create_dataset(name, shape=(0, *shape), maxshape=(None, *shape),
                                    dtype=np.dtype(spec.dtype), **options)
-    if spec.unit:
-        dataset.attrs["units"] = spec.unit
+    dataset.attrs["units"] = unit_of(spec)
     return dataset
 
 
@@ -93,6 +95,7 @@ class EntryWriter:
         self.number = int(number)
         self.name = f"{number}.{int(sub)}"  # sub > 1: a continuation of scan `number` (a resumed scan)
         self.npoints = npoints
+        self.scan_info = scan_info or {}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.folder = self.number if int(sub) == 1 else self.name  # scan_files.scan_folder's key
         self.frames = {spec.name: FrameFiles(self.path, self.folder, spec, npoints)
@@ -140,10 +143,10 @@ class EntryWriter:
         snapshot = _nx(instrument.create_group("positioners"), "NXcollection")
         for motor, (value, unit) in positioners.items():
             snapshot[motor] = value
-            if unit:
-                snapshot[motor].attrs["units"] = unit
+            snapshot[motor].attrs["units"] = unit or "a.u."
         measurement = _nx(entry.create_group("measurement"), "NXcollection")
         self._create_suspensions(entry)
+        recorded = {}
         for specs, nx_class, field in ((axes, "NXpositioner", "value"), (counters, "NXdetector", "data")):
             for spec in specs:
                 part_of = spec.extra.get("part_of")  # a per-frame field of a detector: its `valid`
@@ -153,13 +156,16 @@ class EntryWriter:
                     self.counts[spec.name] = 0
                     measurement[spec.name] = h5py.SoftLink(f"/{self.name}/instrument/{part_of}/{field}")
                     continue
-                group = _nx(instrument.create_group(spec.name), nx_class)
+                group = _nx(instrument.create_group(spec.name), spec.extra.get("nexus_class", nx_class))  # NXmonitor
+                if nx_class == "NXpositioner":
+                    recorded[spec.name] = group
                 if spec.name in self.frames:
                     self._create_frames(group, spec)
                 else:
                     self.datasets[spec.name] = _resizable(group, field, spec)
                 self.counts[spec.name] = 0
                 measurement[spec.name] = h5py.SoftLink(f"/{self.name}/instrument/{spec.name}/{field}")
+        create_sample(entry, self.path.stem, self.scan_info.get("sample"), recorded)
         signal = (plot or {}).get("signal") or next((s.name for s in counters if len(s.shape) == 0), None)
         if signal is not None:
             nxdata = _nx(entry.create_group("plotselect"), "NXdata")
@@ -195,9 +201,9 @@ class EntryWriter:
         """A detector's group: what SWMR will not let us add later is made now (its frame marks,
         and, when the number of frames is known, the VDS over the planned data files)."""
         files = self.frames[spec.name]
-        group.create_dataset("frames_per_file", data=np.int64(files.per_file))
+        group.create_dataset("frames_per_file", data=np.int64(files.per_file)).attrs["units"] = "1"
         for mark in FRAME_MARKS:
-            group.create_dataset(mark, data=np.int64(0))
+            group.create_dataset(mark, data=np.int64(0)).attrs["units"] = "1"
         if files.planned is not None:
             make_virtual_frames(group, spec, self.path, self.folder, files.planned)
 
@@ -295,6 +301,7 @@ class EntryWriter:
             if self._entry_made:
                 self._map_written({name: counts for name, counts in written.items()
                                    if not self.frames[name].as_planned})
+                self._write_mesh()
                 self.room.trim()
         finally:
             self._entry_made = False
@@ -328,6 +335,24 @@ class EntryWriter:
                 if "data" in group:
                     del group["data"]
                 make_virtual_frames(group, self.frames[name].spec, self.path, self.folder, counts)
+        finally:
+            self.h5.close()
+
+
+    def _write_mesh(self):
+        """A mesh's image plot (nexus_parts.write_mesh_image), now that its points are all written
+        (the master reopened, no SWMR); left out, the entry opening on its 1-D plotselect, where
+        the disk has no room for it."""
+        nbytes, signal = mesh_bytes(self.scan_info), (self.scan_info.get("plot") or {}).get("signal")
+        if not nbytes or not signal:
+            return
+        self.h5 = open_hdf5(self.path, "r+", libver="latest")
+        try:
+            try:
+                self.room.reserve(self.h5, nbytes)
+            except NoRoom:
+                return
+            write_mesh_image(self.h5[self.name], self.scan_info, signal)
         finally:
             self.h5.close()
 

@@ -46,6 +46,7 @@ def _process(entry, name, configuration):
     process["version"] = getattr(bliss_lite, "__version__", "0")
     process["date"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     process["sequence_index"] = 1 if name == "integrate" else 2
+    process["sequence_index"].attrs["units"] = "1"  # every number has units, a count or an index "1"
     process["configuration"] = json.dumps(configuration, sort_keys=True)
     process["configuration"].attrs["type"] = "application/json"
     return process
@@ -65,6 +66,7 @@ def write_integration(path, entry, radial, settings, patterns, integrated=None, 
         group = h5[entry]
         process = _process(group, name, settings.to_dict())
         process["frames_integrated_here"] = int(local_frames)
+        process["frames_integrated_here"].attrs["units"] = "1"
         results = _nx(process.create_group("results"), "NXdata")
         shape = patterns.shape
         options = {} if isinstance(patterns, Stored) else dict(
@@ -76,7 +78,7 @@ def write_integration(path, entry, radial, settings, patterns, integrated=None, 
         results["frame"] = np.arange(shape[0], dtype=np.int64)  # the scan's frame numbers, the first axis
         results["frame"].attrs["units"] = ""
         if integrated is not None:
-            _dataset(results, "integrated", integrated, path, bool)
+            _dataset(results, "integrated", integrated, path, bool).attrs["units"] = "1"
         results.attrs["signal"] = "intensity"
         results.attrs["axes"] = ["frame", axis]
         results.attrs["frame_indices"] = 0

@@ -72,7 +72,9 @@ class SweepMaster(AcquisitionMaster):
         specs = [ChannelSpec(a.name, "float64", (), a.unit) for a in self.recorded]
         specs.append(ChannelSpec("elapsed_time", "float64", (), "s"))
         if self.sample is not None:
-            specs += [ChannelSpec("i0", "float64", (), "counts"), ChannelSpec("it", "float64", (), "counts")]
+            monitor = {"nexus_class": "NXmonitor"}
+            specs += [ChannelSpec("i0", "float64", (), "counts", extra=monitor),
+                      ChannelSpec("it", "float64", (), "counts", extra=monitor)]
         return specs
 
     def iterate(self):

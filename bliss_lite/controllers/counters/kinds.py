@@ -179,8 +179,11 @@ def counter_channels(counter):
     if callable(channels):
         return list(channels())
     kind = kind_of(counter)
+    extra = {"kind": kind} if kind else {}
+    if getattr(counter, "nexus_class", None):  # e.g. NXmonitor for a beam monitor (the writer's group class)
+        extra["nexus_class"] = counter.nexus_class
     return [ChannelSpec(counter.name, getattr(counter, "dtype", "float64"), tuple(getattr(counter, "shape", ())),
-                        getattr(counter, "unit", "") or "", extra={"kind": kind} if kind else {})]
+                        getattr(counter, "unit", "") or "", extra=extra)]
 
 
 def read_counter(counter, count_time):

@@ -77,7 +77,15 @@ class XrdctSample:
         map, and their peak width, from the scan's data, never from this simulator's code."""
         return {"name": self.name, "simulated": True,
                 "phases": {p.name: p.calibrant for p in self.phantom.phases},
-                "peak_fwhm": PEAK_FWHM_Q, "peak_fwhm_unit": "nm^-1", "poni": str(self.poni)}
+                "peak_fwhm": PEAK_FWHM_Q, "peak_fwhm_unit": "nm^-1", "poni": str(self.poni),
+                "stages": self.stages()}
+
+    def stages(self):
+        """How the sample is mounted, sample side first (NeXus axes: z along the beam, y up): it
+        sits on the rotation omega (about y), on the translation x (across the beam), on z (up)."""
+        return [{"axis": self.omega.name, "type": "rotation", "vector": [0, 1, 0]},
+                {"axis": self.x.name, "type": "translation", "vector": [1, 0, 0]},
+                {"axis": self.z.name, "type": "translation", "vector": [0, 1, 0]}]
 
     def __info__(self):
         return (f"Simulated XRD-CT sample {self.name}: phases {', '.join(self.phantom.names)} within "
@@ -91,6 +99,7 @@ class SampleMonitor:
 
     controller_name = "sample"
     counter_kind = "integrating"  # counts over the count time (controllers/counters/kinds.py)
+    nexus_class = "NXmonitor"  # a beam monitor, not a detector, in the file
     shape = ()
     dtype = "float64"
     unit = "counts"
