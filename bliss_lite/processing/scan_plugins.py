@@ -182,10 +182,10 @@ def reconstruct_scan(data):
     settings = IntegrationSettings.from_dict(settings)
     options = dict(data.get("reconstruction") or {})
     earlier = _stored_json(path, f"{entry}/reconstruct", "configuration") or {}
-    for key in ("phases", "peak_fwhm", "roi_width", "window", "normalise", "reference_i0"):  # as before, unless given
+    for key in ("peak_fwhm", "roi_width", "window", "normalise", "reference_i0"):  # as before, unless given
         if key not in options and earlier.get(key) is not None:
             options[key] = earlier[key]
-    if "phases" not in options:  # the phases of the sample the scan recorded, else the job must say
+    if "phases" not in options:  # the job's, else the sample the scan recorded: never an earlier run's guess
         phases = phases_of_sample(record.scan_info, options)
         if phases is None:
             raise ValueError(f"reconstruct_scan: {path} entry {entry} recorded no sample phases: give "
