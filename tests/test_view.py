@@ -217,7 +217,8 @@ def test_xrdct_patterns_sinograms_and_maps(view, scan_session, shared_redis):
     np.testing.assert_allclose(curves["sum"], stacked.astype(float).sum(axis=0), rtol=1e-6)
     assert curves["count"] == 80 and len(curves["radial"]) == 120 and curves["unit"].startswith("q_")
     snap = view.get(f"/api/scans/{scan.key}")
-    assert snap["phases"] == ["CeO2", "LaB6"] and snap["xrdct"] == {
+    assert snap["phases"] == ["CeO2", "LaB6"] and snap["residual"] is True  # the fit's residual: a map, not a phase
+    assert snap["xrdct"] == {
         "nz": 1, "n_omega": 10, "n_x": 8, "sinograms": True, "normalised_by": "i0+transmission", "frames_left_out": 0}
     assert snap["strongest_bin"] == int(np.argmax(stacked.astype(float).sum(axis=0)))
     assert snap["counters"] == ["i0", "it"] and snap["frame_index"] == 79
@@ -246,6 +247,7 @@ def test_xrdct_patterns_sinograms_and_maps(view, scan_session, shared_redis):
     top = np.unravel_index(np.argmax(final), final.shape)
     scale = 256 // final.shape[0]
     assert tuple(pixels[top[0] * scale, top[1] * scale]) == tuple(images.colormap()[255])
+    assert png_pixels(view.get(f"/api/scans/{scan.key}/map.png?phase=residual&z=0")).shape[:2] == pixels.shape[:2]
     for bad in ("sinogram.png?bin=120", "sinogram.png?bin=x", "map.png?phase=Si"):
         with pytest.raises(urllib.error.HTTPError) as refused:
             view.get(f"/api/scans/{scan.key}/{bad}")

@@ -252,7 +252,9 @@ class LiveScan:
         """The summary and what the page needs to lay the scan out."""
         info, channels = self.info, self.reader.channels
         xrdct = info.get("xrdct")
-        phases = sorted({phase for _, phase in self.maps})
+        from bliss_lite.processing.decomposition import RESIDUAL
+
+        named = {phase for _, phase in self.maps}  # the phases, and the fit's residual: a map, not a phase
         return {**self.summary(), "type": info.get("type"), "motors": info.get("motors", []),
                 "counters": self.counters(),
                 "scalars": self.scalars, "units": {n: channels[n].unit for n in self.scalars},
@@ -265,7 +267,7 @@ class LiveScan:
                                                  "n_x": xrdct["n_x"], "sinograms": self.sinograms is not None,
                                                  "normalised_by": self._normalisation(),
                                                  "frames_left_out": self.frames_left_out},
-                "phases": phases, "versions": dict(self.versions)}
+                "phases": sorted(named - {RESIDUAL}), "residual": RESIDUAL in named, "versions": dict(self.versions)}
 
     def _add_to_sinograms(self, indices, patterns):
         """Normalise by the monitors and place; frames whose monitor is not a positive number
@@ -296,7 +298,9 @@ class LiveScan:
         if named:
             return named
         skip = set(self.info.get("motors", [])) | set(TIMERS)
-        return [n for n in self.scalars if n not in skip and not n.endswith("_frame_number")]
+        channels = self.reader.channels
+        return [n for n in self.scalars if n not in skip and not n.endswith("_frame_number")
+                and not (n in channels and channels[n].extra.get("part_of"))]  # a detector's valid flags
 
     def plotted(self):
         """The channels a page can draw: the counters and the plot axis (not the bookkeeping

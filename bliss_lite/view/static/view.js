@@ -340,12 +340,14 @@ function drawXrdct(desc) {
   setProp("xrdct-panel", "hidden", !x);
   if (!x) return;
   const what = $("recon-what"), zs = $("recon-z"), binInput = $("recon-bin");
-  const options = [...desc.phases.map((p) => "phase:" + p), ...(x.sinograms ? ["bin"] : [])];
+  const options = [...desc.phases.map((p) => "phase:" + p), ...(desc.residual ? ["residual"] : []),
+                   ...(x.sinograms ? ["bin"] : [])];
   const signature = desc.key + options.join(",");
   if (what.dataset.signature !== signature) {  // phases appear with the first live maps
     const before = what.value;
     what.dataset.signature = signature;
-    setOptions(what, options.map((o) => [o, o === "bin" ? "q bin" : o.replace(":", " ")]));
+    const label = (o) => o === "bin" ? "q bin" : o === "residual" ? "fit residual (not a phase)" : o.replace(":", " ");
+    setOptions(what, options.map((o) => [o, label(o)]));
     if (what.dataset.user === "1" && options.includes(before)) what.value = before;
     if (zs.options.length !== x.nz) setOptions(zs, Array.from({length: x.nz}, (_, i) => [String(i), String(i)]));
     const again = () => { view.mapsVersion = -1; view.xrdctPatterns = -1; view.xrdctAt = 0; drawXrdct(view.desc); };
@@ -358,10 +360,13 @@ function drawXrdct(desc) {
   const chosen = what.value || "";
   const z = zs.value || 0, bin = binInput.value || 0;
   const now = Date.now();
-  if (chosen.startsWith("phase:") && desc.versions.maps !== view.mapsVersion) {
+  const map = chosen.startsWith("phase:") ? chosen.slice(6) : chosen === "residual" ? "residual" : null;
+  if (map !== null && desc.versions.maps !== view.mapsVersion) {
     view.mapsVersion = desc.versions.maps;
-    refresh($("recon-img"), api(`/map.png?phase=${encodeURIComponent(chosen.slice(6))}&z=${z}&v=${desc.versions.maps}`));
-    $("recon-caption").textContent = `phase ${chosen.slice(6)}, z ${z}`;
+    refresh($("recon-img"), api(`/map.png?phase=${encodeURIComponent(map)}&z=${z}&v=${desc.versions.maps}`));
+    $("recon-caption").textContent = chosen === "residual"
+      ? `fit residual, z ${z}: RMS misfit of the phase fit (high where no phase explains the pattern)`
+      : `phase ${map}, z ${z}`;
   }
   // sinograms and q-bin reconstructions follow the patterns, at most once a second
   if (x.sinograms && desc.versions.patterns !== view.xrdctPatterns && now - (view.xrdctAt || 0) > 1000) {
