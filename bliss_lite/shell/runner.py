@@ -34,10 +34,10 @@ def open_session(session_name, config_root=None):
     namespace["help"] = session_help(namespace)
     scan_commands.show_scans(context)
     session.setup(namespace)
+    namespace["SUSPENDERS"] = context.load_suspenders(namespace)
     return session, namespace
 
 
-    namespace["SUSPENDERS"] = context.load_suspenders(namespace)
 def _run_code(code, filename, namespace):
     try:
         exec(compile(code, filename, "exec"), namespace)  # noqa: S102 - the user's own code
