@@ -163,8 +163,9 @@ def test_data_directory_removed_during_a_scan(scan_session, data_root):
     assert (scan.end_reason, len(scan.get_data()["m0"])) == ("SUCCESS", 41)
     assert not directory.exists()
     after = ns["ascan"](ns["m0"], 0, 1, 2, 0)
-    assert (after.entry, after.end_reason) == ("1.1", "SUCCESS")
-    assert read_entry(after.filename, 1)["m0"].tolist() == [0.0, 0.5, 1.0]
+    # the session's count goes on (a number names one scan of the session, as in BLISS)
+    assert (after.entry, after.end_reason) == (f"{scan.number + 1}.1", "SUCCESS")
+    assert read_entry(after.filename, scan.number + 1)["m0"].tolist() == [0.0, 0.5, 1.0]
 
 
 def test_data_directory_made_read_only_during_a_scan(scan_session, data_root, tmp_path):
