@@ -287,15 +287,16 @@ class Job:
         return cls.from_json(text, source=str(path))
 
 
-def run_job(job: Job) -> Job:
+def run_job(job: Job, call=None) -> Job:
     """Run `job` in the current thread; whatever the plugin raises ends up in the job (status
     failure, error, traceback). A KeyboardInterrupt or greenlet kill marks it aborted and is
-    raised again. Returns the job."""
+    raised again. Returns the job. `call(plugin, input)` replaces `call_plugin` (reprocessing
+    on Dask runs the same job record through its own driver)."""
     job.started = time.time()
     job.status = "running"
     t0 = time.perf_counter()
     try:
-        output = call_plugin(job.plugin, dict(job.input))
+        output = (call or call_plugin)(job.plugin, dict(job.input))
     except Exception as exc:
         job.seconds, job.finished = time.perf_counter() - t0, time.time()
         job.error, job.traceback = f"{type(exc).__name__}: {exc}", traceback.format_exc()

@@ -9,12 +9,20 @@ parses as JSON (500, 0.5, true, [1, 2], "text"), else the plain string. Each job
 job (new id, `reprocessed_from` the old one) in this process; one line per job says how it
 ended, and the finished job (with its traceback, if it failed) is written next to its file as
 `<name>.reprocessed.json` (or into --output DIR). Exit code 1 if any job failed.
+
+`--dask [ADDRESS]` (or BLISS_LITE_DASK, or a top-level "dask" key in the job file: true or an
+address) runs `integrate_scan` jobs of HDF5 scans on a dask.distributed cluster
+(dask_integrate.py): without an address a LocalCluster started here, else the scheduler at
+ADDRESS (tcp://HOST:8786), which must answer within seconds (exit 2, nothing written, if not).
+Other jobs run in this process as before.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -95,6 +103,8 @@ def main(argv=None) -> int:
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
                         help="override an input parameter (value parsed as JSON if it parses)")
     parser.add_argument("--output", metavar="DIR", help="write the finished jobs here (default: beside each file)")
+    parser.add_argument("--dask", nargs="?", const="", default=None, metavar="ADDRESS",
+                        help="run on Dask: a LocalCluster here, or the scheduler at ADDRESS (tcp://HOST:8786)")
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
@@ -124,21 +134,81 @@ def main(argv=None) -> int:
         except (JobError, UsageError) as exc:
             bad.append(str(exc) if str(exc).startswith(name) else f"{name}: {exc}")
             continue
-        prepared.append((name, Job(saved.plugin, input, reprocessed_from=saved.id)))
+        prepared.append((name, Job(saved.plugin, input, reprocessed_from=saved.id), dask_address(args.dask, name)))
     if bad:
         for message in bad:
             print(f"bliss-lite reprocess: {message}", file=sys.stderr)
         print(f"bliss-lite reprocess: {len(bad)} bad job file(s); nothing run", file=sys.stderr)
         return 2
 
+    try:
+        with dask_clients({address for _, _, address in prepared}) as clients:
+            return _run_all(prepared, clients, args.output)
+    except DaskUnavailableError as exc:
+        print(f"bliss-lite reprocess: {exc}; nothing run", file=sys.stderr)
+        return 2
+
+
+def dask_address(option, name):
+    """None (run here), "" (a LocalCluster) or a scheduler address: --dask, else BLISS_LITE_DASK
+    ("local" or an address), else the job file's top-level "dask" (true or an address)."""
+    if option is not None:
+        return option
+    env = os.environ.get("BLISS_LITE_DASK")
+    if env:
+        return "" if env.strip().lower() in ("1", "local", "true", "yes") else env.strip()
+    try:
+        value = json.loads(Path(name).read_text()).get("dask")
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return None
+    if value is True:
+        return ""
+    return value if isinstance(value, str) and value else None
+
+
+class DaskUnavailableError(RuntimeError):
+    pass
+
+
+@contextlib.contextmanager
+def dask_clients(addresses):
+    """{address: Client} for each address asked for, every one connected before any job runs
+    (so a bad address writes nothing); clusters closed on exit."""
+    with contextlib.ExitStack() as stack:
+        clients = {}
+        if any(a is not None for a in addresses):
+            from bliss_lite.processing.dask_cluster import DaskUnavailable, cluster
+
+            try:
+                for address in sorted(a for a in addresses if a is not None):
+                    clients[address] = stack.enter_context(cluster(address))
+            except DaskUnavailable as exc:
+                raise DaskUnavailableError(str(exc)) from None
+        yield clients
+
+
+def _dask_call(client):
+    """run_job's `call` for a job on Dask: integrate_scan of an HDF5 scan there, others here."""
+    from bliss_lite.processing.dask_integrate import integrate_scan_dask
+    from bliss_lite.processing.jobs import call_plugin
+
+    def call(plugin, input):
+        if plugin == "integrate_scan" and not input.get("cbf_folder"):
+            return integrate_scan_dask(input, client)
+        return call_plugin(plugin, input)
+
+    return call
+
+
+def _run_all(prepared, clients, output_dir):
     failed = 0
-    for name, job in prepared:
+    for name, job, address in prepared:
         try:
-            run_job(job)
+            run_job(job, None if address is None else _dask_call(clients[address]))
         except KeyboardInterrupt:
             print(f"{name}: {job.plugin} aborted", file=sys.stderr)
             return 130
-        target = output_path(name, args.output)
+        target = output_path(name, output_dir)
         try:
             job.save(target)
         except (OSError, TypeError, ValueError) as exc:

@@ -62,16 +62,9 @@ def _frames(data):
     return frame_sources.hdf5_frames(data["filename"], data["entry"], data.get("detector", "pilatus"))
 
 
-@register("integrate_scan")
-def integrate_scan(data):
-    """{filename, entry | cbf_folder, integration: {...}, output: {filename, entry}} ->
-    {frames, npt, unit, output, entry, seconds}."""
-    from bliss_lite.processing.integration_hook import line_frames
-    from bliss_lite.processing.integrator import LeanIntegrator
-    from bliss_lite.processing.nexus_output import write_integration
-    from bliss_lite.processing.reduction_files import PatternStore
-
-    started = time.perf_counter()
+def prepare_integration(data):
+    """(settings, scan_info, output path, output entry) of an `integrate_scan` input, the output
+    entry created: shared by the in-process run and the Dask one (dask_integrate.py)."""
     _plain_entries(data)
     stored = roi = info = None
     if not data.get("cbf_folder"):
@@ -84,7 +77,6 @@ def integrate_scan(data):
         info = hdf5_scan(data["filename"], data["entry"], data.get("detector", "pilatus"), channels=False).scan_info
         roi = ((info or {}).get("xrdct") or {}).get("roi")
     settings = integration_settings(data.get("integration"), stored, roi)
-    integrator = LeanIntegrator(settings)
     output = dict(data.get("output") or {})
     path = output.get("filename") or data.get("filename")
     entry = output.get("entry") or data.get("entry") or "1.1"
@@ -93,6 +85,21 @@ def integrate_scan(data):
     with open_hdf5(path, "a") as h5:
         if entry not in h5:
             h5.create_group(entry).attrs["NX_class"] = "NXentry"
+    return settings, info, path, entry
+
+
+@register("integrate_scan")
+def integrate_scan(data):
+    """{filename, entry | cbf_folder, integration: {...}, output: {filename, entry}} ->
+    {frames, npt, unit, output, entry, seconds}."""
+    from bliss_lite.processing.integration_hook import line_frames
+    from bliss_lite.processing.integrator import LeanIntegrator
+    from bliss_lite.processing.nexus_output import write_integration
+    from bliss_lite.processing.reduction_files import PatternStore
+
+    started = time.perf_counter()
+    settings, info, path, entry = prepare_integration(data)
+    integrator = LeanIntegrator(settings)
     store = PatternStore(_reduction_file(path, entry, "integrated"), settings.npt, line_frames(info), staging=True)
     count, batch, rows = 0, [], []
     try:

@@ -1,0 +1,207 @@
+"""`bliss-lite reprocess --dask`: integration split in frame ranges on a dask.distributed cluster
+gives the single-process results, survives a killed worker, resumes after an interruption, and
+refuses a scheduler that is not there within seconds, writing nothing."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("distributed")
+
+from bliss_lite.data.safe_open import open_hdf5  # noqa: E402
+from bliss_lite.processing.dask_cluster import cluster  # noqa: E402
+from bliss_lite.processing.dask_integrate import integrate_scan_dask, plan  # noqa: E402
+from bliss_lite.processing.jobs import Job, load_plugins, run_job  # noqa: E402
+from bliss_lite.processing.progress_bar import ProgressBar  # noqa: E402
+from bliss_lite.processing.reprocess import dask_address  # noqa: E402
+from bliss_lite.processing.reprocess import main as reprocess  # noqa: E402
+
+PONI = Path(__file__).resolve().parents[1] / "config" / "xrdct" / "pilatus2m.poni"
+ROI = (816, 700, 48, 160)
+FRAMES = 120
+
+
+def write_scan(path, frames=FRAMES):
+    """A small scan entry 2.1 of Bitshuffle-LZ4 Pilatus frames (a 48 x 160 ROI)."""
+    from bliss_lite.data import bslz4
+    from bliss_lite.data.model import ChannelSpec
+    from bliss_lite.data.writer import EntryWriter
+
+    data = np.random.default_rng(5).poisson(30, (frames, *ROI[2:])).astype(np.int32)
+    writer = EntryWriter(path, 2, title="timescan", axes=[ChannelSpec("omega", unit="deg")],
+                         counters=[ChannelSpec("pilatus", "int32", ROI[2:], encoding="bslz4")])
+    writer.append({"omega": np.linspace(0, 180, frames), "pilatus": [bslz4.compress(f) for f in data]})
+    writer.close()
+    return path
+
+
+def job_input(source, output, part_frames=4):
+    """Frames from the scan `source`, patterns into a file of their own (`output`)."""
+    return {"filename": str(source), "entry": "2.1", "part_frames": part_frames,
+            "output": {"filename": str(output), "entry": "2.1"},
+            "integration": {"poni": str(PONI), "roi": list(ROI), "npt": 120}}
+
+
+def patterns(path):
+    with open_hdf5(path) as h5:
+        return h5["2.1/integrate/results/intensity"][()]
+
+
+@pytest.fixture(scope="module")
+def scan(tmp_path_factory):
+    """The scan, and its patterns as the single-process job makes them."""
+    load_plugins()
+    root = tmp_path_factory.mktemp("dask_scan")
+    write_scan(root / "raw.h5")
+    job = run_job(Job("integrate_scan", job_input(root / "raw.h5", root / "single.h5")))
+    assert job.status == "success", job.traceback
+    return root, patterns(root / "single.h5")
+
+
+@pytest.fixture(scope="module")
+def client():
+    """A LocalCluster of 2 worker processes, one thread each; closed, its workers gone, after."""
+    with cluster(workers=2) as client:
+        yield client
+        pids = set(client.run(os.getpid).values())
+    time.sleep(0.5)
+    assert not [pid for pid in pids if Path(f"/proc/{pid}").exists()], "Dask workers left running"
+
+
+class Quiet:
+    """A progress sink that can stop the job (`stop_after` parts) or do something at a part."""
+
+    def __init__(self, total, done, stop_after=None, at_first=None):
+        self.updates, self.stop_after, self.at_first = 0, stop_after, at_first
+
+    def update(self, n):
+        self.updates += 1
+        if self.updates == 1 and self.at_first:
+            self.at_first()
+        if self.stop_after is not None and self.updates >= self.stop_after:
+            raise KeyboardInterrupt
+
+    def close(self):
+        pass
+
+
+def output_of(scan, tmp_path, name, **options):
+    """(job input reading the module's scan, the file its patterns go to)."""
+    root, _ = scan
+    return job_input(root / "raw.h5", tmp_path / f"{name}.h5", **options), tmp_path / f"{name}.h5"
+
+
+def test_two_workers_give_the_single_process_patterns(scan, client, tmp_path):
+    _, expected = scan
+    data, path = output_of(scan, tmp_path, "two")
+    out = integrate_scan_dask(data, client, progress=Quiet)
+    assert (out["frames"], out["parts"], out["parts_run"], out["parts_skipped"]) == (FRAMES, 30, 30, 0)
+    assert len(set(client.run(os.getpid).values())) == 2
+    np.testing.assert_allclose(patterns(path), expected, rtol=1e-6, atol=0)
+    assert expected.shape == (FRAMES, 120) and float(expected.max()) > 0
+    assert not list(tmp_path.rglob("*.parts"))  # parts joined, then removed
+
+
+def test_rerun_after_an_interruption_does_only_the_missing_parts(scan, client, tmp_path):
+    _, expected = scan
+    data, path = output_of(scan, tmp_path, "resumed")
+    with pytest.raises(KeyboardInterrupt):
+        integrate_scan_dask(data, client, progress=lambda t, d: Quiet(t, d, stop_after=5))
+    state = json.loads(next(tmp_path.rglob("state.json")).read_text())  # beside the output
+    done = len(state["done"])
+    assert 5 <= done < 30
+    out = integrate_scan_dask(data, client, progress=Quiet)
+    assert (out["parts_skipped"], out["parts_run"]) == (done, 30 - done)
+    np.testing.assert_allclose(patterns(path), expected, rtol=1e-6, atol=0)
+
+
+def test_other_settings_do_not_reuse_the_parts_of_an_interrupted_job(scan, client, tmp_path):
+    data, path = output_of(scan, tmp_path, "changed")
+    with pytest.raises(KeyboardInterrupt):
+        integrate_scan_dask(data, client, progress=lambda t, d: Quiet(t, d, stop_after=3))
+    other = json.loads(json.dumps(data))
+    other["integration"]["npt"] = 100
+    out = integrate_scan_dask(other, client, progress=Quiet)
+    assert (out["parts_skipped"], out["parts_run"], out["npt"]) == (0, 30, 100)
+    assert patterns(path).shape == (FRAMES, 100)
+
+
+def test_a_worker_killed_during_the_job_costs_only_its_task(scan, client, tmp_path):
+    _, expected = scan
+    data, path = output_of(scan, tmp_path, "killed", part_frames=1)
+    pids = client.run(os.getpid)
+    killed = []
+
+    def kill_a_busy_worker():
+        busy = [w for w, tasks in client.processing().items() if tasks] or list(pids)
+        killed.append(pids[busy[0]])
+        os.kill(killed[0], signal.SIGKILL)
+
+    out = integrate_scan_dask(data, client,
+                              progress=lambda t, d: Quiet(t, d, at_first=kill_a_busy_worker))
+    assert out["parts_run"] == FRAMES and killed
+    np.testing.assert_allclose(patterns(path), expected, rtol=1e-6, atol=0)
+    client.wait_for_workers(2, timeout=60)  # the nanny started another in its place
+    assert killed[0] not in client.run(os.getpid).values()
+
+
+def test_a_bad_scheduler_address_fails_at_once_and_writes_nothing(scan, tmp_path, capsys):
+    data, path = output_of(scan, tmp_path, "bad")
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps({"plugin": "integrate_scan", "input": data}))
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    t0 = time.monotonic()
+    assert reprocess([str(job), "--dask", "tcp://127.0.0.1:1"]) == 2
+    assert time.monotonic() - t0 < 15
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("bliss-lite reprocess: no Dask scheduler at tcp://127.0.0.1:1 (tried 5 s)")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+    assert not path.exists()
+
+
+def test_where_the_dask_setting_comes_from(tmp_path, monkeypatch):
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps({"plugin": "integrate_scan", "input": {}, "dask": "tcp://head:8786"}))
+    monkeypatch.delenv("BLISS_LITE_DASK", raising=False)
+    assert dask_address(None, job) == "tcp://head:8786"
+    assert dask_address("", job) == ""  # --dask alone: a LocalCluster
+    monkeypatch.setenv("BLISS_LITE_DASK", "local")
+    assert dask_address(None, job) == ""
+    monkeypatch.setenv("BLISS_LITE_DASK", "tcp://other:8786")
+    assert dask_address(None, job) == "tcp://other:8786"
+    monkeypatch.delenv("BLISS_LITE_DASK")
+    job.write_text(json.dumps({"plugin": "integrate_scan", "input": {}}))
+    assert dask_address(None, job) is None
+
+
+def test_plan_and_progress_bar():
+    assert plan(10, 4) == [(0, 4), (4, 8), (8, 10)]
+    stream = io.StringIO()
+    bar = ProgressBar(100, stream=stream, log_every=0)
+    bar.started -= 2.0  # as if 2 s ago
+    bar.update(50)
+    line = stream.getvalue().strip().splitlines()[-1]
+    assert line.startswith("[" + "#" * 15 + "." * 15 + "] 50/100 frames  50%")
+    rate = float(line.split("frames/s")[0].split()[-1])
+    assert 20 <= rate <= 25
+    assert line.endswith("0:02 left")
+
+
+def test_reprocess_with_dask_in_the_job_file_runs_on_a_local_cluster(scan, tmp_path, capsys):
+    _, expected = scan
+    data, path = output_of(scan, tmp_path, "cli")
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps({"plugin": "integrate_scan", "input": data, "dask": True}))
+    assert reprocess([str(job)]) == 0
+    finished = json.loads((tmp_path / "job.reprocessed.json").read_text())
+    assert finished["status"] == "success", finished["traceback"]
+    assert (finished["output"]["parts"], finished["output"]["parts_run"]) == (30, 30)
+    np.testing.assert_allclose(patterns(path), expected, rtol=1e-6, atol=0)
+    assert f"{FRAMES}/{FRAMES} frames 100%" in capsys.readouterr().err  # the progress bar's last line
