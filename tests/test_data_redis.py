@@ -139,6 +139,25 @@ def test_small_entries_fill_the_entry_window_not_the_byte_budget(redis_client, m
     assert publisher.trimmed()["pilatus"] == 3000 - 300
 
 
+def test_point_streams_hold_a_window_of_points(redis_client, monkeypatch):
+    """Scalar channels keep their newest POINT_WINDOW points, whatever the batch size, so that
+    their streams stop growing long before a byte budget of float64 points is reached."""
+    from bliss_lite.data import publisher as publisher_module
+
+    monkeypatch.setattr(publisher_module, "POINT_WINDOW", 1000)
+    publisher = ScanPublisher(redis_client, session="test", number=1, name="window", scan_info={"npoints": 20000},
+                              channels=[ChannelSpec("m0")])
+    publisher.create(then=("PREPARED", "STARTED"))
+    values = np.arange(20000, dtype=float)
+    for start in range(0, 20000, 50):
+        publisher.publish({"m0": values[start:start + 50]})
+    publisher.seal("SUCCESS")
+    assert 20 <= redis_client.xlen(channel_key(publisher.key, "m0")) < 20 + 110  # 1000 points, whole nodes trimmed
+    assert publisher.trimmed()["m0"] == 20000 - 1000
+    tail = ScanReader(redis_client, publisher.key).read("m0")
+    np.testing.assert_array_equal(tail, values[20000 - len(tail):])
+
+
 def test_scalar_streams_are_capped_and_a_late_follower_prints_what_is_left(redis_client):
     """A long scan's point streams stay within their budget (the file has every point); a
     reader that comes late reads the tail, and follow prints the rows every channel still has."""

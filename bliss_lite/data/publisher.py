@@ -26,7 +26,8 @@ from bliss_lite.data.model import (
 )
 
 PIPELINE_BYTES = 16 * 2**20
-POINT_BUDGET = 64 * 2**20  # bytes of points a scalar channel's stream holds (8 M float64 points)
+POINT_BUDGET = 64 * 2**20  # bytes of points a scalar channel's stream may hold
+POINT_WINDOW = 100_000  # points a scalar channel's stream holds at most (400 s at 250 Hz)
 REPUBLISH_POINTS = 10000  # points per entry when a channel is published again after an outage
 
 
@@ -126,9 +127,11 @@ class ScanPublisher:
             raise ScanLost(f"Redis no longer holds scan {self.key} (restarted?)")
 
     def _add_points(self, pipe, name, index, values, **seal):
-        """One entry of points; the stream capped at about `point_budget` bytes, as frame
-        streams are (a scan of a hundred million points must not fill Redis: the file has
-        them all, and readers take the points with their index)."""
+        """One entry of points; the stream capped at about `point_budget` bytes and
+        POINT_WINDOW points, as frame streams are (a scan of a hundred million points must not
+        fill Redis: the file has them all, and readers take the points with their index). The
+        window in points, not bytes, makes the stream stop growing early in a long scan: a
+        week's scan at 250 Hz would take days to reach 64 MB of float64 points."""
         count, data = encode_points(self.channels[name], values) if len(values) else (0, b"")
         fields = {"index": index, "count": count, "data": data} if count else {}
         fields.update(seal)
@@ -137,7 +140,7 @@ class ScanPublisher:
         if not count:
             pipe.xadd(channel_key(self.key, name), fields)
             return
-        maxlen = stream_maxlen(self.point_budget, len(data))
+        maxlen = min(stream_maxlen(self.point_budget, len(data)), max(8, POINT_WINDOW // count))
         kept = self._kept.setdefault(name, collections.deque())
         kept.append(count)
         while len(kept) > maxlen:
