@@ -13,6 +13,7 @@ SUBCOMMANDS = {  # `bliss-lite NAME ...` -> the module whose main(argv) runs it
     "plot": "bliss_lite.view.export",
     "worker": "bliss_lite.processing.worker",
     "job-server": "bliss_lite.processing.job_server",
+    "queue": "bliss_lite.shell.queue_cli",
 }
 
 

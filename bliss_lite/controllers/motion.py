@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import gevent
 
 from bliss_lite.config.fields import is_finite_number
+from bliss_lite.controllers import axis_lease
 from bliss_lite.controllers.errors import AxisError, AxisFault, LimitError
 from bliss_lite.controllers.motion_bounds import MAX_STEPS, move_problem
 
@@ -161,6 +162,7 @@ class MotionTask:
         self.plans = [p for p in plans if p.legs]
         self.axes = [p.axis for p in self.plans]
         self._greenlet = None
+        self._lease = None  # this process's leases on the axes (controllers/axis_lease.py)
         self._stopping = False  # in _stop_hardware: a stop() waits instead of killing
         self.error = None  # what ended the motion, re-raised by wait()
 
@@ -168,6 +170,7 @@ class MotionTask:
         for axis in self.axes:
             if axis.is_moving:
                 raise AxisError(f"{axis.name}: already moving")
+        self._lease = axis_lease.hold([axis.name for axis in self.axes])  # AxisLocked: another process moves one
         for axis in self.axes:
             axis._motion = self
         self._greenlet = gevent.spawn(self._run)
@@ -198,6 +201,7 @@ class MotionTask:
             self._stop_hardware()
             raise
         finally:
+            self._free_lease()
             for axis in self.axes:
                 axis.motion_ended(self)
 
@@ -232,6 +236,10 @@ class MotionTask:
             if state is not None and "FAULT" in state:
                 _quietly(_settle, axis)
 
+    def _free_lease(self):
+        lease, self._lease = self._lease, None
+        axis_lease.free(lease)
+
     def wait(self):
         """Wait for the end; on Ctrl-C (or any interruption) stop all axes first, then re-raise."""
         if self._greenlet is None:
@@ -241,6 +249,8 @@ class MotionTask:
         except BaseException:
             if not self._greenlet.dead:
                 self._greenlet.kill()
+            if self._greenlet.dead:  # killed before it ran: its finally never freed the lease
+                self._free_lease()
             raise
         if self.error is not None:
             error, self.error = self.error, None
@@ -254,3 +264,5 @@ class MotionTask:
                 self._greenlet.join()
             return
         self._greenlet.kill(block=wait)
+        if self._greenlet.dead:  # killed before it ran: its finally never freed the lease
+            self._free_lease()

@@ -84,6 +84,30 @@ def job_result_key(job_id):
     return f"bliss_lite:jobs:{job_id}"  # string: a job's record and result (JSON), with a TTL
 
 
+# -- the queue server of a session (shell/queue_server.py, data/queue_client.py) -----------------
+def queue_key(session, part):
+    """Keys of a session's queue: "items" (hash id -> item JSON), "order" (list of queued ids),
+    "history" (list of finished ids, oldest first), "running" (string: the running id),
+    "status" (hash: mode, holding, server), "server" (string host:pid with a TTL: the
+    server's lease), "requests" (stream: changes asked of the server), "log" (stream: who
+    changed what)."""
+    if part not in QUEUE_PARTS:
+        raise ValueError(f"queue key: unknown part {part!r}")
+    return f"bliss_lite:queue:{session}:{part}"
+
+
+QUEUE_PARTS = ("items", "order", "history", "running", "status", "server", "requests", "log")
+QUEUE_LOG_MAXLEN = 10000
+
+
+def queue_reply_key(session, request_id):
+    return f"bliss_lite:queue:{session}:reply:{request_id}"  # list: the server's answer to one request
+
+
+def axis_lock_key(session, axis):
+    return f"bliss_lite:session:{session}:axis_lock:{axis}"  # string: who moves the axis, with a TTL (lease)
+
+
 @dataclass(frozen=True)
 class ChannelSpec:
     """What a reader needs to decode a channel: numpy dtype string, per-point shape, unit."""

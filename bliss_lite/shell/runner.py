@@ -10,13 +10,16 @@ from bliss_lite.config.session import Session, SessionSetupError
 from bliss_lite.processing.hooks import make_hooks
 from bliss_lite.scans.context import ScanContext
 from bliss_lite.shell import scan_commands, standard
+from bliss_lite.shell.axis_leases import install_leases
 from bliss_lite.shell.errors import ErrorLog, short_message, show
 from bliss_lite.shell.help import session_help
+from bliss_lite.shell.queue_shell import ShellQueue
 
 
-def open_session(session_name, config_root=None):
+def open_session(session_name, config_root=None, role="a shell"):
     """Build the session's namespace: standard commands, then the session's objects and setup.
-    The session gets its ScanContext here, with the processing layer's hooks."""
+    The session gets its ScanContext here, with the processing layer's hooks; its moves lease
+    their axes as `role` ("the queue server's scan 12" is what another process is told)."""
     config = load_config(config_root)
     sessions = [n for n in config.names if str(config.get_node(n).get("class", "")).lower() == "session"]
     if session_name not in sessions:
@@ -32,6 +35,8 @@ def open_session(session_name, config_root=None):
     namespace["SCANS"] = context.scans
     namespace["last_error"] = ErrorLog(session_name)  # last_error(): the traceback of the last error
     namespace["help"] = session_help(namespace)
+    namespace["queue"] = ShellQueue(session_name, context)
+    install_leases(session_name, context, role)
     scan_commands.show_scans(context)
     session.setup(namespace)
     namespace["SUSPENDERS"] = context.load_suspenders(namespace)

@@ -1,0 +1,55 @@
+"""Leases on axes in Redis, so two processes of a session never move one axis at once.
+
+A lease is `SET key holder NX PX ttl`: whoever set it moves the axis and renews it while
+the motion lasts; a holder that dies stops renewing and the lease expires after `ttl`, so a
+crash never leaves an axis locked. Renewal and release check the holder first (one Lua
+script each), so a process never extends nor frees a lease that expired and went to another.
+redis-py only.
+"""
+from __future__ import annotations
+
+from bliss_lite.data.model import axis_lock_key
+
+TTL_MS = 3000  # a dead holder's axes are free after this
+RENEW_S = 1.0  # a living holder renews this often
+
+_RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+
+def _text(value):
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def acquire(client, session, axes, holder, ttl_ms=TTL_MS):
+    """Lease every axis name in `axes` for `holder`, all or none: (True, None) or (False,
+    (axis, who holds it)). An axis this holder already leases counts as leased."""
+    taken = []
+    for axis in axes:
+        key = axis_lock_key(session, axis)
+        if client.set(key, holder, nx=True, px=ttl_ms) or _text(client.get(key)) == holder:
+            taken.append(axis)
+            continue
+        current = _text(client.get(key))
+        release(client, session, taken, holder)
+        return False, (axis, current or "another process (its lease just ended: try again)")
+    return True, None
+
+
+def renew(client, session, axes, holder, ttl_ms=TTL_MS):
+    """Extend the leases still held; the names of those lost (expired, taken) are returned."""
+    lost = []
+    for axis in axes:
+        if not client.eval(_RENEW, 1, axis_lock_key(session, axis), holder, ttl_ms):
+            lost.append(axis)
+    return lost
+
+
+def release(client, session, axes, holder):
+    for axis in axes:
+        client.eval(_RELEASE, 1, axis_lock_key(session, axis), holder)
+
+
+def holder_of(client, session, axis):
+    """Who leases the axis now, or None."""
+    return _text(client.get(axis_lock_key(session, axis)))

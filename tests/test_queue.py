@@ -1,0 +1,242 @@
+"""The queue server (issue 23): items run in order, survive kill -9, pause, abort, refusals,
+and axis leases between processes. Each test starts its own server process and stops it."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from bliss_lite.data import axis_locks
+from bliss_lite.data.queue_client import QueueClient, QueueError
+from bliss_lite.data.queue_items import ItemError, Ref, parse
+from bliss_lite.data.redis_server import connect
+
+SESSION = "test"
+
+
+@pytest.fixture
+def queue_env(shared_redis, data_root, run_dir, monkeypatch):
+    """Environment of a queue server on the shared Redis, its queue emptied first."""
+    monkeypatch.setenv("BLISS_LITE_REDIS_URL", shared_redis)
+    client = connect(shared_redis)
+    for key in client.scan_iter(f"bliss_lite:queue:{SESSION}:*"):
+        client.delete(key)
+    for key in client.scan_iter(f"bliss_lite:session:{SESSION}:axis_lock:*"):
+        client.delete(key)
+    return client
+
+
+class Servers:
+    def __init__(self, tmp_path):
+        self.tmp_path, self.procs = tmp_path, []
+
+    def start(self, client, *extra):
+        log = open(self.tmp_path / f"server{len(self.procs)}.log", "w")
+        proc = subprocess.Popen([sys.executable, "-m", "bliss_lite", "queue", "-s", SESSION, *extra],
+                                stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+        self.procs.append(proc)
+        deadline = time.monotonic() + 30
+        me = f":{proc.pid}"
+        while not (client.get(f"bliss_lite:queue:{SESSION}:server") or b"").decode().endswith(me):
+            assert proc.poll() is None, (self.tmp_path / f"server{len(self.procs) - 1}.log").read_text()
+            assert time.monotonic() < deadline, "queue server did not start"
+            time.sleep(0.05)
+        return proc
+
+    def stop_all(self):
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=10)
+
+
+@pytest.fixture
+def servers(tmp_path):
+    found = Servers(tmp_path)
+    yield found
+    found.stop_all()
+
+
+def _wait_state(queue, item_id, states, timeout=30):
+    deadline = time.monotonic() + timeout
+    while True:
+        item = queue.item(item_id)
+        if item and item["state"] in states:
+            return item
+        assert time.monotonic() < deadline, f"item {item}: not {states}"
+        time.sleep(0.02)
+
+
+def test_parse_accepts_literals_and_names_only():
+    call = parse("ascan(m0, 0, -1.5, 10, 0.1, diode1, save=False)")
+    assert call.name == "ascan"
+    assert call.args == (Ref("m0"), 0, -1.5, 10, 0.1, Ref("diode1"))
+    assert call.kwargs == (("save", False),)
+    assert call.text == "ascan(m0, 0, -1.5, 10, 0.1, diode1, save=False)"
+    assert parse("anscan([(m0, 0, 1), (m1, 0, 2)], 4, 0.1)").text == "anscan([(m0, 0, 1), (m1, 0, 2)], 4, 0.1)"
+    for hostile in ('__import__("os").system("id")', "ct(open('/etc/passwd'))", "ct(1 + 1)", "ct(*x)",
+                    "ct(**x)", "m0.position", "ct(0.1); ct(1)", "ct(x.y)", "ct(lambda: 1)", "", "ct(f'{x}')"):
+        with pytest.raises(ItemError):
+            parse(hostile)
+
+
+def test_items_run_in_order_listed_as_json(queue_env, servers, capsys):
+    servers.start(queue_env)
+    queue = QueueClient(queue_env, SESSION, who="test")
+    ids = [queue.add(text)["id"] for text in ("ct(0.001)", "ascan(m0, 0, 1, 3, 0.001)", "sleep(0.01)",
+                                              "mv(m0, 0.5)", "ct(0.001)")]
+    _wait_state(queue, ids[-1], ("done",))
+    from bliss_lite.cli import main
+
+    assert main(["queue", "-s", SESSION, "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [i["id"] for i in listed] == ids
+    assert [i["state"] for i in listed] == ["done"] * 5
+    assert set(listed[0]) == {"id", "command", "state", "scan", "filename", "entry", "error"}
+    assert listed[1]["command"] == "ascan(m0, 0, 1, 3, 0.001)"
+    assert listed[1]["scan"] == listed[0]["scan"] + 1 == listed[4]["scan"] - 1
+    assert listed[1]["entry"] == f"{listed[1]['scan']}.1" and listed[1]["filename"].endswith(".h5")
+    started = [queue.item(i)["started"] for i in ids]
+    assert started == sorted(started)
+
+
+def test_bad_item_refused_with_reason(queue_env, servers):
+    servers.start(queue_env)
+    queue = QueueClient(queue_env, SESSION, who="test")
+    for text, reason in (("ascan(m0, 0, 1e9, 5, 0.1)", "beyond high limit"),
+                         ("ascan(nosuch, 0, 1, 5, 0.1)", "'nosuch' is not an object"),
+                         ("ascan(m0, 0, 1, 0, 0.1)", "intervals"),
+                         ("exec('x')", "cannot be queued"),
+                         ("ct(0.1, run=True)", "does not take run="),
+                         ("script('../etc/passwd')", "file name"),
+                         ("ct(__import__('os'))", "only numbers, strings")):
+        with pytest.raises(QueueError) as refused:
+            queue.add(text)
+        assert reason in str(refused.value), (text, str(refused.value))
+    assert queue.items() == []
+    log = queue_env.xrange(f"bliss_lite:queue:{SESSION}:log")
+    assert len(log) == 7 and all(fields[b"who"] == b"test" for _, fields in log)
+
+
+def test_kill_9_marks_running_interrupted_rest_stays_queued(queue_env, servers):
+    first = servers.start(queue_env)
+    queue = QueueClient(queue_env, SESSION, who="test")
+    long_id = queue.add("ascan(m1, 0, 1, 100, 0.05)")["id"]
+    next_id = queue.add("ct(0.001)")["id"]
+    _wait_state(queue, long_id, ("running",))
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait(timeout=10)
+    assert queue.item(long_id)["state"] == "running"  # nobody has looked yet
+    assert queue.item(next_id)["state"] == "queued"
+    servers.start(queue_env)  # takes over at once: the dead server's pid is gone
+    interrupted = _wait_state(queue, long_id, ("interrupted",), timeout=5)
+    assert "stopped while it ran" in interrupted["error"]
+    assert interrupted["entry"] is not None  # where it was, for resume_scan
+    assert _wait_state(queue, next_id, ("done",))["state"] == "done"
+    assert [i["id"] for i in queue.items()] == [long_id, next_id]
+
+
+def test_pause_holds_between_points_then_resume(queue_env, servers):
+    servers.start(queue_env)
+    queue = QueueClient(queue_env, SESSION, who="test")
+    scan_id = queue.add("ascan(m2, 0, 1, 30, 0.05)")["id"]
+    after = queue.add("ct(0.001)")["id"]
+    _wait_state(queue, scan_id, ("running",))
+    time.sleep(0.3)
+    asked = time.monotonic()
+    queue.pause()
+    while not queue.status()["holding"]:
+        assert time.monotonic() - asked < 2, "the scan did not hold"
+        time.sleep(0.01)
+    assert queue.status()["mode"] == "paused"
+    time.sleep(1.0)
+    assert queue.item(scan_id)["state"] == "running" and queue.status()["holding"]
+    queue.resume()
+    assert _wait_state(queue, scan_id, ("done",))["error"] is None
+    assert _wait_state(queue, after, ("done",))["state"] == "done"
+    assert not queue.status()["holding"]
+
+
+def test_abort_within_a_second_then_stopped(queue_env, servers):
+    servers.start(queue_env)
+    queue = QueueClient(queue_env, SESSION, who="test")
+    scan_id = queue.add("ascan(m3, 0, 1, 100, 0.1)")["id"]
+    after = queue.add("ct(0.001)")["id"]
+    _wait_state(queue, scan_id, ("running",))
+    time.sleep(0.3)
+    asked = time.monotonic()
+    assert queue.abort()["aborted"] == scan_id
+    aborted = _wait_state(queue, scan_id, ("aborted",), timeout=1.0)
+    assert time.monotonic() - asked < 1.0
+    assert aborted["error"] == "aborted on request"
+    time.sleep(0.3)
+    assert queue.item(after)["state"] == "queued" and queue.status()["mode"] == "stopped"
+    queue.remove(after)
+    assert queue.item(after) is None
+
+
+def test_second_process_refused_while_queue_moves_axis(queue_env, servers, scan_session):
+    import gevent
+
+    from bliss_lite.controllers.axis_lease import AxisLocked
+
+    server = servers.start(queue_env)
+    queue = QueueClient(queue_env, SESSION, who="test")
+    scan_id = queue.add("ascan(m4, 0, 1, 100, 0.05)")["id"]
+    item = _wait_state(queue, scan_id, ("running",))
+    while item["scan"] is None:
+        gevent.sleep(0.02)
+        item = queue.item(scan_id)
+    with pytest.raises(AxisLocked) as refused:
+        scan_session["mv"](scan_session["m4"], 2)
+    assert str(refused.value).startswith(f"m4 is moving in the queue server's scan {item['scan']} on ")
+    assert str(refused.value).endswith(f":{server.pid}")
+    scan_session["mv"](scan_session["m0"], 0.25)  # another axis moves freely
+    queue.abort()
+    _wait_state(queue, scan_id, ("aborted",), timeout=5)
+    deadline = time.monotonic() + 5
+    while axis_locks.holder_of(queue_env, SESSION, "m4") is not None:  # released once the scan cleaned up
+        assert time.monotonic() < deadline
+        gevent.sleep(0.05)
+    scan_session["mv"](scan_session["m4"], 0.5)
+    assert scan_session["m4"].position == pytest.approx(0.5)
+
+
+def test_lease_of_a_killed_process_expires(queue_env, tmp_path):
+    code = ("import sys, gevent; from bliss_lite.controllers import axis_lease;"
+            "from bliss_lite.data.redis_server import connect; c = connect(sys.argv[1]);"
+            "s = axis_lease.LeaseService('test', lambda: c, 'a shell'); s.hold(['m3'], 'move');"
+            "print('held', flush=True); gevent.sleep(600)")
+    url = os.environ["BLISS_LITE_REDIS_URL"]
+    child = subprocess.Popen([sys.executable, "-c", code, url], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "held"
+        time.sleep(axis_locks.TTL_MS / 1000 + 0.5)  # renewed past its first TTL
+        ok, refused = axis_locks.acquire(queue_env, SESSION, ["m3"], "me")
+        assert not ok and refused[0] == "m3" and refused[1].endswith(f":{child.pid}")
+        assert refused[1].startswith("a shell's move on ")
+        child.kill()
+        child.wait(timeout=10)
+        killed = time.monotonic()
+        while not axis_locks.acquire(queue_env, SESSION, ["m3"], "me")[0]:
+            assert time.monotonic() - killed < axis_locks.TTL_MS / 1000 + 1
+            time.sleep(0.05)
+        axis_locks.release(queue_env, SESSION, ["m3"], "me")
+        assert axis_locks.holder_of(queue_env, SESSION, "m3") is None
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.wait(timeout=10)
+        child.stdout.close()
+
+
+def test_shell_queue_text_from_objects(test_session):
+    from bliss_lite.shell.queue_shell import as_text
+
+    ns = test_session
+    assert as_text(ns["ascan"], ns["m0"], 0, 1, 10, 0.1, ns["diode1"]) == "ascan(m0, 0, 1, 10, 0.1, diode1)"
+    assert as_text("ct(0.1)") == "ct(0.1)"
+    assert as_text(ns["anscan"], [(ns["m0"], 0, 1)], 4, 0.1, save=False) == "anscan([(m0, 0, 1)], 4, 0.1, save=False)"
