@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - the fixtures imported from queue_helpers are the arguments of the tests
 """The queue server (issue 23): items run in order, survive kill -9, pause, abort, refusals,
 and axis leases between processes. Each test starts its own server process and stops it."""
 import json
@@ -8,66 +9,11 @@ import sys
 import time
 
 import pytest
+from queue_helpers import SESSION, Servers, _wait_state, queue_env, servers  # noqa: F401 - fixtures
 
 from bliss_lite.data import axis_locks
 from bliss_lite.data.queue_client import QueueClient, QueueError
 from bliss_lite.data.queue_items import ItemError, Ref, parse
-from bliss_lite.data.redis_server import connect
-
-SESSION = "test"
-
-
-@pytest.fixture
-def queue_env(shared_redis, data_root, run_dir, monkeypatch):
-    """Environment of a queue server on the shared Redis, its queue emptied first."""
-    monkeypatch.setenv("BLISS_LITE_REDIS_URL", shared_redis)
-    client = connect(shared_redis)
-    for key in client.scan_iter(f"bliss_lite:queue:{SESSION}:*"):
-        client.delete(key)
-    for key in client.scan_iter(f"bliss_lite:session:{SESSION}:axis_lock:*"):
-        client.delete(key)
-    return client
-
-
-class Servers:
-    def __init__(self, tmp_path):
-        self.tmp_path, self.procs = tmp_path, []
-
-    def start(self, client, *extra):
-        log = open(self.tmp_path / f"server{len(self.procs)}.log", "w")
-        proc = subprocess.Popen([sys.executable, "-m", "bliss_lite", "queue", "-s", SESSION, *extra],
-                                stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
-        self.procs.append(proc)
-        deadline = time.monotonic() + 30
-        me = f":{proc.pid}"
-        while not (client.get(f"bliss_lite:queue:{SESSION}:server") or b"").decode().endswith(me):
-            assert proc.poll() is None, (self.tmp_path / f"server{len(self.procs) - 1}.log").read_text()
-            assert time.monotonic() < deadline, "queue server did not start"
-            time.sleep(0.05)
-        return proc
-
-    def stop_all(self):
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(timeout=10)
-
-
-@pytest.fixture
-def servers(tmp_path):
-    found = Servers(tmp_path)
-    yield found
-    found.stop_all()
-
-
-def _wait_state(queue, item_id, states, timeout=30):
-    deadline = time.monotonic() + timeout
-    while True:
-        item = queue.item(item_id)
-        if item and item["state"] in states:
-            return item
-        assert time.monotonic() < deadline, f"item {item}: not {states}"
-        time.sleep(0.02)
 
 
 def test_parse_accepts_literals_and_names_only():

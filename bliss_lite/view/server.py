@@ -81,7 +81,7 @@ def create_app(watcher, token=None, loopback=True):
     from starlette.routing import Mount
     from starlette.staticfiles import StaticFiles
 
-    from bliss_lite.view import routes
+    from bliss_lite.view import queue_routes, routes
     from bliss_lite.view.headers import SecurityHeaders
 
     cache = RenderCache()
@@ -90,10 +90,10 @@ def create_app(watcher, token=None, loopback=True):
         middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=["127.0.0.1", "localhost", "::1", "[::1]"]))
     if token:
         middleware.append(Middleware(TokenMiddleware, token=token))
-    app = Starlette(routes=[*routes.routes(),
+    app = Starlette(routes=[*routes.routes(), *queue_routes.routes(),
                             Mount("/static", app=StaticFiles(directory=routes.STATIC), name="static")],
                     middleware=middleware)
-    app.state.watcher, app.state.cache = watcher, cache
+    app.state.watcher, app.state.cache, app.state.token = watcher, cache, token
     return app
 
 

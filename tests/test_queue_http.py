@@ -1,0 +1,82 @@
+# ruff: noqa: F811 - the fixtures imported from queue_helpers are the arguments of the tests
+"""The queue over the live view's HTTP server: JSON routes, who asked, and the guards."""
+import asyncio
+import json
+import urllib.error
+import urllib.request
+from types import SimpleNamespace
+
+import pytest
+from queue_helpers import SESSION, Servers, _wait_state, queue_env  # noqa: F401 - the fixture
+from view_helpers import ViewServer
+
+from bliss_lite.data.queue_client import QueueClient
+from bliss_lite.view.server import create_app
+
+
+def _post(view, path, body, content_type="application/json"):
+    request = urllib.request.Request(view.base + path, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": content_type})
+    with urllib.request.urlopen(request, timeout=30) as reply:
+        return json.loads(reply.read())
+
+
+def test_http_adds_pauses_and_lists_with_who_asked(queue_env, shared_redis, tmp_path):
+    servers = Servers(tmp_path)
+    view = None
+    try:
+        servers.start(queue_env)
+        view = ViewServer("--redis", shared_redis)
+        item = _post(view, f"/api/queue/{SESSION}/add", {"command": "ascan(m1, 0, 1, 20, 0.05)"})["item"]
+        queue = QueueClient(queue_env, SESSION)
+        _wait_state(queue, item["id"], ("running",))
+        _post(view, f"/api/queue/{SESSION}/pause", {})
+        state = view.get(f"/api/queue/{SESSION}")
+        assert state["status"]["mode"] == "paused"
+        assert [i["id"] for i in state["items"]] == [item["id"]]
+        assert state["items"][0]["command"] == "ascan(m1, 0, 1, 20, 0.05)"
+        _post(view, f"/api/queue/{SESSION}/resume", {})
+        assert _wait_state(queue, item["id"], ("done",))["state"] == "done"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            _post(view, f"/api/queue/{SESSION}/add", {"command": "ascan(m1, 0, 1e9, 2, 0.1)"})
+        assert refused.value.code == 409 and "beyond high limit" in json.loads(refused.value.read())["error"]
+        with pytest.raises(urllib.error.HTTPError) as form:  # a cross-site form cannot send JSON
+            _post(view, f"/api/queue/{SESSION}/abort", {}, content_type="application/x-www-form-urlencoded")
+        assert form.value.code == 415
+        log = [f for _, f in queue_env.xrange(f"bliss_lite:queue:{SESSION}:log") if f[b"op"] != b"finished"]
+        assert [f[b"op"] for f in log] == [b"add", b"pause", b"resume", b"add"]
+        assert all(f[b"who"] == b"http 127.0.0.1 (loopback)" for f in log)
+    finally:
+        if view is not None:
+            view.close()
+        servers.stop_all()
+
+
+def _call(app, method, path, client_host, headers=()):
+    """(status, body) of one request handed straight to the ASGI app, from `client_host`."""
+    scope = {"type": "http", "method": method, "path": path, "raw_path": path.encode(), "query_string": b"",
+             "headers": [(b"host", b"127.0.0.1:8765"), *headers], "client": (client_host, 40000),
+             "server": ("127.0.0.1", 8765), "scheme": "http", "http_version": "1.1", "root_path": ""}
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+    return status, b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+
+
+def test_http_changes_from_another_host_need_the_token():
+    watcher = SimpleNamespace(client=None)
+    json_type = [(b"content-type", b"application/json")]
+    status, body = _call(create_app(watcher), "POST", f"/api/queue/{SESSION}/abort", "10.1.2.3", json_type)
+    assert status == 403 and b"needs the view's token" in body
+    guarded = create_app(watcher, token="t0ken-with-enough-characters", loopback=False)
+    status, _ = _call(guarded, "POST", f"/api/queue/{SESSION}/abort", "10.1.2.3", json_type)
+    assert status == 401
+    status, _ = _call(guarded, "GET", f"/api/queue/{SESSION}", "10.1.2.3")
+    assert status == 401
