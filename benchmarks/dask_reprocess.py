@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""Benchmark: offline integration of a saved scan on Dask (issue 22), against the bare function.
+
+A scan of `--frames` Bitshuffle-LZ4 Pilatus frames (`--roi ROW,COL,ROWS,COLS`, default the full
+2M; Poisson counts) is written once, untimed. Then, each timed over the same frame ranges
+(`--part-frames`, the default task size of `dask_integrate.PART_FRAMES`):
+
+- `bare_s`: `dask_integrate.integrate_part` called in this process, range after range (one
+  range run before the clock starts: imports and the integrator warm);
+- `dask_1_worker_s`, `dask_2_workers_s`: the same calls as Dask tasks on a LocalCluster of 1 and
+  2 worker processes (one thread each; one range run on every worker first), submitted
+  together and waited for.
+
+`dask_overhead_percent` = (dask_1_worker_s - bare_s) / bare_s: what Dask adds per task at this
+task size; `speedup_2_workers` = dask_1_worker_s / dask_2_workers_s. `max_rel_err`: the
+patterns of the whole job on 2 workers (`integrate_scan_dask`: parts joined into
+integrated.h5) against the single-process `integrate_scan`, max |a - b| / max |b|. Prints one
+JSON line. Usage: python benchmarks/dask_reprocess.py [--frames 2048] [--roi 0,0,1679,1475]
+[--part-frames 256] [--npt 1000]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+PONI = ROOT / "config" / "xrdct" / "pilatus2m.poni"
+
+
+def write_scan(path, frames, shape):
+    from bliss_lite.data import bslz4
+    from bliss_lite.data.model import ChannelSpec
+    from bliss_lite.data.writer import EntryWriter
+
+    rng = np.random.default_rng(7)
+    writer = EntryWriter(path, 1, title="timescan", axes=[ChannelSpec("omega", unit="deg")],
+                         counters=[ChannelSpec("pilatus", "int32", shape, encoding="bslz4")])
+    block = 64
+    for first in range(0, frames, block):
+        n = min(block, frames - first)
+        data = rng.poisson(20, (n, *shape)).astype(np.int32)
+        writer.append({"omega": np.linspace(first, first + n, n, endpoint=False),
+                       "pilatus": [bslz4.compress(f) for f in data]})
+    writer.close()
+
+
+def timed_tasks(client, calls):
+    from bliss_lite.processing.dask_integrate import integrate_part
+
+    started = time.perf_counter()
+    futures = [client.submit(integrate_part, *args, pure=False) for args in calls]
+    client.gather(futures)
+    return time.perf_counter() - started
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=2048)
+    parser.add_argument("--roi", default="0,0,1679,1475")
+    parser.add_argument("--part-frames", type=int, default=None)
+    parser.add_argument("--npt", type=int, default=1000)
+    args = parser.parse_args(argv)
+
+    from bliss_lite.data.safe_open import open_hdf5
+    from bliss_lite.processing import dask_integrate
+    from bliss_lite.processing.dask_cluster import cluster
+    from bliss_lite.processing.integration_settings import IntegrationSettings
+    from bliss_lite.processing.jobs import Job, load_plugins, run_job
+
+    load_plugins()
+    roi = [int(v) for v in args.roi.split(",")]
+    part = args.part_frames or dask_integrate.PART_FRAMES
+    settings = IntegrationSettings.from_poni(PONI, roi=tuple(roi), npt=args.npt)
+    settings_json = settings.to_json()
+    with tempfile.TemporaryDirectory(prefix="bl_dask_", dir="/tmp") as tmp:
+        tmp = Path(tmp)
+        scan = tmp / "scan.h5"
+        write_scan(scan, args.frames, tuple(roi[2:]))
+        parts_dir = tmp / "parts"
+        parts_dir.mkdir()
+        calls = [(str(parts_dir), str(scan), "1.1", "pilatus", settings_json, first, stop, "cpu")
+                 for first, stop in dask_integrate.plan(args.frames, part)]
+
+        dask_integrate.integrate_part(*calls[0])  # warm before the clock, as the workers are
+        started = time.perf_counter()
+        for call in calls:
+            dask_integrate.integrate_part(*call)
+        bare = time.perf_counter() - started
+
+        seconds = {}
+        for workers in (1, 2):
+            with cluster(workers=workers) as client:
+                client.run(dask_integrate.integrate_part, *calls[0])  # imports, integrator, file handles warm
+                seconds[workers] = timed_tasks(client, calls)
+                if workers == 2:
+                    job = {"filename": str(scan), "entry": "1.1", "part_frames": part,
+                           "integration": {"poni": str(PONI), "roi": roi, "npt": args.npt}}
+                    single = run_job(Job("integrate_scan", {**job, "output": {"filename": str(tmp / "single.h5")}}))
+                    assert single.status == "success", single.traceback
+                    started = time.perf_counter()
+                    out = dask_integrate.integrate_scan_dask({**job, "output": {"filename": str(tmp / "dask.h5")}},
+                                                             client, progress=lambda total, done: _Silent())
+                    job_s = time.perf_counter() - started
+        with open_hdf5(tmp / "single.h5") as a, open_hdf5(tmp / "dask.h5") as b:
+            expected, got = a["1.1/integrate/results/intensity"][()], b["1.1/integrate/results/intensity"][()]
+    err = float(np.max(np.abs(got - expected)) / max(float(np.max(np.abs(expected))), 1e-30))
+    print(json.dumps({
+        "frames": args.frames, "frame_shape": roi[2:], "npt": args.npt, "part_frames": part,
+        "tasks": len(calls), "cores": len(os.sched_getaffinity(0)), "load_avg_1min": round(os.getloadavg()[0], 2),
+        "bare_s": round(bare, 3), "dask_1_worker_s": round(seconds[1], 3), "dask_2_workers_s": round(seconds[2], 3),
+        "bare_frames_per_s": round(args.frames / bare, 1),
+        "dask_overhead_percent": round(100 * (seconds[1] - bare) / bare, 2),
+        "speedup_2_workers": round(seconds[1] / seconds[2], 3),
+        "job_2_workers_s": round(job_s, 3), "job_parts": out["parts"],
+        "max_rel_err": err, "goals_met": {"speedup_2_workers>=1.7": seconds[1] / seconds[2] >= 1.7,
+                                          "dask_overhead_percent<=5": 100 * (seconds[1] - bare) / bare <= 5,
+                                          "max_rel_err<=1e-6": err <= 1e-6}}))
+
+
+class _Silent:
+    def update(self, n):
+        pass
+
+    def close(self):
+        pass
+
+
+if __name__ == "__main__":
+    main()
