@@ -65,8 +65,10 @@ def stored_eof(path) -> tuple[int, int | None]:
         where = 12 + 2 * width
     else:
         return size, None  # a superblock version we do not know: let HDF5 judge
-    if width not in (2, 4, 8) or len(head) < where + width:
+    if width not in (2, 4, 8):
         raise DamagedFile(f"{path}: damaged HDF5 superblock (address size {width}): {ADVICE}")
+    if len(head) < where + width:
+        raise DamagedFile(f"{path}: truncated HDF5 file (cut inside its superblock): {ADVICE}")
     eof = int.from_bytes(head[where:where + width], "little")
     return size, None if eof in (UNDEFINED, (1 << (8 * width)) - 1) else eof
 
