@@ -64,7 +64,7 @@ def test_bad_item_refused_with_reason(queue_env, servers):
         assert reason in str(refused.value), (text, str(refused.value))
     assert queue.items() == []
     log = queue_env.xrange(f"bliss_lite:queue:{SESSION}:log")
-    assert len(log) == 7 and all(fields[b"who"] == b"test" for _, fields in log)
+    assert len(log) == 7 and all(fields[b"who"] == b"test" for _, fields in log), log
 
 
 def test_kill_9_marks_running_interrupted_rest_stays_queued(queue_env, servers):
@@ -186,3 +186,23 @@ def test_shell_queue_text_from_objects(test_session):
     assert as_text(ns["ascan"], ns["m0"], 0, 1, 10, 0.1, ns["diode1"]) == "ascan(m0, 0, 1, 10, 0.1, diode1)"
     assert as_text("ct(0.1)") == "ct(0.1)"
     assert as_text(ns["anscan"], [(ns["m0"], 0, 1)], 4, 0.1, save=False) == "anscan([(m0, 0, 1)], 4, 0.1, save=False)"
+
+
+def test_lease_of_a_dead_process_of_this_host_is_taken_at_once(queue_env):
+    import socket
+
+    from bliss_lite.controllers import axis_lease
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    key = f"bliss_lite:session:{SESSION}:axis_lock:m2"
+    queue_env.set(key, f"a shell's move on {socket.gethostname()}:{int(dead.stdout)}", px=60000)
+    service = axis_lease.LeaseService(SESSION, lambda: queue_env, "a shell")
+    held = service.hold(["m2"], "move")
+    assert queue_env.get(key).decode().endswith(f":{os.getpid()}")
+    service.free(held)
+    assert queue_env.get(key) is None
+    queue_env.set(key, f"a shell's move on {socket.gethostname()}:1", px=60000)  # alive (init), not ours
+    with pytest.raises(axis_lease.AxisLocked, match=r"^m2 is moving in a shell's move on .*:1$"):
+        service.hold(["m2"], "move")
+    assert service.counts == {}
+    queue_env.delete(key)

@@ -49,6 +49,9 @@ class LeaseService:
             value = f"{self.role}'s {what} on {socket.gethostname()}:{os.getpid()}"
             try:
                 ok, refused = axis_locks.acquire(client, self.session, new, value)
+                while not ok and self._gone(refused[1]) and \
+                        axis_locks.take_over(client, self.session, refused[0], refused[1], value):
+                    ok, refused = axis_locks.acquire(client, self.session, new, value)
             except Exception as exc:  # noqa: BLE001 - Redis went away: move unleased rather than not at all
                 logger.warning(f"axis leases: Redis failed ({exc}); moving without a lease")
                 ok, refused, client = True, None, None
@@ -61,6 +64,23 @@ class LeaseService:
         if self.values and (self._renewer is None or self._renewer.dead):
             self._renewer = gevent.spawn(self._renew)
         return names
+
+    @staticmethod
+    def _gone(holder):
+        """True for a lease of a dead process of this host, or of this very process (a session
+        opened again): no need to wait for it to expire."""
+        host, _, pid = holder.rpartition(" on ")[2].rpartition(":")
+        if host != socket.gethostname() or not pid.isdigit():
+            return False
+        if int(pid) == os.getpid():
+            return True
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
 
     def free(self, names):
         done = []

@@ -14,6 +14,8 @@ TTL_MS = 3000  # a dead holder's axes are free after this
 RENEW_S = 1.0  # a living holder renews this often
 
 _RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
+_TAKE = ("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('set', KEYS[1], ARGV[2], 'PX', ARGV[3]) "
+         "end return false")
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 
 
@@ -34,6 +36,11 @@ def acquire(client, session, axes, holder, ttl_ms=TTL_MS):
         release(client, session, taken, holder)
         return False, (axis, current or "another process (its lease just ended: try again)")
     return True, None
+
+
+def take_over(client, session, axis, old, holder, ttl_ms=TTL_MS):
+    """Replace the lease `old` (a holder known dead) by `holder`; False if it changed meanwhile."""
+    return bool(client.eval(_TAKE, 1, axis_lock_key(session, axis), old, holder, ttl_ms))
 
 
 def renew(client, session, axes, holder, ttl_ms=TTL_MS):
