@@ -24,7 +24,8 @@ def _parser():
         epilog="Examples: bliss-lite -s demo | bliss-lite -s test -c 'umv(m0, 1); wa()' | "
                "bliss-lite -s demo run.py | bliss-lite server status|start|stop | bliss-lite follow | "
                "bliss-lite worker --redis URL | bliss-lite reprocess JOB.json | bliss-lite demo | "
-               "bliss-lite view [--host H --port P] | bliss-lite plot FILE ENTRY -o out.png",
+               "bliss-lite view [--host H --port P] | bliss-lite plot FILE ENTRY -o out.png | "
+               "bliss-lite queue -s test | bliss-lite queue -s test add 'ct(0.1)'",
     )
     parser.add_argument("-s", "--session", help="session to open (a session YAML in the configuration)")
     parser.add_argument("-c", "--command", dest="code", help="run CODE in the session namespace and exit")
