@@ -2,8 +2,11 @@
 """The queue over the live view's HTTP server: JSON routes, who asked, and the guards."""
 import asyncio
 import json
+import shutil
+import subprocess
 import urllib.error
 import urllib.request
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -35,6 +38,9 @@ def test_http_adds_pauses_and_lists_with_who_asked(queue_env, shared_redis, tmp_
         assert state["status"]["mode"] == "paused"
         assert [i["id"] for i in state["items"]] == [item["id"]]
         assert state["items"][0]["command"] == "ascan(m1, 0, 1, 20, 0.05)"
+        assert SESSION in view.get("/api/queues")["sessions"]
+        page = view.get("/")
+        assert b'id="queue-pause"' in page and b"/static/queue.js" in page
         _post(view, f"/api/queue/{SESSION}/resume", {})
         assert _wait_state(queue, item["id"], ("done",))["state"] == "done"
         with pytest.raises(urllib.error.HTTPError) as refused:
@@ -80,3 +86,24 @@ def test_http_changes_from_another_host_need_the_token():
     assert status == 401
     status, _ = _call(guarded, "GET", f"/api/queue/{SESSION}", "10.1.2.3")
     assert status == 401
+
+
+def test_the_queue_panel_script_has_no_html_sink():
+    from test_view_hostile import SINKS, STATIC
+
+    script = (STATIC / "queue.js").read_text()
+    assert "textContent" in script and not SINKS.findall(script)
+
+
+@pytest.mark.skipif(not shutil.which("node"), reason="no node to run the panel's script")
+def test_the_queue_panel_shows_items_as_text_and_pause_posts_json():
+    from test_view_hostile import STATIC
+
+    here = Path(__file__).parent
+    out = subprocess.run(["node", str(here / "queue_panel_stub.js"), str(STATIC / "queue.js")],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    shown = json.loads(out)
+    assert shown["session"] == "test" and shown["mode"] == "running" and shown["hidden"] is False
+    assert [r["text"] for r in shown["rows"]] == ["done #3  ct(0.1)", "running  <img src=x onerror=alert(1)>"]
+    assert [r["cls"] for r in shown["rows"]] == ["queue-done", "queue-running"]
+    assert shown["posts"] == [{"url": "/api/queue/test/pause", "type": "application/json", "body": "{}"}]

@@ -100,6 +100,16 @@ QUEUE_PARTS = ("items", "order", "history", "running", "status", "server", "requ
 QUEUE_LOG_MAXLEN = 10000
 
 
+def queue_sessions(keys):
+    """Session names of the queues' status keys among `keys` (from SCAN of QUEUE_STATUS_MATCH)."""
+    prefix, suffix = "bliss_lite:queue:", ":status"
+    names = (k.decode() if isinstance(k, bytes) else k for k in keys)
+    return sorted({n[len(prefix):-len(suffix)] for n in names if n.startswith(prefix) and n.endswith(suffix)})
+
+
+QUEUE_STATUS_MATCH = "bliss_lite:queue:*:status"  # SCAN pattern: every session's queue status
+
+
 def queue_reply_key(session, request_id):
     return f"bliss_lite:queue:{session}:reply:{request_id}"  # list: the server's answer to one request
 

@@ -14,7 +14,7 @@ import socket
 import time
 import uuid
 
-from bliss_lite.data.model import queue_key, queue_reply_key
+from bliss_lite.data.model import QUEUE_STATUS_MATCH, queue_key, queue_reply_key, queue_sessions
 
 STATES = ("queued", "running", "done", "failed", "interrupted", "aborted")
 OPERATIONS = ("add", "remove", "move", "pause", "resume", "stop", "abort", "clear")
@@ -133,6 +133,11 @@ class QueueClient:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"queue item {item_id}: still {item and item['state']} after {timeout:g} s")
             time.sleep(poll)
+
+
+def sessions(client):
+    """Names of the sessions that have a queue (a server ran for them once)."""
+    return queue_sessions(client.scan_iter(match=QUEUE_STATUS_MATCH, count=1000))
 
 
 def summary(item):

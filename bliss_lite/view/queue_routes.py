@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from bliss_lite.data.queue_client import OPERATIONS, QueueClient, QueueError, summary
+from bliss_lite.data.queue_client import OPERATIONS, QueueClient, QueueError, sessions, summary
 
 logger = logging.getLogger(__name__)
 NO_STORE = {"Cache-Control": "no-store"}
@@ -23,7 +23,7 @@ MAX_BODY = 8192
 
 
 def routes():
-    return [Route("/api/queue/{session}", queue_state),
+    return [Route("/api/queues", queue_list), Route("/api/queue/{session}", queue_state),
             Route("/api/queue/{session}/{op}", queue_change, methods=["POST"])]
 
 
@@ -42,6 +42,12 @@ def _session(request):
 
 def _queue(request, session, who=None):
     return QueueClient(request.app.state.watcher.client, session, who=who)
+
+
+async def queue_list(request):
+    """{"sessions": [names]}: the sessions whose queue the page may show."""
+    found = await run_in_threadpool(sessions, request.app.state.watcher.client)
+    return JSONResponse({"sessions": found}, headers=NO_STORE)
 
 
 async def queue_state(request):
