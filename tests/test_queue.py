@@ -206,3 +206,30 @@ def test_lease_of_a_dead_process_of_this_host_is_taken_at_once(queue_env):
         service.hold(["m2"], "move")
     assert service.counts == {}
     queue_env.delete(key)
+
+
+def test_sigterm_ends_the_server_marking_the_running_item_interrupted(queue_env, servers):
+    server = servers.start(queue_env)
+    queue = QueueClient(queue_env, SESSION, who="test")
+    scan_id = queue.add("ascan(m1, 0, 1, 100, 0.05)")["id"]
+    next_id = queue.add("ct(0.001)")["id"]
+    _wait_state(queue, scan_id, ("running",))
+    server.send_signal(signal.SIGTERM)
+    assert server.wait(timeout=10) == 0
+    item = queue.item(scan_id)
+    assert item["state"] == "interrupted" and item["error"] == "the queue server was stopped while it ran"
+    assert queue.item(next_id)["state"] == "queued"
+    assert queue_env.get(f"bliss_lite:queue:{SESSION}:server") is None  # the next server starts at once
+    assert queue_env.get(f"bliss_lite:queue:{SESSION}:running") is None
+
+
+def test_the_shell_queues_by_object_and_reads_the_queue(queue_env, servers, scan_session):
+    servers.start(queue_env)
+    ns = scan_session
+    item_id = ns["queue"].add(ns["ascan"], ns["m0"], 0, 1, 2, 0.001, ns["diode1"])
+    done = ns["queue"].wait(item_id, timeout=30)
+    assert done["command"] == "ascan(m0, 0, 1, 2, 0.001, diode1)" and done["state"] == "done"
+    assert done["who"].endswith("(shell)")
+    assert f"{item_id}  done" in repr(ns["queue"])
+    with pytest.raises(QueueError, match="beyond high limit"):
+        ns["queue"].add("ascan(m0, 0, 1e6, 2, 0.1)")

@@ -86,6 +86,12 @@ def _serve(args):
         session.close()
         return 1
     print(f"queue server of session '{args.session}' on {server.me}", flush=True)
+    import signal
+
+    import gevent
+
+    main_greenlet = gevent.getcurrent()  # SIGTERM ends the server as Ctrl-C does: cleanly
+    gevent.signal_handler(signal.SIGTERM, lambda: main_greenlet.throw(KeyboardInterrupt))
     try:
         server.serve_forever()
     except KeyboardInterrupt:

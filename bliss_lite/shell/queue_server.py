@@ -323,9 +323,19 @@ class QueueServer:
                 self._wake.clear()
 
     def close(self):
+        """Stop serving; an item still running is ended and marked interrupted (as after a
+        crash, but at once: the next server need not find it)."""
         self._closing = True
-        if self._runner is not None and not self._runner.dead:
-            self._runner.kill()
+        item, runner = self.current, self._runner
+        if runner is not None and not runner.dead:
+            runner.kill()
+            if item is not None:
+                item.update(state="interrupted", ended=time.time(), error="the queue server was stopped while it ran")
+                self._save(item)
+                pipe = self.client.pipeline()
+                pipe.rpush(self.key("history"), item["id"])
+                pipe.delete(self.key("running"))
+                pipe.execute()
         gevent.killall(self._greenlets)
         try:
             if decode(self.client.get(self.key("server"))) == self.me:
