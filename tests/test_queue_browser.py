@@ -1,0 +1,43 @@
+# ruff: noqa: F811 - the fixtures imported from queue_helpers are the arguments of the tests
+"""The queue panel in headless Chromium: a queued scan shows up running with its scan number,
+the pause button holds it and resume lets it finish."""
+import shutil
+
+import pytest
+from queue_helpers import SESSION, _wait_state, queue_env, servers  # noqa: F401 - fixtures
+from test_view_browser import CHROMIUM, FLAGS, shot
+from view_helpers import ViewServer
+
+from bliss_lite.data.queue_client import QueueClient
+
+pytestmark = pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (.ci/run installs it)")
+
+
+def test_the_page_shows_the_running_item_and_its_pause_button_holds_it(queue_env, servers, shared_redis):
+    from playwright.sync_api import sync_playwright
+
+    servers.start(queue_env)
+    queue = QueueClient(queue_env, SESSION, who="test")
+    item_id = queue.add("ascan(m2, 0, 1, 60, 0.05)")["id"]
+    view = ViewServer("--redis", shared_redis)
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            errors = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(view.url + ("&" if "?" in view.url else "?") + f"queue={SESSION}")
+            page.wait_for_function("() => document.getElementById('queue-items').textContent.includes('running #')")
+            assert "ascan(m2, 0, 1, 60, 0.05)" in page.text_content("#queue-items")
+            page.click("#queue-pause")
+            page.wait_for_function("() => document.getElementById('queue-mode').textContent === 'paused, holding'")
+            assert queue.status()["holding"] and queue.item(item_id)["state"] == "running"
+            shot(page, "queue_paused.png")
+            page.click("#queue-resume")
+            page.wait_for_function("() => document.getElementById('queue-items').textContent.includes('done #')",
+                                   timeout=60000)
+            assert queue.item(item_id)["state"] == "done"
+            browser.close()
+            assert not errors, errors
+    finally:
+        view.close()
