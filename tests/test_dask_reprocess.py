@@ -205,3 +205,33 @@ def test_reprocess_with_dask_in_the_job_file_runs_on_a_local_cluster(scan, tmp_p
     assert (finished["output"]["parts"], finished["output"]["parts_run"]) == (30, 30)
     np.testing.assert_allclose(patterns(path), expected, rtol=1e-6, atol=0)
     assert f"{FRAMES}/{FRAMES} frames 100%" in capsys.readouterr().err  # the progress bar's last line
+
+
+def volume_and_maps(filename, entry):
+    with open_hdf5(filename) as h5:
+        group = h5[entry]["reconstruct"]
+        phases = sorted(k for k in group if hasattr(group[k], "keys") and "map" in group[k])
+        return group["volume/data"][()], {p: group[f"{p}/map"][()] for p in phases}
+
+
+def test_reconstruction_split_by_height_equals_single_process_and_resumes(scan_session, client):
+    from bliss_lite.processing.dask_reconstruct import reconstruct_scan_dask
+    from bliss_lite.processing.scan_plugins import reconstruct_scan
+
+    ns = scan_session
+    scan = ns["xrdct"](ns["omega"], ns["x"], ns["z"], -1, 1, 8, [-0.3, -0.1, 0.1, 0.4], 0.015, n_omega=8,
+                       fast_axis="x", hooks={"integration": {"npt": 200, "workers": 0}})
+    job = {"filename": scan.filename, "entry": scan.entry}
+    single = reconstruct_scan(job)
+    volume, maps = volume_and_maps(scan.filename, scan.entry)
+    assert volume.shape[0] == 4 and float(np.abs(volume).max()) > 0 and len(maps) >= 2
+
+    with pytest.raises(KeyboardInterrupt):
+        reconstruct_scan_dask(job, client, progress=lambda t, d: Quiet(t, d, stop_after=1))
+    out = reconstruct_scan_dask(job, client, progress=Quiet)
+    assert out["heights_skipped"] >= 1 and out["heights_run"] + out["heights_skipped"] == 3  # height 0: the client's
+    assert (out["slices"], out["centre_mm"], out["phases"]) == (single["slices"], single["centre_mm"], single["phases"])
+    got_volume, got_maps = volume_and_maps(scan.filename, scan.entry)
+    np.testing.assert_allclose(got_volume, volume, rtol=1e-6, atol=1e-6 * float(np.abs(volume).max()))
+    for phase, image in maps.items():
+        np.testing.assert_allclose(got_maps[phase], image, rtol=1e-6, atol=1e-6 * float(np.abs(image).max()))

@@ -81,21 +81,25 @@ class PartState:
     def __init__(self, folder, key):
         self.folder, self.key = Path(folder), key
         self.file = self.folder / "state.json"
-        self.done = set()
+        self.done, self.meta = set(), {}  # meta: what the client needs of a part besides its file
         try:
             saved = json.loads(self.file.read_text())
         except (OSError, ValueError):
             saved = None
         if isinstance(saved, dict) and saved.get("key") == key:
             self.done = {tuple(p) for p in saved.get("done", []) if part_path(self.folder, *p).is_file()}
+            self.meta = {tuple(p): m for p, m in saved.get("meta", []) if tuple(p) in self.done}
         elif self.folder.exists():  # another job's parts (other settings): not ours to reuse
             shutil.rmtree(self.folder)
         self.folder.mkdir(parents=True, exist_ok=True)
 
-    def add(self, part):
+    def add(self, part, meta=None):
         self.done.add(tuple(part))
+        if meta is not None:
+            self.meta[tuple(part)] = list(meta)
         tmp = self.file.with_name(".state.json.tmp")
-        tmp.write_text(json.dumps({"key": self.key, "done": sorted(self.done)}))
+        tmp.write_text(json.dumps({"key": self.key, "done": sorted(self.done),
+                                   "meta": sorted([list(p), m] for p, m in self.meta.items())}))
         os.replace(tmp, self.file)
 
     def remove(self):

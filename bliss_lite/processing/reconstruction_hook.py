@@ -93,6 +93,7 @@ class ReconstructionHook(ScanHook):
         self.result = None  # after the scan: {"maps", "centre", "x_mm", "z", "radial", "rois", "filled", ...}
         self._filled = {}  # z index -> grid points measured when it was reconstructed
         self._radial_values = None
+        self.summed = None  # the summed pattern the phase mapper was made from (a Dask task makes the same)
         self._pending = []
         self._dirty = False
         self._scan = self._integration = self._greenlet = self._stop = None
@@ -328,11 +329,12 @@ class ReconstructionHook(ScanHook):
         maps = self.mapper.maps(image, radial)
         return to_host(image), maps, centre
 
-    def _redo(self, filename, entry, h):
-        """Height h again, from the saved patterns of the entry (read in blocks)."""
+    def _redo(self, filename, entry, h, span=None):
+        """Height h again, from the saved patterns of the entry (read in blocks; `span`: the
+        frames (first, stop) that hold it, else looked for)."""
         from bliss_lite.processing.reduction_files import height_range, scan_blocks
 
-        span = height_range(filename, entry, self.builder.heights, h)
+        span = span or height_range(filename, entry, self.builder.heights, h)
         if span is None:
             return
         self.finished.pop(h, None)
@@ -343,6 +345,27 @@ class ReconstructionHook(ScanHook):
                 self.add_frames(indices[sel], patterns[sel], omega[sel], x[sel], z[sel], i0[sel], it[sel])
         if h in self.builder.held:
             self._finish(h)
+
+    # -- one height apart (a Dask task per height: processing/dask_reconstruct.py) ----------------
+    def prepare_maps(self, radial, summed):
+        """The phase mapper made from `summed` (another hook's `summed`), so this hook's maps
+        are the ones that hook makes."""
+        self._rois_for(radial, summed=summed)
+
+    def height_from_file(self, filename, entry, h, span=None):
+        """Reconstruct height h alone from the saved patterns into this hook's store:
+        (the centre used, grid points measured), None if no frame is at that height."""
+        self._redo(filename, entry, h, span)
+        return (self.finished[h], self._filled[h]) if h in self.finished else None
+
+    def take_height(self, h, image, maps, centre, filled):
+        """Height h made elsewhere (`height_from_file` of another hook): kept and written as if
+        reconstructed here."""
+        for phase, image_map in maps.items():
+            self.maps[phase][h] = image_map
+        if self.store is not None:
+            self.store.write(h, image, maps)
+        self.finished[h], self._filled[h] = centre, int(filled)
 
     def _offload(self, call, *args):
         """call(*args) in the hub's threadpool during a scan (acquisition goes on), else here."""
@@ -478,11 +501,13 @@ class ReconstructionHook(ScanHook):
 
         return image_axis(x_mm, self.centre or 0.0, n)
 
-    def _rois_for(self, radial, sinograms=()):
+    def _rois_for(self, radial, sinograms=(), summed=None):
         """The phase mapper made ready once, from the summed pattern of `sinograms` (what the
-        profile and an amorphous reference are measured from when not given)."""
+        profile and an amorphous reference are measured from when not given), or `summed`."""
         if not self.mapper.ready:
-            summed = sum(to_host(s.sum(axis=(0, 1))) for s in sinograms) if len(sinograms) else None
+            if summed is None:
+                summed = sum(to_host(s.sum(axis=(0, 1))) for s in sinograms) if len(sinograms) else None
+            self.summed = summed
             self.mapper.prepare(radial, summed, self.reference_i0 or 1.0)
             self.rois = self.mapper.rois
             self.peak_fwhm = self.peak_fwhm if self.mapper.profile is None else self.mapper.profile.to_dict()["fwhm"]

@@ -11,9 +11,10 @@ ended, and the finished job (with its traceback, if it failed) is written next t
 `<name>.reprocessed.json` (or into --output DIR). Exit code 1 if any job failed.
 
 `--dask [ADDRESS]` (or BLISS_LITE_DASK, or a top-level "dask" key in the job file: true or an
-address) runs `integrate_scan` jobs of HDF5 scans on a dask.distributed cluster
-(dask_integrate.py): without an address a LocalCluster started here, else the scheduler at
-ADDRESS (tcp://HOST:8786), which must answer within seconds (exit 2, nothing written, if not).
+address) runs `integrate_scan` jobs of HDF5 scans (by frame ranges, dask_integrate.py) and
+`reconstruct_scan` jobs (by heights, dask_reconstruct.py) on a dask.distributed cluster:
+without an address a LocalCluster started here, else the scheduler at ADDRESS
+(tcp://HOST:8786), which must answer within seconds (exit 2, nothing written, if not).
 Other jobs run in this process as before.
 """
 from __future__ import annotations
@@ -188,13 +189,17 @@ def dask_clients(addresses):
 
 
 def _dask_call(client):
-    """run_job's `call` for a job on Dask: integrate_scan of an HDF5 scan there, others here."""
+    """run_job's `call` for a job on Dask: integrate_scan of an HDF5 scan and reconstruct_scan
+    there, others here."""
     from bliss_lite.processing.dask_integrate import integrate_scan_dask
+    from bliss_lite.processing.dask_reconstruct import reconstruct_scan_dask
     from bliss_lite.processing.jobs import call_plugin
 
     def call(plugin, input):
         if plugin == "integrate_scan" and not input.get("cbf_folder"):
             return integrate_scan_dask(input, client)
+        if plugin == "reconstruct_scan":
+            return reconstruct_scan_dask(input, client)
         return call_plugin(plugin, input)
 
     return call

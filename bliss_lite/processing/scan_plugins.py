@@ -160,20 +160,14 @@ def _mean_i0(path, entry, count):
     return total / max(used, 1)
 
 
-@register("reconstruct_scan")
-def reconstruct_scan(data):
-    """{filename, entry, reconstruction: {method, centre, phases, ...}} -> {slices, centre_mm,
-    phases, output, entry, seconds}: the XRD-CT volume and phase maps from the entry's
-    integrated patterns (`integrate_scan` or the inline hook first) and recorded positions,
-    height by height as the scan's hook makes them (the same results, the same layout): the
-    patterns are read in blocks, at most two heights of sinograms are held."""
-    from bliss_lite.processing.continuation import blocks, scan_entries
+def prepare_reconstruction(data):
+    """(path, entry, scan_info["xrdct"], IntegrationSettings, hook options, frames) of a
+    `reconstruct_scan` input: shared by the in-process run and the Dask one (dask_reconstruct.py)."""
     from bliss_lite.processing.frame_sources import hdf5_scan
     from bliss_lite.processing.integration_settings import IntegrationSettings
-    from bliss_lite.processing.reconstruction_hook import make_reconstruction_hook, phases_of_sample
-    from bliss_lite.processing.reduction_files import entry_frames, scan_blocks
+    from bliss_lite.processing.reconstruction_hook import phases_of_sample
+    from bliss_lite.processing.reduction_files import entry_frames
 
-    started = time.perf_counter()
     _plain_entries(data)
     for key in ("filename", "entry"):
         if key not in data:
@@ -203,6 +197,22 @@ def reconstruct_scan(data):
         raise ValueError(f"reconstruct_scan: {path} entry {entry} has no integrated frame to reconstruct")
     if options.get("normalise", "i0+transmission") != "none" and options.get("reference_i0") is None:
         options["reference_i0"] = _mean_i0(path, entry, count)  # the whole scan's, whatever the blocks
+    return path, entry, info, settings, options, count
+
+
+@register("reconstruct_scan")
+def reconstruct_scan(data):
+    """{filename, entry, reconstruction: {method, centre, phases, ...}} -> {slices, centre_mm,
+    phases, output, entry, seconds}: the XRD-CT volume and phase maps from the entry's
+    integrated patterns (`integrate_scan` or the inline hook first) and recorded positions,
+    height by height as the scan's hook makes them (the same results, the same layout): the
+    patterns are read in blocks, at most two heights of sinograms are held."""
+    from bliss_lite.processing.continuation import blocks, scan_entries
+    from bliss_lite.processing.reconstruction_hook import make_reconstruction_hook
+    from bliss_lite.processing.reduction_files import scan_blocks
+
+    started = time.perf_counter()
+    path, entry, info, settings, options, count = prepare_reconstruction(data)
     hook = make_reconstruction_hook(options, {})
     with open_hdf5(path) as h5:
         results = h5[f"{entry}/integrate/results"]
