@@ -73,6 +73,8 @@ def test_kill_9_marks_running_interrupted_rest_stays_queued(queue_env, servers):
     long_id = queue.add("ascan(m1, 0, 1, 100, 0.05)")["id"]
     next_id = queue.add("ct(0.001)")["id"]
     _wait_state(queue, long_id, ("running",))
+    while queue.item(long_id)["entry"] is None:  # its scan has begun
+        time.sleep(0.02)
     os.kill(first.pid, signal.SIGKILL)
     first.wait(timeout=10)
     assert queue.item(long_id)["state"] == "running"  # nobody has looked yet

@@ -1,6 +1,6 @@
 # ruff: noqa: F811 - the fixtures imported from queue_helpers are the arguments of the tests
 """The queue panel in headless Chromium: a queued scan shows up running with its scan number,
-the pause button holds it and resume lets it finish."""
+the pause button holds it, resume lets it go on and abort ends it."""
 import shutil
 
 import pytest
@@ -18,7 +18,7 @@ def test_the_page_shows_the_running_item_and_its_pause_button_holds_it(queue_env
 
     servers.start(queue_env)
     queue = QueueClient(queue_env, SESSION, who="test")
-    item_id = queue.add("ascan(m2, 0, 1, 60, 0.05)")["id"]
+    item_id = queue.add("ascan(m2, 0, 1, 200, 0.05)")["id"]
     view = ViewServer("--redis", shared_redis)
     try:
         with sync_playwright() as playwright:
@@ -28,15 +28,16 @@ def test_the_page_shows_the_running_item_and_its_pause_button_holds_it(queue_env
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.goto(view.url + ("&" if "?" in view.url else "?") + f"queue={SESSION}")
             page.wait_for_function("() => document.getElementById('queue-items').textContent.includes('running #')")
-            assert "ascan(m2, 0, 1, 60, 0.05)" in page.text_content("#queue-items")
+            assert "ascan(m2, 0, 1, 200, 0.05)" in page.text_content("#queue-items")
             page.click("#queue-pause")
             page.wait_for_function("() => document.getElementById('queue-mode').textContent === 'paused, holding'")
             assert queue.status()["holding"] and queue.item(item_id)["state"] == "running"
             shot(page, "queue_paused.png")
             page.click("#queue-resume")
-            page.wait_for_function("() => document.getElementById('queue-items').textContent.includes('done #')",
-                                   timeout=60000)
-            assert queue.item(item_id)["state"] == "done"
+            page.wait_for_function("() => document.getElementById('queue-mode').textContent === 'running'")
+            page.click("#queue-abort")
+            page.wait_for_function("() => document.getElementById('queue-items').textContent.includes('aborted #')")
+            assert queue.item(item_id)["state"] == "aborted"
             browser.close()
             assert not errors, errors
     finally:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from bliss_lite.data.model import axis_lock_key
 
-TTL_MS = 3000  # a dead holder's axes are free after this
+TTL_MS = 5000  # a dead holder's axes are free after this (at once on its own host: controllers/axis_lease.py)
 RENEW_S = 1.0  # a living holder renews this often
 
 _RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"

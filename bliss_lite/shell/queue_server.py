@@ -25,7 +25,7 @@ from bliss_lite.shell.errors import short_message
 from bliss_lite.shell.queue_commands import prepare
 
 logger = logging.getLogger(__name__)
-LEASE_MS = 3000  # another server may take the session this long after this one died
+LEASE_MS = 10000  # another host's server may take the session this long after this one died
 BEAT_S = 0.05  # how often the holding flag is refreshed (the lease every 20 beats)
 FINISHED = ("done", "failed", "interrupted", "aborted")
 
@@ -67,13 +67,14 @@ class QueueServer:
     def start(self, context):
         """Take the session's server lease (QueueBusy if a live server holds it), recover what
         a dead server left, and start listening."""
-        self._claim()
+        newest = self.client.xrevrange(self.key("requests"), count=1)
+        self._last_request = newest[0][0] if newest else "0-0"  # fixed before the lease: no request
+        self._claim()  # sent once clients see this server is missed, even before the first read
         self._recover()
         if self.client.hget(self.key("status"), "mode") is None:
             self.client.hset(self.key("status"), "mode", "running")
         self.client.hset(self.key("status"), mapping={"holding": "0", "server": self.me})
         context.watchers.append(self._watch_scan)
-        self._last_request = "$"
         self._greenlets = [gevent.spawn(self._listen), gevent.spawn(self._beat)]
         logger.info(f"queue server of session '{self.session}' started on {self.me}")
         return self
