@@ -235,3 +235,20 @@ def test_the_shell_queues_by_object_and_reads_the_queue(queue_env, servers, scan
     assert f"{item_id}  done" in repr(ns["queue"])
     with pytest.raises(QueueError, match="beyond high limit"):
         ns["queue"].add("ascan(m0, 0, 1e6, 2, 0.1)")
+
+
+def test_a_script_of_the_configured_folder_runs_and_no_other(queue_env, servers, tmp_path):
+    folder = tmp_path / "scripts"
+    folder.mkdir()
+    (folder / "align.py").write_text("mv(m0, 0.75)\nALIGNED = m0.position\n")
+    servers.start(queue_env, "--scripts", str(folder))
+    queue = QueueClient(queue_env, SESSION, who="test")
+    done = queue.wait(queue.add("script('align.py')")["id"], timeout=30)
+    assert done["state"] == "done" and done["command"] == "script('align.py')"
+    for name, reason in (("missing.py", "no missing.py in"), ("../align.py", "file name"), ("align", "file name")):
+        with pytest.raises(QueueError, match=reason):
+            queue.add(f"script({name!r})")
+    failing = folder / "fails.py"
+    failing.write_text("raise RuntimeError('beam lost')\n")
+    failed = queue.wait(queue.add("script('fails.py')")["id"], timeout=30)
+    assert failed["state"] == "failed" and failed["error"] == "RuntimeError: beam lost"
