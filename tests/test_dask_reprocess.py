@@ -235,3 +235,15 @@ def test_reconstruction_split_by_height_equals_single_process_and_resumes(scan_s
     np.testing.assert_allclose(got_volume, volume, rtol=1e-6, atol=1e-6 * float(np.abs(volume).max()))
     for phase, image in maps.items():
         np.testing.assert_allclose(got_maps[phase], image, rtol=1e-6, atol=1e-6 * float(np.abs(image).max()))
+
+
+def test_a_job_asking_for_the_gpu_gets_one_local_worker_per_gpu(monkeypatch):
+    from bliss_lite.processing import dask_cluster
+    from bliss_lite.processing.reprocess import wants_gpu
+
+    gpu_job = Job("integrate_scan", {"backend": "gpu"})
+    assert wants_gpu([("a.json", Job("integrate_scan", {}), ""), ("b.json", gpu_job, "")])
+    assert not wants_gpu([("b.json", gpu_job, "tcp://head:8786")])  # a cluster's workers are its own
+    monkeypatch.setattr(dask_cluster, "gpu_count", lambda: 4)
+    assert dask_cluster.local_workers("gpu") == 4
+    assert dask_cluster.local_workers("cpu") == len(os.sched_getaffinity(0))

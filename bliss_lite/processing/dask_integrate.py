@@ -34,12 +34,29 @@ def plan(count, size=PART_FRAMES):
     return [(first, min(first + size, count)) for first in range(0, int(count), size)]
 
 
+def _pick_gpu():
+    """A LocalCluster's GPU workers are named 0, 1, ...: worker k uses GPU k (mod the count), so
+    one worker per GPU spreads over them without dask-cuda. Elsewhere: CuPy's default device."""
+    try:
+        from distributed import get_worker
+
+        name = get_worker().name
+    except ValueError:  # not in a worker: the bare function
+        return
+    if isinstance(name, int):
+        import cupy
+
+        cupy.cuda.Device(name % cupy.cuda.runtime.getDeviceCount()).use()
+
+
 @functools.lru_cache(maxsize=2)
 def _integrator(settings_json, backend):
     """One integrator per worker process and settings: pyFAI's matrix is built once, not per task."""
     from bliss_lite.processing.integration_settings import IntegrationSettings
     from bliss_lite.processing.integrator import LeanIntegrator
 
+    if backend == "gpu":
+        _pick_gpu()
     return LeanIntegrator(IntegrationSettings.from_json(settings_json), backend)
 
 
@@ -111,10 +128,11 @@ def job_key(filename, entry, detector, settings_json, parts):
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def integrate_scan_dask(data, client, progress=None, part_frames=None, retries=RETRIES, backend="cpu"):
+def integrate_scan_dask(data, client, progress=None, part_frames=None, retries=RETRIES, backend=None):
     """`integrate_scan`'s job (HDF5 frames) on the cluster of `client`; the same output dict plus
     {parts, parts_run, parts_skipped}. `progress(total, done)` -> an object with update(n) and
-    close() (default: a ProgressBar on stderr)."""
+    close() (default: a ProgressBar on stderr). `backend` (default: the input's "backend", else
+    "cpu"): where the workers integrate ("gpu": each on its GPU)."""
     from distributed import as_completed
 
     from bliss_lite.processing.frame_sources import entry_name, hdf5_scan
@@ -126,6 +144,7 @@ def integrate_scan_dask(data, client, progress=None, part_frames=None, retries=R
     from bliss_lite.processing.scan_plugins import _reduction_file, prepare_integration
 
     started = time.perf_counter()
+    backend = backend or data.get("backend", "cpu")
     settings, info, path, entry = prepare_integration(data)
     filename, source_entry = str(Path(data["filename"]).resolve()), entry_name(data["entry"])
     detector = data.get("detector", "pilatus")

@@ -143,7 +143,7 @@ def main(argv=None) -> int:
         return 2
 
     try:
-        with dask_clients({address for _, _, address in prepared}) as clients:
+        with dask_clients({address for _, _, address in prepared}, wants_gpu(prepared)) as clients:
             return _run_all(prepared, clients, args.output)
     except DaskUnavailableError as exc:
         print(f"bliss-lite reprocess: {exc}; nothing run", file=sys.stderr)
@@ -171,10 +171,19 @@ class DaskUnavailableError(RuntimeError):
     pass
 
 
+def wants_gpu(prepared):
+    """True when a job for the LocalCluster asks for the GPU (input "backend", or
+    reconstruction.backend): its workers are then one per GPU, not one per core."""
+    return any(address == "" and "gpu" in (job.input.get("backend"),
+                                           (job.input.get("reconstruction") or {}).get("backend"))
+               for _, job, address in prepared)
+
+
 @contextlib.contextmanager
-def dask_clients(addresses):
+def dask_clients(addresses, gpu=False):
     """{address: Client} for each address asked for, every one connected before any job runs
-    (so a bad address writes nothing); clusters closed on exit."""
+    (so a bad address writes nothing); clusters closed on exit. `gpu`: the LocalCluster's
+    workers one per GPU."""
     with contextlib.ExitStack() as stack:
         clients = {}
         if any(a is not None for a in addresses):
@@ -182,7 +191,7 @@ def dask_clients(addresses):
 
             try:
                 for address in sorted(a for a in addresses if a is not None):
-                    clients[address] = stack.enter_context(cluster(address))
+                    clients[address] = stack.enter_context(cluster(address, "gpu" if gpu else "cpu"))
             except DaskUnavailable as exc:
                 raise DaskUnavailableError(str(exc)) from None
         yield clients
