@@ -252,3 +252,29 @@ def test_a_script_of_the_configured_folder_runs_and_no_other(queue_env, servers,
     failing.write_text("raise RuntimeError('beam lost')\n")
     failed = queue.wait(queue.add("script('fails.py')")["id"], timeout=30)
     assert failed["state"] == "failed" and failed["error"] == "RuntimeError: beam lost"
+
+
+def test_an_xrdct_scan_killed_with_its_server_is_resumed_first_from_its_file(queue_env, servers):
+    import h5py
+
+    first = servers.start(queue_env)
+    queue = QueueClient(queue_env, SESSION, who="test")
+    scan_id = queue.add("xrdct(omega, x, z, -1, 1, 8, [0.0], 0.03, n_omega=8, fast_axis='x')")["id"]
+    after = queue.add("ct(0.001)")["id"]
+    _wait_state(queue, scan_id, ("running",))
+    while queue.item(scan_id)["entry"] is None:
+        time.sleep(0.02)
+    time.sleep(1.0)  # a few lines measured and flushed
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait(timeout=10)
+    servers.start(queue_env)
+    interrupted = _wait_state(queue, scan_id, ("interrupted",), timeout=5)
+    assert "resumed_by" in interrupted, (interrupted, queue_env.xrange(f"bliss_lite:queue:{SESSION}:log"))
+    resumed = queue.wait(interrupted["resumed_by"], timeout=60)
+    assert resumed["command"] == f"resume_scan({interrupted['filename']!r}, '{interrupted['scan']}.1')"
+    assert resumed["state"] == "done", resumed["error"]
+    assert resumed["entry"] == f"{interrupted['scan']}.2" and resumed["filename"] == interrupted["filename"]
+    assert queue.wait(after, timeout=30)["state"] == "done"
+    assert [i["id"] for i in queue.items()] == [scan_id, resumed["id"], after]  # the resume ran first
+    with h5py.File(interrupted["filename"], "r", locking=False) as h5:
+        assert h5[f"{resumed['entry']}/end_reason"][()] == b"SUCCESS"

@@ -98,10 +98,26 @@ class QueueServer:
         if item is not None:
             item.update(state="interrupted", ended=time.time(),
                         error=item.get("error") or "the queue server stopped while it ran (killed or crashed)")
+            self._resume(item)  # before the record says interrupted: it then says where it went on
             self._save(item)
             self.client.rpush(self.key("history"), running)
             self._log("server", "interrupted", {"id": running}, "recovered at start")
         self.client.delete(self.key("running"))
+
+    def _resume(self, item):
+        """An interrupted XRD-CT scan goes on from its file: `resume_scan(file, entry)` is queued
+        first (checked as any item; when the file cannot be resumed, the reason is logged)."""
+        if item.get("filename") is None or item.get("entry") is None \
+                or not item["command"].startswith(("xrdct(", "resume_scan(")):
+            return
+        text = f"resume_scan({item['filename']!r}, {item['entry']!r})"
+        try:
+            resumed = self.add(text, who=f"server (resumes {item['id']})", position=0)
+        except Exception as exc:  # noqa: BLE001 - left interrupted: the operator decides
+            self._log("server", "resume", {"id": item["id"]}, f"not resumed: {short_message(exc)}")
+            return
+        item["resumed_by"] = resumed["id"]
+        self._log("server", "resume", {"id": item["id"]}, f"queued first as {resumed['id']}")
 
     # -- records -----------------------------------------------------------------------------
     def _load(self, item_id):
