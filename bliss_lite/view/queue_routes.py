@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from bliss_lite.data.queue_client import OPERATIONS, QueueClient, QueueError, sessions, summary
+from bliss_lite.view.addresses import is_loopback
 
 logger = logging.getLogger(__name__)
 NO_STORE = {"Cache-Control": "no-store"}
@@ -28,8 +29,6 @@ def routes():
 
 
 def _is_loopback(host):
-    from bliss_lite.view.server import is_loopback
-
     return host is not None and is_loopback(host)
 
 

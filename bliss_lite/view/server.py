@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hmac
-import ipaddress
 import logging
 import os
 import secrets
@@ -24,6 +23,8 @@ import socket
 import sys
 import threading
 from collections import OrderedDict
+
+from bliss_lite.view.addresses import is_loopback as is_loopback  # re-exported: tests and callers use it here
 
 TOKEN_ENV = "BLISS_LITE_VIEW_TOKEN"
 COOKIE = "bliss_lite_view_token"
@@ -62,15 +63,6 @@ class RenderCache:
                 entry[1] -= 1
                 if entry[1] == 0:
                     del self.locks[key[:-1]]
-
-
-def is_loopback(host):
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def create_app(watcher, token=None, loopback=True):
