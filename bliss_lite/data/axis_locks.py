@@ -3,7 +3,7 @@
 A lease is `SET key holder NX PX ttl`: whoever set it moves the axis and renews it while
 the motion lasts; a holder that dies stops renewing and the lease expires after `ttl`, so a
 crash never leaves an axis locked. Renewal and release check the holder first (one Lua
-script each), so a process never extends nor frees a lease that expired and went to another.
+script each, sent by hash after the first time: redis-py's register_script), so a process never extends nor frees a lease that expired and went to another.
 redis-py only.
 """
 from __future__ import annotations
@@ -40,21 +40,21 @@ def acquire(client, session, axes, holder, ttl_ms=TTL_MS):
 
 def take_over(client, session, axis, old, holder, ttl_ms=TTL_MS):
     """Replace the lease `old` (a holder known dead) by `holder`; False if it changed meanwhile."""
-    return bool(client.eval(_TAKE, 1, axis_lock_key(session, axis), old, holder, ttl_ms))
+    return bool(client.register_script(_TAKE)(keys=[axis_lock_key(session, axis)], args=[old, holder, ttl_ms]))
 
 
 def renew(client, session, axes, holder, ttl_ms=TTL_MS):
     """Extend the leases still held; the names of those lost (expired, taken) are returned."""
     lost = []
     for axis in axes:
-        if not client.eval(_RENEW, 1, axis_lock_key(session, axis), holder, ttl_ms):
+        if not client.register_script(_RENEW)(keys=[axis_lock_key(session, axis)], args=[holder, ttl_ms]):
             lost.append(axis)
     return lost
 
 
 def release(client, session, axes, holder):
     for axis in axes:
-        client.eval(_RELEASE, 1, axis_lock_key(session, axis), holder)
+        client.register_script(_RELEASE)(keys=[axis_lock_key(session, axis)], args=[holder])
 
 
 def holder_of(client, session, axis):
