@@ -27,10 +27,10 @@ SPAN_ROWS = 2**20  # z read-backs read per block when finding each height's fram
 
 def height_spans(path, entry, heights, count):
     """{h: (first, stop)}: the frames holding each height, in the order the scan met them."""
-    from bliss_lite.processing.reduction_files import _open_entry
+    from bliss_lite.processing.frame_sources import open_scan_file
 
     spans = {}
-    with _open_entry(path) as h5:
+    with open_scan_file(path) as h5:
         z = h5[entry]["measurement/z"]
         for start in range(0, count, SPAN_ROWS):
             indices = np.arange(start, min(start + SPAN_ROWS, count))
