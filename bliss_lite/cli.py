@@ -32,6 +32,8 @@ def _parser():
     parser.add_argument("--config", help="configuration directory (default: $BLISS_LITE_CONFIG, ./config, shipped)")
     parser.add_argument("--view", nargs="?", const=8765, type=int, metavar="PORT",
                         help="also serve the live view on 127.0.0.1:PORT (default 8765) while the session runs")
+    parser.add_argument("--serve", action="store_true",
+                        help="run the session's queue server instead of a shell (as `bliss-lite queue -s SESSION`)")
     parser.add_argument("script", nargs="?", help="a Python script to run in the session namespace")
     # taken out of the arguments by main() before any parsing: accepted before or after a subcommand
     parser.add_argument("--log-level", metavar="LEVEL", help="DEBUG, INFO, WARNING, ERROR or CRITICAL "
@@ -195,6 +197,11 @@ def _main(argv):
         parser.error("give a session with -s SESSION (e.g. bliss-lite -s demo)")
     if args.code is not None and args.script is not None:
         parser.error("give either -c CODE or a SCRIPT, not both")
+    if args.serve:
+        if args.code is not None or args.script is not None or args.view is not None:
+            parser.error("--serve runs the queue server: no -c, SCRIPT nor --view with it")
+        return importlib.import_module(SUBCOMMANDS["queue"]).main(
+            ["-s", args.session, *(["--config", args.config] if args.config else [])])
     if args.view is not None:
         from bliss_lite.view.with_session import start_view
 

@@ -278,3 +278,21 @@ def test_an_xrdct_scan_killed_with_its_server_is_resumed_first_from_its_file(que
     assert [i["id"] for i in queue.items()] == [scan_id, resumed["id"], after]  # the resume ran first
     with h5py.File(interrupted["filename"], "r", locking=False) as h5:
         assert h5[f"{resumed['entry']}/end_reason"][()] == b"SUCCESS"
+
+
+def test_serve_option_runs_the_queue_server(queue_env, tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "bliss_lite", "-s", SESSION, "--serve"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ))
+    try:
+        queue = QueueClient(queue_env, SESSION, who="test")
+        deadline = time.monotonic() + 30
+        while queue.status()["server"] is None or not queue.status()["server"].endswith(f":{proc.pid}"):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        assert queue.wait(queue.add("ct(0.001)")["id"], timeout=30)["state"] == "done"
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
