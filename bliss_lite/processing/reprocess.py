@@ -27,6 +27,7 @@ import os
 import sys
 from pathlib import Path
 
+from bliss_lite.processing.dask_cluster import DaskUnavailable, cluster
 from bliss_lite.processing.jobs import (
     MAX_DEPTH,
     Job,
@@ -145,7 +146,7 @@ def main(argv=None) -> int:
     try:
         with dask_clients({address for _, _, address in prepared}, wants_gpu(prepared)) as clients:
             return _run_all(prepared, clients, args.output)
-    except DaskUnavailableError as exc:
+    except DaskUnavailable as exc:
         print(f"bliss-lite reprocess: {exc}; nothing run", file=sys.stderr)
         return 2
 
@@ -158,17 +159,15 @@ def dask_address(option, name):
     env = os.environ.get("BLISS_LITE_DASK")
     if env:
         return "" if env.strip().lower() in ("1", "local", "true", "yes") else env.strip()
+    from bliss_lite.config.file_checks import FileCheckError, read_checked
+
     try:
-        value = json.loads(Path(name).read_text()).get("dask")
-    except (OSError, ValueError, AttributeError, RecursionError):
+        value = json.loads(read_checked(name, "job")).get("dask")
+    except (FileCheckError, OSError, ValueError, AttributeError, RecursionError):
         return None
     if value is True:
         return ""
     return value if isinstance(value, str) and value else None
-
-
-class DaskUnavailableError(RuntimeError):
-    pass
 
 
 def wants_gpu(prepared):
@@ -186,14 +185,8 @@ def dask_clients(addresses, gpu=False):
     workers one per GPU."""
     with contextlib.ExitStack() as stack:
         clients = {}
-        if any(a is not None for a in addresses):
-            from bliss_lite.processing.dask_cluster import DaskUnavailable, cluster
-
-            try:
-                for address in sorted(a for a in addresses if a is not None):
-                    clients[address] = stack.enter_context(cluster(address, "gpu" if gpu else "cpu"))
-            except DaskUnavailable as exc:
-                raise DaskUnavailableError(str(exc)) from None
+        for address in sorted(a for a in addresses if a is not None):
+            clients[address] = stack.enter_context(cluster(address, "gpu" if gpu else "cpu"))
         yield clients
 
 
