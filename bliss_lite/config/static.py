@@ -21,6 +21,8 @@ from bliss_lite.config.tree import ConfigTree, is_reference
 FACTORIES = {
     "mockup": ("emotion", "bliss_lite.controllers.motors.mockup:create_controller"),
     "socket_motor": ("emotion", "bliss_lite.controllers.motors.socket_motor:create_controller"),
+    "tango_motor": ("emotion", "bliss_lite.controllers.motors.tango_motor:create_controller"),
+    "tango_attribute_counter": ("bliss", "bliss_lite.controllers.counters.tango_counter:create_counter"),
     "simulation_counter": ("bliss", "bliss_lite.controllers.counters.simulation:create_counter"),
     "simulation_diode": ("bliss", "bliss_lite.controllers.counters.simulation:create_diode"),
     "measurement_group": ("bliss", "bliss_lite.controllers.counters.measurement_group:create"),

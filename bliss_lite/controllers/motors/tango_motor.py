@@ -1,0 +1,118 @@
+"""Axes that are Tango motor devices (pytango client), one device per axis.
+
+The device's Position is the axis's dial position (steps = Position * steps_per_unit, so the
+axis code, which counts in steps, is the same as for every controller); moving writes Position,
+stopping runs the Stop command, MOVING is the device's State. Each call waits at most `timeout`
+seconds (the Tango client timeout), and any DevFailed becomes an AxisFault naming the axis and
+the device, so a dead or silent device server ends the move instead of hanging it. A device
+that comes back is reached again on the next call (the proxy reconnects by itself).
+
+    - class: tango_motor
+      timeout: 1.0
+      axes:
+        - {name: tmot, device: "tango://127.0.0.1:20000/sim/motor/1#dbase=no", steps_per_unit: 1000}
+        - {name: th, device: "id00/motor/th", steps_per_unit: 1000}   # through TANGO_HOST's database
+"""
+from __future__ import annotations
+
+from bliss_lite.config.fields import Field, positive
+from bliss_lite.controllers.axis_state import AxisState
+from bliss_lite.controllers.errors import AxisFault
+from bliss_lite.controllers.motor_controller import MotorController
+
+FAULTY = {"FAULT", "ALARM", "UNKNOWN", "DISABLE"}
+
+
+def tango_error(exc):
+    """The first line of a DevFailed's description (or the exception's text)."""
+    args = getattr(exc, "args", ())
+    desc = getattr(args[0], "desc", None) if args else None
+    return (desc or str(exc)).strip().splitlines()[0][:200]
+
+
+class TangoMotorController(MotorController):
+    FIELDS = (Field("timeout", "number", 1.0, check=positive),
+              Field("position_attribute", "str", "Position"), Field("velocity_attribute", "str", "Velocity"),
+              Field("acceleration_attribute", "str", "Acceleration"), Field("stop_command", "str", "Stop"))
+    AXIS_EXTRA_FIELDS = (Field("device", "str"),)
+
+    def __init__(self, name, node, config):
+        self.devices, self._proxies, self._sent = {}, {}, {}
+        super().__init__(name, node, config)
+        self.timeout = float(self.options["timeout"])
+
+    def initialize_axis(self, axis, extras):
+        self.devices[axis] = extras["device"]
+
+    def _proxy(self, axis):
+        proxy = self._proxies.get(axis)
+        if proxy is None:
+            import tango  # lazily: the shell starts without the Tango library loaded
+
+            proxy = tango.DeviceProxy(self.devices[axis])
+            proxy.set_timeout_millis(int(self.timeout * 1000))
+            self._proxies[axis] = proxy
+        return proxy
+
+    def _call(self, axis, what, function, *args):
+        """function(proxy, *args); a Tango failure is an AxisFault naming axis and device."""
+        try:
+            return function(self._proxy(axis), *args)
+        except Exception as exc:
+            if type(exc).__module__.split(".")[0] != "tango":
+                raise
+            raise AxisFault(f"{axis.name}: Tango device {self.devices[axis]}: {what} failed: "
+                            f"{type(exc).__name__}: {tango_error(exc)}") from None
+
+    def _read(self, axis, attribute):
+        return float(self._call(axis, f"read {attribute}", lambda p: p.read_attribute(attribute).value))
+
+    def _write(self, axis, attribute, value):
+        self._call(axis, f"write {attribute}", lambda p: p.write_attribute(attribute, value))
+
+    # -- hardware API ------------------------------------------------------------------------
+    def read_position(self, axis):
+        return self._read(axis, self.options["position_attribute"]) * axis.steps_per_unit
+
+    def set_position(self, axis, steps):
+        raise AxisFault(f"{axis.name}: Tango device {self.devices[axis]}: setting the dial is not supported")
+
+    def state(self, axis):
+        word = str(self._call(axis, "read State", lambda p: p.state()))
+        if word == "MOVING":
+            return AxisState("MOVING")
+        if word in FAULTY:
+            return AxisState("FAULT")
+        return AxisState("READY")
+
+    def start_all(self, *moves):
+        for axis, _ in moves:
+            wanted = (axis.velocity, axis.acceleration)
+            if self._sent.get(axis) != wanted:
+                self._write(axis, self.options["velocity_attribute"], float(axis.velocity))
+                self._write(axis, self.options["acceleration_attribute"], float(axis.acceleration))
+                self._sent[axis] = wanted
+        for axis, target in moves:
+            self._write(axis, self.options["position_attribute"], float(target) / axis.steps_per_unit)
+
+    def stop_all(self, *axes):
+        failures = []
+        for axis in axes:  # every axis is told, even when one device does not answer
+            try:
+                self._call(axis, "stop", lambda p: p.command_inout(self.options["stop_command"]))
+            except AxisFault as exc:
+                failures.append(exc)
+        if failures:
+            raise failures[0]
+
+    def wait_move(self, axis):
+        super().wait_move(axis)
+        if self.state(axis).FAULT:
+            raise AxisFault(f"{axis.name}: Tango device {self.devices[axis]} in FAULT after the move")
+
+    def axis_info(self, axis):
+        return f"TANGO MOTOR AXIS:\n    {axis.name} on device {self.devices[axis]}"
+
+
+def create_controller(name, node, config):
+    return TangoMotorController(name, node, config)
