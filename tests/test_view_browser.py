@@ -33,7 +33,7 @@ def page(scan_session, shared_redis):
         errors = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.goto(server.url)
-        page.wait_for_function("window.blissView && window.blissView.connected")
+        page.wait_for_function("() => window.blissView && window.blissView.connected")
         yield page
         browser.close()
         assert not errors, errors
@@ -78,19 +78,19 @@ def test_the_curve_gains_the_scans_points_as_they_come(page, shared_redis, data_
     key = page.evaluate("blissView.shown")
     assert sum(url.endswith("/api/scans/" + key.replace(":", "%3A")) for url in snapshots) == 1, snapshots
     assert page.evaluate("blissView.selected") == ["gauss"]
-    page.wait_for_function("document.getElementById('markers').textContent.includes('peak at 5.0000')")
+    page.wait_for_function("() => document.getElementById('markers').textContent.includes('peak at 5.0000')")
     # the end state may come in a message after the last points: the header shows it at the next draw
-    page.wait_for_function("document.getElementById('scan-state').textContent === 'SUCCESS'")
+    page.wait_for_function("() => document.getElementById('scan-state').textContent === 'SUCCESS'")
     shot(page, "view-ascan.png")
 
 
 def test_the_detector_frame_appears_during_an_xrdct_scan(page, shared_redis, data_root):
     running = session("xrdct(omega, x, z, -1, 1, 8, [0.0], 0.05, n_omega=10, fast_axis='omega', "
                       "hooks={'integration': {'npt': 100}})", shared_redis)
-    page.wait_for_function("blissView.frames > 0 && blissView.desc.state === 'STARTED'", timeout=60000)
+    page.wait_for_function("() => blissView.frames > 0 && blissView.desc.state === 'STARTED'", timeout=60000)
     assert running.wait(120) == 0, running.stderr.read()
-    page.wait_for_function("blissView.desc.state === 'CLOSED' && blissView.frameIndex === 79", timeout=30000)
-    page.wait_for_function("document.getElementById('frame-img').naturalWidth === 160")  # the test ROI
-    page.wait_for_function("blissView.patternCount === 80", timeout=30000)
+    page.wait_for_function("() => blissView.desc.state === 'CLOSED' && blissView.frameIndex === 79", timeout=30000)
+    page.wait_for_function("() => document.getElementById('frame-img').naturalWidth === 160")  # the test ROI
+    page.wait_for_function("() => blissView.patternCount === 80", timeout=30000)
     assert page.locator("#frame-panel").is_visible() and page.locator("#pattern-panel").is_visible()
     shot(page, "view-xrdct.png")

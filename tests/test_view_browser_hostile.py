@@ -24,11 +24,11 @@ def test_hostile_names_show_as_text_and_run_nothing(shared_redis):
             errors = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.goto(server.url)
-            page.wait_for_function("window.blissView && window.blissView.connected")
+            page.wait_for_function("() => window.blissView && window.blissView.connected")
             key = publish_hostile_scan(shared_redis)
             page.evaluate("document.getElementById('follow').checked = true")
-            page.wait_for_function(f"window.blissView.shown === {key!r} && window.blissView.desc", timeout=20000)
-            page.wait_for_function("document.querySelectorAll('#counter-choice label').length === 4", timeout=20000)
+            page.wait_for_function(f"() => window.blissView.shown === {key!r} && window.blissView.desc", timeout=20000)
+            page.wait_for_function("() => document.querySelectorAll('#counter-choice label').length === 4", timeout=20000)
             labels = page.eval_on_selector_all("#counter-choice label", "ls => ls.map(l => l.textContent.trim())")
             assert labels == HOSTILE
             listed = page.eval_on_selector_all("#scan-list li", "ls => ls.map(l => l.textContent)")
