@@ -1,8 +1,11 @@
-"""Axes and counters behind a real Tango device server (simulators/tango_server.py, no database),
-started by the tests in its own process: moves, limits, backlash, groups, Ctrl-C, scans, faults."""
+"""Axes and counters behind a real Tango device server (simulators/tango_server.py, no database)
+and a real Channel Access IOC (simulators/epics_ioc.py, caproto), each started by the tests in
+its own process: moves, limits, backlash, groups, Ctrl-C, scans, servers killed and restarted."""
 from __future__ import annotations
 
+import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -16,9 +19,24 @@ from bliss_lite.controllers.group import Group
 from tests.conftest import CONFIG_DIR, write_config
 
 tango = pytest.importorskip("tango", reason="pytango is not installed (pip install -e .[test])")
+pytest.importorskip("caproto", reason="caproto is not installed (pip install -e .[test])")
+epics = pytest.importorskip("epics", reason="pyepics is not installed (pip install -e .[test])")
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVER = ROOT / "simulators" / "tango_server.py"
+IOC = ROOT / "simulators" / "epics_ioc.py"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# libca reads these once per process: one private port for every IOC of this module
+CA_PORT = free_port()
+os.environ.update(EPICS_CA_ADDR_LIST="127.0.0.1", EPICS_CA_AUTO_ADDR_LIST="NO",
+                  EPICS_CA_SERVER_PORT=str(CA_PORT), EPICS_CA_REPEATER_PORT=str(free_port()))
 
 
 class TangoServer:
@@ -45,6 +63,30 @@ class TangoServer:
         self.process.stdout.close()
 
 
+class Ioc:
+    """The simulated IOC as a child process on CA_PORT."""
+
+    def __init__(self):
+        self.process = subprocess.Popen([sys.executable, str(IOC), "--prefix", "SIM:"], stdout=subprocess.PIPE,
+                                        text=True, env=dict(os.environ))
+        for line in self.process.stdout:
+            if line.startswith("LISTENING"):
+                return
+        self.kill()
+        raise RuntimeError("epics_ioc.py did not start")
+
+    kill = TangoServer.kill
+
+
+@pytest.fixture(scope="module")
+def ioc():
+    """One IOC for the module (the test that kills it starts the next): libca in this process
+    did not reach an IOC restarted between tests that ran scans (see docs/configuration.md)."""
+    process = Ioc()
+    yield process
+    process.kill()
+
+
 @pytest.fixture
 def server():
     process = TangoServer()
@@ -53,7 +95,7 @@ def server():
 
 
 @pytest.fixture
-def tango_session(server, tmp_path, shared_redis, data_root, monkeypatch):
+def tango_session(server, ioc, tmp_path, shared_redis, data_root, monkeypatch):
     monkeypatch.setenv("BLISS_LITE_REDIS_URL", shared_redis)
     root = tmp_path / "cfg"
     shutil.copytree(CONFIG_DIR / "test", root / "test")
@@ -67,10 +109,17 @@ def tango_session(server, tmp_path, shared_redis, data_root, monkeypatch):
     - {{name: tmot2, device: "{server.url('sim/motor/2')}", steps_per_unit: 1000, velocity: 10, acceleration: 100}}
 - {{name: tcnt, class: tango_attribute_counter, device: "{server.url('sim/counter/1')}", attribute: Value,
    unit: mA, timeout: 0.5}}
+""", "cs/epics.yml": """
+- class: epics_motor
+  name: epics_ctrl
+  timeout: 0.5
+  axes:
+    - {name: emot, prefix: "SIM:m1", steps_per_unit: 1000, velocity: 20, acceleration: 200, backlash: 0.5}
+- {name: ecnt, class: epics_counter, pv: "SIM:cnt", unit: mA, timeout: 0.5}
 """, "sessions/cs.yml": """- name: cs
   class: session
   setup-file: cs_setup.py
-  config-objects: [m0, diode1, tmot, tmot2, tcnt]
+  config-objects: [m0, diode1, tmot, tmot2, tcnt, emot, ecnt]
 """, "sessions/cs_setup.py": "# nothing to set up\n"})
     from bliss_lite.shell.runner import open_session
 
@@ -163,3 +212,67 @@ def test_server_killed_mid_move_is_a_named_failure_then_reconnected(tango_sessio
         assert tmot.position == pytest.approx(1.0)
     finally:
         again.kill()
+
+
+def test_epics_move_limits_and_backlash(tango_session):
+    emot = tango_session["emot"]
+    emot.move(0.0)  # the module's IOC: from where the last test left it
+    emot.move(3.0)
+    assert emot.position == pytest.approx(3.0) and emot.state.READY
+    assert epics.caget("SIM:m1.RBV", use_monitor=False) == pytest.approx(3.0)
+    assert epics.caget("SIM:m1.VELO", use_monitor=False) == 20.0
+    assert epics.caget("SIM:m1.ACCL", use_monitor=False) == pytest.approx(0.1)
+    emot.move(-1.0)  # backlash: past the target and back
+    assert emot.position == pytest.approx(-1.0)
+    with pytest.raises(LimitError, match=r"emot: dial 150 beyond the limits \[-100, 100\] of EPICS record SIM:m1"):
+        emot.move(150.0)
+    assert emot.position == pytest.approx(-1.0)
+
+
+def test_group_of_a_tango_and_an_epics_axis_and_ctrl_c(tango_session, server):
+    tmot, emot = tango_session["tmot"], tango_session["emot"]
+    group = Group(tmot, emot)
+    group.move({tmot: 2.0, emot: -2.0})
+    assert (tmot.position, emot.position) == pytest.approx((2.0, -2.0))
+    main = gevent.getcurrent()
+    gevent.spawn_later(0.2, main.throw, KeyboardInterrupt)
+    with pytest.raises(KeyboardInterrupt):
+        group.move({tmot: 40.0, emot: 40.0})
+    assert device(server, "sim/motor/1").read_attribute("StopCount").value >= 1
+    assert epics.caget("SIM:m1:STOPCOUNT", use_monitor=False) >= 1  # .STOP reached the record
+    gevent.sleep(0.3)
+    assert tmot.state.READY and emot.state.READY and tmot.position < 40.0 and emot.position < 40.0
+
+
+def test_epics_dscan_and_counter_in_ct(tango_session):
+    ns = tango_session
+    ns["emot"].move(1.0)
+    data = ns["dscan"](ns["emot"], -1, 1, 4, 0.01, ns["ecnt"], ns["tcnt"]).get_data()
+    assert data["emot"] == pytest.approx([0.0, 0.5, 1.0, 1.5, 2.0])
+    assert data["ecnt"] == pytest.approx([100.0] * 5, abs=5)
+    assert ns["emot"].position == pytest.approx(1.0)
+    assert ns["ct"](0.01, ns["ecnt"]).get_data()["ecnt"][0] == pytest.approx(100.0, abs=5)
+
+
+def test_ioc_killed_mid_scan_names_the_axis_then_reconnects(tango_session, ioc):
+    ns = tango_session
+    emot = ns["emot"]
+    gevent.spawn_later(0.3, ioc.kill)
+    start = time.monotonic()
+    with gevent.Timeout(15):
+        with pytest.raises(AxisFault, match=r"emot: EPICS PV SIM:m1\.\w+: .*(not connected|no value|failed)"):
+            ns["ascan"](emot, 0, 20, 4, 0.01, ns["ecnt"])
+    assert time.monotonic() - start < 5.0
+    again = Ioc()
+    ioc.process = again.process  # the module's IOC from now on, stopped at the end
+    with gevent.Timeout(20):
+        while True:
+            try:
+                position = emot.controller.read_position(emot)
+                break
+            except AxisFault:
+                gevent.sleep(0.2)
+    assert position == 0.0  # a fresh IOC
+    emot.sync_hard()
+    emot.move(1.0)
+    assert emot.position == pytest.approx(1.0)

@@ -23,6 +23,8 @@ FACTORIES = {
     "socket_motor": ("emotion", "bliss_lite.controllers.motors.socket_motor:create_controller"),
     "tango_motor": ("emotion", "bliss_lite.controllers.motors.tango_motor:create_controller"),
     "tango_attribute_counter": ("bliss", "bliss_lite.controllers.counters.tango_counter:create_counter"),
+    "epics_motor": ("emotion", "bliss_lite.controllers.motors.epics_motor:create_controller"),
+    "epics_counter": ("bliss", "bliss_lite.controllers.counters.epics_counter:create_counter"),
     "simulation_counter": ("bliss", "bliss_lite.controllers.counters.simulation:create_counter"),
     "simulation_diode": ("bliss", "bliss_lite.controllers.counters.simulation:create_diode"),
     "measurement_group": ("bliss", "bliss_lite.controllers.counters.measurement_group:create"),

@@ -1,0 +1,102 @@
+"""A simulated motor record and counter served over EPICS Channel Access (caproto server).
+
+    EPICS_CA_SERVER_PORT=N python simulators/epics_ioc.py --prefix SIM: [--motors m1,m2]
+
+serves PREFIXm1.VAL .RBV .DMOV .MOVN .STOP .HLM .LLM .VELO .ACCL .MSTA (the motor record's
+fields a client uses), PREFIXm1:STOPCOUNT (stops received, for tests) and PREFIXcnt (a noisy
+flat signal); prints `LISTENING port` once it serves. Motion follows simulators/trapezoid.py.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+from caproto.server import PVGroup, SubGroup, pvproperty, run
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from simulators.trapezoid import Trapezoid  # noqa: E402
+
+DONE, MOVING_BIT, PLUS_LS, MINUS_LS = 1 << 1, 1 << 10, 1 << 2, 1 << 13  # MSTA bits (0-based)
+
+
+class MotorRecord(PVGroup):
+    VAL = pvproperty(value=0.0, name=".VAL", precision=4)
+    RBV = pvproperty(value=0.0, name=".RBV", read_only=True, precision=4)
+    DMOV = pvproperty(value=1, name=".DMOV", read_only=True)
+    MOVN = pvproperty(value=0, name=".MOVN", read_only=True)
+    STOP = pvproperty(value=0, name=".STOP")
+    HLM = pvproperty(value=100.0, name=".HLM")
+    LLM = pvproperty(value=-100.0, name=".LLM")
+    VELO = pvproperty(value=5.0, name=".VELO")
+    ACCL = pvproperty(value=0.1, name=".ACCL")  # s to reach VELO, as the motor record has it
+    MSTA = pvproperty(value=DONE, name=".MSTA", read_only=True)
+    STOPCOUNT = pvproperty(value=0, name=":STOPCOUNT", read_only=True)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.motion = Trapezoid(0.0, 5.0, 50.0)
+
+    @VAL.putter
+    async def VAL(self, instance, value):
+        if not self.LLM.value <= value <= self.HLM.value:
+            raise ValueError(f"{value} outside [{self.LLM.value}, {self.HLM.value}]")
+        self.motion.velocity = self.VELO.value
+        self.motion.acceleration = self.VELO.value / max(self.ACCL.value, 1e-3)
+        self.motion.move(float(value))
+        await self._publish()
+        return value
+
+    @STOP.putter
+    async def STOP(self, instance, value):
+        if value:
+            self.motion.stop()
+            await self.STOPCOUNT.write(self.STOPCOUNT.value + 1)
+            await self._publish()
+        return 0
+
+    async def _publish(self):
+        moving = self.motion.moving()
+        await self.RBV.write(self.motion.position())
+        if self.DMOV.value != (not moving):
+            await self.DMOV.write(int(not moving))
+            await self.MOVN.write(int(moving))
+            await self.MSTA.write(MOVING_BIT if moving else DONE)
+
+    @RBV.scan(period=0.01)
+    async def RBV(self, instance, async_lib):
+        if self.motion.moving() or not self.DMOV.value:
+            await self._publish()
+
+
+def ioc_class(motors):
+    body = {name: SubGroup(MotorRecord, prefix=name) for name in motors}
+    body["cnt"] = pvproperty(value=100.0, name="cnt", read_only=True, precision=4)
+
+    async def noise(self, instance, async_lib):
+        await instance.write(100.0 + float(self.rng.normal(0.0, 0.5)))
+
+    body["rng"] = np.random.default_rng()
+    cls = type("SimIOC", (PVGroup,), body)
+    cls.cnt.scan(period=0.05)(noise)
+    return cls
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prefix", default="SIM:")
+    parser.add_argument("--motors", default="m1,m2")
+    args = parser.parse_args(argv)
+    ioc = ioc_class([m for m in args.motors.split(",") if m])(prefix=args.prefix)
+    port = os.environ.get("EPICS_CA_SERVER_PORT", "5064")
+
+    async def announce(async_lib):
+        print(f"LISTENING {port}", flush=True)
+
+    run(ioc.pvdb, interfaces=["127.0.0.1"], log_pv_names=False, startup_hook=announce)
+
+
+if __name__ == "__main__":
+    main()
