@@ -3,7 +3,7 @@
     EPICS_CA_SERVER_PORT=N python simulators/epics_ioc.py --prefix SIM: [--motors m1,m2]
 
 serves PREFIXm1.VAL .RBV .DMOV .MOVN .STOP .HLM .LLM .VELO .ACCL .MSTA (the motor record's
-fields a client uses), PREFIXm1:STOPCOUNT (stops received, for tests) and PREFIXcnt (a noisy
+fields a client uses, and inert ones ophyd's EpicsMotor connects to), PREFIXm1:STOPCOUNT (stops received, for tests) and PREFIXcnt (a noisy
 flat signal); prints `LISTENING port` once it serves. Motion follows simulators/trapezoid.py.
 """
 from __future__ import annotations
@@ -34,6 +34,11 @@ class MotorRecord(PVGroup):
     ACCL = pvproperty(value=0.1, name=".ACCL")  # s to reach VELO, as the motor record has it
     MSTA = pvproperty(value=DONE, name=".MSTA", read_only=True)
     STOPCOUNT = pvproperty(value=0, name=":STOPCOUNT", read_only=True)
+    # fields ophyd's EpicsMotor connects to (the benchmark's peer); inert here
+    OFF, DIR, FOFF, SET = (pvproperty(value=v, name=n) for v, n in ((0.0, ".OFF"), (0, ".DIR"), (0, ".FOFF"),
+                                                                      (0, ".SET")))
+    EGU = pvproperty(value="mm", name=".EGU", max_length=16)
+    HLS, LLS, TDIR, HOMF, HOMR = (pvproperty(value=0, name=n) for n in (".HLS", ".LLS", ".TDIR", ".HOMF", ".HOMR"))
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

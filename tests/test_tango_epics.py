@@ -276,3 +276,26 @@ def test_ioc_killed_mid_scan_names_the_axis_then_reconnects(tango_session, ioc):
     emot.sync_hard()
     emot.move(1.0)
     assert emot.position == pytest.approx(1.0)
+
+
+def test_the_shipped_session_starts_and_stops_its_servers(tmp_path, shared_redis, data_root, monkeypatch):
+    """Run in a child process: its Channel Access port differs from this module's."""
+    script = f"""
+import os, sys
+sys.path.insert(0, {str(ROOT)!r})
+for key in ("EPICS_CA_SERVER_PORT", "EPICS_CA_REPEATER_PORT"):
+    os.environ.pop(key, None)
+from bliss_lite.shell.runner import open_session
+_, ns = open_session("controlsystems", {str(ROOT / 'config')!r})
+pids = [p.pid for p in ns["SIMULATED_SERVERS"]]
+ns["mv"](ns["tmot"], 1.0, ns["emot"], -1.0)
+data = ns["ascan"](ns["tmot"], 0, 1, 2, 0.01, ns["tcnt"], ns["ecnt"]).get_data()
+print("PIDS", *pids)
+print("RESULT", ns["tmot"].position, ns["emot"].position, len(data["tcnt"]), abs(data["ecnt"][0] - 100) < 5)
+"""
+    monkeypatch.setenv("BLISS_LITE_REDIS_URL", shared_redis)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    lines = {line.split()[0]: line.split()[1:] for line in done.stdout.splitlines() if line[:4] in ("PIDS", "RESU")}
+    assert lines.get("RESULT") == ["1.0", "-1.0", "3", "True"], done.stdout[-2000:] + done.stderr[-2000:]
+    for pid in lines["PIDS"]:
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
