@@ -299,3 +299,16 @@ print("RESULT", ns["tmot"].position, ns["emot"].position, len(data["tcnt"]), abs
     assert lines.get("RESULT") == ["1.0", "-1.0", "3", "True"], done.stdout[-2000:] + done.stderr[-2000:]
     for pid in lines["PIDS"]:
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+
+
+def test_tango_server_killed_mid_group_move_stops_the_epics_axis(tango_session, server):
+    tmot, emot = tango_session["tmot"], tango_session["emot"]
+    emot.move(0.0)
+    stops = epics.caget("SIM:m1:STOPCOUNT", use_monitor=False)
+    gevent.spawn_later(0.2, server.kill)
+    with gevent.Timeout(10):
+        with pytest.raises(AxisFault, match=r"tmot: Tango device .*sim/motor/1#dbase=no: .* failed"):
+            Group(tmot, emot).move({tmot: 40.0, emot: 40.0})
+    assert epics.caget("SIM:m1:STOPCOUNT", use_monitor=False) == stops + 1  # the other axis was stopped
+    gevent.sleep(0.3)
+    assert emot.state.READY and 0 < emot.position < 40.0
