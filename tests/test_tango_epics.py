@@ -279,8 +279,11 @@ def test_ioc_killed_mid_scan_names_the_axis_then_reconnects(tango_session, ioc):
 
 
 def test_the_shipped_session_starts_and_stops_its_servers(tmp_path, shared_redis, data_root, monkeypatch):
-    """Run in a child process: its Channel Access port differs from this module's."""
+    """Run in a child process patched by gevent as the shell is (its Channel Access port differs
+    from this module's)."""
     script = f"""
+from gevent import monkey
+monkey.patch_all()
 import os, sys
 sys.path.insert(0, {str(ROOT)!r})
 for key in ("EPICS_CA_SERVER_PORT", "EPICS_CA_REPEATER_PORT"):
