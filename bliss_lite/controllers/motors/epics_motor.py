@@ -28,7 +28,7 @@ PLUS_LS, MINUS_LS, PROBLEM = 1 << 2, 1 << 13, 1 << 9  # motor record MSTA bits
 class Channels:
     """PV objects by name, connected on first use, read without a monitor's cache."""
 
-    CONNECT_TIMEOUT = 10.0  # s for a channel's first connection: CA searches back off, more under load
+    CONNECT_TIMEOUT = 3.0  # s for a channel's first connection: a CA search may take a few tries
 
     def __init__(self, timeout):
         self.timeout = timeout
