@@ -22,3 +22,19 @@ def private_environment(prefix):
             from bliss_lite.data.redis_server import stop_server
 
             stop_server(run_dir)
+
+
+def timed(call, repeat):
+    """Median seconds of `repeat` calls after one warm-up call (kernels compiled, caches
+    filled), so that one slow call on a shared machine does not set the figure."""
+    import time
+
+    import numpy as np
+
+    call()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))

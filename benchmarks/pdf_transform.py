@@ -21,6 +21,7 @@ import os
 import time
 
 import numpy as np
+from bench_env import timed
 
 
 def slice_of(q, n, seed=0):
@@ -32,16 +33,6 @@ def slice_of(q, n, seed=0):
     amounts = np.where(rng.random((n * n, 3)) < 0.5, 0.0, rng.random((n * n, 3)))
     volume = (amounts @ patterns).astype(np.float32)
     return volume.reshape(n, n, q.size)
-
-
-def timed(call, repeat):
-    call()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def main():

@@ -20,6 +20,7 @@ import os
 import time
 
 import numpy as np
+from bench_env import timed
 
 PHASES = {"CeO2": "CeO2", "LaB6": "LaB6", "Si": "Si", "alpha_Al2O3": "alpha_Al2O3",
           "matrix": {"humps": [[20.0, 6.0, 1.0], [38.0, 9.0, 0.5]]}}
@@ -34,16 +35,6 @@ def slice_of(model, n, seed=0):
     volume = amounts @ design.T
     volume += rng.standard_normal(volume.shape, dtype=np.float32) * np.float32(0.01)
     return volume.reshape(n, n, -1), amounts, design
-
-
-def timed(call, repeat):
-    call()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def main():
