@@ -23,6 +23,9 @@ def test_current_decays_refills_and_drops_to_zero_during_a_loss():
     assert ring.current_at(t0 + 130 + 599) < 200 * math.exp(-590 / 3600) * 1.001  # decays until the top-up...
     assert ring.current_at(t0 + 130 + 600) == pytest.approx(200)  # ...600 s after the last refill
     assert ring.beam_fraction_at(t0 + 110) == 0 and ring.beam_fraction_at(t0) == 1
+    # before the ring began (a frame rendered at monotonic 0 on a host up for days): as filled,
+    # never the decay run backwards (exp(+uptime/lifetime) once made a frame 13 % brighter)
+    assert ring.current_at(0.0) == 200 and ring.current_at(t0 - 3600) == 200
 
 
 def test_lose_beam_by_hand_and_random_losses_at_the_mean_rate():

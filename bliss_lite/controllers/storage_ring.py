@@ -81,6 +81,8 @@ class StorageRing:
     def current_at(self, t=None):
         """The ring current (mA) at monotonic time t (default now)."""
         t = now() if t is None else float(t)
+        if t < self.t0:
+            return self.nominal  # before the ring was simulated: as filled (never above nominal)
         loss = self._last_loss(t)
         refilled = self.t0
         if loss is not None:
