@@ -181,6 +181,21 @@ def test_lease_of_a_killed_process_expires(queue_env, tmp_path):
         child.stdout.close()
 
 
+def test_renewal_takes_back_an_expired_lease_but_reports_one_taken(queue_env):
+    """A holder too busy to renew within the TTL keeps its axis if nobody took it meanwhile."""
+    assert axis_locks.acquire(queue_env, SESSION, ["m3"], "me", ttl_ms=50)[0]
+    time.sleep(0.2)  # expired: nobody else wanted the axis
+    assert axis_locks.holder_of(queue_env, SESSION, "m3") is None
+    assert axis_locks.renew(queue_env, SESSION, ["m3"], "me") == []
+    assert axis_locks.holder_of(queue_env, SESSION, "m3") == "me"
+    assert 0 < queue_env.pttl(axis_locks.axis_lock_key(SESSION, "m3")) <= axis_locks.TTL_MS
+    axis_locks.release(queue_env, SESSION, ["m3"], "me")
+    assert axis_locks.acquire(queue_env, SESSION, ["m3"], "other")[0]
+    assert axis_locks.renew(queue_env, SESSION, ["m3"], "me") == ["m3"]  # another holds it: lost
+    assert axis_locks.holder_of(queue_env, SESSION, "m3") == "other"
+    axis_locks.release(queue_env, SESSION, ["m3"], "other")
+
+
 def test_shell_queue_text_from_objects(test_session):
     from bliss_lite.shell.queue_shell import as_text
 

@@ -103,8 +103,10 @@ class LeaseService:
             gevent.sleep(axis_locks.RENEW_S)
             client = self._client()
             for name, value in list(self.values.items()):
+                if self.values.get(name) != value:
+                    continue  # freed (or held anew) while an earlier renewal waited on Redis
                 try:
-                    if axis_locks.renew(client, self.session, [name], value):
+                    if axis_locks.renew(client, self.session, [name], value) and self.values.get(name) == value:
                         logger.warning(f"axis leases: the lease of {name} was lost while moving it")
                 except Exception as exc:  # noqa: BLE001 - tried again at the next turn
                     logger.warning(f"axis leases: renewing {name} failed: {exc}")

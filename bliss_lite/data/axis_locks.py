@@ -13,7 +13,9 @@ from bliss_lite.data.model import axis_lock_key
 TTL_MS = 5000  # a dead holder's axes are free after this (at once on its own host: controllers/axis_lease.py)
 RENEW_S = 1.0  # a living holder renews this often
 
-_RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
+_RENEW = ("local held = redis.call('get', KEYS[1]) "
+          "if held == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end "
+          "if not held then redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 2 end return 0")
 _TAKE = ("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('set', KEYS[1], ARGV[2], 'PX', ARGV[3]) "
          "end return false")
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
@@ -44,7 +46,9 @@ def take_over(client, session, axis, old, holder, ttl_ms=TTL_MS):
 
 
 def renew(client, session, axes, holder, ttl_ms=TTL_MS):
-    """Extend the leases still held; the names of those lost (expired, taken) are returned."""
+    """Extend the leases still held, and take again those that expired while nobody took them
+    (this process was too busy to renew in time: the axis was never another's). The names of
+    those lost to another holder are returned."""
     lost = []
     for axis in axes:
         if not client.register_script(_RENEW)(keys=[axis_lock_key(session, axis)], args=[holder, ttl_ms]):
