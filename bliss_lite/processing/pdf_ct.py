@@ -108,16 +108,24 @@ class PdfCt:
     def window_maps(self, g, shape):
         out = {}
         for name, (lo, hi) in self.windows.items():
-            sel = np.flatnonzero((self.r >= float(lo)) & (self.r <= float(hi)))
-            if sel.size == 0:
-                sel = np.array([int(np.argmin(abs(self.r - 0.5 * (float(lo) + float(hi)))))])
-            out[name] = g[..., self.xp.asarray(sel)].mean(axis=-1).reshape(shape)
+            start, stop = window_indices(self.r, lo, hi)
+            out[name] = g[..., start:stop].mean(axis=-1).reshape(shape)
         return out
 
     def configuration(self):
         return {**self.settings.to_dict(), "fit_range": list(self.fit_range), "windows": self.windows,
                 "references": sorted(self.references), "object_threshold": OBJECT_THRESHOLD,
                 "background": None if self.background is None else "pattern"}
+
+
+def window_indices(r, lo, hi):
+    """(start, stop) of the r points in [lo, hi] (r ascending); the one nearest the window's
+    middle when none is. A window map is the mean of G(r) over them (the live view's too)."""
+    sel = np.flatnonzero((r >= float(lo)) & (r <= float(hi)))
+    if sel.size == 0:
+        near = int(np.argmin(abs(r - 0.5 * (float(lo) + float(hi)))))
+        return near, near + 1
+    return int(sel[0]), int(sel[-1]) + 1
 
 
 def footprint(x_mm, omega_deg, centre, n, backend="cpu"):
