@@ -7,6 +7,9 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
+
+import h5py
 
 
 class ViewServer:
@@ -47,3 +50,49 @@ class ViewServer:
         self.process.terminate()
         self.process.wait(10)
         self.log.close()
+
+
+def pdf_ct_scan(redis_url, folder, number=1):
+    """A small PDF-CT scan as the view meets one: an XRD-CT entry of two heights of 12 x 12
+    voxels (each voxel's I(Q) a mix of two SiO2 dimers' Debye patterns, 1.61 A and 2.63 A apart:
+    Si-O on the left of the disk, O-O on the right, swapped at the second height), reduced to
+    G(r) by the `pdf_scan` job as the pdf hook does after the reconstruction, and the scan
+    published to Redis with that file and entry, closed. Returns (scan key, master file)."""
+    import numpy as np
+    import redis
+
+    from bliss_lite.data.atomic_scattering import averages
+    from bliss_lite.data.model import ChannelSpec
+    from bliss_lite.data.publisher import ScanPublisher
+    from bliss_lite.processing.jobs import call_plugin, load_plugins
+    from bliss_lite.processing.nexus_output import write_reconstruction
+
+    n, n_omega, radius = 12, 18, 1.0
+    q = np.linspace(0.3, 30.0, 600)
+    f_mean, f2_mean, c_mean = averages({"Si": 1, "O": 2}, q)
+    dimer = {d: f2_mean + c_mean + f_mean ** 2 * np.sin(q * d) / (q * d) for d in (1.61, 2.63)}
+    x_mm = -radius + (np.arange(n) + 0.5) * 2 * radius / n
+    xx, yy = np.meshgrid(x_mm, x_mm)
+    inside = xx ** 2 + yy ** 2 < (0.9 * radius) ** 2
+    left = np.clip(0.5 - xx / radius, 0.0, 1.0) * inside
+    right = inside - left
+    volume = np.stack([a[..., None] * dimer[1.61] + b[..., None] * dimer[2.63] for a, b in ((left, right), (right, left))])
+    xrdct = {"n_x": n, "n_omega": n_omega, "z_positions": [0.0, 0.5], "x_start": -radius, "x_stop": radius,
+             "omega_range": 180.0, "fast_axis": "x"}
+    path = Path(folder) / "pdfct.h5"
+    with h5py.File(path, "w") as h5:
+        h5.create_group("1.1")["scan_info"] = json.dumps({"xrdct": xrdct})
+    write_reconstruction(str(path), "1.1", volume.astype(np.float32), x_mm, x_mm, [0.0, 0.5], q, "q_A^-1", {},
+                         {"centre_mm": 0.0})
+    load_plugins()
+    call_plugin("pdf_scan", {"filename": str(path), "entry": "1.1", "pdf": {
+        "composition": {"Si": 1, "O": 2}, "rmax": 10.0, "windows": {"Si-O": [1.5, 1.7], "O-O": [2.5, 2.75]}}})
+    client = redis.Redis.from_url(redis_url)
+    publisher = ScanPublisher(client, session="test", number=number, name="xrdct",
+                              channels=[ChannelSpec(c) for c in ("omega", "x", "z")],
+                              scan_info={"title": "pdf-ct by hand", "npoints": 2, "xrdct": xrdct,
+                                         "filename": str(path), "entry": "1.1"})
+    publisher.create(then=("PREPARED", "STARTED"))
+    publisher.publish({"omega": [5.0, 15.0], "x": [-0.9, -0.7], "z": [0.0, 0.0]})
+    publisher.seal("SUCCESS")
+    return publisher.key, path

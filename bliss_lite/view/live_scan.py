@@ -5,6 +5,8 @@ every frame: of a frame channel only the newest frame is fetched, so a 250 Hz sc
 view one frame per poll. Integrated patterns are summed as they arrive; for XRD-CT they also
 fill sinograms by the frames' read-backs (omega, x, z), as the reconstruction hook does.
 Version counters tell the server which images changed, so each is rendered once per change.
+PDF-CT results are not in Redis: once an XRD-CT scan has closed, its file is looked at (at most
+once per PDF_LOOK_S) until they appear there (view/pdf_results.py).
 """
 from __future__ import annotations
 
@@ -19,10 +21,12 @@ from bliss_lite.data.model import TIMERS, channel_key, state_key
 from bliss_lite.data.model import reconstruction_live_key as live_key
 from bliss_lite.processing.integration_queue import PatternReader, get_info
 from bliss_lite.view.images import mesh_image
+from bliss_lite.view.pdf_results import PdfResults
 
 PAGE = 2000  # stream entries asked for at once
 MAX_PAGES = 20  # per poll and stream: a view that fell behind catches up over several polls
 SINOGRAM_BYTES = 512 * 2**20  # larger XRD-CT scans get no live sinogram in the view
+PDF_LOOK_S = 1.0  # a closed XRD-CT scan's file is looked at this often for PDF-CT results
 
 
 class Growing:
@@ -63,7 +67,7 @@ class LiveScan:
         self.frame = None  # (index, fields) of the newest frame
         self._frame_id = None
         self.frames_seen = 0
-        self.versions = {"points": 0, "frame": 0, "patterns": 0, "maps": 0}
+        self.versions = {"points": 0, "frame": 0, "patterns": 0, "maps": 0, "pdf": 0}
         self.patterns = self._radial = self._unit = None
         self.pattern_sum = self.pattern_last = None
         self.pattern_count = 0
@@ -78,19 +82,22 @@ class LiveScan:
         self.frames_left_out = 0  # frames whose monitor was not a positive number (beam lost)
         self.finished = False
         self._closed_at = None
+        self.pdf = None  # PdfResults, once the scan's file has them
+        self._pdf_looked = None
 
     # -- reading -----------------------------------------------------------------------------
     def poll(self):
         """Read what is new; True if anything changed. Once the scan is sealed and read
         through, further polls cost one round trip at most (finished)."""
         if self.finished:
-            return False
+            return self._poll_pdf()
         changed = self._poll_state()
         changed |= self._poll_points()
         if self.detector is not None:
             changed |= self._poll_frame()
             changed |= self._poll_patterns()
             changed |= self._poll_maps()
+        changed |= self._poll_pdf()
         if self.state == "CLOSED" and not self._last and not self._waiting and not changed:
             self.finished = self._done_processing()
         return changed
@@ -224,6 +231,23 @@ class LiveScan:
         self.versions["maps"] += 1
         return True
 
+    def _poll_pdf(self):
+        """True when PDF-CT results appeared in the file of this closed XRD-CT scan (written by
+        the pdf hook after the reconstruction, or by a `pdf_scan` job at any time later)."""
+        info = self.info
+        if self.pdf is not None or self.state != "CLOSED" or not (info.get("xrdct") and info.get("filename")
+                                                                   and info.get("entry")):
+            return False
+        now = time.monotonic()
+        if self._pdf_looked is not None and now - self._pdf_looked < PDF_LOOK_S:
+            return False
+        self._pdf_looked = now
+        self.pdf = PdfResults.find(info["filename"], info["entry"])
+        if self.pdf is None:
+            return False
+        self.versions["pdf"] += 1
+        return True
+
     def _done_processing(self):
         """Closed and read through: finished once no worker integrates its frames any more and,
         for XRD-CT, the final maps came (or a minute passed: no reconstruction hook ran)."""
@@ -267,7 +291,8 @@ class LiveScan:
                                                  "n_x": xrdct["n_x"], "sinograms": self.sinograms is not None,
                                                  "normalised_by": self._normalisation(),
                                                  "frames_left_out": self.frames_left_out},
-                "phases": sorted(named - {RESIDUAL}), "residual": RESIDUAL in named, "versions": dict(self.versions)}
+                "phases": sorted(named - {RESIDUAL}), "residual": RESIDUAL in named,
+                "pdf": None if self.pdf is None else self.pdf.describe(), "versions": dict(self.versions)}
 
     def _add_to_sinograms(self, indices, patterns):
         """Normalise by the monitors and place; frames whose monitor is not a positive number

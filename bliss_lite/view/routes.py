@@ -14,6 +14,7 @@ from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 
 from bliss_lite.view import images
+from bliss_lite.view.pdf_results import number
 from bliss_lite.view.watcher import encode_event
 
 STATIC = Path(__file__).with_name("static")
@@ -34,7 +35,9 @@ def routes():
             Route("/api/scans", scans), Route("/api/scans/{key}", snapshot),
             Route("/api/scans/{key}/frame.png", frame_png), Route("/api/scans/{key}/patterns", patterns),
             Route("/api/scans/{key}/mesh.png", mesh_png), Route("/api/scans/{key}/map.png", map_png),
-            Route("/api/scans/{key}/sinogram.png", sinogram_png), Route("/api/scans/{key}/qmap.png", qmap_png)]
+            Route("/api/scans/{key}/sinogram.png", sinogram_png), Route("/api/scans/{key}/qmap.png", qmap_png),
+            Route("/api/scans/{key}/gr", voxel_gr), Route("/api/scans/{key}/gr_map", gr_map),
+            Route("/api/scans/{key}/gr_map.png", gr_map_png)]
 
 
 async def index(request):
@@ -218,3 +221,58 @@ def reconstruct_bin(sino, q_bin, z):
     except ValueError:
         centre = float(np.mean(sino.x_mm))
     return fbp(data, sino.x_mm, sino.omega_deg, centre)
+
+
+# -- PDF-CT: G(r) of a voxel, maps over an r window (read from the scan's pdf.h5) -------------------
+def _pdf(scan):
+    if scan.pdf is None:
+        raise NotFound(f"scan {scan.reader.number} has no PDF-CT results (no pdf hook or pdf_scan job ran, "
+                       "or its file is not reachable from the view)")
+    return scan.pdf
+
+
+@_handled
+async def voxel_gr(request):
+    """{"r", "G", "units", "z", "row", "col", "z_mm", "y_mm", "x_mm"} of one voxel."""
+    scan = await _scan(request)
+    pdf = _pdf(scan)
+    nz, ny, nx, _ = pdf.shape
+    z = _int_param(request, "z", nz, "the z index")
+    row = _int_param(request, "row", ny, "the row (y) index")
+    col = _int_param(request, "col", nx, "the column (x) index")
+    return JSONResponse(await run_in_threadpool(pdf.voxel, z, row, col), headers=NO_STORE)
+
+
+async def _window_map(request, scan):
+    """((map, r of its first and last point), z, r_min, r_max) from the query, cached by data version."""
+    pdf = _pdf(scan)
+    z = _int_param(request, "z", pdf.shape[0], "the z index")
+    r_min = number(request.query_params.get("r_min"), "r_min")
+    r_max = number(request.query_params.get("r_max"), "r_max")
+    pdf.window(r_min, r_max)  # refused here, before the file is read
+    version = await run_in_threadpool(lambda: pdf.version)
+    result = await run_in_threadpool(request.app.state.cache.get, (scan.key, "gr_map", (z, r_min, r_max), version),
+                                     lambda: pdf.window_map(z, r_min, r_max))
+    return result, z, r_min, r_max, version
+
+
+@_handled
+async def gr_map(request):
+    """The mean of G(r) over [r_min, r_max] at height z: its range and r points used, and its
+    values (rows of y, columns of x; `values=0` leaves them out)."""
+    scan = await _scan(request)
+    (image, used), z, r_min, r_max, _ = await _window_map(request, scan)
+    finite = image[np.isfinite(image)]
+    answer = {"z": z, "r_min": r_min, "r_max": r_max, "r_used": list(used), "shape": list(image.shape),
+              "min": float(finite.min()) if finite.size else None, "max": float(finite.max()) if finite.size else None,
+              "units": {"r": "A", "G": "A^-2"}}
+    if request.query_params.get("values", "1") != "0":
+        answer["values"] = [[v if np.isfinite(v) else None for v in row] for row in image.astype(float).tolist()]
+    return JSONResponse(answer, headers=NO_STORE)
+
+
+@_handled
+async def gr_map_png(request):
+    scan = await _scan(request)
+    (image, _), z, r_min, r_max, version = await _window_map(request, scan)
+    return await _png(request, scan, "gr_map.png", (z, r_min, r_max), version, lambda: images.map_png(image))

@@ -203,9 +203,9 @@ class Watcher:
     # -- messages ----------------------------------------------------------------------------
     def _maybe_emit(self, scan, changed, now):
         """New points go out at most every MESSAGE_S (pages redraw no faster than that); a new
-        state or frame goes out at once."""
+        state, frame, map or PDF-CT result goes out at once."""
         sent_at, sent_mark, unsent = self._pending.get(scan.key, (None, None, False))
-        mark = (scan.state, scan.versions["frame"], scan.versions["maps"])
+        mark = (scan.state, scan.versions["frame"], scan.versions["maps"], scan.versions["pdf"])
         unsent = unsent or changed
         if unsent and (mark != sent_mark or now - sent_at >= MESSAGE_S):
             self._emit("scan", self._scan_message(scan))
