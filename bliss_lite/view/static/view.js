@@ -9,7 +9,7 @@ const view = window.blissView = {
   shown: null, desc: null, columns: {}, selected: [], plotselect: {}, frames: 0, frameIndex: null,
   patternsVersion: -1, mapsVersion: -1, connected: false,
 };
-let curvePlot = null, curveSeries = "", patternPlot = null;
+let curvePlot = null, curveSeries = "", patternPlot = null, grPlot = null;
 let reloadTimer = null, lastReload = 0;
 
 // Every string from the data (names of scans, counters, phases) reaches the page as text,
@@ -133,6 +133,7 @@ function update(desc) {
   drawFrame(desc);
   drawPatterns(desc);
   drawXrdct(desc);
+  drawPdf(desc);
 }
 
 // -- header and curves: drawn together, at most twice a second -----------------------------------
@@ -270,14 +271,14 @@ function drawMarkers(u) {  // dashed vertical lines at the peak and the FWHM cen
 }
 
 // -- images: one request at a time per image ------------------------------------------------------
-function refresh(img, url, onload) {
+function refresh(img, url, onload, onerror) {
   if (img.dataset.busy === "1") { img.dataset.next = url; return; }
   img.dataset.busy = "1";
   img.onload = () => { img.dataset.busy = "0"; if (onload) onload(); next(); };
-  img.onerror = () => { img.dataset.busy = "0"; next(); };
+  img.onerror = () => { img.dataset.busy = "0"; if (onerror) onerror(url); next(); };
   function next() {
     const pending = img.dataset.next;
-    if (pending) { img.dataset.next = ""; refresh(img, pending, onload); }
+    if (pending) { img.dataset.next = ""; refresh(img, pending, onload, onerror); }
   }
   img.src = url;
 }
@@ -379,6 +380,90 @@ function drawXrdct(desc) {
       $("recon-caption").textContent = `q bin ${bin}, z ${z}: from the projections so far`;
     }
   }
+}
+
+// -- PDF-CT: a map of G(r) averaged over an r window; a clicked voxel's G(r) ----------------------
+// The results are read from the scan's file by the server once the pdf hook (or a pdf_scan job)
+// wrote them; desc.pdf says their shape, r grid, units and the configured windows.
+const UNIT_TEXT = {"A": "Å", "A^-2": "Å⁻²", "A^-1": "Å⁻¹"};
+const unitText = (u) => UNIT_TEXT[u] || u;
+
+function drawPdf(desc) {
+  const p = desc.pdf;
+  setProp("pdf-panel", "hidden", !p);
+  if (!p) return;
+  const zs = $("pdf-z"), lo = $("pdf-rmin"), hi = $("pdf-rmax"), img = $("pdf-map-img");
+  const signature = desc.key + "|" + desc.versions.pdf;
+  if (zs.dataset.signature === signature) return;  // drawn for these results: inputs redraw it
+  zs.dataset.signature = signature;
+  setOptions(zs, Array.from({length: p.nz}, (_, i) => [String(i), String(i)]));
+  const windows = Object.entries(p.windows);
+  const first = windows.length ? windows[0][1] : [p.r_min, Math.min(p.r_max, p.r_min + 1)];
+  for (const input of [lo, hi]) { input.min = p.r_min; input.max = p.r_max; input.step = p.r_step || "any"; }
+  lo.value = first[0]; hi.value = first[1];
+  setText("pdf-window-names", windows.length ? "windows: " + windows.map(([n, w]) => `${n} ${w[0]}–${w[1]}`).join(", ") : "");
+  $("pdf-rmin-label").textContent = $("pdf-rmax-label").textContent = unitText(p.units.r);
+  view.pdfVoxel = null; view.pdfMap = null;
+  if (grPlot) { grPlot.destroy(); grPlot = null; }
+  setText("pdf-curve-caption", "click a voxel of the map for its G(r)");
+  zs.onchange = () => { drawPdfMap(); if (view.pdfVoxel) showVoxel(+zs.value, view.pdfVoxel.row, view.pdfVoxel.col); };
+  lo.onchange = hi.onchange = drawPdfMap;
+  img.onclick = (e) => {
+    const d = view.desc.pdf;
+    if (!d || !img.clientWidth) return;
+    const col = Math.min(d.nx - 1, Math.max(0, Math.floor(e.offsetX / img.clientWidth * d.nx)));
+    const row = Math.min(d.ny - 1, Math.max(0, Math.floor(e.offsetY / img.clientHeight * d.ny)));
+    showVoxel(+zs.value, row, col);
+  };
+  drawPdfMap();
+}
+
+function drawPdfMap() {
+  const desc = view.desc, p = desc.pdf;
+  const z = $("pdf-z").value || 0, lo = $("pdf-rmin").value, hi = $("pdf-rmax").value;
+  const query = `z=${z}&r_min=${encodeURIComponent(lo)}&r_max=${encodeURIComponent(hi)}`;
+  const url = api(`/gr_map.png?${query}&v=${desc.versions.pdf}`);
+  view.pdfMap = {url, query, z};
+  const key = desc.key;
+  refresh($("pdf-map-img"), url, () => {  // onload: of the newest map asked for (one may wait while another loads)
+    setText("pdf-error", "");
+    const {query, z} = view.pdfMap;
+    fetch(api(`/gr_map?${query}&values=0`)).then((r) => (r.ok ? r.json() : null)).then((m) => {
+      if (!m || view.desc.key !== key || view.pdfMap.query !== query) return;
+      const r = (v) => String(Number(v.toPrecision(6)));  // 2.5, not 2.5000000000000004
+      setText("pdf-map-caption", `mean G(r) over r ${r(m.r_used[0])}–${r(m.r_used[1])} ${unitText(p.units.r)}, z ${z}: `
+              + `colour from ${fmt(m.min)} to ${fmt(m.max)} ${unitText(p.units.G)}; click a voxel`);
+    });
+    view.pdfMaps = (view.pdfMaps || 0) + 1;
+  }, (failed) => {  // refused (a bad window): the server's message, as text, unless newer bounds came
+    fetch(failed).then((r) => (r.ok ? "" : r.text())).then((text) => {
+      if (view.pdfMap && view.pdfMap.url === failed) setText("pdf-error", text);
+    });
+  });
+}
+
+async function showVoxel(z, row, col) {
+  const p = view.desc.pdf, key = view.desc.key;
+  view.pdfVoxel = {z, row, col};
+  const reply = await fetch(api(`/gr?z=${z}&row=${row}&col=${col}`));
+  if (!reply.ok) { setText("pdf-error", await reply.text()); return; }
+  const v = await reply.json();
+  if (view.desc.key !== key) return;
+  const data = [v.r, v.G];
+  const labels = [`r (${unitText(v.units.r)})`, `G(r) (${unitText(v.units.G)})`];
+  if (!grPlot) {
+    grPlot = new uPlot({
+      width: 520, height: 300, scales: {x: {time: false}},
+      series: [{label: labels[0]}, {label: "G(r)", stroke: "#1f77b4", width: 1.5}],
+      axes: [{label: labels[0]}, {label: labels[1]}],
+    }, data, $("pdf-curve"));
+  } else {
+    grPlot.setData(data);
+  }
+  view.pdfCurve = {z, row, col, r: v.r, G: v.G, labels};
+  setText("pdf-curve-caption", `G(r) of voxel z ${z}, row ${row}, column ${col} `
+          + `(x ${fmt(v.x_mm)} mm, y ${fmt(v.y_mm)} mm, z ${fmt(v.z_mm)} mm)`);
+  setText("pdf-error", "");
 }
 
 // -- the event stream ---------------------------------------------------------------------------
