@@ -247,3 +247,114 @@ def test_a_job_asking_for_the_gpu_gets_one_local_worker_per_gpu(monkeypatch):
     monkeypatch.setattr(dask_cluster, "gpu_count", lambda: 4)
     assert dask_cluster.local_workers("gpu") == 4
     assert dask_cluster.local_workers("cpu") == len(os.sched_getaffinity(0))
+
+
+# --- the GPU's batched path: its logic on the CPU everywhere, on the GPU where CuPy finds one ----
+
+def range_settings():
+    from bliss_lite.processing.integration_settings import IntegrationSettings
+
+    return IntegrationSettings.from_poni(PONI, roi=ROI, npt=120).to_json()
+
+
+class PipelineStandIn:
+    """The GPU pipeline's use of a chunk sequence, on the CPU: `integrate_compressed` asks for
+    chunk 0 (the layout), then slices the sequence a batch at a time and is done with a slice
+    (there: copied into pinned buffers) before it asks for the one after; each chunk decoded and
+    integrated by the CPU's LeanIntegrator. There is no NumPy stand-in for the GPU module
+    itself (gpu/integrate.py is CuPy throughout), so this is what runs its caller's logic here."""
+
+    def __init__(self, lean, batch=7):
+        self.lean, self.batch, self.slices = lean, batch, []
+
+    @property
+    def npt(self):
+        return self.lean.npt
+
+    def integrate_compressed(self, chunks, dtype=np.int32):
+        from collections.abc import Sequence
+
+        from bliss_lite.data import bslz4
+
+        assert isinstance(chunks, Sequence)  # sliced as the pipeline goes, never listed whole
+        bslz4.decompress(chunks[0], self.lean.shape, dtype)
+        out = []
+        for first in range(0, len(chunks), self.batch):
+            part = chunks[first:first + self.batch]
+            self.slices.append((first, len(part)))
+            out += [self.lean.integrate(bslz4.decompress(bytes(c), self.lean.shape, dtype)) for c in part]
+        return np.stack(out)
+
+
+def test_the_batched_range_gives_the_frame_by_frame_patterns(scan):
+    from bliss_lite.processing import dask_integrate
+
+    root, expected = scan
+    raw, settings = str(root / "raw.h5"), range_settings()
+    lean = dask_integrate._integrator(settings, "cpu")
+    by_frame = dask_integrate.integrate_range(raw, "2.1", "pilatus", settings, 5, 83)
+    np.testing.assert_allclose(by_frame, expected[5:83], rtol=1e-6, atol=0)
+    np.testing.assert_array_equal(dask_integrate.integrate_batched(lean, raw, "2.1", "pilatus", 5, 83), by_frame)
+    stand_in = PipelineStandIn(lean)
+    np.testing.assert_array_equal(dask_integrate.integrate_batched(stand_in, raw, "2.1", "pilatus", 5, 83), by_frame)
+    assert stand_in.slices[0] == (0, 7) and stand_in.slices[-1] == (77, 1) and len(stand_in.slices) == 12
+    with pytest.raises(ValueError, match=r"frames 100\.\.130: only 20 readable"):
+        dask_integrate.integrate_batched(lean, raw, "2.1", "pilatus", 100, 130)
+
+
+def test_the_gpu_backend_takes_the_batched_path(scan, monkeypatch):
+    """integrate_range(backend="gpu") hands its range to integrate_batched with the worker's
+    (cached) integrator: here the stand-in in the GPU one's place."""
+    from bliss_lite.processing import dask_integrate
+
+    root, expected = scan
+    settings = range_settings()
+    stand_in = PipelineStandIn(dask_integrate._integrator(settings, "cpu"), batch=16)
+    monkeypatch.setattr(dask_integrate, "_integrator", lambda s, backend: stand_in if backend == "gpu" else None)
+    got = dask_integrate.integrate_range(str(root / "raw.h5"), "2.1", "pilatus", settings, 0, FRAMES, "gpu")
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=0)
+    assert len(stand_in.slices) == -(-FRAMES // 16)
+    assert dask_integrate.part_frames_for("gpu") == dask_integrate.GPU_PART_FRAMES > dask_integrate.PART_FRAMES
+
+
+def test_stored_chunks_are_the_files_chunks(scan, monkeypatch):
+    from bliss_lite.data.frame_reader import EntryFrames, entry_frames
+    from bliss_lite.processing.dask_integrate import StoredChunks
+
+    root, _ = scan
+    with entry_frames(root / "raw.h5", "2.1", "pilatus") as frames:
+        stored = [frames.chunk(i) for i in range(FRAMES)]
+        with StoredChunks(frames, 10, 110, threads=3) as chunks:
+            assert chunks.plain and len(chunks) == 100
+            assert chunks[0] == stored[10] and chunks[-1] == stored[109]
+            for a in range(0, 100, 9):  # slices in order: each read ahead of its asking
+                assert [bytes(c) for c in chunks[a:a + 9]] == stored[10 + a:min(19 + a, 110)]
+            assert [bytes(c) for c in chunks[50:53]] == stored[60:63]  # out of order: read then
+            with pytest.raises(IndexError):
+                chunks[100]
+        real = EntryFrames.chunk_locations
+        monkeypatch.setattr(EntryFrames, "chunk_locations",  # offsets off by a byte: h5py reads instead
+                            lambda self, a, b: [(p, o + 1, n) for p, o, n in real(self, a, b)])
+        with StoredChunks(frames, 0, 20) as chunks:
+            assert not chunks.plain
+            assert [bytes(c) for c in chunks[0:20]] == stored[:20]
+
+
+needs_gpu = pytest.mark.skipif(not __import__("bliss_lite.processing.gpu", fromlist=["available"]).available(),
+                               reason="no GPU here (CuPy and a CUDA device needed)")
+
+
+@needs_gpu
+def test_gpu_range_and_gpu_worker_equal_the_cpu_path(scan, tmp_path):
+    """On the GPU the batched pipeline, through Dask too: the CPU's patterns within 1e-4 (the
+    GPU tests' tolerance: float32 sums in another order)."""
+    from bliss_lite.processing import dask_integrate
+
+    root, expected = scan
+    got = dask_integrate.integrate_range(str(root / "raw.h5"), "2.1", "pilatus", range_settings(), 0, FRAMES, "gpu")
+    assert float(np.abs(got - expected).max() / np.abs(expected).max()) <= 1e-4
+    data, path = output_of(scan, tmp_path, "gpu", part_frames=50)
+    with cluster(workers=1, backend="gpu") as gpu_client:
+        out = integrate_scan_dask({**data, "backend": "gpu"}, gpu_client, progress=Quiet)
+    assert (out["parts"], out["parts_run"]) == (3, 3)
+    assert float(np.abs(patterns(path) - expected).max() / np.abs(expected).max()) <= 1e-4

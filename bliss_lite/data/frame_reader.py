@@ -197,6 +197,26 @@ class EntryFrames:
         dataset, _, local = self._locate(index)
         return dataset.id.read_direct_chunk((local,) + (0,) * (dataset.ndim - 1))[1]
 
+    def chunk_locations(self, start, stop):
+        """[(data file path, byte offset, size), ...] of frames start..stop's stored chunks
+        (Bitshuffle-LZ4 frames only), for a reader that reads many chunks with plain file reads,
+        in threads (h5py's `read_direct_chunk` holds the GIL and allocates every chunk anew).
+        Each data file's chunk index is walked once (`chunk_iter`) rather than per frame.
+        IndexError for a frame not readable now; ValueError for one not stored as a chunk."""
+        tables, out = {}, []
+        for index in range(int(start), int(stop)):
+            dataset, encoded, local = self._locate(index)
+            if not encoded:
+                raise ValueError(f"{self.master}: entry {self.entry}: frame {index} is not a Bitshuffle-LZ4 chunk")
+            key = (dataset.file.filename, dataset.name)
+            if key not in tables:
+                tables[key] = _chunk_table(dataset)
+            try:
+                out.append((key[0], *tables[key][local]))
+            except KeyError:
+                raise IndexError(f"{self.master}: entry {self.entry}: frame {index} has no stored chunk") from None
+        return out
+
     def frame(self, index):
         dataset, encoded, local = self._locate(index)
         if encoded:
@@ -222,6 +242,23 @@ class EntryFrames:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _chunk_table(dataset):
+    """{index along the first axis: (byte offset, size)} of a one-frame-per-chunk dataset's
+    chunks as they are now."""
+    table = {}
+
+    def add(info):
+        if info.byte_offset is not None:
+            table[info.chunk_offset[0]] = (int(info.byte_offset), int(info.size))
+
+    if hasattr(dataset.id, "chunk_iter"):  # h5py >= 3.8 on HDF5 >= 1.12.3: one pass
+        dataset.id.chunk_iter(add)
+    else:
+        for k in range(dataset.id.get_num_chunks()):
+            add(dataset.id.get_chunk_info(k))
+    return table
 
 
 @contextmanager

@@ -9,15 +9,25 @@ worker that dies costs only its task: the scheduler runs it again elsewhere (`re
 covers a task that raised). At the end the client alone copies the parts, in order, into
 `integrated.h5` with the same PatternStore and NXprocess as the single-process run, so the
 results and the layout are the same, then removes the parts.
+
+Backend "gpu": a task's frames go through the batched GPU pipeline the live workers use
+(`LeanIntegrator.integrate_compressed`: compressed chunks cross the bus and are decoded and
+integrated there, batches overlapped round a few streams), fed from the data files by
+`StoredChunks` (plain reads in threads, the next batch read while this one is staged), and a
+task is `GPU_PART_FRAMES` long: at ~29,000 frames/s, 256 frames would be ~9 ms, no longer than
+the pipeline's fill and drain and Dask's own cost per task.
 """
 from __future__ import annotations
 
 import functools
 import hashlib
 import json
+import operator
 import os
 import shutil
 import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +35,7 @@ import numpy as np
 from bliss_lite.data.safe_open import open_hdf5
 
 PART_FRAMES = 256  # frames per task: seconds of work per task on a full Pilatus 2M, so Dask's ~ms per task is noise
+GPU_PART_FRAMES = 8192  # frames per task on a GPU: ~0.3 s at the pipeline's rate (see above)
 RETRIES = 2
 
 
@@ -60,12 +71,20 @@ def _integrator(settings_json, backend):
     return LeanIntegrator(IntegrationSettings.from_json(settings_json), backend)
 
 
+def part_frames_for(backend):
+    """The default task size of a backend."""
+    return GPU_PART_FRAMES if backend == "gpu" else PART_FRAMES
+
+
 def integrate_range(filename, entry, detector, settings_json, first, stop, backend="cpu"):
     """Patterns (stop - first, npt) float32 of frames first..stop, read from the scan's files
-    where this runs, integrated frame by frame as the single-process job does."""
+    where this runs: on the CPU integrated frame by frame as the single-process job does, on
+    the GPU in batches (`integrate_batched`)."""
     from bliss_lite.processing.frame_sources import hdf5_frames
 
     integrator = _integrator(settings_json, backend)
+    if backend == "gpu":
+        return integrate_batched(integrator, filename, entry, detector, first, stop)
     out = np.zeros((stop - first, integrator.npt), np.float32)
     seen = 0
     for index, frame in hdf5_frames(filename, entry, detector, readers=1, start=first, stop=stop):
@@ -74,6 +93,152 @@ def integrate_range(filename, entry, detector, settings_json, first, stop, backe
     if seen != stop - first:
         raise ValueError(f"{filename} entry {entry}: frames {first}..{stop}: only {seen} readable")
     return out
+
+
+def integrate_batched(integrator, filename, entry, detector, first, stop, block=512):
+    """Patterns of frames first..stop through `integrator`'s batched calls: Bitshuffle-LZ4 frames
+    as one `integrate_compressed` over `StoredChunks` (on the GPU: one pipeline for the whole
+    range, never drained between batches), other frames `block` at a time through
+    `integrate_many`. Any LeanIntegrator works (the CPU's too: the same calls, decoded here)."""
+    from bliss_lite.data.frame_reader import EntryFrames
+    from bliss_lite.processing.frame_sources import entry_name, open_scan_file
+
+    with open_scan_file(filename) as h5, EntryFrames(h5, entry_name(entry), detector) as frames:
+        if len(frames) < stop:
+            raise ValueError(f"{filename} entry {entry}: frames {first}..{stop}: only "
+                             f"{max(0, len(frames) - first)} readable")
+        if stop <= first:
+            return np.zeros((0, integrator.npt), np.float32)
+        if frames.encoded:
+            with StoredChunks(frames, first, stop) as chunks:
+                return np.asarray(integrator.integrate_compressed(chunks, dtype=frames.dtype.newbyteorder("=")),
+                                  np.float32)
+        out = np.empty((stop - first, integrator.npt), np.float32)
+        for a in range(first, stop, block):
+            b = min(a + block, stop)
+            out[a - first:b - first] = integrator.integrate_many(frames.read(range(a, b)))
+        return out
+
+
+def _threads():
+    return max(2, min(8, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2)
+                      // 2))
+
+
+class StoredChunks(Sequence):
+    """The stored Bitshuffle-LZ4 chunks of frames first..stop of an open `EntryFrames`, as a
+    sequence read on demand: `chunks[k]` is chunk first + k (bytes of its own), `chunks[a:b]`
+    a list of memoryviews into one of two reused buffers, valid until the slice after next
+    (the GPU pipeline copies a batch into its pinned buffers before it asks for the next one).
+    Reads are plain `os.preadv` at the offsets HDF5 gives (`EntryFrames.chunk_locations`),
+    split among `threads` threads (they release the GIL), and the slice after the one asked
+    for is read ahead while the caller works on this one. Each data file's first chunk is
+    checked against h5py's `read_direct_chunk`; where they differ, h5py reads them all."""
+
+    def __init__(self, frames, first, stop, threads=None):
+        self.frames, self.first, self.count = frames, int(first), int(stop) - int(first)
+        self.locations = frames.chunk_locations(first, stop)
+        self._fds, self._buffers, self._turn, self._ahead = {}, [None, None], 0, None
+        self.threads = int(threads or _threads())
+        self._readers = ThreadPoolExecutor(self.threads, thread_name_prefix="chunk-reader")
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="chunk-read-ahead")  # drives the readers
+        self.plain = True
+        try:
+            for path, _, _ in self.locations:  # all opened here: the reading threads only look them up
+                if path not in self._fds:
+                    self._fds[path] = os.open(path, os.O_RDONLY)
+            checked = set()
+            for k, (path, _, _) in enumerate(self.locations):
+                if path not in checked:
+                    checked.add(path)
+                    if self._read_one(k) != bytes(frames.chunk(self.first + k)):
+                        self.plain = False  # e.g. a user block before the HDF5 data: let h5py find it
+                        break
+        except BaseException:
+            self.close()
+            raise
+
+    def __len__(self):
+        return self.count
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            a, b, step = key.indices(self.count)
+            if step != 1:
+                raise ValueError("StoredChunks: only contiguous slices")
+            return self._slice(a, max(a, b))
+        k = operator.index(key)
+        k = k + self.count if k < 0 else k
+        if not 0 <= k < self.count:
+            raise IndexError(f"chunk {key} of {self.count}")
+        return self._read_one(k) if self.plain else self.frames.chunk(self.first + k)
+
+    def _slice(self, a, b):
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[:2] == (a, b):
+            chunks = ahead[2].result()
+        else:
+            if ahead is not None:
+                ahead[2].result()  # never two reads into one buffer
+            chunks = self._read(a, b)
+        c, d = b, min(b + (b - a), self.count)
+        if d > c:
+            self._ahead = (c, d, self._pool.submit(self._read, c, d))
+        return chunks
+
+    def _read_one(self, k):
+        path, offset, size = self.locations[k]
+        data = os.pread(self._fds[path], size, offset)
+        if len(data) != size:
+            raise OSError(f"{path}: chunk of frame {self.first + k} cut short ({len(data)} of {size} bytes)")
+        return data
+
+    def _read(self, a, b):
+        """Chunks a..b into the next buffer, the reads split among the pool's threads."""
+        if not self.plain:
+            return [self.frames.chunk(self.first + k) for k in range(a, b)]
+        sizes = np.array([size for _, _, size in self.locations[a:b]], np.int64)
+        starts = np.zeros(len(sizes) + 1, np.int64)
+        np.cumsum(sizes, out=starts[1:])
+        turn, self._turn = self._turn, 1 - self._turn
+        buffer = self._buffers[turn]
+        if buffer is None or buffer.size < starts[-1]:
+            buffer = self._buffers[turn] = np.empty(int(starts[-1] * 1.25) + 4096, np.uint8)
+        views = [memoryview(buffer[starts[i]:starts[i + 1]]) for i in range(len(sizes))]
+        fds = [self._fds[path] for path, _, _ in self.locations[a:b]]
+
+        def part(lo, hi):
+            for i in range(lo, hi):
+                _, offset, size = self.locations[a + i]
+                if os.preadv(fds[i], [views[i]], offset) != size:
+                    raise OSError(f"{self.locations[a + i][0]}: chunk of frame {self.first + a + i} cut short")
+
+        edges = np.linspace(0, len(views), min(self.threads, len(views)) + 1).astype(int)
+        futures = [self._readers.submit(part, int(lo), int(hi)) for lo, hi in zip(edges[:-1], edges[1:])]
+        errors = [f.exception() for f in futures]  # all ended before any error is raised
+        for error in errors:
+            if error is not None:
+                raise error
+        return views
+
+    def close(self):
+        if self._ahead is not None:
+            try:
+                self._ahead[2].result()
+            except Exception:  # noqa: BLE001 - a read ahead nobody asked for: its error is no one's
+                pass
+            self._ahead = None
+        self._pool.shutdown(wait=True)
+        self._readers.shutdown(wait=True)
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 def part_path(folder, first, stop):
@@ -152,7 +317,7 @@ def integrate_scan_dask(data, client, progress=None, part_frames=None, retries=R
     count = hdf5_scan(filename, source_entry, detector, channels=False).nframes
     if not count:
         raise ValueError("integrate_scan: no frames to integrate")
-    parts = plan(count, part_frames or data.get("part_frames") or PART_FRAMES)
+    parts = plan(count, part_frames or data.get("part_frames") or part_frames_for(backend))
     settings_json = settings.to_json()
     target = Path(_reduction_file(path, entry, "integrated")).resolve()
     state = PartState(target.with_name(target.name + ".parts"), job_key(filename, source_entry, detector,

@@ -13,6 +13,8 @@ threads; more threads are slower), so the host sets the pace.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from bliss_lite.processing.gpu import bslz4_decode
@@ -158,8 +160,10 @@ class GpuIntegrator:
     def integrate_chunks(self, chunks, dtype=np.int32, device=False):
         """Bitshuffle-LZ4 chunks (bytes-like, `bliss_lite.data.bslz4`) of frames of the
         integrator's shape -> (k, npt) float32 patterns; ValueError names a chunk that does not
-        decode."""
-        chunks = list(chunks)
+        decode. A Sequence is sliced a batch at a time as the pipeline goes (one that reads its
+        chunks on demand, e.g. from a file, never holds them all), anything else is listed first."""
+        if not isinstance(chunks, Sequence):
+            chunks = list(chunks)
         if not chunks:
             return self._empty(0, device)
         layout = read_layout(chunks[0], self.shape, dtype)
