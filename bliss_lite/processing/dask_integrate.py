@@ -84,6 +84,7 @@ def integrate_range(filename, entry, detector, settings_json, first, stop, backe
 
     integrator = _integrator(settings_json, backend)
     if backend == "gpu":
+        _pick_gpu()  # CuPy's current device is per thread: this one's too, not only the builder's
         return integrate_batched(integrator, filename, entry, detector, first, stop)
     out = np.zeros((stop - first, integrator.npt), np.float32)
     seen = 0
