@@ -18,6 +18,21 @@ patterns of the whole job on 2 workers (`integrate_scan_dask`: parts joined into
 integrated.h5) against the single-process `integrate_scan`, max |a - b| / max |b|. Prints one
 JSON line. Usage: python benchmarks/dask_reprocess.py [--frames 2048] [--roi 0,0,1679,1475]
 [--part-frames 256] [--npt 1000] [--repeat 3]
+
+`--backend gpu` (one NVIDIA GPU, CuPy): the GPU figures instead, on a scan of `--frames`
+(default 16384) full Pilatus 2M frames of the simulated sample (`--bank` distinct frames
+rendered and compressed, as benchmarks/integration.py does, written over and over: ~0.7 MB a
+frame), in ranges of `--part-frames` (default `dask_integrate.GPU_PART_FRAMES`):
+
+- `gpu_pipeline_fps`: the bare batched GPU pipeline on the same frames, their chunks in host
+  memory (`LeanIntegrator.integrate_compressed`, as benchmarks/integration.py times it);
+- `gpu_bare_fps`: the bare task function (`integrate_part`, backend "gpu": chunks read from the
+  scan's files, integrated, part file written) called in this process range after range;
+- `gpu_dask_fps`: the same calls as tasks of a LocalCluster of one worker process (worker 0:
+  GPU 0), submitted together and waited for (one range run on the worker first);
+- `gpu_dask_percent_of_bare` = 100 gpu_dask_fps / gpu_bare_fps (what Dask costs), and
+  `gpu_dask_percent_of_pipeline` (Dask and the reads from the files together); each fps the
+  best of `--repeat` runs. `gpu_max_rel_err`: the Dask job's first range against the CPU path.
 """
 from __future__ import annotations
 
@@ -72,14 +87,104 @@ def timed_tasks(client, calls):
     return time.perf_counter() - started
 
 
+def write_gpu_scan(path, frames, bank):
+    """A scan of `frames` full frames: the `bank` of compressed chunks written over and over."""
+    from bliss_lite.controllers.detectors.pilatus_geometry import FULL_SHAPE
+    from bliss_lite.data.model import ChannelSpec
+    from bliss_lite.data.writer import EntryWriter
+
+    writer = EntryWriter(path, 1, title="timescan", axes=[ChannelSpec("omega", unit="deg")],
+                         counters=[ChannelSpec("pilatus", "int32", FULL_SHAPE, encoding="bslz4")])
+    block = 64
+    for first in range(0, frames, block):
+        n = min(block, frames - first)
+        writer.append({"omega": np.linspace(first, first + n, n, endpoint=False),
+                       "pilatus": [bank[(first + k) % len(bank)] for k in range(n)]})
+    writer.close()
+
+
+def gpu_main(args):
+    """The GPU figures (module docstring): one JSON line."""
+    import cupy
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from integration import make_bank
+
+    from bliss_lite.processing import dask_integrate
+    from bliss_lite.processing.dask_cluster import cluster
+    from bliss_lite.processing.integration_settings import IntegrationSettings
+    from bliss_lite.processing.integrator import LeanIntegrator
+
+    frames = args.frames or 16384
+    part = args.part_frames or dask_integrate.GPU_PART_FRAMES
+    settings = IntegrationSettings.from_poni(PONI, npt=args.npt)
+    settings_json = settings.to_json()
+    started = time.perf_counter()
+    bank = make_bank(args.bank)
+    with tempfile.TemporaryDirectory(prefix="bl_dask_gpu_", dir=args.tmp) as tmp:
+        tmp = Path(tmp)
+        scan = tmp / "scan.h5"
+        write_gpu_scan(scan, frames, bank)
+        setup_s = time.perf_counter() - started
+        parts_dir = tmp / "parts"
+        parts_dir.mkdir()
+        calls = [(str(parts_dir), str(scan), "1.1", "pilatus", settings_json, first, stop, "gpu")
+                 for first, stop in dask_integrate.plan(frames, part)]
+
+        lean = LeanIntegrator(settings, backend="gpu")
+        stream = [bank[i % len(bank)] for i in range(frames)]  # the scan's frames, in host memory
+        lean.integrate_compressed(stream[:4 * lean.gpu.batch])  # kernels compiled, buffers allocated
+        pipeline = []
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            lean.integrate_compressed(stream)
+            pipeline.append(frames / (time.perf_counter() - t0))
+        lean.gpu.close()
+        del lean, stream
+
+        dask_integrate.integrate_part(*calls[0])  # the worker's own integrator warm, as on the worker
+        bare = [frames / _bare(calls) for _ in range(args.repeat)]
+        with cluster(workers=1, backend="gpu") as client:
+            client.submit(dask_integrate.integrate_part, *calls[0], pure=False).result()  # warm, as a task
+            on_dask = [frames / timed_tasks(client, calls) for _ in range(args.repeat)]
+            first = calls[0][5:7]  # its part file: the last run's, by the worker
+        from bliss_lite.data.safe_open import open_hdf5
+
+        with open_hdf5(dask_integrate.part_path(parts_dir, *first)) as h5:
+            got = h5["intensity"][:256]
+        expected = dask_integrate.integrate_range(str(scan), "1.1", "pilatus", settings_json, 0, len(got), "cpu")
+    err = float(np.max(np.abs(got - expected)) / max(float(np.max(np.abs(expected))), 1e-30))
+    best_pipeline, best_bare, best_dask = max(pipeline), max(bare), max(on_dask)
+    of_bare, of_pipeline = 100 * best_dask / best_bare, 100 * best_dask / best_pipeline
+    print(json.dumps({
+        "benchmark": "dask_reprocess", "backend": "gpu", "device": cupy.cuda.runtime.getDeviceProperties(0)["name"].decode(),
+        "frames": frames, "frame_shape": [1679, 1475], "bank_frames": len(bank),
+        "compressed_mb_per_frame": round(sum(map(len, bank)) / len(bank) / 1e6, 3), "npt": args.npt,
+        "part_frames": part, "tasks": len(calls), "repeat": args.repeat, "cores": len(os.sched_getaffinity(0)),
+        "setup_s": round(setup_s, 1),
+        "gpu_pipeline_fps": round(best_pipeline), "gpu_bare_fps": round(best_bare), "gpu_dask_fps": round(best_dask),
+        "gpu_dask_percent_of_bare": round(of_bare, 1), "gpu_dask_percent_of_pipeline": round(of_pipeline, 1),
+        "runs_fps": {"pipeline": [round(r) for r in pipeline], "bare": [round(r) for r in bare],
+                     "dask": [round(r) for r in on_dask]},
+        "gpu_max_rel_err": err, "goals_met": {"gpu_dask_percent_of_bare>=90": of_bare >= 90,
+                                              "gpu_max_rel_err<=1e-4": err <= 1e-4}}))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=2048)
+    parser.add_argument("--backend", default="cpu", choices=["cpu", "gpu"],
+                        help="gpu: the GPU figures (one GPU worker through Dask against the bare pipeline)")
+    parser.add_argument("--bank", type=int, default=32, help="--backend gpu: distinct frames rendered")
+    parser.add_argument("--tmp", default="/tmp", help="where the scan is written (--backend gpu: ~0.7 MB a frame)")
+    parser.add_argument("--frames", type=int, default=None, help="frames of the scan (default 2048; gpu: 16384)")
     parser.add_argument("--roi", default="0,0,1679,1475")
     parser.add_argument("--part-frames", type=int, default=None)
     parser.add_argument("--npt", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=3, help="each timing the best of this many runs")
     args = parser.parse_args(argv)
+    if args.backend == "gpu":
+        return gpu_main(args)
+    args.frames = args.frames or 2048
 
     from bliss_lite.data.safe_open import open_hdf5
     from bliss_lite.processing import dask_integrate
