@@ -5,8 +5,9 @@ scipy.optimize.nnls solves one pattern per call (a 400 x 400 slice is 160,000 ca
 problem is put in normal form once (G = A^T A, k x k; B = A^T Y, one GEMM over all voxels)
 and solved by block principal pivoting (Kim & Park, "Fast nonnegative matrix factorization",
 SIAM J. Sci. Comput. 33, 2011): every voxel exchanges all its infeasible variables at once,
-with Murty's single-variable backup rule so it cannot cycle, and the voxels that share a set
-of passive variables are solved together with one small k x k solve. The exact solution in a
+with Murty's single-variable backup rule so it cannot cycle. On NumPy the voxels that share a
+set of passive variables are solved together with one small k x k solve; on CuPy every voxel's
+passive-set system goes into one batched k x k solve (one kernel, no host syncs per set). The exact solution in a
 few iterations, vectorised over voxels; NumPy or CuPy arrays (`xp`), the same algorithm.
 """
 from __future__ import annotations
@@ -35,7 +36,10 @@ def nnls_normal(gram, rhs, xp=np, max_iter=None):
     todo = xp.ones(n, dtype=bool)
     bits = xp.asarray((2 ** np.arange(k)).astype(np.int64))[:, None]
     for _ in range(max_iter or 10 * k + 10):
-        _solve_groups(gram, rhs, passive, x, y, xp.flatnonzero(todo), bits, xp)
+        if xp is np:  # on a CPU a solve per passive set is 2-4x faster than one per column
+            _solve_groups(gram, rhs, passive, x, y, xp.flatnonzero(todo), bits, xp)
+        else:
+            _solve_batched(gram, rhs, passive, x, y, xp.flatnonzero(todo), xp)
         infeasible = (passive & (x < -TOLERANCE * scale)) | (~passive & (y < -TOLERANCE * scale))
         count = infeasible.sum(axis=0)
         todo = count > 0
@@ -53,6 +57,25 @@ def nnls_normal(gram, rhs, xp=np, max_iter=None):
             exchange[last[single], xp.flatnonzero(single)] = True
         passive ^= exchange
     raise RuntimeError(f"nnls: {int(todo.sum())} of {n} patterns did not converge")
+
+
+def _solve_batched(gram, rhs, passive, x, y, columns, xp):
+    """x and the gradient y = G x - b of `columns`, solved with x = 0 outside each column's
+    passive set. All columns at once: column j solves (P G P + I - P) x = P b, P its passive
+    set's diagonal, which is G's passive block with the identity elsewhere: one batched k x k
+    solve (a single kernel on a GPU, where a solve per passive set cost a launch and a host
+    sync each, up to 2^k per pass), the same x as _solve_groups."""
+    if columns.size == 0:
+        return
+    p = passive[:, columns].T.astype(xp.float64)  # (m, k): 1 where passive
+    b = rhs[:, columns].T  # (m, k)
+    k = gram.shape[0]
+    systems = p[:, :, None] * gram[None, :, :] * p[:, None, :]
+    systems += (1.0 - p)[:, :, None] * xp.eye(k)[None, :, :]
+    xs = xp.linalg.solve(systems, (p * b)[:, :, None])[:, :, 0] * p  # (m, k)
+    grad = xs @ gram - b  # gram symmetric: (G x - b)^T row-wise
+    x[:, columns] = xs.T
+    y[:, columns] = (grad * (1.0 - p)).T
 
 
 def _solve_groups(gram, rhs, passive, x, y, columns, bits, xp):
