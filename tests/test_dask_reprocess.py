@@ -358,3 +358,35 @@ def test_gpu_range_and_gpu_worker_equal_the_cpu_path(scan, tmp_path):
         out = integrate_scan_dask({**data, "backend": "gpu"}, gpu_client, progress=Quiet)
     assert (out["parts"], out["parts_run"]) == (3, 3)
     assert float(np.abs(patterns(path) - expected).max() / np.abs(expected).max()) <= 1e-4
+
+
+FAULTS = """
+import os, resource, sys
+import numpy as np
+from bliss_lite.data import bslz4
+from bliss_lite.processing.dask_integrate import reuse_frame_memory
+chunk = bslz4.compress(np.random.default_rng(1).poisson(3, (1000, 1000)).astype(np.int32))
+
+def faults_per_decode():
+    bslz4.decompress(chunk, (1000, 1000), np.int32)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(20):
+        bslz4.decompress(chunk, (1000, 1000), np.int32)
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 20
+
+print(faults_per_decode(), reuse_frame_memory(), faults_per_decode())
+"""
+
+
+@pytest.mark.skipif(__import__("platform").libc_ver()[0] != "glibc", reason="glibc's malloc only")
+def test_decoded_frames_reuse_memory_in_a_dask_worker(client):
+    """Dask's workers run with MALLOC_TRIM_THRESHOLD_ set: each 4 MB decoded frame a fresh mmap,
+    ~1000 page faults; after reuse_frame_memory (every integration task calls it) none."""
+    import subprocess
+    import sys
+
+    assert set(client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_")).values()) == {"65536"}
+    env = {**os.environ, "MALLOC_TRIM_THRESHOLD_": "65536", "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", FAULTS], env=env, capture_output=True, text=True, timeout=120)
+    before, took, after = out.stdout.split()
+    assert float(before) > 500 and took == "True" and float(after) < 50, out.stdout + out.stderr

@@ -60,6 +60,31 @@ def _pick_gpu():
         cupy.cuda.Device(name % cupy.cuda.runtime.getDeviceCount()).use()
 
 
+@functools.cache
+def reuse_frame_memory():
+    """Let this process's decoded frames come from the heap again; True where it took effect.
+
+    Dask's nanny starts every worker with MALLOC_TRIM_THRESHOLD_=65536 (the default
+    `distributed.nanny.pre-spawn-environ`, so that freed memory goes back to the system), and
+    setting it freezes glibc's mmap threshold at 128 kB: each frame bitshuffle decodes (10 MB for
+    a Pilatus 2M) is then a fresh mmap, faulted in and zeroed page by page by the kernel, and
+    unmapped after. Measured here on full frames: +1.5 ms of system time per frame, ~35 % more
+    CPU than the same function in a plain process, and memory bandwidth that the workers of one
+    host share. Raised to 32 MB (glibc's most) with a 128 MB trim threshold, the frame buffers
+    are reused; the worker keeps at most that much freed memory. glibc only; once per process."""
+    import ctypes
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # malloc.h
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, 32 << 20)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 128 << 20))
+    except (OSError, AttributeError):
+        return False
+
+
 @functools.lru_cache(maxsize=2)
 def _integrator(settings_json, backend):
     """One integrator per worker process and settings: pyFAI's matrix is built once, not per task."""
@@ -82,6 +107,7 @@ def integrate_range(filename, entry, detector, settings_json, first, stop, backe
     the GPU in batches (`integrate_batched`)."""
     from bliss_lite.processing.frame_sources import hdf5_frames
 
+    reuse_frame_memory()
     integrator = _integrator(settings_json, backend)
     if backend == "gpu":
         _pick_gpu()  # CuPy's current device is per thread: this one's too, not only the builder's
