@@ -6,7 +6,8 @@ A scan of `--frames` Bitshuffle-LZ4 Pilatus frames (`--roi ROW,COL,ROWS,COLS`, d
 (`--part-frames`, the default task size of `dask_integrate.PART_FRAMES`):
 
 - `bare_s`: `dask_integrate.integrate_part` called in this process, range after range (one
-  range run before the clock starts: imports and the integrator warm);
+  range run before the clock starts: imports and the integrator warm; OMP_NUM_THREADS=1 unless
+  set, as Dask sets it in its workers);
 - `dask_1_worker_s`, `dask_2_workers_s`: the same calls as Dask tasks on a LocalCluster of 1 and
   2 worker processes (one thread each; one range run on every worker first), submitted
   together and waited for. Each the best of `--repeat` runs (a loaded machine's noise is
@@ -182,6 +183,10 @@ def main(argv=None):
     parser.add_argument("--npt", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=3, help="each timing the best of this many runs")
     args = parser.parse_args(argv)
+    # as in Dask's workers (distributed.nanny.pre-spawn-environ): else the bare function's decoding
+    # runs on bitshuffle's OpenMP threads, one per core, and on a loaded host spins (measured here:
+    # 11 ms a full frame against 4 ms on one thread), so bare and Dask would not run the same code
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     if args.backend == "gpu":
         return gpu_main(args)
     args.frames = args.frames or 2048
