@@ -37,6 +37,29 @@ def rss_mb(pid):
     return None
 
 
+def mappings_mb(pid):
+    """Where a process's resident memory sits, in MB: the brk heap, anonymous mappings (glibc
+    arenas, thread stacks, numpy's large buffers) and their count, and file mappings; with the
+    thread count. Written beside each sample (--samples-out) to tell what grows."""
+    rss = {"heap": 0, "anon": 0, "files": 0}
+    maps = 0
+    name = None
+    try:
+        with open(f"/proc/{pid}/smaps") as smaps:
+            for line in smaps:
+                if line[0] in "0123456789abcdef" and "-" in line.split(" ", 1)[0]:
+                    fields = line.split()
+                    name = fields[5] if len(fields) > 5 else ""
+                    maps += name == ""
+                elif line.startswith("Rss:"):
+                    kb = int(line.split()[1])
+                    rss["heap" if name == "[heap]" else "anon" if name == "" or name.startswith("[") else "files"] += kb
+        threads = len(os.listdir(f"/proc/{pid}/task"))
+    except OSError:
+        return None
+    return {**{k: round(v / 1024, 1) for k, v in rss.items()}, "anon_maps": maps, "threads": threads}
+
+
 def growth(samples, kind):
     """(growth from 10 % to 100 % of the scan in percent, peak MB) of one process kind: the
     sum over its processes at each sample."""
@@ -109,7 +132,8 @@ def run(args):
                 with open(args.samples_out, "a") as out:
                     out.write(json.dumps({"t": round(time.perf_counter() - start, 1), "done": round(done, 4),
                                           **{kind: sum(v for v in samples[kind][-1][1].values() if v)
-                                             for kind in samples}}) + "\n")
+                                             for kind in samples},
+                                          "scan_process_maps": mappings_mb(os.getpid())}) + "\n")
             gevent.sleep(args.sample_s)
 
     start = time.perf_counter()
