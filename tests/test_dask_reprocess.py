@@ -133,6 +133,40 @@ def test_other_settings_do_not_reuse_the_parts_of_an_interrupted_job(scan, clien
     assert patterns(path).shape == (FRAMES, 100)
 
 
+def test_a_late_part_of_an_interrupted_job_never_replaces_a_part_of_the_next(scan, client, tmp_path, monkeypatch):
+    """Dask cannot stop a running task: one of the interrupted job (npt 120) may write its part
+    file after a job with other settings (npt 100) has begun; it lands in its own job's folder."""
+    from bliss_lite.processing import dask_integrate
+    from bliss_lite.processing.integration_settings import IntegrationSettings
+
+    folders = []  # the part folder each job's tasks are given
+
+    class Recorded(dask_integrate.PartState):
+        def __init__(self, *args):
+            super().__init__(*args)
+            folders.append(self.folder)
+
+    monkeypatch.setattr(dask_integrate, "PartState", Recorded)
+    data, path = output_of(scan, tmp_path, "late")
+    with pytest.raises(KeyboardInterrupt):
+        integrate_scan_dask(data, client, progress=lambda t, d: Quiet(t, d, stop_after=3))
+    old_settings = IntegrationSettings.from_poni(PONI, roi=ROI, npt=120).to_json()
+
+    def late_parts():  # as cancelled tasks of the first job, still running, would write them
+        folders[0].mkdir(parents=True, exist_ok=True)
+        for first, stop in [(0, 4), (4, 8), (8, 12)]:
+            dask_integrate.integrate_part(str(folders[0]), data["filename"], "2.1", "pilatus", old_settings,
+                                          first, stop)
+
+    other = json.loads(json.dumps(data))
+    other["integration"]["npt"] = 100
+    out = integrate_scan_dask(other, client, progress=lambda t, d: Quiet(t, d, at_first=late_parts))
+    assert folders[0] != folders[1]
+    assert (out["parts_skipped"], out["parts_run"]) == (0, 30)
+    assert patterns(path).shape == (FRAMES, 100)
+    assert not list(tmp_path.rglob("*.parts"))
+
+
 def test_a_worker_killed_during_the_job_costs_only_its_task(scan, client, tmp_path):
     _, expected = scan
     data, path = output_of(scan, tmp_path, "killed", part_frames=1)

@@ -2,9 +2,10 @@
 
 Each task opens the scan's data files itself (a shared filesystem: frames never travel through
 the scheduler), decodes and integrates its frames, and writes its patterns to a part file of its
-own (`integrated.h5.parts/part_<first>_<stop>.h5`): no two processes ever write one HDF5 file.
-The client records each finished part in `integrated.h5.parts/state.json`, so a rerun after an
-interruption integrates only the parts missing (a state made with other settings is dropped). A
+own (`integrated.h5.parts/<job key>/part_<first>_<stop>.h5`): no two processes ever write one
+HDF5 file. The client records each finished part in `integrated.h5.parts/state.json`, so a rerun
+after an interruption integrates only the parts missing (a state made with other settings is
+dropped, and its late tasks write into their own key's folder, `PartState`). A
 worker that dies costs only its task: the scheduler runs it again elsewhere (`retries` also
 covers a task that raised). At the end the client alone copies the parts, in order, into
 `integrated.h5` with the same PatternStore and NXprocess as the single-process run, so the
@@ -285,11 +286,17 @@ def integrate_part(folder, filename, entry, detector, settings_json, first, stop
 
 
 class PartState:
-    """Which parts of a job are done, kept in `<folder>/state.json` under the job's key."""
+    """Which parts of a job are done, kept in `<root>/state.json` under the job's key, and where
+    its part files go: `<root>/<key>/` (`folder`). Dask cannot stop a task that is running: one of
+    an interrupted job goes on after the client cancelled it, and writes its part file late. A
+    job with other settings (another key) has its parts in another folder, so such a late part
+    never takes the place of one of its own (seen: a rerun with another npt joining a part of
+    the interrupted job's width)."""
 
-    def __init__(self, folder, key):
-        self.folder, self.key = Path(folder), key
-        self.file = self.folder / "state.json"
+    def __init__(self, root, key):
+        self.root, self.key = Path(root), key
+        self.folder = self.root / key
+        self.file = self.root / "state.json"
         self.done, self.meta = set(), {}  # meta: what the client needs of a part besides its file
         try:
             saved = json.loads(self.file.read_text())
@@ -298,8 +305,12 @@ class PartState:
         if isinstance(saved, dict) and saved.get("key") == key:
             self.done = {tuple(p) for p in saved.get("done", []) if part_path(self.folder, *p).is_file()}
             self.meta = {tuple(p): m for p, m in saved.get("meta", []) if tuple(p) in self.done}
-        elif self.folder.exists():  # another job's parts (other settings): not ours to reuse
-            shutil.rmtree(self.folder)
+        elif self.root.is_dir():  # another job's parts (other settings): not ours to reuse
+            for child in self.root.iterdir():  # a late task may still write there: what it leaves, remove() takes
+                if child.is_dir():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    child.unlink(missing_ok=True)
         self.folder.mkdir(parents=True, exist_ok=True)
 
     def add(self, part, meta=None):
@@ -312,7 +323,7 @@ class PartState:
         os.replace(tmp, self.file)
 
     def remove(self):
-        shutil.rmtree(self.folder, ignore_errors=True)
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def job_key(filename, entry, detector, settings_json, parts):
