@@ -424,3 +424,21 @@ def test_decoded_frames_reuse_memory_in_a_dask_worker(client):
     out = subprocess.run([sys.executable, "-c", FAULTS], env=env, capture_output=True, text=True, timeout=120)
     before, took, after = out.stdout.split()
     assert float(before) > 500 and took == "True" and float(after) < 50, out.stdout + out.stderr
+
+
+def test_the_batched_range_of_plain_int32_frames(tmp_path):
+    """Frames stored as they are (no Bitshuffle-LZ4): integrate_many a block of bytes at a time."""
+    import h5py
+
+    from bliss_lite.data.frame_reader import entry_frames
+    from bliss_lite.processing import dask_integrate
+
+    data = np.random.default_rng(9).poisson(30, (11, *ROI[2:])).astype(np.int32)
+    with h5py.File(tmp_path / "plain.h5", "w") as h5:
+        h5.create_dataset("2.1/instrument/pilatus/data", data=data, chunks=(1, *ROI[2:]))
+    with entry_frames(tmp_path / "plain.h5", "2.1", "pilatus") as frames:
+        assert not frames.encoded and len(frames) == 11
+    lean = dask_integrate._integrator(range_settings(), "cpu")
+    got = dask_integrate.integrate_batched(lean, str(tmp_path / "plain.h5"), "2.1", "pilatus", 1, 10,
+                                           block_bytes=4 * data[0].nbytes)
+    np.testing.assert_array_equal(got, lean.integrate_many(data[1:10]))

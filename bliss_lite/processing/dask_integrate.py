@@ -123,11 +123,12 @@ def integrate_range(filename, entry, detector, settings_json, first, stop, backe
     return out
 
 
-def integrate_batched(integrator, filename, entry, detector, first, stop, block=512):
+def integrate_batched(integrator, filename, entry, detector, first, stop, block_bytes=1 << 30):
     """Patterns of frames first..stop through `integrator`'s batched calls: Bitshuffle-LZ4 frames
     as one `integrate_compressed` over `StoredChunks` (on the GPU: one pipeline for the whole
-    range, never drained between batches), other frames `block` at a time through
-    `integrate_many`. Any LeanIntegrator works (the CPU's too: the same calls, decoded here)."""
+    range, never drained between batches), other frames through `integrate_many`, at most
+    `block_bytes` of them (100 full Pilatus 2M frames) at a time. Any LeanIntegrator works (the
+    CPU's too: the same calls, decoded here)."""
     from bliss_lite.data.frame_reader import EntryFrames
     from bliss_lite.processing.frame_sources import entry_name, open_scan_file
 
@@ -142,6 +143,7 @@ def integrate_batched(integrator, filename, entry, detector, first, stop, block=
                 return np.asarray(integrator.integrate_compressed(chunks, dtype=frames.dtype.newbyteorder("=")),
                                   np.float32)
         out = np.empty((stop - first, integrator.npt), np.float32)
+        block = max(1, int(block_bytes) // max(1, int(np.prod(frames.shape)) * frames.dtype.itemsize))
         for a in range(first, stop, block):
             b = min(a + block, stop)
             out[a - first:b - first] = integrator.integrate_many(frames.read(range(a, b)))
