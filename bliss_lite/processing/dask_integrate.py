@@ -158,8 +158,8 @@ def _threads():
 class StoredChunks(Sequence):
     """The stored Bitshuffle-LZ4 chunks of frames first..stop of an open `EntryFrames`, as a
     sequence read on demand: `chunks[k]` is chunk first + k (bytes of its own), `chunks[a:b]`
-    a list of memoryviews into one of two reused buffers, valid until the slice after next
-    (the GPU pipeline copies a batch into its pinned buffers before it asks for the next one).
+    a list of memoryviews into one of two reused buffers, valid until the next slice is asked
+    for (the GPU pipeline copies a batch into its pinned buffers before it asks for the next).
     Reads are plain `os.preadv` at the offsets HDF5 gives (`EntryFrames.chunk_locations`),
     split among `threads` threads (they release the GIL), and the slice after the one asked
     for is read ahead while the caller works on this one. Each data file's first chunk is
@@ -209,7 +209,7 @@ class StoredChunks(Sequence):
             chunks = ahead[2].result()
         else:
             if ahead is not None:
-                ahead[2].result()  # never two reads into one buffer
+                ahead[2].exception()  # waited for (never two reads into one buffer); not asked for, its error is no one's
             chunks = self._read(a, b)
         c, d = b, min(b + (b - a), self.count)
         if d > c:
