@@ -8,7 +8,11 @@ Reads are real CA gets (not a monitor's cache), so a dead IOC is seen at once, n
 The record's .RBV is the dial position (steps = RBV * steps_per_unit); a move writes .VAL after
 .VELO and .ACCL (s to full speed), refused first when beyond the record's .HLM/.LLM; MOVING is
 .DMOV == 0; .MSTA gives the limit switches and the problem bit; stopping writes .STOP = 1. Any
-channel that does not connect or answer within `timeout` is an AxisFault naming axis and PV.
+channel that does not connect or answer within `timeout`, or whose IOC goes away during a
+request, is an AxisFault naming axis and PV. An axis's channels are all opened at its first
+use, so their searches go out together and a stop after the IOC died waits `timeout`, not the
+first-connection wait. libca reconnects the channels of an IOC that comes back by itself, after
+its disconnect governor's few seconds (8-10 s measured here).
 
     - class: epics_motor
       timeout: 1.0
@@ -17,45 +21,75 @@ channel that does not connect or answer within `timeout` is an AxisFault naming 
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from bliss_lite.config.fields import Field, positive
 from bliss_lite.controllers.axis_state import AxisState
 from bliss_lite.controllers.errors import AxisFault, LimitError
 from bliss_lite.controllers.motor_controller import MotorController
 
 PLUS_LS, MINUS_LS, PROBLEM = 1 << 2, 1 << 13, 1 << 9  # motor record MSTA bits
+RECORD_FIELDS = (".RBV", ".VAL", ".DMOV", ".MSTA", ".STOP", ".LLM", ".HLM", ".VELO", ".ACCL")  # the ones used
 
 
 class Channels:
-    """PV objects by name, connected on first use, read without a monitor's cache."""
+    """PV objects by name, read without a monitor's cache. A channel not connected yet gets
+    CONNECT_TIMEOUT for its first connection (a CA search may take a few tries); one that was
+    connected once and lost is a fault within `timeout`. pyepics' own exceptions (a channel
+    that drops while a get or put is in flight) become ConnectionErrors, so callers catch one
+    kind of failure: OSError (with TimeoutError)."""
 
-    CONNECT_TIMEOUT = 3.0  # s for a channel's first connection: a CA search may take a few tries
+    CONNECT_TIMEOUT = 3.0  # s for a channel's first connection
 
     def __init__(self, timeout):
         self.timeout = timeout
         self._pvs = {}
+        self._connected_once = set()  # names: filled by libca's connection callbacks
+
+    def open(self, *names):
+        """Create these channels now, without waiting: their searches go out together."""
+        for name in names:
+            if name not in self._pvs:
+                import epics  # lazily: the shell starts without libca loaded
+
+                self._pvs[name] = epics.PV(name, auto_monitor=False, connection_timeout=self.timeout,
+                                           connection_callback=self._connection)
+
+    def _connection(self, pvname=None, conn=False, **_):
+        if conn:
+            self._connected_once.add(pvname)
 
     def pv(self, name):
-        pv = self._pvs.get(name)
-        if pv is None:
-            import epics  # lazily: the shell starts without libca loaded
-
-            pv = self._pvs[name] = epics.PV(name, auto_monitor=False, connection_timeout=self.timeout)
-            wait = max(self.timeout, self.CONNECT_TIMEOUT)
-        else:  # connected once: a lost link is a fault within the timeout
-            wait = self.timeout
+        self.open(name)
+        pv = self._pvs[name]
+        wait = self.timeout if name in self._connected_once else max(self.timeout, self.CONNECT_TIMEOUT)
         if not pv.connected and not pv.wait_for_connection(timeout=wait):
             raise TimeoutError(f"{name} not connected within {wait:g} s")
         return pv
 
     def get(self, name):
-        value = self.pv(name).get(timeout=self.timeout, use_monitor=False)
+        with _ca_errors(name, "get"):
+            value = self.pv(name).get(timeout=self.timeout, use_monitor=False)
         if value is None:
             raise TimeoutError(f"no value of {name} within {self.timeout:g} s")
         return value
 
     def put(self, name, value):
-        if self.pv(name).put(value, wait=False) is None:
+        with _ca_errors(name, "put"):
+            done = self.pv(name).put(value, wait=False)
+        if done is None:
             raise TimeoutError(f"put to {name} failed")
+
+
+@contextmanager
+def _ca_errors(name, what):
+    """pyepics' exceptions (none of them an OSError) as a ConnectionError naming the PV."""
+    from epics import ca
+
+    try:
+        yield
+    except (ca.ChannelAccessException, ca.ChannelAccessGetFailure, ca.CASeverityException) as exc:
+        raise ConnectionError(f"{what} of {name} failed: {str(exc).strip()}") from None
 
 
 class EpicsMotorController(MotorController):
@@ -72,7 +106,9 @@ class EpicsMotorController(MotorController):
         self.prefixes[axis] = extras["prefix"]
 
     def _do(self, axis, field, function, *args):
-        name = f"{self.prefixes[axis]}{field}"
+        prefix = self.prefixes[axis]
+        self.channels.open(*(prefix + f for f in RECORD_FIELDS))  # the axis's channels: searched together
+        name = f"{prefix}{field}"
         try:
             return function(name, *args)
         except (TimeoutError, OSError) as exc:
