@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from bliss_lite.config.fields import Field, positive
 from bliss_lite.controllers.axis_state import AxisState
 from bliss_lite.controllers.errors import AxisFault, LimitError
-from bliss_lite.controllers.motor_controller import MotorController
+from bliss_lite.controllers.motors.device_motor import DeviceMotorController
 
 PLUS_LS, MINUS_LS, PROBLEM = 1 << 2, 1 << 13, 1 << 9  # motor record MSTA bits
 RECORD_FIELDS = (".RBV", ".VAL", ".DMOV", ".MSTA", ".STOP", ".LLM", ".HLM", ".VELO", ".ACCL")  # the ones used
@@ -92,9 +92,10 @@ def _ca_errors(name, what):
         raise ConnectionError(f"{what} of {name} failed: {str(exc).strip()}") from None
 
 
-class EpicsMotorController(MotorController):
+class EpicsMotorController(DeviceMotorController):
     FIELDS = (Field("timeout", "number", 1.0, check=positive),)
     AXIS_EXTRA_FIELDS = (Field("prefix", "str"),)
+    FAULT_TEXT = "reports a problem (MSTA)"
 
     def __init__(self, name, node, config):
         self.prefixes, self._sent = {}, {}
@@ -121,6 +122,9 @@ class EpicsMotorController(MotorController):
         self._do(axis, field, self.channels.put, value)
 
     # -- hardware API ------------------------------------------------------------------------
+    def device_text(self, axis):
+        return f"EPICS record {self.prefixes[axis]}"
+
     def read_position(self, axis):
         return float(self._get(axis, ".RBV")) * axis.steps_per_unit
 
@@ -142,7 +146,7 @@ class EpicsMotorController(MotorController):
             low, high = float(self._get(axis, ".LLM")), float(self._get(axis, ".HLM"))
             if not low <= dial <= high:
                 raise LimitError(f"{axis.name}: dial {dial:g} beyond the limits [{low:g}, {high:g}] of "
-                                 f"EPICS record {self.prefixes[axis]}")
+                                 f"{self.device_text(axis)}")
             wanted = (axis.velocity, axis.acceleration)
             if self._sent.get(axis) != wanted:
                 self._put(axis, ".VELO", float(axis.velocity))
@@ -151,20 +155,8 @@ class EpicsMotorController(MotorController):
         for axis, target in moves:
             self._put(axis, ".VAL", float(target) / axis.steps_per_unit)
 
-    def stop_all(self, *axes):
-        failures = []
-        for axis in axes:  # every record is told, even when one IOC does not answer
-            try:
-                self._put(axis, ".STOP", 1)
-            except AxisFault as exc:
-                failures.append(exc)
-        if failures:
-            raise failures[0]
-
-    def wait_move(self, axis):
-        super().wait_move(axis)
-        if self.state(axis).FAULT:
-            raise AxisFault(f"{axis.name}: EPICS record {self.prefixes[axis]} reports a problem (MSTA)")
+    def stop_axis(self, axis):
+        self._put(axis, ".STOP", 1)
 
     def axis_info(self, axis):
         return f"EPICS MOTOR AXIS:\n    {axis.name} on record {self.prefixes[axis]}"

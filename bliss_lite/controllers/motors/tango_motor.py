@@ -18,7 +18,7 @@ from __future__ import annotations
 from bliss_lite.config.fields import Field, positive
 from bliss_lite.controllers.axis_state import AxisState
 from bliss_lite.controllers.errors import AxisFault
-from bliss_lite.controllers.motor_controller import MotorController
+from bliss_lite.controllers.motors.device_motor import DeviceMotorController
 
 FAULTY = {"FAULT", "ALARM", "UNKNOWN", "DISABLE"}
 
@@ -30,11 +30,12 @@ def tango_error(exc):
     return (desc or str(exc)).strip().splitlines()[0][:200]
 
 
-class TangoMotorController(MotorController):
+class TangoMotorController(DeviceMotorController):
     FIELDS = (Field("timeout", "number", 1.0, check=positive),
               Field("position_attribute", "str", "Position"), Field("velocity_attribute", "str", "Velocity"),
               Field("acceleration_attribute", "str", "Acceleration"), Field("stop_command", "str", "Stop"))
     AXIS_EXTRA_FIELDS = (Field("device", "str"),)
+    FAULT_TEXT = "in FAULT after the move"
 
     def __init__(self, name, node, config):
         self.devices, self._proxies, self._sent = {}, {}, {}
@@ -61,7 +62,7 @@ class TangoMotorController(MotorController):
         except Exception as exc:
             if type(exc).__module__.split(".")[0] != "tango":
                 raise
-            raise AxisFault(f"{axis.name}: Tango device {self.devices[axis]}: {what} failed: "
+            raise AxisFault(f"{axis.name}: {self.device_text(axis)}: {what} failed: "
                             f"{type(exc).__name__}: {tango_error(exc)}") from None
 
     def _read(self, axis, attribute):
@@ -71,6 +72,9 @@ class TangoMotorController(MotorController):
         self._call(axis, f"write {attribute}", lambda p: p.write_attribute(attribute, value))
 
     # -- hardware API ------------------------------------------------------------------------
+    def device_text(self, axis):
+        return f"Tango device {self.devices[axis]}"
+
     def read_position(self, axis):
         return self._read(axis, self.options["position_attribute"]) * axis.steps_per_unit
 
@@ -95,20 +99,8 @@ class TangoMotorController(MotorController):
         for axis, target in moves:
             self._write(axis, self.options["position_attribute"], float(target) / axis.steps_per_unit)
 
-    def stop_all(self, *axes):
-        failures = []
-        for axis in axes:  # every axis is told, even when one device does not answer
-            try:
-                self._call(axis, "stop", lambda p: p.command_inout(self.options["stop_command"]))
-            except AxisFault as exc:
-                failures.append(exc)
-        if failures:
-            raise failures[0]
-
-    def wait_move(self, axis):
-        super().wait_move(axis)
-        if self.state(axis).FAULT:
-            raise AxisFault(f"{axis.name}: Tango device {self.devices[axis]} in FAULT after the move")
+    def stop_axis(self, axis):
+        self._call(axis, "stop", lambda p: p.command_inout(self.options["stop_command"]))
 
     def axis_info(self, axis):
         return f"TANGO MOTOR AXIS:\n    {axis.name} on device {self.devices[axis]}"
