@@ -67,8 +67,12 @@ def ca_environment():
 class TangoServer:
     """The simulated device server as a child process; `restart` brings it back on its port."""
 
-    def __init__(self, port=0):
-        self.process = subprocess.Popen([sys.executable, str(SERVER), "--port", str(port),
+    def __init__(self):
+        self.port = 0
+        self.restart()
+
+    def restart(self):
+        self.process = subprocess.Popen([sys.executable, str(SERVER), "--port", str(self.port),
                                          "--motors", "sim/motor/1,sim/motor/2"],
                                         stdout=subprocess.PIPE, text=True)
         for line in self.process.stdout:
@@ -154,7 +158,8 @@ def server():
 
 
 @pytest.fixture
-def tango_session(server, ioc, tmp_path, shared_redis, data_root, monkeypatch):
+def tango_session(server, ioc, tmp_path, run_dir, shared_redis, data_root, monkeypatch):
+    """The test's session: both servers' axes and counters, its settings (offsets) its own."""
     monkeypatch.setenv("BLISS_LITE_REDIS_URL", shared_redis)
     root = tmp_path / "cfg"
     shutil.copytree(CONFIG_DIR / "test", root / "test")
@@ -192,23 +197,48 @@ def device(server, name):
     return proxy
 
 
+def tango_read(server, name, attribute):
+    """An attribute of a simulated device, read by a client of its own (not the axis's)."""
+    return device(server, name).read_attribute(attribute).value
+
+
+def caget(name):
+    """A PV read now (not a monitor's cache)."""
+    return epics.caget(name, use_monitor=False)
+
+
+def ctrl_c_after(seconds):
+    """Ctrl-C in this greenlet after `seconds`, as the shell gets it."""
+    gevent.spawn_later(seconds, gevent.getcurrent().throw, KeyboardInterrupt)
+
+
+def wait_reconnected(axis, timeout=RECONNECT_S):
+    """The axis's position once its controller reaches the device again (it reconnects by itself)."""
+    with gevent.Timeout(timeout):
+        while True:
+            try:
+                return axis.controller.read_position(axis)
+            except AxisFault:
+                gevent.sleep(0.2)
+
+
 def test_move_reads_back_and_sets_the_device(tango_session, server):
     tmot = tango_session["tmot"]
     tmot.move(3.0)
     assert tmot.position == pytest.approx(3.0) and tmot.state.READY
-    proxy = device(server, "sim/motor/1")
-    assert proxy.read_attribute("Position").value == pytest.approx(3.0)
-    assert proxy.read_attribute("Velocity").value == 20.0 and proxy.read_attribute("Acceleration").value == 200.0
+    assert tango_read(server, "sim/motor/1", "Position") == pytest.approx(3.0)
+    assert tango_read(server, "sim/motor/1", "Velocity") == 20.0
+    assert tango_read(server, "sim/motor/1", "Acceleration") == 200.0
     tmot.offset = 1.0  # user = dial + 1: the device still gets dial positions
     tmot.move(5.0)
-    assert proxy.read_attribute("Position").value == pytest.approx(4.0)
+    assert tango_read(server, "sim/motor/1", "Position") == pytest.approx(4.0)
 
 
 def test_limits_are_refused_before_motion(tango_session, server):
     tmot = tango_session["tmot"]
     with pytest.raises(LimitError, match="tmot"):
         tmot.move(60.0)
-    assert device(server, "sim/motor/1").read_attribute("Position").value == 0.0
+    assert tango_read(server, "sim/motor/1", "Position") == 0.0
 
 
 def test_backlash_approaches_from_below(tango_session, server):
@@ -223,12 +253,11 @@ def test_group_move_and_ctrl_c_stop_every_device(tango_session, server):
     group = Group(tmot, tmot2)
     group.move({tmot: 2.0, tmot2: -1.0})
     assert (tmot.position, tmot2.position) == pytest.approx((2.0, -1.0))
-    main = gevent.getcurrent()
-    gevent.spawn_later(0.2, main.throw, KeyboardInterrupt)
+    ctrl_c_after(0.2)
     with pytest.raises(KeyboardInterrupt):
         group.move({tmot: 40.0, tmot2: 30.0})
     for name, axis, target in (("sim/motor/1", tmot, 40.0), ("sim/motor/2", tmot2, 30.0)):
-        assert device(server, name).read_attribute("StopCount").value >= 1  # the Stop command arrived
+        assert tango_read(server, name, "StopCount") >= 1  # the Stop command arrived
         gevent.sleep(0.3)
         assert axis.state.READY and axis.position < target
 
@@ -249,28 +278,17 @@ def test_server_killed_mid_move_is_a_named_failure_then_reconnected(tango_sessio
     tmot = tango_session["tmot"]
     tmot.move(40.0, wait=False)
     gevent.sleep(0.2)
-    port = server.port
     server.kill()
     start = time.monotonic()
     with gevent.Timeout(10):
         with pytest.raises(AxisFault, match=r"tmot: Tango device tango://127.0.0.1:\d+/sim/motor/1#dbase=no: .* failed"):
             tmot.wait_move()
     assert time.monotonic() - start < 3.0
-    again = TangoServer(port)  # the device server comes back on the same port
-    try:
-        with gevent.Timeout(20):
-            while True:  # the client reconnects by itself once the server answers
-                try:
-                    position = tmot.controller.read_position(tmot)
-                    break
-                except AxisFault:
-                    gevent.sleep(0.2)
-        assert position == 0.0  # a fresh simulator
-        tmot.sync_hard()
-        tmot.move(1.0)
-        assert tmot.position == pytest.approx(1.0)
-    finally:
-        again.kill()
+    server.restart()  # on the same port
+    assert wait_reconnected(tmot) == 0.0  # a fresh simulator
+    tmot.sync_hard()
+    tmot.move(1.0)
+    assert tmot.position == pytest.approx(1.0)
 
 
 def test_epics_move_limits_and_backlash(tango_session):
@@ -278,9 +296,9 @@ def test_epics_move_limits_and_backlash(tango_session):
     emot.move(0.0)  # the module's IOC: from where the last test left it
     emot.move(3.0)
     assert emot.position == pytest.approx(3.0) and emot.state.READY
-    assert epics.caget("SIM:m1.RBV", use_monitor=False) == pytest.approx(3.0)
-    assert epics.caget("SIM:m1.VELO", use_monitor=False) == 20.0
-    assert epics.caget("SIM:m1.ACCL", use_monitor=False) == pytest.approx(0.1)
+    assert caget("SIM:m1.RBV") == pytest.approx(3.0)
+    assert caget("SIM:m1.VELO") == 20.0
+    assert caget("SIM:m1.ACCL") == pytest.approx(0.1)
     emot.move(-1.0)  # backlash: past the target and back
     assert emot.position == pytest.approx(-1.0)
     with pytest.raises(LimitError, match=r"emot: dial 150 beyond the limits \[-100, 100\] of EPICS record SIM:m1"):
@@ -293,12 +311,11 @@ def test_group_of_a_tango_and_an_epics_axis_and_ctrl_c(tango_session, server):
     group = Group(tmot, emot)
     group.move({tmot: 2.0, emot: -2.0})
     assert (tmot.position, emot.position) == pytest.approx((2.0, -2.0))
-    main = gevent.getcurrent()
-    gevent.spawn_later(0.2, main.throw, KeyboardInterrupt)
+    ctrl_c_after(0.2)
     with pytest.raises(KeyboardInterrupt):
         group.move({tmot: 40.0, emot: 40.0})
-    assert device(server, "sim/motor/1").read_attribute("StopCount").value >= 1
-    assert epics.caget("SIM:m1:STOPCOUNT", use_monitor=False) >= 1  # .STOP reached the record
+    assert tango_read(server, "sim/motor/1", "StopCount") >= 1
+    assert caget("SIM:m1:STOPCOUNT") >= 1  # .STOP reached the record
     gevent.sleep(0.3)
     assert tmot.state.READY and emot.state.READY and tmot.position < 40.0 and emot.position < 40.0
 
@@ -323,14 +340,7 @@ def test_ioc_killed_mid_scan_names_the_axis_then_reconnects(tango_session, ioc):
             ns["ascan"](emot, 0, 20, 4, 0.01, ns["ecnt"])
     assert time.monotonic() - start < 5.0
     ioc.start()  # the module's IOC from now on, stopped at the end
-    with gevent.Timeout(RECONNECT_S):
-        while True:
-            try:
-                position = emot.controller.read_position(emot)
-                break
-            except AxisFault:
-                gevent.sleep(0.2)
-    assert position == 0.0  # a fresh IOC
+    assert wait_reconnected(emot) == 0.0  # a fresh IOC
     emot.sync_hard()
     emot.move(1.0)
     assert emot.position == pytest.approx(1.0)
@@ -383,11 +393,11 @@ print("RESULT", ns["tmot"].position, ns["emot"].position, len(data["tcnt"]), abs
 def test_tango_server_killed_mid_group_move_stops_the_epics_axis(tango_session, server):
     tmot, emot = tango_session["tmot"], tango_session["emot"]
     emot.move(0.0)
-    stops = epics.caget("SIM:m1:STOPCOUNT", use_monitor=False)
+    stops = caget("SIM:m1:STOPCOUNT")
     gevent.spawn_later(0.2, server.kill)
     with gevent.Timeout(10):
         with pytest.raises(AxisFault, match=r"tmot: Tango device .*sim/motor/1#dbase=no: .* failed"):
             Group(tmot, emot).move({tmot: 40.0, emot: 40.0})
-    assert epics.caget("SIM:m1:STOPCOUNT", use_monitor=False) == stops + 1  # the other axis was stopped
+    assert caget("SIM:m1:STOPCOUNT") == stops + 1  # the other axis was stopped
     gevent.sleep(0.3)
     assert emot.state.READY and 0 < emot.position < 40.0
