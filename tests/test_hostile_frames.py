@@ -35,6 +35,20 @@ def test_a_cut_or_changed_chunk_is_refused_or_decodes_to_a_frame_of_its_shape(cu
             np.testing.assert_array_equal(frame, FRAME)
 
 
+def test_a_changed_byte_inside_an_lz4_block_is_a_value_error():
+    """Well framed, so the block walk lets it through, but its LZ4 bytes do not decode:
+    bitshuffle's RuntimeError becomes the ValueError of any other bad chunk (found by the test
+    above)."""
+    data = bytearray(CHUNK)
+    data[1052] = 0
+    try:
+        bslz4.decompress(bytes(data), FRAME.shape, np.int32)
+    except ValueError as exc:
+        assert str(exc).startswith("bslz4: chunk is corrupt (") and "\n" not in str(exc), exc
+    else:
+        raise AssertionError("decoded")
+
+
 def test_a_whole_chunk_still_decodes_exactly():
     for frame in (FRAME, np.arange(7 * 13, dtype=np.uint16).reshape(7, 13), np.zeros((2048 + 5,), np.int32)):
         np.testing.assert_array_equal(bslz4.decompress(bslz4.compress(frame), frame.shape, frame.dtype), frame)

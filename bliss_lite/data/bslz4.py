@@ -26,7 +26,8 @@ def compress(frame: np.ndarray) -> bytes:
 def decompress(chunk: bytes, shape, dtype) -> np.ndarray:
     """The frame a chunk holds. ValueError for a chunk that is not whole and well framed:
     bitshuffle trusts the block sizes it reads and crashes the process on a truncated or
-    corrupted chunk, so they are walked here first (a chunk off the wire is data)."""
+    corrupted chunk, so they are walked here first (a chunk off the wire is data); a block
+    whose LZ4 bytes bitshuffle then cannot decode is a ValueError too."""
     if len(chunk) < HEADER.size:
         raise ValueError(f"bslz4: chunk of {len(chunk)} bytes has no 12-byte header")
     nbytes, block_bytes = HEADER.unpack_from(chunk)
@@ -37,7 +38,10 @@ def decompress(chunk: bytes, shape, dtype) -> np.ndarray:
         raise ValueError(f"bslz4: block of {block_bytes} bytes is not a whole number of 8 {dtype} elements")
     _check_blocks(chunk, nbytes // dtype.itemsize, block_bytes // dtype.itemsize, dtype.itemsize)
     body = np.frombuffer(chunk, dtype=np.uint8, offset=HEADER.size)
-    return bitshuffle.decompress_lz4(body, tuple(shape), dtype, block_bytes // dtype.itemsize)
+    try:
+        return bitshuffle.decompress_lz4(body, tuple(shape), dtype, block_bytes // dtype.itemsize)
+    except RuntimeError as exc:  # well framed, but an LZ4 block's own bytes do not decode
+        raise ValueError(f"bslz4: chunk is corrupt ({exc.args[0] if exc.args else 'bitshuffle failed'})") from None
 
 
 _SIZE = struct.Struct(">i")
