@@ -234,6 +234,26 @@ def test_move_reads_back_and_sets_the_device(tango_session, server):
     assert tango_read(server, "sim/motor/1", "Position") == pytest.approx(4.0)
 
 
+def test_user_position_is_an_offset_and_the_dial_is_refused(tango_session, server):
+    """As for every axis, setting the user position changes only the offset (the mockup's axes
+    too); redefining the dial would rewrite the device's position: refused, naming both."""
+    devices = {"tmot": ("Tango device tango://.*/sim/motor/1#dbase=no", lambda: tango_read(server, "sim/motor/1",
+                                                                                         "Position")),
+               "emot": ("EPICS record SIM:m1", lambda: caget("SIM:m1.RBV"))}
+    for name, (device_text, read_device) in devices.items():
+        axis = tango_session[name]
+        axis.move(1.0)
+        axis.position = 10.0
+        assert (axis.position, axis.offset, axis.dial) == pytest.approx((10.0, 9.0, 1.0))
+        assert read_device() == pytest.approx(1.0)  # the device was not written
+        axis.move(11.0)  # user 11 is dial 2
+        assert read_device() == pytest.approx(2.0)
+        with pytest.raises(AxisFault, match=rf"{name}: {device_text}: the dial is the device's own position .* "
+                                            rf"\({name}\.position = value changes only the offset\)"):
+            axis.dial = 5.0
+        assert read_device() == pytest.approx(2.0) and axis.position == pytest.approx(11.0)
+
+
 def test_limits_are_refused_before_motion(tango_session, server):
     tmot = tango_session["tmot"]
     with pytest.raises(LimitError, match="tmot"):

@@ -128,9 +128,6 @@ class EpicsMotorController(DeviceMotorController):
     def read_position(self, axis):
         return float(self._get(axis, ".RBV")) * axis.steps_per_unit
 
-    def set_position(self, axis, steps):
-        raise AxisFault(f"{axis.name}: EPICS record {self.prefixes[axis]}: setting the dial is not supported")
-
     def state(self, axis):
         if not int(self._get(axis, ".DMOV")):
             return AxisState("MOVING")

@@ -78,9 +78,6 @@ class TangoMotorController(DeviceMotorController):
     def read_position(self, axis):
         return self._read(axis, self.options["position_attribute"]) * axis.steps_per_unit
 
-    def set_position(self, axis, steps):
-        raise AxisFault(f"{axis.name}: Tango device {self.devices[axis]}: setting the dial is not supported")
-
     def state(self, axis):
         word = str(self._call(axis, "read State", lambda p: p.state()))
         if word == "MOVING":
