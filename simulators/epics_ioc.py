@@ -3,14 +3,16 @@
     EPICS_CA_SERVER_PORT=N python simulators/epics_ioc.py --prefix SIM: [--motors m1,m2]
 
 serves PREFIXm1.VAL .RBV .DMOV .MOVN .STOP .HLM .LLM .VELO .ACCL .MSTA (the motor record's
-fields a client uses, and inert ones ophyd's EpicsMotor connects to), PREFIXm1:STOPCOUNT (stops received, for tests) and PREFIXcnt (a noisy
-flat signal); prints `LISTENING port` once it serves. Motion follows simulators/trapezoid.py.
+fields a client uses, and inert ones ophyd's EpicsMotor connects to), PREFIXm1:STOPCOUNT (stops received, for tests), PREFIXcnt (a noisy
+flat signal) and PREFIXramp (grows by 1000 a second from the start, computed at each read);
+prints `LISTENING port` once it serves. Motion follows simulators/trapezoid.py.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -84,8 +86,15 @@ def ioc_class(motors):
         await instance.write(100.0 + float(self.rng.normal(0.0, 0.5)))
 
     body["rng"] = np.random.default_rng()
+    body["ramp"] = pvproperty(value=0.0, name="ramp", read_only=True, precision=4)
+    started = time.monotonic()
+
+    async def ramp(self, instance):
+        return 1000.0 * (time.monotonic() - started)
+
     cls = type("SimIOC", (PVGroup,), body)
     cls.cnt.scan(period=0.05)(noise)
+    cls.ramp.getter(ramp)
     return cls
 
 

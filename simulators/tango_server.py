@@ -6,7 +6,8 @@ prints `LISTENING port` once the devices answer; a client reaches them as
 `tango://127.0.0.1:PORT/sim/motor/1#dbase=no`. The motor has the attributes of a typical Tango
 motor device (Position, Velocity, Acceleration, State) and a Stop command; StopCount says how
 many stops it received (tests check that Ctrl-C reached the device). The counter's Value is a
-noisy flat signal; Value follows the motor when its device is given as --follow.
+noisy flat signal; its Ramp grows by 1000 a second from the server's start (a counter sampled
+during a count reads a mean over the count, not one value).
 """
 from __future__ import annotations
 
@@ -75,10 +76,15 @@ class SimCounter(Device):
         super().init_device()
         self.set_state(DevState.ON)
         self.rng = np.random.default_rng()
+        self.started = time.monotonic()
 
     @attribute(dtype=float, unit="mA")
     def Value(self):
         return 100.0 + self.rng.normal(0.0, 0.5) + 0.001 * (time.monotonic() % 1)
+
+    @attribute(dtype=float)
+    def Ramp(self):
+        return 1000.0 * (time.monotonic() - self.started)
 
 
 def free_port():

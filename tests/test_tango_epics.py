@@ -29,7 +29,7 @@ IOC = ROOT / "simulators" / "epics_ioc.py"
 
 
 IOC_PVS = [f"SIM:m1{f}" for f in (".RBV", ".VAL", ".DMOV", ".MSTA", ".STOP", ".LLM", ".HLM", ".VELO", ".ACCL",
-                                   ":STOPCOUNT")] + ["SIM:cnt"]  # every channel the tests open on the IOC
+                                   ":STOPCOUNT")] + ["SIM:cnt", "SIM:ramp"]  # every channel the tests open on the IOC
 RECONNECT_S = 20  # libca reconnects the channels of a restarted IOC after 8-10 s (its disconnect governor)
 
 
@@ -173,6 +173,8 @@ def tango_session(server, ioc, tmp_path, run_dir, shared_redis, data_root, monke
     - {{name: tmot2, device: "{server.url('sim/motor/2')}", steps_per_unit: 1000, velocity: 10, acceleration: 100}}
 - {{name: tcnt, class: tango_attribute_counter, device: "{server.url('sim/counter/1')}", attribute: Value,
    unit: mA, timeout: 0.5}}
+- {{name: tramp, class: tango_attribute_counter, device: "{server.url('sim/counter/1')}", attribute: Ramp,
+   mode: STATS, timeout: 0.5}}
 """, "cs/epics.yml": """
 - class: epics_motor
   name: epics_ctrl
@@ -180,10 +182,11 @@ def tango_session(server, ioc, tmp_path, run_dir, shared_redis, data_root, monke
   axes:
     - {name: emot, prefix: "SIM:m1", steps_per_unit: 1000, velocity: 20, acceleration: 200, backlash: 0.5}
 - {name: ecnt, class: epics_counter, pv: "SIM:cnt", unit: mA, timeout: 0.5}
+- {name: eramp, class: epics_counter, pv: "SIM:ramp", mode: STATS, timeout: 0.5}
 """, "sessions/cs.yml": """- name: cs
   class: session
   setup-file: cs_setup.py
-  config-objects: [m0, diode1, tmot, tmot2, tcnt, emot, ecnt]
+  config-objects: [m0, diode1, tmot, tmot2, tcnt, tramp, emot, ecnt, eramp]
 """, "sessions/cs_setup.py": "# nothing to set up\n"})
     from bliss_lite.shell.runner import open_session
 
@@ -292,6 +295,30 @@ def test_dscan_returns_to_start_and_counter_reads(tango_session):
     assert ns["tmot"].position == pytest.approx(1.0)
     counted = ns["ct"](0.01, ns["tcnt"])
     assert counted.get_data()["tcnt"][0] == pytest.approx(100.0, abs=5)
+
+
+def stats(data, name, i=0):
+    """(N, min, max, mean) of a STATS counter's point i."""
+    return data[f"{name}_N"][i], data[f"{name}_min"][i], data[f"{name}_max"][i], data[name][i]
+
+
+@pytest.mark.parametrize("name", ["tramp", "eramp"])
+def test_a_counter_samples_the_device_during_the_count(tango_session, name):
+    """As BLISS's SamplingCounter: read again and again during the count time, then reduced by
+    its mode. Ramp grows by 1000 a second, so a 0.2 s count's readings span ~200 and their mean
+    is in the middle, where one reading at the end would be the top."""
+    ns = tango_session
+    n, low, high, mean = stats(ns["ct"](0.2, ns[name]).get_data(), name)
+    assert n >= 5 and 150 <= high - low <= 500
+    assert mean == pytest.approx((low + high) / 2, abs=0.15 * (high - low))
+    # outside a scan, a read samples for its count time there and then
+    values = ns[name].read_channels(0.1)
+    assert values[f"{name}_N"] >= 3 and values[f"{name}_max"] - values[f"{name}_min"] >= 70
+    # in a step scan, only during each point's count: not while the axis moves between points
+    data = ns["ascan"](ns["emot"], 0, 2, 2, 0.05, ns[name]).get_data()
+    points = [stats(data, name, i) for i in range(3)]
+    assert all(n >= 2 for n, *_ in points)
+    assert all(later[1] - earlier[2] > 50 for earlier, later in zip(points, points[1:]))  # the moves' ~0.1 s
 
 
 def test_server_killed_mid_move_is_a_named_failure_then_reconnected(tango_session, server):

@@ -46,6 +46,10 @@ class AcquisitionObject:
     def trigger(self):
         pass
 
+    def count_starts(self):
+        """The master's count starts now; its trigger comes when the count ends. Objects that
+        sample during the count (a counter reading a device) start here."""
+
     def wait(self):
         pass
 

@@ -37,12 +37,25 @@ class TriggeredCounters(AcquisitionObject):
     def __init__(self, counters, exposure):
         super().__init__("counters")
         self.counters, self.exposure = list(counters), exposure
+        self._sampled = [c for c in self.counters if callable(getattr(c, "start_sampling", None))]
 
     def channels(self):
         return [spec for c in self.counters for spec in counter_channels(c)]
 
+    def start(self):
+        self._start_sampling()
+
     def hardware_trigger(self, t):
         self.emit({name: value for c in self.counters for name, value in read_counter(c, self.exposure).items()})
+        self._start_sampling()  # counters reading a device: from this trigger to the next
+
+    def _start_sampling(self):
+        for counter in self._sampled:
+            counter.start_sampling()
+
+    def stop(self):
+        for counter in self._sampled:
+            counter.cancel_sampling()
 
 
 def _is_detector(obj):

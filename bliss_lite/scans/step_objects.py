@@ -106,6 +106,8 @@ class TimerMaster(AcquisitionMaster):
         start, epoch = now(), time.time()
         if self._t0 is None:
             self._t0 = start
+        for child in self.children:
+            child.count_starts()
         if self.count_time > 0:
             sleep_until(start + self.count_time)
         else:
@@ -115,12 +117,22 @@ class TimerMaster(AcquisitionMaster):
 
 class CounterSlave(AcquisitionObject):
     """Reads counters at each trigger, over the timer's count time: integrating counters count
-    over it, sampling counters reduce their samples by their mode (controllers/counters/kinds.py)."""
+    over it, sampling counters reduce their samples by their mode (controllers/counters/kinds.py).
+    Counters that read a device during the count (`start_sampling`) start when the count does."""
 
     def __init__(self, counters, count_time):
         super().__init__("counters")
         self.counters = list(counters)
         self.count_time = float(count_time)
+        self._sampled = [c for c in self.counters if callable(getattr(c, "start_sampling", None))]
+
+    def count_starts(self):
+        for counter in self._sampled:
+            counter.start_sampling()
+
+    def stop(self):
+        for counter in self._sampled:
+            counter.cancel_sampling()
 
     def channels(self):
         return [spec for c in self.counters for spec in counter_channels(c)]
