@@ -54,6 +54,93 @@ def test_a_whole_chunk_still_decodes_exactly():
         np.testing.assert_array_equal(bslz4.decompress(bslz4.compress(frame), frame.shape, frame.dtype), frame)
 
 
+def walked_block_by_block(chunk, elems, block_elems, itemsize):
+    """bslz4._check_blocks as it was, one block at a time: the refusals the quicker check keeps."""
+    full, rest = divmod(elems, block_elems)
+    last = rest - rest % 8
+    pos, end = bslz4.HEADER.size, len(chunk)
+    bound = block_elems * itemsize + block_elems * itemsize // 255 + 16
+    for k in range(full + (1 if last else 0)):
+        if pos + 4 > end:
+            raise ValueError(f"bslz4: chunk is truncated (block {k} of {full + bool(last)} missing)")
+        size = bslz4._SIZE.unpack_from(chunk, pos)[0]
+        if not 0 < size <= bound or pos + 4 + size > end:
+            raise ValueError(f"bslz4: chunk is corrupt or truncated (block {k} claims {size} bytes)")
+        pos += 4 + size
+    if pos + (rest % 8) * itemsize != end:
+        raise ValueError(f"bslz4: chunk is {end} bytes, its blocks end at {pos + (rest % 8) * itemsize}")
+
+
+LONG = np.random.default_rng(2).poisson(5, 10 * 2048 + 13).astype(np.int32)  # 11 LZ4 blocks, 5 raw elements
+LONG_CHUNK = bslz4.compress(LONG)
+
+
+def size_fields(chunk, blocks):
+    """Offsets of the LZ4 blocks' size fields in a whole chunk."""
+    pos, out = bslz4.HEADER.size, []
+    for _ in range(blocks):
+        out.append(pos)
+        pos += 4 + bslz4._SIZE.unpack_from(chunk, pos)[0]
+    return out
+
+
+def refusal(check, data):
+    try:
+        check(data, LONG.size, 2048, 4)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def test_a_malformed_block_table_is_refused_with_the_same_message():
+    fields = size_fields(LONG_CHUNK, 11)
+    end = len(LONG_CHUNK)
+    bound = 8192 + 8192 // 255 + 16
+
+    def with_size(k, size):
+        data = bytearray(LONG_CHUNK)
+        data[fields[k]:fields[k] + 4] = bslz4._SIZE.pack(size)
+        return bytes(data)
+
+    cases = {
+        with_size(0, 0): "bslz4: chunk is corrupt or truncated (block 0 claims 0 bytes)",
+        with_size(4, -16): "bslz4: chunk is corrupt or truncated (block 4 claims -16 bytes)",
+        with_size(7, bound + 1): f"bslz4: chunk is corrupt or truncated (block 7 claims {bound + 1} bytes)",
+        with_size(10, end): f"bslz4: chunk is corrupt or truncated (block 10 claims {end} bytes)",
+        LONG_CHUNK[:fields[6] + 2]: "bslz4: chunk is truncated (block 6 of 11 missing)",
+        LONG_CHUNK[:-1]: f"bslz4: chunk is {end - 1} bytes, its blocks end at {end}",
+        LONG_CHUNK + b"\0": f"bslz4: chunk is {end + 1} bytes, its blocks end at {end}",
+    }
+    for data, message in cases.items():
+        assert refusal(walked_block_by_block, data) == message
+        assert refusal(bslz4._check_blocks, data) == message
+        try:
+            bslz4.decompress(data, LONG.shape, np.int32)
+        except ValueError as exc:
+            assert str(exc) == message
+        else:
+            raise AssertionError(f"not refused: {message}")
+    assert refusal(bslz4._check_blocks, LONG_CHUNK) is None
+    np.testing.assert_array_equal(bslz4.decompress(LONG_CHUNK, LONG.shape, np.int32), LONG)
+
+
+@settings(max_examples=400, deadline=None)
+@given(sizes=st.lists(st.tuples(st.integers(0, 10), st.integers(-2**31, 2**31 - 1) | st.integers(-8, 8)),
+                      max_size=3),
+       cut=st.integers(-40, 8))
+def test_changed_block_sizes_are_refused_as_the_block_by_block_walk_refuses_them(sizes, cut):
+    """Size fields rewritten (anything, or a few bytes off) and the chunk cut or lengthened: the
+    same chunks refused, with the same message, as the block-by-block walk."""
+    fields = size_fields(LONG_CHUNK, 11)
+    data = bytearray(LONG_CHUNK)
+    for k, value in sizes:
+        old = bslz4._SIZE.unpack_from(LONG_CHUNK, fields[k])[0]
+        value = old + value if -8 <= value <= 8 else value
+        data[fields[k]:fields[k] + 4] = bslz4._SIZE.pack(max(-2**31, min(2**31 - 1, value)))
+    data = bytes(data[:len(data) + cut]) if cut < 0 else bytes(data) + bytes(cut)
+    assert refusal(bslz4._check_blocks, data) == refusal(walked_block_by_block, data)
+
+
 # -- CBF folders --------------------------------------------------------------------------------
 import json  # noqa: E402
 import os  # noqa: E402
