@@ -305,6 +305,10 @@ class PipelineStandIn:
     def npt(self):
         return self.lean.npt
 
+    @property
+    def radial(self):
+        return self.lean.radial
+
     def integrate_compressed(self, chunks, dtype=np.int32):
         from collections.abc import Sequence
 
@@ -351,6 +355,63 @@ def test_the_gpu_backend_takes_the_batched_path(scan, monkeypatch):
     assert dask_integrate.part_frames_for("gpu") == dask_integrate.GPU_PART_FRAMES > dask_integrate.PART_FRAMES
 
 
+def test_single_process_gpu_job_takes_the_batched_path(scan, tmp_path, monkeypatch):
+    """`integrate_scan` with backend "gpu", in this process: the entry's frames through
+    dask_integrate.integrate_batched, GPU_PART_FRAMES at a time into the pattern file (here the
+    stand-in in the GPU integrator's place, as if CuPy had found a GPU)."""
+    from bliss_lite.processing import dask_integrate, gpu, integrator
+
+    _, expected = scan
+    real, made = integrator.LeanIntegrator, []
+
+    def lean(settings, backend="cpu"):
+        if backend != "gpu":
+            return real(settings, backend)
+        made.append(PipelineStandIn(real(settings), batch=16))
+        return made[-1]
+
+    monkeypatch.setattr(gpu, "unavailable_reason", lambda: None)
+    monkeypatch.setattr(integrator, "LeanIntegrator", lean)
+    monkeypatch.setattr(dask_integrate, "GPU_PART_FRAMES", 50)
+    data, path = output_of(scan, tmp_path, "gpu_here")
+    job = run_job(Job("integrate_scan", {**data, "backend": "gpu"}))
+    assert job.status == "success", job.traceback
+    assert job.output["frames"] == FRAMES and len(made) == 1
+    assert [first for first, _ in made[0].slices if first == 0] == [0, 0, 0]  # one pipeline per range
+    assert sum(n for _, n in made[0].slices) == FRAMES
+    np.testing.assert_allclose(patterns(path), expected, rtol=1e-6, atol=0)
+
+
+def test_single_process_gpu_job_refused_without_a_gpu_before_anything_is_written(scan, tmp_path, monkeypatch,
+                                                                                   capsys):
+    """No CuPy or no device: `bliss-lite reprocess` names the job's backend and why, exit 2,
+    nothing written; the plugin itself (a job from elsewhere) fails the same way, the output
+    untouched. "auto" takes the CPU there; an unknown backend is refused."""
+    from bliss_lite.processing import gpu
+
+    _, expected = scan
+    why = "CuPy cannot be imported (ModuleNotFoundError: No module named 'cupy')"
+    monkeypatch.setattr(gpu, "unavailable_reason", lambda: why)
+    data, path = output_of(scan, tmp_path, "refused")
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps({"plugin": "integrate_scan", "input": {**data, "backend": "gpu"}}))
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    assert reprocess([str(job)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0] == (f'bliss-lite reprocess: {job}: input "backend" is "gpu", which needs CuPy and an NVIDIA GPU, '
+                      f'but {why}; set it to "cpu" or "auto" (--set backend=cpu)'), err
+    assert err[-1].endswith("nothing run")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+    direct = run_job(Job("integrate_scan", {**data, "backend": "gpu"}))
+    assert direct.status == "failure" and 'the job\'s "backend" is "gpu"' in direct.error and why in direct.error
+    assert not path.exists()
+    odd = run_job(Job("integrate_scan", {**data, "backend": "cuda"}))
+    assert odd.status == "failure" and "input \"backend\" is 'cuda'; choose from cpu, gpu, auto" in odd.error
+    assert not path.exists()
+    assert reprocess([str(job), "--set", "backend=auto"]) == 0
+    np.testing.assert_allclose(patterns(path), expected, rtol=1e-6, atol=0)
+
+
 def test_stored_chunks_are_the_files_chunks(scan, monkeypatch):
     from bliss_lite.data.frame_reader import EntryFrames, entry_frames
     from bliss_lite.processing.dask_integrate import StoredChunks
@@ -391,6 +452,23 @@ def test_gpu_range_and_gpu_worker_equal_the_cpu_path(scan, tmp_path):
     with cluster(workers=1, backend="gpu") as gpu_client:
         out = integrate_scan_dask({**data, "backend": "gpu"}, gpu_client, progress=Quiet)
     assert (out["parts"], out["parts_run"]) == (3, 3)
+    assert float(np.abs(patterns(path) - expected).max() / np.abs(expected).max()) <= 1e-4
+
+
+@needs_gpu
+def test_single_process_gpu_job_equals_the_cpu_path(scan, tmp_path, monkeypatch):
+    """`bliss-lite reprocess JOB.json` with backend "gpu", no Dask: the batched pipeline in this
+    process, the CPU's patterns within 1e-4, over more than one range."""
+    from bliss_lite.processing import dask_integrate
+
+    _, expected = scan
+    data, path = output_of(scan, tmp_path, "gpu_single")
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps({"plugin": "integrate_scan", "input": {**data, "backend": "gpu"}}))
+    monkeypatch.setattr(dask_integrate, "GPU_PART_FRAMES", 50)
+    assert reprocess([str(job)]) == 0
+    finished = json.loads((tmp_path / "job.reprocessed.json").read_text())
+    assert finished["status"] == "success" and finished["output"]["frames"] == FRAMES, finished["traceback"]
     assert float(np.abs(patterns(path) - expected).max() / np.abs(expected).max()) <= 1e-4
 
 

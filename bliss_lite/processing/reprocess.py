@@ -16,6 +16,11 @@ address) runs `integrate_scan` jobs of HDF5 scans (by frame ranges, dask_integra
 without an address a LocalCluster started here, else the scheduler at ADDRESS
 (tcp://HOST:8786), which must answer within seconds (exit 2, nothing written, if not).
 Other jobs run in this process as before.
+
+A job run here or on a LocalCluster whose input asks for backend "gpu" ("backend" or
+"reconstruction.backend") where CuPy or a GPU is missing is a bad job file: named with why,
+exit 2, nothing run (`gpu_refusal`). `integrate_scan` with backend "gpu" integrates in this
+process through the batched GPU pipeline the Dask tasks use (scan_plugins.py).
 """
 from __future__ import annotations
 
@@ -133,10 +138,14 @@ def main(argv=None) -> int:
             except UnknownPluginError as exc:
                 raise JobError(f"{name}: {exc}") from None
             input = apply_settings(saved.input, settings)
+            job, address = Job(saved.plugin, input, reprocessed_from=saved.id), dask_address(args.dask, name)
+            refusal = gpu_refusal(job, address)
+            if refusal:
+                raise UsageError(refusal)
         except (JobError, UsageError) as exc:
             bad.append(str(exc) if str(exc).startswith(name) else f"{name}: {exc}")
             continue
-        prepared.append((name, Job(saved.plugin, input, reprocessed_from=saved.id), dask_address(args.dask, name)))
+        prepared.append((name, job, address))
     if bad:
         for message in bad:
             print(f"bliss-lite reprocess: {message}", file=sys.stderr)
@@ -173,9 +182,32 @@ def dask_address(option, name):
 def wants_gpu(prepared):
     """True when a job for the LocalCluster asks for the GPU (input "backend", or
     reconstruction.backend): its workers are then one per GPU, not one per core."""
-    return any(address == "" and "gpu" in (job.input.get("backend"),
-                                           (job.input.get("reconstruction") or {}).get("backend"))
-               for _, job, address in prepared)
+    return any(address == "" and "gpu" in dict(_backends(job.input)).values() for _, job, address in prepared)
+
+
+def _backends(input):
+    """(key, value) of the backends a job's input asks for: "backend", "reconstruction.backend"."""
+    reconstruction = input.get("reconstruction")
+    return (("backend", input.get("backend")),
+            ("reconstruction.backend", reconstruction.get("backend") if isinstance(reconstruction, dict) else None))
+
+
+def gpu_refusal(job, address):
+    """Why a job run on this host (address None: here; "": a LocalCluster) cannot have the GPU
+    its input asks for, naming the key; None when it can or asks for none. A cluster's
+    workers have GPUs of their own: not checked here."""
+    if address not in (None, ""):
+        return None
+    asked = [key for key, value in _backends(job.input) if value == "gpu"]
+    if not asked:
+        return None
+    from bliss_lite.processing.gpu import unavailable_reason
+
+    reason = unavailable_reason()
+    if reason is None:
+        return None
+    return (f'input "{asked[0]}" is "gpu", which needs CuPy and an NVIDIA GPU, but {reason}; '
+            f'set it to "cpu" or "auto" (--set {asked[0]}=cpu)')
 
 
 @contextlib.contextmanager

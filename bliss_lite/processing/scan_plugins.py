@@ -88,30 +88,58 @@ def prepare_integration(data):
     return settings, info, path, entry
 
 
+def integration_backend(data):
+    """The backend an `integrate_scan` input's "backend" gets here: "cpu" (also when absent),
+    "gpu", or for "auto" the GPU where CuPy finds one. Where "gpu" cannot run, a
+    GpuUnavailableError naming the job's backend and why; an unknown one, a ValueError. Called
+    before anything is written."""
+    from bliss_lite.processing.gpu import GpuUnavailableError, unavailable_reason
+    from bliss_lite.protocols import BACKENDS, Backend
+
+    requested = data.get("backend") or Backend.CPU
+    if requested not in BACKENDS:
+        raise ValueError(f'integrate_scan: input "backend" is {requested!r}; choose from {", ".join(BACKENDS)}')
+    if requested == Backend.CPU:
+        return Backend.CPU
+    reason = unavailable_reason()
+    if reason is None:
+        return Backend.GPU
+    if requested == Backend.AUTO:
+        return Backend.CPU
+    raise GpuUnavailableError(f'integrate_scan: the job\'s "backend" is "gpu", which needs CuPy and an NVIDIA GPU, '
+                              f'but {reason}; set "backend": "cpu" or "auto" (--set backend=cpu)')
+
+
 @register("integrate_scan")
 def integrate_scan(data):
-    """{filename, entry | cbf_folder, integration: {...}, output: {filename, entry}} ->
-    {frames, npt, unit, output, entry, seconds}."""
+    """{filename, entry | cbf_folder, integration: {...}, output: {filename, entry}, backend} ->
+    {frames, npt, unit, output, entry, seconds}. `backend` "gpu" (or "auto" where there is
+    one): an entry's frames through the batched GPU pipeline, as the Dask tasks do
+    (`_integrate_batched`); CBF frames one at a time on the GPU."""
     from bliss_lite.processing.integration_hook import line_frames
     from bliss_lite.processing.integrator import LeanIntegrator
     from bliss_lite.processing.nexus_output import write_integration
     from bliss_lite.processing.reduction_files import PatternStore
 
     started = time.perf_counter()
+    backend = integration_backend(data)  # refused before the output entry is made
     settings, info, path, entry = prepare_integration(data)
-    integrator = LeanIntegrator(settings)
+    integrator = LeanIntegrator(settings, backend)
     store = PatternStore(_reduction_file(path, entry, "integrated"), settings.npt, line_frames(info), staging=True)
     count, batch, rows = 0, [], []
     try:
-        for index, frame in _frames(data):
-            batch.append(index)
-            rows.append(integrator.integrate(frame))
-            if len(batch) >= store.block:
+        if backend == "gpu" and not data.get("cbf_folder"):
+            count = _integrate_batched(data, integrator, store)
+        else:
+            for index, frame in _frames(data):
+                batch.append(index)
+                rows.append(integrator.integrate(frame))
+                if len(batch) >= store.block:
+                    store.put(batch, np.stack(rows))
+                    batch, rows = [], []
+                count = max(count, index + 1)
+            if batch:
                 store.put(batch, np.stack(rows))
-                batch, rows = [], []
-            count = max(count, index + 1)
-        if batch:
-            store.put(batch, np.stack(rows))
         if not count:
             raise ValueError("integrate_scan: no frames to integrate")
     except BaseException:
@@ -121,6 +149,21 @@ def integrate_scan(data):
     write_integration(path, entry, integrator.radial, settings, stored["intensity"], stored["integrated"])
     return {"frames": count, "npt": settings.npt, "unit": settings.unit, "output": str(path),
             "entry": entry, "seconds": time.perf_counter() - started}
+
+
+def _integrate_batched(data, integrator, store):
+    """The entry's frames through `dask_integrate.integrate_batched` (on the GPU: one pipeline
+    per range, the compressed chunks read by `StoredChunks`), GPU_PART_FRAMES at a time into
+    `store`, so that memory stays bounded whatever the scan; the frame count."""
+    from bliss_lite.processing.dask_integrate import GPU_PART_FRAMES, integrate_batched, plan
+    from bliss_lite.processing.frame_sources import hdf5_scan
+
+    detector = data.get("detector", "pilatus")
+    count = hdf5_scan(data["filename"], data["entry"], detector, channels=False).nframes
+    for first, stop in plan(count, GPU_PART_FRAMES):
+        patterns = integrate_batched(integrator, data["filename"], data["entry"], detector, first, stop)
+        store.put(np.arange(first, stop), patterns)
+    return count
 
 
 def _plain_entries(data):
