@@ -18,9 +18,10 @@ path is relative to the master's folder: readers see `integrate/results/intensit
 `reconstruct/volume/data` as before, and the master and its folder move together.
 
 `PatternStore` holds only the lines (sweeps of the fast axis) whose patterns have not all
-arrived, at most OPEN_BYTES of them; `VolumeStore` writes one height at a time. `scan_blocks`
-and `height_range` read a saved entry's patterns and recorded channels back in bounded blocks
-(offline reconstruction, and a height redone at the end of a scan). h5py and numpy only.
+arrived, at most OPEN_BYTES of them; `VolumeStore` writes one height at a time; `StoredArray`
+reads a dataset back when indexed. `scan_blocks` and `height_range` read a saved entry's
+patterns and recorded channels back in bounded blocks (offline reconstruction, and a height
+redone at the end of a scan). h5py and numpy only.
 """
 from __future__ import annotations
 
@@ -48,6 +49,43 @@ class Stored:
     name: str
     shape: tuple
     dtype: str = "float32"
+
+
+class StoredArray:
+    """A dataset of a reduction file read when indexed, for arrays too large to keep in memory
+    (the reconstruction's phase maps of a large scan, `result["maps"]`): `.shape`, `.dtype`,
+    `a[key]` reads that part of the file (`a[h]`: one height), `np.asarray(a)` the whole. It
+    reads the file as it is then (a reprocessing that replaced it gives the new values)."""
+
+    def __init__(self, stored):
+        self.path, self.name = Path(stored.path), stored.name
+        self.shape, self.dtype = tuple(int(n) for n in stored.shape), np.dtype(stored.dtype)
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    @property
+    def size(self):
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    def __len__(self):
+        return self.shape[0]
+
+    def __getitem__(self, key):
+        with open_hdf5(self.path) as h5:
+            dataset = h5[self.name]
+            try:
+                return dataset[key]
+            except (TypeError, ValueError):  # an index h5py does not take (a negative step, unsorted lists)
+                return dataset[()][key]
+
+    def __array__(self, dtype=None, copy=None):
+        whole = self[()]
+        return whole if dtype is None else whole.astype(dtype, copy=False)
+
+    def __repr__(self):
+        return f"StoredArray({str(self.path)!r}, {self.name!r}, shape={self.shape}, dtype={self.dtype})"
 
 
 def _open_new(path, staging):
