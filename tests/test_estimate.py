@@ -135,7 +135,7 @@ def test_scan_limits_from_the_session_yaml(tmp_path, run_dir):
         open_session("t", root)
 
 
-def test_the_hooks_say_what_the_reduction_writes_and_holds(scan_session):
+def test_the_hooks_say_what_the_reduction_writes_and_holds(scan_session, monkeypatch):
     ns = scan_session
     scan = ns["xrdct"](ns["omega"], ns["x"], ns["z"], -0.25, 0.25, 40, [0.0, 0.1, 0.2], 0.008, n_omega=63,
                        fast_axis="x", hooks={"integration": {"workers": 0, "npt": 300},
@@ -144,10 +144,18 @@ def test_the_hooks_say_what_the_reduction_writes_and_holds(scan_session):
     frames, n = 40 * 63 * 3, 40
     hooks = scan.estimate.details["hooks"]
     assert hooks["integration"]["patterns_bytes"] == frames * 300 * 4
-    volume, maps = 3 * n * n * 300 * 4, 3 * n * n * 4 * 2
+    volume, maps = 3 * n * n * 300 * 4, 3 * n * n * 4 * 3  # two phases and the decomposition's residual
     assert hooks["reconstruction"]["volume_bytes"] == volume and hooks["reconstruction"]["maps_bytes"] == maps
+    assert hooks["reconstruction"]["maps_held_bytes"] == maps  # small: every height's maps kept
     assert scan.estimate.bytes_reduction == frames * 300 * 4 + frames + volume + maps
     height = 63 * 40 * 300 * 4
     assert scan.estimate.reduction_peak_bytes >= 2 * height  # two heights of sinograms at once, never all
     assert scan.estimate.reduction_peak_bytes < 3 * 4 * height + 2 * 2**26
     assert "reduction:" in scan.estimate.__info__()
+    from bliss_lite.processing import reconstruction_hook
+
+    monkeypatch.setattr(reconstruction_hook, "KEEP_MAPS_BYTES", 0)  # too large to keep: the heights in flight only
+    monkeypatch.setattr(reconstruction_hook, "KEEP_DONE_HEIGHTS", 0)
+    capped = scan.hook("reconstruction").estimate(frames, scan.scan_info, hooks)
+    assert capped["maps_bytes"] == maps and capped["maps_held_bytes"] == 2 * n * n * 4 * 3  # two heights held
+    assert capped["peak_memory_bytes"] == hooks["reconstruction"]["peak_memory_bytes"] - n * n * 4 * 3

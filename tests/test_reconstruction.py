@@ -461,6 +461,65 @@ def test_reconstruct_scan_of_frames_in_any_order_redoes_heights_from_the_file(tm
     assert not (tmp_path / "seed_scan0003" / "reconstructed.h5.part").exists()
 
 
+def test_maps_too_large_to_keep_are_held_only_for_the_heights_in_flight(tmp_path, monkeypatch):
+    """Six heights whose frames come in no order (heights finished early, redone from the file
+    at the end): above KEEP_MAPS_BYTES the hook holds the maps of a few heights at any time,
+    never all, and its result["maps"], read from the slices file, equal to the bit those of the
+    same run with every height's maps kept."""
+    import json
+    from pathlib import Path
+
+    import h5py
+
+    from bliss_lite.processing import reconstruction_hook, reduction_files
+    from bliss_lite.processing.integration_settings import IntegrationSettings
+    from bliss_lite.processing.nexus_output import write_integration
+    from bliss_lite.processing.reconstruction_hook import KEEP_DONE_HEIGHTS, MAX_HEIGHTS, ReconstructionHook
+    from bliss_lite.processing.reduction_files import StoredArray, scan_blocks
+
+    info = seed_info(n_x=8, n_omega=10, zs=(-0.3, -0.2, -0.1, 0.1, 0.2, 0.4))
+    frames = multi_height_scan(info, seed=2)
+    shuffle = np.random.default_rng(5).permutation(frames[0].size)
+    path = tmp_path / "seed.h5"
+    with h5py.File(path, "w") as h5:
+        entry = h5.create_group("1.1")
+        entry["scan_info"] = json.dumps(info)
+        for name, values in zip(reduction_files.CHANNELS, frames[2:]):
+            entry[f"measurement/{name}"] = values[shuffle]
+    poni = Path(__file__).resolve().parents[1] / "config" / "xrdct" / "pilatus2m.poni"
+    settings = IntegrationSettings.from_poni(poni, roi=(816, 700, 48, 160), npt=SEED_Q.size)
+    write_integration(path, "1.1", SEED_Q, settings, frames[1][shuffle], np.ones(shuffle.size, bool))
+    monkeypatch.setattr(reduction_files, "READ_BYTES", 4 * SEED_Q.size * 60)  # 60 frames a block
+    redone, redo = [], ReconstructionHook._redo
+    monkeypatch.setattr(ReconstructionHook, "_redo", lambda hook, *args: (redone.append(args[-1]), redo(hook, *args)))
+
+    def run(cap):
+        monkeypatch.setattr(reconstruction_hook, "KEEP_MAPS_BYTES", cap)
+        hook = ReconstructionHook(SEED_PHASES, peak_fwhm=PEAK_FWHM_Q, centre=0.0)
+        hook.start(info, SEED_Q.size, tmp_path / f"cap{cap}" / "reconstructed.h5", radial=SEED_Q)
+        held = []
+        for block in scan_blocks(path, "1.1"):
+            hook.add_frames(*block)
+            held.append(len(hook.held_map_heights))
+        return hook, held, hook.finish(str(path), "1.1", settings.unit)
+
+    whole, _, expected = run(2**40)
+    assert whole.maps is not None and whole.peak_map_heights == 6 and redone  # some heights were redone
+    hook, held, result = run(0)
+    assert hook.maps is None and max(held) >= 2
+    assert hook.peak_map_heights <= MAX_HEIGHTS + KEEP_DONE_HEIGHTS < 6 and max(held) <= hook.peak_map_heights
+    assert len(hook.live_maps) <= MAX_HEIGHTS + KEEP_DONE_HEIGHTS
+    assert result["heights"] == expected["heights"] == list(range(6)) and result["centre"] == expected["centre"]
+    assert sorted(result["maps"]) == sorted(SEED_PHASES)
+    for name, stack in [*result["maps"].items(), ("residual", result["residual"])]:
+        reference = expected["maps"][name] if name != "residual" else expected["residual"]
+        assert isinstance(stack, StoredArray) and stack.shape == (6, 8, 8) and stack.dtype == np.float32
+        np.testing.assert_array_equal(np.asarray(stack), reference)  # to the bit
+        np.testing.assert_array_equal(stack[3], reference[3])
+        np.testing.assert_array_equal(stack[::-1, 2], reference[::-1, 2])  # what h5py does not index: read whole
+    assert np.abs(np.asarray(result["maps"]["CeO2"])).max() > 0
+
+
 def test_live_updates_take_at_most_a_quarter_of_the_time():
     from bliss_lite.processing.reconstruction_hook import LIVE_SHARE, live_wait
 

@@ -13,6 +13,9 @@ its final maps published, and its sinogram freed. A frame of a third height fini
 oldest one as it is; should frames of a finished height still come (late, or that height was
 reconstructed before the centre of rotation was known), it is redone at the end from the
 patterns on disk. At the end the entry's NXprocess `reconstruct` refers to the file.
+The phase maps of every height stay in memory for `result` only while they are small
+(KEEP_MAPS_BYTES); above that the slices file holds them and `result["maps"]` reads it
+(reduction_files.StoredArray), and memory holds only the maps of the heights in flight.
 
 The centre of rotation (`centre="auto"`) is estimated from the first complete height with
 signal and kept for every height (stored with the result). Live: with x sweeping, each
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import deque
 
 import numpy as np
 
@@ -54,6 +58,12 @@ METHODS = ("fbp", "sirt")
 NORMALISATIONS = ("i0", "i0+transmission", "none")
 GPU_SHARE = 0.5  # of the GPU's free memory the sinograms may take; the reconstruction needs room too
 MAX_HEIGHTS = 2  # heights whose sinograms are held at once
+# The result holds every height's maps (nz x n x n x 4 bytes a map) in memory only below this:
+# the seed scan's 400 heights of 400 x 400 (7 maps) would be 1.8 GB, the 1000^3 target's 28 GB,
+# growing as heights complete. Above it (a saved scan: the slices file has every height's maps)
+# only the heights in flight hold maps, and result["maps"] reads them from the file.
+KEEP_MAPS_BYTES = 256 * 2 ** 20
+KEEP_DONE_HEIGHTS = MAX_HEIGHTS  # completed heights whose final maps stay in `live_maps` (maps not kept whole)
 READBACKS = ("omega", "x", "z", "i0", "it")
 
 
@@ -84,9 +94,13 @@ class ReconstructionHook(ScanHook):
         self.builder = self.info = self.rois = None
         self.centre = None  # mm, once known (the option, or estimated from the first complete height)
         self.live = {}  # z index -> IncrementalBackprojector (x sweeping), while the height is held
-        self.live_maps = {}  # z index -> {phase: map}, the latest
+        self.live_maps = {}  # z index -> {phase: map}, the latest (bounded when `maps` is None: trim_live)
         self.live_updates = 0
-        self.maps = None  # {phase: (nz, n, n)} float32, filled height by height (zeros until then)
+        # {phase: (nz, n, n)} float32, filled height by height (zeros until then); None when
+        # the maps are larger than KEEP_MAPS_BYTES and the slices file holds them instead
+        self.maps = None
+        self.peak_map_heights = 0  # the most heights whose maps were held at once
+        self._done = deque(maxlen=KEEP_DONE_HEIGHTS)  # the latest completed heights (maps not kept whole)
         self.store = None  # the VolumeStore the slices are written to (saved scans, offline runs)
         self.finished = {}  # z index -> the centre it was reconstructed with
         self.late = set()  # finished heights that frames still came for: redone from the file at the end
@@ -103,7 +117,8 @@ class ReconstructionHook(ScanHook):
     def estimate(self, frames, scan_info, earlier=None):
         """What it writes and holds for this scan (run=False): the volume and the phase maps on
         disk; in memory MAX_HEIGHTS heights of sinograms, one height being reconstructed (its
-        slice and filtered sinogram), the live back-projection of an x-sweeping scan, the maps."""
+        slice and filtered sinogram), the live back-projection of an x-sweeping scan, the maps
+        (every height's below KEEP_MAPS_BYTES, else those of the heights in flight)."""
         xrdct = (scan_info or {}).get("xrdct") or {}
         npt = int(((earlier or {}).get("integration") or {}).get("npt") or 0)
         if not xrdct or not npt:
@@ -112,11 +127,13 @@ class ReconstructionHook(ScanHook):
         n = int(self.n or n_x)
         height = n_omega * n_x * npt * 4  # one height's sinograms, float32
         image = n * n * npt * 4  # one reconstructed slice of every q bin
-        maps = n_z * n * n * 4 * len(self.phases)
+        one_map = n * n * 4 * len(self.mapper.names)  # one height's maps (the phases, + residual)
+        maps = n_z * one_map
+        held = maps if maps <= KEEP_MAPS_BYTES else min(n_z, MAX_HEIGHTS + KEEP_DONE_HEIGHTS) * one_map
         live = 2 * image if xrdct.get("fast_axis") == "x" else 0
-        peak = MAX_HEIGHTS * height + image + 2 * height + live + maps  # filtered: zero-padded x 2
+        peak = MAX_HEIGHTS * height + image + 2 * height + live + held  # filtered: zero-padded x 2
         return {"bytes": n_z * image + maps, "peak_memory_bytes": peak, "volume_bytes": n_z * image,
-                "maps_bytes": maps, "sinogram_height_bytes": height}
+                "maps_bytes": maps, "maps_held_bytes": held, "sinogram_height_bytes": height}
     def scan_started(self, scan):
         import gevent
         from gevent.event import Event
@@ -165,11 +182,15 @@ class ReconstructionHook(ScanHook):
                 on_gpu = False
         self.builder = SinogramBuilder(info, npt, device=on_gpu, max_heights=MAX_HEIGHTS)
         nz, n = self.builder.grid.z.size, self.pixels
-        self.maps = {name: np.zeros((nz, n, n), np.float32) for name in self.mapper.names}  # phases (+ residual)
-        self.finished, self.late, self._filled, self.live = {}, set(), {}, {}
+        self.store = VolumeStore(output, nz, n, npt, self.mapper.names, staging) if output is not None else None
+        whole = self.store is None or nz * n * n * 4 * len(self.mapper.names) <= KEEP_MAPS_BYTES
+        # phases (+ residual) of every height; else only those in flight (live_maps), the file has the rest
+        self.maps = {name: np.zeros((nz, n, n), np.float32) for name in self.mapper.names} if whole else None
+        self.peak_map_heights = nz if whole else 0
+        self.finished, self.late, self._filled, self.live, self.live_maps = {}, set(), {}, {}, {}
+        self._done.clear()
         self.centre = self.result = None
         self._radial_values = None if radial is None else np.asarray(radial)
-        self.store = VolumeStore(output, nz, n, npt, self.mapper.names, staging) if output is not None else None
 
     @property
     def pixels(self):
@@ -208,7 +229,8 @@ class ReconstructionHook(ScanHook):
                     self._redo(filename, entry, h)
             grid = self.builder.grid
             points = grid.z.size * grid.omega_deg.size * grid.x_mm.size
-            self.result = {"maps": {p: self.maps[p] for p in self.phases}, "residual": self.maps.get("residual"),
+            maps = self.maps if self.maps is not None else self._stored_maps()
+            self.result = {"maps": {p: maps[p] for p in self.phases}, "residual": maps.get("residual"),
                            "units": self.mapper.units, "centre": self.centre, "x_mm": grid.x_mm, "z": np.asarray(grid.z),
                            "radial": self._radial(), "rois": self.rois, "filled": sum(self._filled.values()) / points,
                            "heights": sorted(self.finished), "file": None if self.store is None else self.store.path,
@@ -221,6 +243,29 @@ class ReconstructionHook(ScanHook):
         if stored is not None and filename is not None:
             self.write(filename, entry, unit, stored)
         return self.result
+
+    def _stored_maps(self):
+        """{name: StoredArray} of the slices file's maps (nz, n, n), read when indexed."""
+        from bliss_lite.processing.reduction_files import Stored, StoredArray
+
+        return {name: StoredArray(Stored(self.store.path, f"maps/{name}", self.store.shape[:3]))
+                for name in self.mapper.names}
+
+    @property
+    def held_map_heights(self):
+        """The heights whose maps this hook holds in memory (every height while it keeps them whole)."""
+        if self.maps is not None:
+            return tuple(range(self.builder.grid.z.size))
+        return tuple(sorted(self.live_maps))
+
+    def trim_live(self):
+        """Maps not kept whole: `live_maps` keeps only the held heights' and the latest
+        KEEP_DONE_HEIGHTS completed heights' maps."""
+        if self.maps is None:
+            keep = set(self.builder.held) | set(self._done)
+            for h in [h for h in self.live_maps if h not in keep]:
+                del self.live_maps[h]
+            self.peak_map_heights = max(self.peak_map_heights, len(self.live_maps))
 
     def write(self, filename, entry, unit, stored):
         """The NXprocess `reconstruct` of the entry, referring to the stored volume and maps."""
@@ -309,15 +354,23 @@ class ReconstructionHook(ScanHook):
         sino, filled = self.builder.sinogram(h), self.builder.filled(h)
         self._rois_for(radial, (sino,))
         image, maps, centre = self._offload(self._reconstruct_height, sino, filled, radial)
-        for phase, image_map in maps.items():
-            self.maps[phase][h] = image_map
+        if self.maps is not None:
+            for phase, image_map in maps.items():
+                self.maps[phase][h] = image_map
         if self.store is not None:
             self.store.write(h, image, maps)
         del image
         self.finished[h], self._filled[h] = centre, int(filled.sum())
         self.live.pop(h, None)
-        self.live_maps[h] = {phase: self.maps[phase][h] for phase in maps}  # views: no second copy
+        if self.maps is not None:
+            self.live_maps[h] = {phase: self.maps[phase][h] for phase in maps}  # views: no second copy
+        else:
+            self.live_maps[h] = maps
+            if h in self._done:
+                self._done.remove(h)
+            self._done.append(h)
         self.builder.release(h)
+        self.trim_live()
         if self._scan is not None:
             self._publish_live(self._scan, {h: maps}, complete=True)
 
@@ -360,9 +413,10 @@ class ReconstructionHook(ScanHook):
 
     def take_height(self, h, image, maps, centre, filled):
         """Height h made elsewhere (`height_from_file` of another hook): kept and written as if
-        reconstructed here."""
-        for phase, image_map in maps.items():
-            self.maps[phase][h] = image_map
+        reconstructed here (the maps kept only where they are all kept)."""
+        if self.maps is not None:
+            for phase, image_map in maps.items():
+                self.maps[phase][h] = image_map
         if self.store is not None:
             self.store.write(h, image, maps)
         self.finished[h], self._filled[h] = centre, int(filled)
@@ -409,6 +463,7 @@ class ReconstructionHook(ScanHook):
                 maps[iz] = mapper.maps(image, radial)
         if maps:
             self.live_maps.update(maps)
+            self.trim_live()
             self.live_updates += 1
             self._publish_live(self._scan, maps, complete=False)
 
