@@ -343,10 +343,10 @@ def integrate_scan_dask(data, client, progress=None, part_frames=None, retries=R
     from bliss_lite.processing.frame_sources import entry_name, hdf5_scan
     from bliss_lite.processing.integration_hook import line_frames
     from bliss_lite.processing.integrator import LeanIntegrator
+    from bliss_lite.processing.job_inputs import _reduction_file, prepare_integration
     from bliss_lite.processing.nexus_output import write_integration
     from bliss_lite.processing.progress_bar import ProgressBar
     from bliss_lite.processing.reduction_files import PatternStore
-    from bliss_lite.processing.scan_plugins import _reduction_file, prepare_integration
 
     started = time.perf_counter()
     backend = backend or data.get("backend", "cpu")

@@ -79,10 +79,11 @@ def reconstruct_scan_dask(data, client, progress=None, retries=RETRIES):
     from distributed import as_completed
 
     from bliss_lite.processing.continuation import scan_entries
+    from bliss_lite.processing.job_inputs import _reduction_file
     from bliss_lite.processing.progress_bar import ProgressBar
     from bliss_lite.processing.reconstruction_hook import make_reconstruction_hook
     from bliss_lite.processing.reduction_files import scan_blocks
-    from bliss_lite.processing.scan_plugins import _reduction_file, prepare_reconstruction, reconstruct_scan
+    from bliss_lite.processing.scan_plugins import prepare_reconstruction, reconstruct_scan
 
     started = time.perf_counter()
     path, entry, info, settings, options, count = prepare_reconstruction(data)
