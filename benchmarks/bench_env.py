@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import sys
 import tempfile
 from pathlib import Path
 
@@ -10,7 +12,9 @@ from pathlib import Path
 @contextlib.contextmanager
 def private_environment(prefix):
     """Point BLISS_LITE_RUN_DIR and BLISS_LITE_DATA_ROOT at a fresh /tmp directory (short: a
-    unix socket lives there), use the private Redis, stop it and remove everything after."""
+    unix socket lives there), use the private Redis, stop it and remove everything after, also
+    when the run is ended by SIGTERM (`timeout`): a killed benchmark left its Redis and workers."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds through the finally below
     with tempfile.TemporaryDirectory(prefix=prefix, dir="/tmp") as tmp:
         run_dir = Path(tmp) / "run"
         os.environ["BLISS_LITE_RUN_DIR"] = str(run_dir)
