@@ -371,6 +371,29 @@ def test_a_bounded_builder_holds_only_the_heights_it_is_given():
         _ = builder.sinograms
 
 
+def test_a_reserved_builder_takes_its_memory_at_the_start_and_no_more():
+    """reserve() (a live scan's hook calls it): the heights' arrays allocated and touched before
+    the first frame; the first heights use them, and the sinograms are the same."""
+    info = seed_info(n_x=6, n_omega=8)
+    indices, patterns, omega, x, z, *_ = multi_height_scan(info)
+    one = SinogramBuilder.height_nbytes(info, SEED_Q.size) + 8 * 6 * 8
+    builder = SinogramBuilder(info, SEED_Q.size, max_heights=2)
+    builder.reserve()
+    reserved = [data for data, _ in builder._spare]
+    assert builder.held == () and builder.allocated_bytes == builder.peak_bytes == 2 * one
+    heights = builder.heights(z, indices)
+    for h in range(4):
+        sel = np.flatnonzero(heights == h)
+        builder.add(sel, patterns[sel], omega[sel], x[sel], z[sel])
+        assert any(builder.sinogram(h) is data for data in reserved)  # never a new array
+        np.testing.assert_array_equal(builder.sinogram(h), assemble(patterns, omega, x, z, info).data[h])
+        builder.release(h)
+    assert builder.peak_bytes == 2 * one
+    single = SinogramBuilder(seed_info(n_x=6, n_omega=8, zs=(0.0,)), SEED_Q.size, max_heights=2)
+    single.reserve()  # one height: one height's arrays
+    assert single.allocated_bytes == one
+
+
 def test_slice_by_slice_equals_the_whole_volume_at_once(tmp_path):
     """Frames arrive out of order within windows spanning two heights (as several workers
     deliver them): the hook never holds more than two heights' sinograms, and the slices it

@@ -181,6 +181,8 @@ class ReconstructionHook(ScanHook):
                      "and cross the bus slice by slice")
                 on_gpu = False
         self.builder = SinogramBuilder(info, npt, device=on_gpu, max_heights=MAX_HEIGHTS)
+        if self._scan is not None:
+            self.builder.reserve()  # a live scan: its sinograms' memory taken at the start (flat after)
         nz, n = self.builder.grid.z.size, self.pixels
         self.store = VolumeStore(output, nz, n, npt, self.mapper.names, staging) if output is not None else None
         whole = self.store is None or nz * n * n * 4 * len(self.mapper.names) <= KEEP_MAPS_BYTES

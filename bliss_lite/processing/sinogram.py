@@ -276,6 +276,21 @@ class SinogramBuilder:
         if data is not None:
             self._spare.append((data, frame))
 
+    def reserve(self):
+        """Allocate now, pages touched, the arrays of the heights this builder will hold (at
+        most max_heights, at most the scan's heights), as spares for the first heights: a scan
+        that cannot have them fails at its start, not days in, and its memory is flat from the
+        first frame instead of growing while the first heights fill them page by page."""
+        if self.max_heights is None:
+            return
+        for _ in range(min(self.max_heights, self.grid.z.size) - len(self._spare) - len(self._data)):
+            data = self.xp.empty(self.shape, np.float32)
+            data.fill(0)
+            frame = np.empty(self.shape[:2], np.int64)
+            frame.fill(-1)
+            self._spare.append((data, frame))
+        self._note_allocation()
+
     def drop_spares(self):
         """Free the released heights' arrays kept for reuse (the scan is over)."""
         self._spare.clear()
