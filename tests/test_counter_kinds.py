@@ -3,6 +3,7 @@ every mode, from the YAML and at run time, in scans, files, Redis and `ct`."""
 from __future__ import annotations
 
 import logging
+import time
 
 import h5py
 import numpy as np
@@ -120,3 +121,29 @@ def test_count_time_0_warns_about_integrating_counters_only(scan_session, caplog
         ns["ascan"](ns["m0"], 0, 1, 2, 0, ns["diode1"], ns["gauss"])
     assert ("ascan: count time 0: integrating counters (gauss) will read 0 at every point; give a count time > 0"
             in caplog.text)
+
+
+def test_a_device_counter_in_an_fscan_samples_each_point_from_its_trigger_to_the_next(scan_session):
+    """A counter that samples a device (Tango, EPICS) in a continuous scan: point i's mean is
+    over frame i's own interval (here the rotation's read-back: start + (i + 1/2) step), not
+    the approach move for the first point nor the previous frame's for the others."""
+    from bliss_lite.controllers.counters.device_sampling import DeviceSamplingCounter
+
+    ns = scan_session
+    omega = ns["omega"]
+
+    class OmegaReadback(DeviceSamplingCounter):
+        def read_value(self):
+            return omega.position_at(time.monotonic())  # where the rotation is now
+
+    counter = OmegaReadback("omega_rb", unit="deg", sample_period=0.002)
+    ns["pilatus"].roi = (816, 700, 48, 160)  # a frame rendered well within its period,
+    ns["pilatus"].render(time.monotonic(), 0.01)  # its model built before the scan: no trigger late
+    scan = ns["fscan"](omega, 0.0, 2.0, 8, 0.05, ns["pilatus"], counter, save=False)
+    values = np.asarray(scan.get_data()["omega_rb"])
+    assert values.shape == (8,)
+    starts = 2.0 * np.arange(8)  # where frame i starts (its trigger)
+    # sampled from its trigger on: never before it (the previous frame's interval, or the
+    # approach for the first point, would be); a loaded machine only makes the end later
+    assert np.all(values >= starts - 0.05), values
+    assert np.all(values[:-1] < starts[:-1] + 2.0 + 2.0) and np.all(np.diff(values) > 0), values

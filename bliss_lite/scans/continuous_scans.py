@@ -30,7 +30,10 @@ __all__ = ["fscan", "xrdct", "resume_scan"]
 
 class TriggeredCounters(AcquisitionObject):
     """Plain counters read on each hardware trigger, over the exposure (a counter card gated
-    by the same position triggers as the detector)."""
+    by the same position triggers as the detector). Counters that sample a device (Tango, EPICS)
+    sample from a point's trigger to the next one (the line's end for its last point), so a
+    point's values are emitted when its sampling ends: at the next trigger, or when the line
+    settles."""
 
     trigger_mode = HARDWARE
 
@@ -38,22 +41,38 @@ class TriggeredCounters(AcquisitionObject):
         super().__init__("counters")
         self.counters, self.exposure = list(counters), exposure
         self._sampled = [c for c in self.counters if callable(getattr(c, "start_sampling", None))]
+        self._plain = [c for c in self.counters if c not in self._sampled]
+        self._held = None  # the plain counters' values of the point whose devices are sampled now
 
     def channels(self):
         return [spec for c in self.counters for spec in counter_channels(c)]
 
     def start(self):
-        self._start_sampling()
+        self._held = None
 
     def hardware_trigger(self, t):
-        self.emit({name: value for c in self.counters for name, value in read_counter(c, self.exposure).items()})
-        self._start_sampling()  # counters reading a device: from this trigger to the next
-
-    def _start_sampling(self):
+        plain = {name: value for c in self._plain for name, value in read_counter(c, self.exposure).items()}
+        if not self._sampled:
+            self.emit(plain)
+            return
+        self._flush()  # the previous point: its devices sampled from its trigger to this one
+        self._held = plain
         for counter in self._sampled:
             counter.start_sampling()
 
+    def settle_line(self, triggered, kept):
+        self._flush()  # the line's last point
+
+    def _flush(self):
+        if self._held is None:
+            return
+        values, self._held = self._held, None
+        for counter in self._sampled:
+            values.update(read_counter(counter, self.exposure))
+        self.emit(values)
+
     def stop(self):
+        self._held = None
         for counter in self._sampled:
             counter.cancel_sampling()
 
