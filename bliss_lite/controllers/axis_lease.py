@@ -106,7 +106,10 @@ class LeaseService:
                 if self.values.get(name) != value:
                     continue  # freed (or held anew) while an earlier renewal waited on Redis
                 try:
-                    if axis_locks.renew(client, self.session, [name], value) and self.values.get(name) == value:
+                    lost = axis_locks.renew(client, self.session, [name], value)
+                    if self.values.get(name) != value:  # freed while the renewal waited on Redis:
+                        axis_locks.release(client, self.session, [name], value)  # not taken back
+                    elif lost:
                         logger.warning(f"axis leases: the lease of {name} was lost while moving it")
                 except Exception as exc:  # noqa: BLE001 - tried again at the next turn
                     logger.warning(f"axis leases: renewing {name} failed: {exc}")
