@@ -8,14 +8,14 @@ and the PV.
 """
 from __future__ import annotations
 
-from bliss_lite.config.fields import Field, non_negative, positive, read_fields
+from bliss_lite.config.fields import Field, positive, read_fields
 from bliss_lite.controllers.counters.device_sampling import DeviceSamplingCounter
 from bliss_lite.controllers.counters.kinds import mode_complaint
 from bliss_lite.controllers.errors import AxisFault
 from bliss_lite.controllers.motors.epics_motor import Channels
 
 FIELDS = (Field("pv", "str"), Field("unit", "str", ""), Field("mode", "str", "MEAN", check=mode_complaint),
-          Field("timeout", "number", 1.0, check=positive), Field("sample_period", "number", 0.005, check=non_negative))
+          Field("timeout", "number", 1.0, check=positive), Field("sample_period", "number", 0.005, check=positive))
 
 
 class EpicsCounter(DeviceSamplingCounter):

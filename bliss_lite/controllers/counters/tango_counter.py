@@ -8,7 +8,7 @@ and a failed read is an error naming the counter and the device, within `timeout
 """
 from __future__ import annotations
 
-from bliss_lite.config.fields import Field, non_negative, positive, read_fields
+from bliss_lite.config.fields import Field, positive, read_fields
 from bliss_lite.controllers.counters.device_sampling import DeviceSamplingCounter
 from bliss_lite.controllers.counters.kinds import mode_complaint
 from bliss_lite.controllers.errors import AxisFault
@@ -16,7 +16,7 @@ from bliss_lite.controllers.motors.tango_motor import tango_error
 
 FIELDS = (Field("device", "str"), Field("attribute", "str", "Value"), Field("unit", "str", ""),
           Field("mode", "str", "MEAN", check=mode_complaint), Field("timeout", "number", 1.0, check=positive),
-          Field("sample_period", "number", 0.005, check=non_negative))
+          Field("sample_period", "number", 0.005, check=positive))
 
 
 class TangoAttributeCounter(DeviceSamplingCounter):
