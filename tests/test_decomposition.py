@@ -73,7 +73,7 @@ def scores(phantom, maps, n):
     return {p: correlation(maps[p], ground_truth(phantom, p, 0.0, n)) for p in phantom.names}
 
 
-def test_one_batched_solve_per_column_equals_a_solve_per_passive_set():
+def test_one_batched_solve_per_column_equals_a_solve_per_passive_set(monkeypatch):
     """The GPU's form (one k x k system per column, identity outside its passive set) run on
     NumPy gives the grouped form's x and gradient."""
     from bliss_lite.processing import nnls as module
@@ -89,6 +89,10 @@ def test_one_batched_solve_per_column_equals_a_solve_per_passive_set():
     x1, y1, x2, y2 = (np.zeros((k, n)) for _ in range(4))
     module._solve_groups(gram, rhs, passive, x1, y1, columns, bits, np)
     module._solve_batched(gram, rhs, passive, x2, y2, columns, np)
+    x3, y3 = np.zeros((k, n)), np.zeros((k, n))
+    monkeypatch.setattr(module, "BATCH_COLUMNS", 64)  # in blocks: the same
+    module._solve_batched(gram, rhs, passive, x3, y3, columns, np)
+    assert np.array_equal(x3, x2) and np.array_equal(y3, y2)
     assert np.allclose(x2, x1, rtol=1e-10, atol=1e-12) and np.allclose(y2, y1, rtol=1e-10, atol=1e-9)
     assert np.all(x2[~passive] == 0) and np.all(y2[passive] == 0)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 TOLERANCE = 1e-10  # relative: a variable counts as negative below -TOLERANCE * the voxel's scale
+BATCH_COLUMNS = 1 << 18  # columns per batched solve on the GPU: ~150 MB of float64 systems at k = 8
 RIDGE = 1e-12  # relative to G's largest diagonal: keeps a component that is zero (no peak in range) solvable
 
 
@@ -64,7 +65,13 @@ def _solve_batched(gram, rhs, passive, x, y, columns, xp):
     passive set. All columns at once: column j solves (P G P + I - P) x = P b, P its passive
     set's diagonal, which is G's passive block with the identity elsewhere: one batched k x k
     solve (a single kernel on a GPU, where a solve per passive set cost a launch and a host
-    sync each, up to 2^k per pass), the same x as _solve_groups."""
+    sync each, up to 2^k per pass), the same x as _solve_groups. In blocks of BATCH_COLUMNS
+    columns: the systems of a 1000 x 1000 slice at once would take GBs of temporaries."""
+    for first in range(0, int(columns.size), BATCH_COLUMNS):
+        _solve_batch(gram, rhs, passive, x, y, columns[first:first + BATCH_COLUMNS], xp)
+
+
+def _solve_batch(gram, rhs, passive, x, y, columns, xp):
     if columns.size == 0:
         return
     p = passive[:, columns].T.astype(xp.float64)  # (m, k): 1 where passive
