@@ -16,9 +16,10 @@ import os
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from bench_env import private_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -99,9 +100,9 @@ def main():
     tango, tport = start("tango_server.py", "--port", "0")
     ioc, _ = start("epics_ioc.py", "--prefix", "SIM:")
     try:
-        with tempfile.TemporaryDirectory() as tmp:
+        with private_environment("bl_cs_") as tmp:  # its own Redis, stopped after (not the user's)
             Path(tmp, "bench.yml").write_text(CONFIG.format(tport=tport))
-            result = {"points": args.points, **bliss_lite_points(tmp, args.points)}
+            result = {"points": args.points, **bliss_lite_points(str(tmp), args.points)}
         peer = subprocess.run([sys.executable, "-c", PEER.format(points=args.points)], capture_output=True,
                               text=True, timeout=300)
         result["ophyd_epicsmotor_ms_per_point"] = (round(float(peer.stdout.split()[-1]), 2) if peer.returncode == 0
