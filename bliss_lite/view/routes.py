@@ -14,6 +14,7 @@ from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 
 from bliss_lite.view import images
+from bliss_lite.view.pdf_results import UNITS as PDF_UNITS
 from bliss_lite.view.pdf_results import number
 from bliss_lite.view.watcher import encode_event
 
@@ -265,7 +266,7 @@ async def gr_map(request):
     finite = image[np.isfinite(image)]
     answer = {"z": z, "r_min": r_min, "r_max": r_max, "r_used": list(used), "shape": list(image.shape),
               "min": float(finite.min()) if finite.size else None, "max": float(finite.max()) if finite.size else None,
-              "units": {"r": "A", "G": "A^-2"}}
+              "units": PDF_UNITS}
     if request.query_params.get("values", "1") != "0":
         answer["values"] = [[v if np.isfinite(v) else None for v in row] for row in image.astype(float).tolist()]
     return JSONResponse(answer, headers=NO_STORE)
