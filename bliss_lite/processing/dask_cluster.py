@@ -29,11 +29,16 @@ def gpu_count():
         return 0
 
 
+def usable_cores():
+    """The cores this process may run on (its affinity where the OS tells, else all)."""
+    return max(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 1)
+
+
 def local_workers(backend="cpu"):
     """One worker per core, or per GPU for backend "gpu" (at least one)."""
     if backend == "gpu":
         return max(gpu_count(), 1)
-    return max(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 1)
+    return usable_cores()
 
 
 @contextlib.contextmanager

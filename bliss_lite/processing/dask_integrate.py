@@ -151,8 +151,9 @@ def integrate_batched(integrator, filename, entry, detector, first, stop, block_
 
 
 def _threads():
-    return max(2, min(8, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2)
-                      // 2))
+    from bliss_lite.processing.dask_cluster import usable_cores
+
+    return max(2, min(8, usable_cores() // 2))
 
 
 class StoredChunks(Sequence):
