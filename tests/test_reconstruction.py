@@ -333,6 +333,31 @@ def whole_at_once(frames, info, reference_i0, centre):
     return image.reshape(n_x, n_x, nz, nq).transpose(2, 0, 1, 3)
 
 
+def shuffled_integrated_scan(path, entry_name, info, frames, seed):
+    """A saved, integrated scan of `frames` (multi_height_scan's) at `path`, its frames in a
+    random order (as several workers deliver them): read-backs and patterns; the integration's
+    settings."""
+    import json
+    from pathlib import Path
+
+    import h5py
+
+    from bliss_lite.processing import reduction_files
+    from bliss_lite.processing.integration_settings import IntegrationSettings
+    from bliss_lite.processing.nexus_output import write_integration
+
+    shuffle = np.random.default_rng(seed).permutation(frames[0].size)
+    with h5py.File(path, "w") as h5:
+        entry = h5.create_group(entry_name)
+        entry["scan_info"] = json.dumps(info)
+        for name, values in zip(reduction_files.CHANNELS, frames[2:]):
+            entry[f"measurement/{name}"] = values[shuffle]
+    poni = Path(__file__).resolve().parents[1] / "config" / "xrdct" / "pilatus2m.poni"
+    settings = IntegrationSettings.from_poni(poni, roi=(816, 700, 48, 160), npt=SEED_Q.size)
+    write_integration(path, entry_name, SEED_Q, settings, frames[1][shuffle], np.ones(shuffle.size, bool))
+    return settings
+
+
 def relative_error(a, b):
     return float(np.abs(np.asarray(a, float) - b).max() / np.abs(b).max())
 
@@ -439,27 +464,16 @@ def test_reconstruct_scan_of_frames_in_any_order_redoes_heights_from_the_file(tm
     small blocks, finishes heights before all their frames came (never more than two held),
     redoes those from the file at the end, and still equals the whole volume at once."""
     import json
-    from pathlib import Path
 
     import h5py
 
     from bliss_lite.processing import reduction_files
-    from bliss_lite.processing.integration_settings import IntegrationSettings
-    from bliss_lite.processing.nexus_output import write_integration
     from bliss_lite.processing.scan_plugins import reconstruct_scan
 
     info = seed_info(n_x=12, n_omega=14)
     frames = multi_height_scan(info, seed=1)
-    shuffle = np.random.default_rng(4).permutation(frames[0].size)
     path = tmp_path / "seed.h5"
-    with h5py.File(path, "w") as h5:
-        entry = h5.create_group("3.1")
-        entry["scan_info"] = json.dumps(info)
-        for name, values in zip(reduction_files.CHANNELS, frames[2:]):
-            entry[f"measurement/{name}"] = values[shuffle]
-    poni = Path(__file__).resolve().parents[1] / "config" / "xrdct" / "pilatus2m.poni"
-    settings = IntegrationSettings.from_poni(poni, roi=(816, 700, 48, 160), npt=SEED_Q.size)
-    write_integration(path, "3.1", SEED_Q, settings, frames[1][shuffle], np.ones(shuffle.size, bool))
+    shuffled_integrated_scan(path, "3.1", info, frames, seed=4)
     monkeypatch.setattr(reduction_files, "READ_BYTES", 4 * SEED_Q.size * 50)  # 50 frames a block
     from bliss_lite.processing.reconstruction_hook import ReconstructionHook
 
@@ -489,29 +503,16 @@ def test_maps_too_large_to_keep_are_held_only_for_the_heights_in_flight(tmp_path
     at the end): above KEEP_MAPS_BYTES the hook holds the maps of a few heights at any time,
     never all, and its result["maps"], read from the slices file, equal to the bit those of the
     same run with every height's maps kept."""
-    import json
-    from pathlib import Path
 
-    import h5py
 
     from bliss_lite.processing import reconstruction_hook, reduction_files
-    from bliss_lite.processing.integration_settings import IntegrationSettings
-    from bliss_lite.processing.nexus_output import write_integration
     from bliss_lite.processing.reconstruction_hook import KEEP_DONE_HEIGHTS, MAX_HEIGHTS, ReconstructionHook
     from bliss_lite.processing.reduction_files import StoredArray, scan_blocks
 
     info = seed_info(n_x=8, n_omega=10, zs=(-0.3, -0.2, -0.1, 0.1, 0.2, 0.4))
     frames = multi_height_scan(info, seed=2)
-    shuffle = np.random.default_rng(5).permutation(frames[0].size)
     path = tmp_path / "seed.h5"
-    with h5py.File(path, "w") as h5:
-        entry = h5.create_group("1.1")
-        entry["scan_info"] = json.dumps(info)
-        for name, values in zip(reduction_files.CHANNELS, frames[2:]):
-            entry[f"measurement/{name}"] = values[shuffle]
-    poni = Path(__file__).resolve().parents[1] / "config" / "xrdct" / "pilatus2m.poni"
-    settings = IntegrationSettings.from_poni(poni, roi=(816, 700, 48, 160), npt=SEED_Q.size)
-    write_integration(path, "1.1", SEED_Q, settings, frames[1][shuffle], np.ones(shuffle.size, bool))
+    settings = shuffled_integrated_scan(path, "1.1", info, frames, seed=5)
     monkeypatch.setattr(reduction_files, "READ_BYTES", 4 * SEED_Q.size * 60)  # 60 frames a block
     redone, redo = [], ReconstructionHook._redo
     monkeypatch.setattr(ReconstructionHook, "_redo", lambda hook, *args: (redone.append(args[-1]), redo(hook, *args)))
