@@ -41,21 +41,18 @@ def integration_backend(data):
     "gpu", or for "auto" the GPU where CuPy finds one. Where "gpu" cannot run, a
     GpuUnavailableError naming the job's backend and why; an unknown one, a ValueError. Called
     before anything is written."""
-    from bliss_lite.processing.gpu import GpuUnavailableError, unavailable_reason
+    from bliss_lite.processing.gpu import GpuUnavailableError, resolve_backend, unavailable_reason
     from bliss_lite.protocols import BACKENDS, Backend
 
     requested = data.get("backend") or Backend.CPU
     if requested not in BACKENDS:
         raise ValueError(f'integrate_scan: input "backend" is {requested!r}; choose from {", ".join(BACKENDS)}')
-    if requested == Backend.CPU:
-        return Backend.CPU
-    reason = unavailable_reason()
-    if reason is None:
-        return Backend.GPU
-    if requested == Backend.AUTO:
-        return Backend.CPU
-    raise GpuUnavailableError(f'integrate_scan: the job\'s "backend" is "gpu", which needs CuPy and an NVIDIA GPU, '
-                              f'but {reason}; set "backend": "cpu" or "auto" (--set backend=cpu)')
+    try:
+        return resolve_backend(requested, "integrate_scan")
+    except GpuUnavailableError:  # said as the job says it, with the option that changes it
+        raise GpuUnavailableError(f'integrate_scan: the job\'s "backend" is "gpu", which needs CuPy and an NVIDIA '
+                                  f'GPU, but {unavailable_reason()}; set "backend": "cpu" or "auto" '
+                                  "(--set backend=cpu)") from None
 
 
 @register("integrate_scan")
