@@ -215,6 +215,17 @@ def ctrl_c_after(seconds):
     gevent.spawn_later(seconds, gevent.getcurrent().throw, KeyboardInterrupt)
 
 
+def group_move_then_ctrl_c(first, far):
+    """Two axes moved together to `first` ({axis: target}), then towards `far` with Ctrl-C
+    after 0.2 s: the interrupted group move raises KeyboardInterrupt."""
+    group = Group(*first)
+    group.move(first)
+    assert [axis.position for axis in first] == pytest.approx(list(first.values()))
+    ctrl_c_after(0.2)
+    with pytest.raises(KeyboardInterrupt):
+        group.move(far)
+
+
 def wait_reconnected(axis, timeout=RECONNECT_S):
     """The axis's position once its controller reaches the device again (it reconnects by itself)."""
     with gevent.Timeout(timeout):
@@ -273,12 +284,7 @@ def test_backlash_approaches_from_below(tango_session, server):
 
 def test_group_move_and_ctrl_c_stop_every_device(tango_session, server):
     tmot, tmot2 = tango_session["tmot"], tango_session["tmot2"]
-    group = Group(tmot, tmot2)
-    group.move({tmot: 2.0, tmot2: -1.0})
-    assert (tmot.position, tmot2.position) == pytest.approx((2.0, -1.0))
-    ctrl_c_after(0.2)
-    with pytest.raises(KeyboardInterrupt):
-        group.move({tmot: 40.0, tmot2: 30.0})
+    group_move_then_ctrl_c({tmot: 2.0, tmot2: -1.0}, {tmot: 40.0, tmot2: 30.0})
     for name, axis, target in (("sim/motor/1", tmot, 40.0), ("sim/motor/2", tmot2, 30.0)):
         assert tango_read(server, name, "StopCount") >= 1  # the Stop command arrived
         gevent.sleep(0.3)
@@ -355,12 +361,7 @@ def test_epics_move_limits_and_backlash(tango_session):
 
 def test_group_of_a_tango_and_an_epics_axis_and_ctrl_c(tango_session, server):
     tmot, emot = tango_session["tmot"], tango_session["emot"]
-    group = Group(tmot, emot)
-    group.move({tmot: 2.0, emot: -2.0})
-    assert (tmot.position, emot.position) == pytest.approx((2.0, -2.0))
-    ctrl_c_after(0.2)
-    with pytest.raises(KeyboardInterrupt):
-        group.move({tmot: 40.0, emot: 40.0})
+    group_move_then_ctrl_c({tmot: 2.0, emot: -2.0}, {tmot: 40.0, emot: 40.0})
     assert tango_read(server, "sim/motor/1", "StopCount") >= 1
     assert caget("SIM:m1:STOPCOUNT") >= 1  # .STOP reached the record
     gevent.sleep(0.3)
