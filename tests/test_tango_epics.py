@@ -332,11 +332,9 @@ def test_server_killed_mid_move_is_a_named_failure_then_reconnected(tango_sessio
     tmot.move(40.0, wait=False)
     gevent.sleep(0.2)
     server.kill()
-    start = time.monotonic()
-    with gevent.Timeout(10):
+    with gevent.Timeout(3.0, AssertionError("tmot: no named failure within 3 s of the server's death")):
         with pytest.raises(AxisFault, match=r"tmot: Tango device tango://127.0.0.1:\d+/sim/motor/1#dbase=no: .* failed"):
             tmot.wait_move()
-    assert time.monotonic() - start < 3.0
     server.restart()  # on the same port
     assert wait_reconnected(tmot) == 0.0  # a fresh simulator
     tmot.sync_hard()
@@ -382,11 +380,9 @@ def test_ioc_killed_mid_scan_names_the_axis_then_reconnects(tango_session, ioc):
     ns = tango_session
     emot = ns["emot"]
     gevent.spawn_later(0.3, ioc.kill)
-    start = time.monotonic()
-    with gevent.Timeout(15):
+    with gevent.Timeout(5.0, AssertionError("emot: the scan did not end with a named failure within 5 s")):
         with pytest.raises(AxisFault, match=r"emot: EPICS PV SIM:m1\.\w+: .*(not connected|no value|failed)"):
             ns["ascan"](emot, 0, 20, 4, 0.01, ns["ecnt"])
-    assert time.monotonic() - start < 5.0
     ioc.start()  # the module's IOC from now on, stopped at the end
     assert wait_reconnected(emot) == 0.0  # a fresh IOC
     emot.sync_hard()
