@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 from queue_helpers import SESSION, _wait_state, queue_env, servers  # noqa: F401 - fixtures
-from test_view_browser import CHROMIUM, FLAGS, shot
+from test_view_browser import CHROMIUM, browser_page, shot
 from view_helpers import ViewServer
 
 from bliss_lite.data.queue_client import QueueClient
@@ -14,19 +14,13 @@ pytestmark = pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"no Chromium
 
 
 def test_the_page_shows_the_running_item_and_its_pause_button_holds_it(queue_env, servers, shared_redis):
-    from playwright.sync_api import sync_playwright
-
     servers.start(queue_env)
     queue = QueueClient(queue_env, SESSION, who="test")
     item_id = queue.add("ascan(m2, 0, 1, 200, 0.05)")["id"]
     view = ViewServer("--redis", shared_redis)
     try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            errors = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(view.url + ("&" if "?" in view.url else "?") + f"queue={SESSION}")
+        url = view.url + ("&" if "?" in view.url else "?") + f"queue={SESSION}"
+        with browser_page(url, viewport=(1400, 900)) as page:
             page.wait_for_function("() => document.getElementById('queue-items').textContent.includes('running #')")
             assert "ascan(m2, 0, 1, 200, 0.05)" in page.text_content("#queue-items")
             page.click("#queue-pause")
@@ -38,7 +32,5 @@ def test_the_page_shows_the_running_item_and_its_pause_button_holds_it(queue_env
             page.click("#queue-abort")
             page.wait_for_function("() => document.getElementById('queue-items').textContent.includes('aborted #')")
             assert queue.item(item_id)["state"] == "aborted"
-            browser.close()
-            assert not errors, errors
     finally:
         view.close()

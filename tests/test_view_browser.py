@@ -2,6 +2,7 @@
 `bliss-lite view` shows the curve gaining the scan's points and the detector frame appearing.
 A screenshot of each page is saved as a test artefact ($BLISS_LITE_TEST_ARTEFACTS, default
 test-artefacts/ in the checkout)."""
+import contextlib
 import os
 import shutil
 import subprocess
@@ -22,21 +23,30 @@ ARTEFACTS = Path(os.environ.get("BLISS_LITE_TEST_ARTEFACTS", Path(__file__).reso
 pytestmark = pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (.ci/run installs it)")
 
 
-@pytest.fixture
-def page(scan_session, shared_redis):
+@contextlib.contextmanager
+def browser_page(url, viewport=(1400, 1100)):
+    """Headless Chromium at `url` (`viewport` (width, height), None for the default); the test
+    fails if the page's script raised meanwhile."""
     from playwright.sync_api import sync_playwright
 
-    server = ViewServer("--redis", shared_redis)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page = browser.new_page(**({} if viewport is None else
+                                   {"viewport": {"width": viewport[0], "height": viewport[1]}}))
         errors = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.goto(server.url)
-        page.wait_for_function("() => window.blissView && window.blissView.connected")
+        page.goto(url)
         yield page
         browser.close()
         assert not errors, errors
+
+
+@pytest.fixture
+def page(scan_session, shared_redis):
+    server = ViewServer("--redis", shared_redis)
+    with browser_page(server.url) as page:
+        page.wait_for_function("() => window.blissView && window.blissView.connected")
+        yield page
     server.close()
 
 

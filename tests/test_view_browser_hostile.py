@@ -3,27 +3,17 @@ runs none of it (skipped without Debian's chromium, as tests/test_view_browser.p
 import shutil
 
 import pytest
+from test_view_browser import CHROMIUM, browser_page
 from test_view_hostile import HOSTILE, publish_hostile_scan
 from view_helpers import ViewServer
-
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 pytestmark = pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (.ci/run installs it)")
 
 
 def test_hostile_names_show_as_text_and_run_nothing(shared_redis):
-    from playwright.sync_api import sync_playwright
-
     server = ViewServer("--redis", shared_redis)
     try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-            page = browser.new_page()
-            errors = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(server.url)
+        with browser_page(server.url, viewport=None) as page:
             page.wait_for_function("() => window.blissView && window.blissView.connected")
             key = publish_hostile_scan(shared_redis)
             page.evaluate("document.getElementById('follow').checked = true")
@@ -35,7 +25,5 @@ def test_hostile_names_show_as_text_and_run_nothing(shared_redis):
             assert any(HOSTILE[1] in text for text in listed), listed
             assert page.evaluate("window.pwned") is None
             assert page.evaluate("document.querySelectorAll('img[src=x], svg[onload], script:not([src])').length") == 0
-            browser.close()
-            assert not errors, errors
     finally:
         server.close()

@@ -7,23 +7,16 @@ import shutil
 import h5py
 import numpy as np
 import pytest
-from test_view_browser import CHROMIUM, FLAGS, shot
+from test_view_browser import CHROMIUM, browser_page, shot
 from view_helpers import ViewServer, pdf_ct_scan
 
 pytestmark = pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (.ci/run installs it)")
 
 
 def test_clicking_a_voxel_shows_its_gr_and_the_window_redraws_the_map(shared_redis, tmp_path):
-    from playwright.sync_api import sync_playwright
-
     server = ViewServer("--redis", shared_redis)
     try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1100})
-            errors = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(server.url)
+        with browser_page(server.url) as page:
             page.wait_for_function("() => window.blissView && window.blissView.connected")
             key, path = pdf_ct_scan(shared_redis, tmp_path, number=904)
             page.wait_for_function(f"() => blissView.shown === {key!r} && blissView.pdfMaps >= 1", timeout=30000)
@@ -64,7 +57,5 @@ def test_clicking_a_voxel_shows_its_gr_and_the_window_redraws_the_map(shared_red
                 np.testing.assert_array_equal(page.evaluate("blissView.pdfCurve.G"), h5["gr"][1, row, col].astype(float))
             shot(page, "view-pdfct.png")
             assert page.evaluate("window.pwned") is None
-            browser.close()
-            assert not errors, errors
     finally:
         server.close()
