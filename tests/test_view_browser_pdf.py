@@ -25,6 +25,7 @@ def test_clicking_a_voxel_shows_its_gr_and_the_window_redraws_the_map(shared_red
             assert "O-O 2.5–2.75, Si-O 1.5–1.7" in page.text_content("#pdf-window-names")
             page.wait_for_function("() => document.getElementById('pdf-map-caption').textContent.includes('Å⁻²')")
 
+            page.locator("#pdf-map-img").scroll_into_view_if_needed()  # below the fold with a long scan list
             box = page.locator("#pdf-map-img").bounding_box()
             row, col = 6, 2
             page.mouse.click(box["x"] + (col + 0.5) * box["width"] / 12, box["y"] + (row + 0.5) * box["height"] / 12)
