@@ -62,3 +62,13 @@ def _wait_state(queue, item_id, states, timeout=30):
             return item
         assert time.monotonic() < deadline, f"item {item}: not {states}"
         time.sleep(0.02)
+
+
+def _wait_scan_begun(queue, item_id, timeout=30):
+    """The item running and its scan begun (its entry known): a kill now interrupts a scan."""
+    _wait_state(queue, item_id, ("running",), timeout)
+    deadline = time.monotonic() + timeout
+    while (item := queue.item(item_id))["entry"] is None:
+        assert time.monotonic() < deadline, f"item {item}: its scan has not begun"
+        time.sleep(0.02)
+    return item

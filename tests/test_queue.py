@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from queue_helpers import SESSION, Servers, _wait_state, queue_env, servers  # noqa: F401 - fixtures
+from queue_helpers import SESSION, Servers, _wait_scan_begun, _wait_state, queue_env, servers  # noqa: F401 - fixtures
 
 from bliss_lite.data import axis_locks
 from bliss_lite.data.queue_client import QueueClient, QueueError
@@ -72,9 +72,7 @@ def test_kill_9_marks_running_interrupted_rest_stays_queued(queue_env, servers):
     queue = QueueClient(queue_env, SESSION, who="test")
     long_id = queue.add("ascan(m1, 0, 1, 100, 0.05)")["id"]
     next_id = queue.add("ct(0.001)")["id"]
-    _wait_state(queue, long_id, ("running",))
-    while queue.item(long_id)["entry"] is None:  # its scan has begun
-        time.sleep(0.02)
+    _wait_scan_begun(queue, long_id)
     os.kill(first.pid, signal.SIGKILL)
     first.wait(timeout=10)
     assert queue.item(long_id)["state"] == "running"  # nobody has looked yet
@@ -276,9 +274,7 @@ def test_an_xrdct_scan_killed_with_its_server_is_resumed_first_from_its_file(que
     queue = QueueClient(queue_env, SESSION, who="test")
     scan_id = queue.add("xrdct(omega, x, z, -1, 1, 8, [0.0], 0.03, n_omega=8, fast_axis='x')")["id"]
     after = queue.add("ct(0.001)")["id"]
-    _wait_state(queue, scan_id, ("running",))
-    while queue.item(scan_id)["entry"] is None:
-        time.sleep(0.02)
+    _wait_scan_begun(queue, scan_id)
     time.sleep(1.0)  # a few lines measured and flushed
     os.kill(first.pid, signal.SIGKILL)
     first.wait(timeout=10)
