@@ -30,6 +30,7 @@ IOC = ROOT / "simulators" / "epics_ioc.py"
 
 IOC_PVS = [f"SIM:m1{f}" for f in (".RBV", ".VAL", ".DMOV", ".MSTA", ".STOP", ".LLM", ".HLM", ".VELO", ".ACCL",
                                    ":STOPCOUNT")] + ["SIM:cnt", "SIM:ramp"]  # every channel the tests open on the IOC
+ECA_DISCONN = 24 << 3  # libca's status 'Virtual circuit disconnect' (caerr.h), which pyepics does not name
 RECONNECT_S = 20  # libca reconnects the channels of a restarted IOC after 8-10 s (its disconnect governor)
 
 
@@ -383,11 +384,43 @@ def test_ioc_killed_mid_scan_names_the_axis_then_reconnects(tango_session, ioc):
     with gevent.Timeout(5.0, AssertionError("emot: the scan did not end with a named failure within 5 s")):
         with pytest.raises(AxisFault, match=r"emot: EPICS PV SIM:m1\.\w+: .*(not connected|no value|failed)"):
             ns["ascan"](emot, 0, 20, 4, 0.01, ns["ecnt"])
+    mark_gets_pending("SIM:m1.DMOV")  # as a get refused while the circuit went down leaves it
     ioc.start()  # the module's IOC from now on, stopped at the end
     assert wait_reconnected(emot) == 0.0  # a fresh IOC
     emot.sync_hard()
     emot.move(1.0)
     assert emot.position == pytest.approx(1.0)
+
+
+def mark_gets_pending(name):
+    """Leave pyepics' cache entry of the channel as a refused get request leaves it: every kind
+    of get already made marked pending, no request out."""
+    entry = epics.ca.get_cache(name)
+    assert entry.get_results, f"{name}: no get made yet"
+    for ftype in list(entry.get_results):
+        entry.get_results[ftype] = [epics.ca.GET_PENDING]
+
+
+def test_a_get_refused_by_libca_is_named_and_the_next_one_reads(tango_session, ioc, monkeypatch):
+    """libca refuses a get request when the circuit has just gone down; pyepics has marked the
+    get pending already and keeps waiting for it. The refusal is an AxisFault naming the PV, and
+    the next read asks the IOC again rather than waiting for an answer never asked for."""
+    emot = tango_session["emot"]
+    assert emot.controller.state(emot).READY  # every channel of the axis connected and read
+    ask = epics.ca.libca.ca_array_get_callback
+    refusals = []
+
+    def refuse_once(*args):
+        if refusals:
+            return ask(*args)
+        refusals.append(args)
+        return ECA_DISCONN
+
+    monkeypatch.setattr(epics.ca.libca, "ca_array_get_callback", refuse_once)
+    with pytest.raises(AxisFault, match=r"emot: EPICS PV SIM:m1\.DMOV: get of SIM:m1\.DMOV failed: .*disconnect"):
+        emot.controller.state(emot)
+    assert emot.controller.state(emot).READY
+    assert len(refusals) == 1
 
 
 def test_ioc_killed_during_reads_is_always_a_named_fault(tango_session, ioc):

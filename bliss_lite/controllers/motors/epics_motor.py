@@ -44,6 +44,7 @@ class Channels:
     def __init__(self, timeout):
         self.timeout = timeout
         self._pvs = {}
+        self._caches = {}  # name: pyepics' cache entry of the channel (its pending gets)
         self._connected_once = set()  # names: filled by libca's connection callbacks
 
     def open(self, *names):
@@ -54,10 +55,28 @@ class Channels:
 
                 self._pvs[name] = epics.PV(name, auto_monitor=False, connection_timeout=self.timeout,
                                            connection_callback=self._connection)
+                self._caches[name] = epics.ca.get_cache(name)
 
     def _connection(self, pvname=None, conn=False, **_):
         if conn:
             self._connected_once.add(pvname)
+        self._forget_pending_gets(pvname)  # none survives its circuit
+
+    def _forget_pending_gets(self, name):
+        """pyepics marks a get pending before it asks libca, and leaves the mark when libca
+        refuses the request (a circuit that just went down: 'Virtual circuit disconnect'). Every
+        later get of the channel then waits for an answer never asked for: 'no value' for ever,
+        even once the IOC is back. A pending get cannot outlive a refused request or a change of
+        the channel's connection, so the mark is dropped then."""
+        from epics import ca
+
+        entry = self._caches.get(name)
+        if entry is None:
+            return
+        with entry.lock:
+            for ftype, result in list(entry.get_results.items()):
+                if result[0] is ca.GET_PENDING:
+                    entry.get_results[ftype] = [None]
 
     def pv(self, name):
         self.open(name)
@@ -68,8 +87,12 @@ class Channels:
         return pv
 
     def get(self, name):
-        with _ca_errors(name, "get"):
-            value = self.pv(name).get(timeout=self.timeout, use_monitor=False)
+        try:
+            with _ca_errors(name, "get"):
+                value = self.pv(name).get(timeout=self.timeout, use_monitor=False)
+        except ConnectionError:
+            self._forget_pending_gets(name)
+            raise
         if value is None:
             raise TimeoutError(f"no value of {name} within {self.timeout:g} s")
         return value
