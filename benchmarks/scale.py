@@ -172,7 +172,7 @@ def run(args):
         "shape": {"n_x": n_x, "n_omega": n_omega, "n_z": n_z}, "frame_shape": list(pilatus.shape),
         "requested_rate": args.rate, "fps": round(sweep["handled_rate_hz"] or 0.0, 1), "scan_wall_s": round(wall, 1),
         "end_reason": str(scan.end_reason), "frames_in_scan": int(scan.data.count("pilatus")),
-        "integrated_by_workers": None if integration is None else int(integration.received.sum())
+        "integrated_by_workers": None if integration is None else len(integration.received)
         - integration.local_frames,
         "estimate_duration_s": round(planned.estimate.duration_s, 1),
         **{f"{kind}_{key}": value for kind, figures in kinds.items() for key, value in figures.items()},

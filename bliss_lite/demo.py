@@ -45,7 +45,7 @@ def _progress(scan_holder, total):
         if scan is None:
             continue
         integration, reconstruction = scan.hook("integration"), scan.hook("reconstruction")
-        integrated = int(integration.received.sum()) if integration is not None and integration.received is not None else 0
+        integrated = len(integration.received) if integration is not None else 0
         live = reconstruction.live_updates if reconstruction is not None else 0
         print(f"demo: {time.monotonic() - start:5.1f} s  frames {scan.data.count('pilatus')}/{total}  "
               f"integrated {integrated}  live reconstructions {live}", flush=True)
@@ -133,7 +133,7 @@ def run(args):
     session.close()
     return {"phase_correlation": {p: round(r, 4) for p, r in correlations.items()}, "hdf5": scan.filename,
             "png": str(png), "entry": scan.entry, "frames": int(scan.data.count("pilatus")),
-            "integrated_by_workers": int(integration.received.sum()) - integration.local_frames,
+            "integrated_by_workers": len(integration.received) - integration.local_frames,
             "centre_of_rotation_mm": round(float(result["centre"]), 5),
             "live_reconstructions": scan.hook("reconstruction").live_updates, "stages_restored": restored}
 

@@ -4,9 +4,10 @@ At the start it registers the scan with the workers (integration_queue) and make
 configured number of local workers run; a greenlet then collects the patterns as they come
 back, writes them to the scan's `integrated.h5` (reduction_files.PatternStore: a line is
 written once its patterns are all in, only incomplete lines stay in memory) and hands them to
-listeners (the reconstruction hook). The hook itself keeps one flag per frame (`received`) and
-the running sum of the patterns (`pattern_sum`), never the patterns. At the end it waits for
-the last patterns, integrates itself whatever no worker delivered (frames dropped from Redis
+listeners (the reconstruction hook). The hook itself keeps the runs of frames received
+(`received`, an IndexRanges: its memory is that of the gaps, not of the scan) and the running
+sum of the patterns (`pattern_sum`), never the patterns. At the end it waits for the last
+patterns, integrates itself whatever no worker delivered (frames dropped from Redis
 by the memory budget, no Redis at all, no worker alive) from the HDF5 file, closes
 `integrated.h5` and writes the NXprocess, whose `results/intensity` refers to it.
 
@@ -26,10 +27,12 @@ from bliss_lite.data.model import dead_letters_key
 from bliss_lite.processing import integration_queue as queue
 from bliss_lite.processing.gpu import checked_option, take_rows, to_host
 from bliss_lite.processing.hook_registry import ScanHook, register_hook, warn
+from bliss_lite.processing.index_ranges import IndexRanges
 from bliss_lite.processing.integration_settings import IntegrationSettings, cpu_only_reason
 from bliss_lite.processing.reduction_files import OPEN_BYTES
 from bliss_lite.protocols import Backend, EndReason
 
+CHUNK_FRAMES = 64  # frames read and integrated here at once
 HOOK_OPTIONS = {"workers", "timeout", "poni", "detector", "poll_s", "backend"}
 
 
@@ -46,7 +49,7 @@ class IntegrationHook(ScanHook):
         self.timeout = timeout  # s without a new pattern before the hook integrates the rest itself
         self.poll_s = poll_s
         self.listeners = []  # callables (indices, patterns: NumPy, or CuPy when integrated here on the GPU)
-        self.received = None  # bool per frame
+        self.received = IndexRanges()  # the frames whose pattern is in
         self.pattern_sum = None  # (npt,) float64: the sum of the patterns received so far
         self.store = None  # the scan's PatternStore (integrated.h5) while a saved scan runs
         self.radial = None
@@ -60,9 +63,10 @@ class IntegrationHook(ScanHook):
 
     def estimate(self, frames, scan_info, earlier=None):
         """What it writes and holds for a scan of `frames` frames (run=False): float32 patterns
-        and a flag per frame on disk; the open lines, the flags and the running sum in memory."""
+        and a flag per frame on disk; the open lines, the running sum and a chunk of frames
+        integrated here in memory (the runs of frames received are a few, whatever the scan)."""
         patterns = frames * self.npt * 4
-        return {"bytes": patterns + frames, "peak_memory_bytes": OPEN_BYTES + 2 * frames + 8 * self.npt,
+        return {"bytes": patterns + frames, "peak_memory_bytes": OPEN_BYTES + 8 * self.npt + 16 * CHUNK_FRAMES,
                 "npt": self.npt, "patterns_bytes": patterns}
 
     @property
@@ -77,8 +81,7 @@ class IntegrationHook(ScanHook):
     def scan_started(self, scan):
         import gevent
 
-        self.received = self.pattern_sum = None
-        self._grow(scan.npoints or 0)
+        self.received, self.pattern_sum = IndexRanges(), np.zeros(self.npt, np.float64)
         if scan.filename:
             self.store = pattern_store(scan.filename, scan.entry, self.npt, scan.scan_info, scan.npoints)
         self._client = scan.context.redis.client()
@@ -100,7 +103,6 @@ class IntegrationHook(ScanHook):
         if self._greenlet is not None:
             self._greenlet.kill()
         total = scan.data.count(self.detector)
-        self._grow(total)
         if self._reader is not None:
             self._wait_for(total, scan.end_reason)
             queue.unregister(self._client, scan.key)
@@ -109,17 +111,17 @@ class IntegrationHook(ScanHook):
             except Exception:  # noqa: BLE001 - already gone: nothing to free
                 pass
         try:
-            missing = np.flatnonzero(~self.received[:total])
-            dead = self._dead_letters() & set(missing.tolist()) if self._reader is not None else set()
+            missing = total - self.received.count_below(total)
+            dead = self._dead_letters_missing(total) if self._reader is not None else set()
             self.dead_letters = len(dead)
-            if len(missing) and scan.filename:
+            if missing and scan.filename:
                 if dead:
                     warn(f"integration: {len(dead)} frame(s) the workers could not decode (dead letters in "
                          f"{dead_letters_key(scan.key)}); integrating them from the file")
-                if self._reader is not None and len(missing) > len(dead):
-                    warn(f"integration: {len(missing) - len(dead)} frame(s) not integrated by a worker; integrating "
+                if self._reader is not None and missing > len(dead):
+                    warn(f"integration: {missing - len(dead)} frame(s) not integrated by a worker; integrating "
                          "them from the file")
-                self._integrate_from_file(scan, missing)
+                self._integrate_from_file(scan, self.received.missing_below(total, chunk=CHUNK_FRAMES))
             if self.radial is None:
                 self.radial = self.integrator().radial
         finally:  # the patterns file is closed (and whole) whatever failed
@@ -156,8 +158,7 @@ class IntegrationHook(ScanHook):
 
     def _store(self, indices, patterns):
         """Write (host copy) and hand on newly arrived patterns (NumPy, or CuPy from the GPU)."""
-        self._grow(int(indices.max()) + 1)
-        fresh = ~self.received[indices]
+        fresh = ~self.received.contains(indices)
         if not fresh.all():
             indices, patterns = indices[fresh], take_rows(patterns, fresh)
         if not len(indices):
@@ -166,20 +167,12 @@ class IntegrationHook(ScanHook):
         if self.store is not None:
             self.store.put(indices, host)
         self.pattern_sum += host.sum(axis=0, dtype=np.float64)
-        self.received[indices] = True
+        self.received.add(indices)
         for listener in self.listeners:
             try:
                 listener(indices, patterns)
             except Exception as exc:  # noqa: BLE001 - a listener never stops the collection
                 warn(f"integration: listener {listener!r} failed: {exc}")
-
-    def _grow(self, n):
-        if self.received is None:
-            self.received = np.zeros(n, bool)
-            self.pattern_sum = np.zeros(self.npt, np.float64)
-        elif n > len(self.received):
-            extra = max(n, 2 * len(self.received)) - len(self.received)
-            self.received = np.concatenate([self.received, np.zeros(extra, bool)])
 
     def _wait_for(self, total, end_reason):
         """Until every frame is integrated, or nothing new came for `timeout` seconds (a few
@@ -188,14 +181,19 @@ class IntegrationHook(ScanHook):
 
         patience = self.timeout if end_reason == EndReason.SUCCESS else min(self.timeout, 3.0)
         last_progress = time.monotonic()
-        while self.received[:total].sum() < total:
+        while self.received.count_below(total) < total:
             if self.collect():
                 last_progress = time.monotonic()
             elif time.monotonic() - last_progress > patience:
                 break
-            elif set(np.flatnonzero(~self.received[:total]).tolist()) <= self._dead_letters():
+            elif total - self.received.count_below(total) <= len(self._dead_letters_missing(total)):
                 break  # what is left, no worker can decode: the file has it
             gevent.sleep(self.poll_s / 2)
+
+    def _dead_letters_missing(self, total):
+        """The dead letters among the frames 0 .. total-1 not received."""
+        dead = [index for index in self._dead_letters() if 0 <= index < total]
+        return {index for index, held in zip(dead, self.received.contains(dead)) if not held}
 
     def _dead_letters(self):
         """Indices of the frames of this scan the workers could not decode (data/dead_letters)."""
@@ -213,13 +211,13 @@ class IntegrationHook(ScanHook):
             self._integrator = LeanIntegrator(self.settings, backend=self.backend)
         return self._integrator
 
-    def _integrate_from_file(self, scan, indices):
+    def _integrate_from_file(self, scan, chunks):
+        """Integrate here the frames of these index arrays (at most CHUNK_FRAMES each)."""
         from bliss_lite.data.entry_reader import read_frames
 
         integrator = self.integrator()
         on_gpu = integrator.backend == Backend.GPU  # patterns stay there for the listeners
-        for start in range(0, len(indices), 64):
-            chunk = indices[start:start + 64]
+        for chunk in chunks:
             frames = read_frames(scan.filename, scan.entry, self.detector, chunk)
             self._store(chunk, integrator.integrate_many(frames, device=on_gpu))
             self.local_frames += len(chunk)
