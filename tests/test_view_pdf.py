@@ -109,3 +109,37 @@ def test_results_written_after_the_scan_closed_are_noticed(shared_redis, tmp_pat
     results.with_suffix(".later").rename(results)
     assert live.poll() is True and live.versions["pdf"] == 1 and live.describe()["pdf"]["nz"] == 2
     assert live.poll() is False  # found once
+
+
+def test_results_written_again_on_another_grid_are_read_anew(shared_redis, tmp_path, monkeypatch):
+    """A `pdf_scan` job run again (another r_max, other windows) replaces pdf.h5: the live scan
+    reads the new grid, and a request made with the old figures, or while the file is being
+    replaced, is Unavailable (the view answers 503), never a G(r) on the wrong r."""
+    from bliss_lite.processing.jobs import call_plugin
+    from bliss_lite.view.pdf_results import Unavailable
+
+    key, path = pdf_ct_scan(shared_redis, tmp_path, number=904)
+    monkeypatch.setattr(live_scan, "PDF_LOOK_S", 0.0)
+    live = LiveScan(connect(shared_redis), key)
+    while live.poll():
+        pass
+    old = live.pdf
+    assert old.describe()["nr"] == 1001 and live.versions["pdf"] == 1
+    call_plugin("pdf_scan", {"filename": str(path), "entry": "1.1", "pdf": {
+        "composition": {"Si": 1, "O": 2}, "rmax": 6.0, "windows": {"Si-O": [1.4, 1.8]}}})
+    results = path.with_name("pdfct_scan0001") / "pdf.h5"
+    with h5py.File(results, "r") as h5:
+        new_r, new_gr = h5["r"][()], h5["gr"][1, 5, 3]
+    with pytest.raises(Unavailable, match=r"pdf\.h5: PDF-CT results written again"):
+        old.voxel(1, 5, 3)
+    assert live.poll() is True and live.versions["pdf"] == 2
+    described = live.describe()["pdf"]
+    assert (described["nr"], described["r_max"], described["windows"]) == (len(new_r), 6.0, {"Si-O": [1.4, 1.8]})
+    voxel = live.pdf.voxel(1, 5, 3)
+    np.testing.assert_array_equal(voxel["r"], new_r)
+    np.testing.assert_array_equal(voxel["G"], new_gr.astype(float))
+    assert live.poll() is False  # unchanged since: not read again
+    results.write_bytes(b"not yet HDF5")  # a file caught while it is being replaced
+    with pytest.raises(Unavailable, match="try again"):
+        live.pdf.voxel(1, 5, 3)
+    assert live.poll() is True and live.pdf is None and live.describe()["pdf"] is None

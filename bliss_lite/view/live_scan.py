@@ -233,18 +233,21 @@ class LiveScan:
 
     def _poll_pdf(self):
         """True when PDF-CT results appeared in the file of this closed XRD-CT scan (written by
-        the pdf hook after the reconstruction, or by a `pdf_scan` job at any time later)."""
+        the pdf hook after the reconstruction, or by a `pdf_scan` job at any time later), or
+        when a job wrote them again (perhaps on another r grid): they are read anew."""
         info = self.info
-        if self.pdf is not None or self.state != "CLOSED" or not (info.get("xrdct") and info.get("filename")
-                                                                   and info.get("entry")):
+        if self.state != "CLOSED" or not (info.get("xrdct") and info.get("filename") and info.get("entry")):
             return False
         now = time.monotonic()
         if self._pdf_looked is not None and now - self._pdf_looked < PDF_LOOK_S:
             return False
         self._pdf_looked = now
-        self.pdf = PdfResults.find(info["filename"], info["entry"])
-        if self.pdf is None:
+        if self.pdf is not None and not self.pdf.stale():
             return False
+        found = PdfResults.find(info["filename"], info["entry"])
+        if found is None and self.pdf is None:
+            return False
+        self.pdf = found  # None while a job writes them again: no panel for that moment
         self.versions["pdf"] += 1
         return True
 

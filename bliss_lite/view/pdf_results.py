@@ -6,7 +6,9 @@ n, n, nr), r; processing/pdf_scan.py). The view reads it from there where it can
 scan's file (the same file system); elsewhere the scan simply shows no PDF-CT panel. Results
 count as there once the entry's NXprocess `pdf` is written, which happens after `pdf.h5` is
 complete. Each request opens the file, reads what it needs (one voxel's G(r), or one height's
-r window) and closes it; nothing is held open between requests.
+r window) and closes it; nothing is held open between requests. A job run again replaces
+`pdf.h5` (perhaps on another r grid): the live scan then finds the results anew (`stale`), and
+a request that meets the file while it changes is Unavailable (503, try again), never a crash.
 """
 from __future__ import annotations
 
@@ -23,12 +25,17 @@ from bliss_lite.processing.pdf_ct import window_indices
 UNITS = {"r": "A", "G": "A^-2"}
 
 
+class Unavailable(Exception):
+    """The results are being written again: the request may succeed in a moment (HTTP 503)."""
+
+
 class PdfResults:
     """Where a scan's PDF-CT results are and what they hold (read once they exist)."""
 
-    def __init__(self, path, shape, r, windows, maps, axes):
+    def __init__(self, path, shape, r, windows, maps, axes, read_version=None):
         self.path, self.shape, self.r = path, shape, r
         self.windows, self.maps, self.axes = windows, maps, axes
+        self.read_version = read_version  # the version of pdf.h5 these figures were read from
 
     @classmethod
     def find(cls, filename, entry):
@@ -37,6 +44,7 @@ class PdfResults:
         if not path.is_file():
             return None
         try:
+            read_version = os.stat(path).st_mtime_ns
             with open_hdf5(filename, wait=0) as h5:
                 process = h5.get(f"{entry}/pdf")
                 if process is None or "gr" not in process or "configuration" not in process:
@@ -49,12 +57,40 @@ class PdfResults:
         except (OSError, KeyError, ValueError):
             return None  # being written, or not what pdf_scan writes: no PDF panel
         windows = {str(k): [float(v[0]), float(v[1])] for k, v in (config.get("windows") or {}).items()}
-        return cls(path, shape, r, windows, maps, axes)
+        return cls(path, shape, r, windows, maps, axes, read_version)
 
     @property
     def version(self):
         """Changes when a job writes the results again (images are cached by it)."""
-        return os.stat(self.path).st_mtime_ns
+        try:
+            return os.stat(self.path).st_mtime_ns
+        except OSError as exc:
+            raise self._unavailable(exc) from None
+
+    def stale(self):
+        """True once pdf.h5 is not the file these figures were read from (a job wrote it again,
+        or it is gone)."""
+        try:
+            return os.stat(self.path).st_mtime_ns != self.read_version
+        except OSError:
+            return True
+
+    def _unavailable(self, exc):
+        return Unavailable(f"{self.path}: PDF-CT results being written again ({exc}); try again in a moment")
+
+    def _read(self, what):
+        """what(gr dataset), refused as Unavailable while the file is not the one described."""
+        if self.stale():
+            raise Unavailable(f"{self.path}: PDF-CT results written again since they were read; try again in "
+                              "a moment")
+        try:
+            with open_hdf5(self.path, wait=0) as h5:
+                if tuple(h5["gr"].shape) != tuple(self.shape):
+                    raise Unavailable(f"{self.path}: PDF-CT results written again with another shape "
+                                      f"{tuple(h5['gr'].shape)}; try again in a moment")
+                return what(h5["gr"])
+        except (OSError, KeyError) as exc:
+            raise self._unavailable(exc) from None
 
     def describe(self):
         nz, ny, nx, nr = self.shape
@@ -64,8 +100,7 @@ class PdfResults:
 
     def voxel(self, z, row, col):
         """G(r) of voxel (z, row, col), with where it is (mm) and the units."""
-        with open_hdf5(self.path, wait=0) as h5:
-            g = np.asarray(h5["gr"][z, row, col, :], float)
+        g = np.asarray(self._read(lambda gr: gr[z, row, col, :]), float)
         return {"z": z, "row": row, "col": col, "z_mm": float(self.axes["z"][z]), "y_mm": float(self.axes["y"][row]),
                 "x_mm": float(self.axes["x"][col]), "r": self.r.tolist(),
                 "G": [v if math.isfinite(v) else None for v in g.tolist()], "units": UNITS}
@@ -85,8 +120,7 @@ class PdfResults:
         """(map (ny, nx) float32: the mean of G(r) over the window, in A^-2, and the r values
         of its first and last point)."""
         start, stop = self.window(r_min, r_max)
-        with open_hdf5(self.path, wait=0) as h5:
-            g = h5["gr"][z, :, :, start:stop]
+        g = self._read(lambda gr: gr[z, :, :, start:stop])
         return g.mean(axis=-1, dtype=np.float32), (float(self.r[start]), float(self.r[stop - 1]))
 
 

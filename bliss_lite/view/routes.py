@@ -15,7 +15,7 @@ from starlette.routing import Route
 
 from bliss_lite.view import images
 from bliss_lite.view.pdf_results import UNITS as PDF_UNITS
-from bliss_lite.view.pdf_results import number
+from bliss_lite.view.pdf_results import Unavailable, number
 from bliss_lite.view.watcher import encode_event
 
 STATIC = Path(__file__).with_name("static")
@@ -108,6 +108,8 @@ def _handled(handler):
             return PlainTextResponse(str(exc), status_code=404)
         except ValueError as exc:
             return PlainTextResponse(str(exc), status_code=400)
+        except Unavailable as exc:
+            return PlainTextResponse(str(exc), status_code=503, headers={"Retry-After": "1"})
     wrapped.__name__ = handler.__name__
     return wrapped
 
