@@ -363,3 +363,30 @@ def test_a_late_view_of_a_trimmed_stream_keeps_every_point_at_its_index(shared_r
     assert kept.sum() < 600 and kept[-100:].all() and not kept[0]  # the oldest trimmed, the newest there
     np.testing.assert_array_equal(m0[kept], values[kept])
     np.testing.assert_array_equal(diode[~np.isnan(diode)], 2 * values[~np.isnan(diode)])
+
+
+def test_the_view_holds_the_newest_maps_and_reads_older_heights_from_the_file(scan_session, shared_redis,
+                                                                               monkeypatch):
+    """A seed-scale scan's maps (1.8 GB) would not fit a view: it holds the newest up to
+    VIEW_MAPS_BYTES, and a final map it let go is read from the scan's reconstructed.h5, the
+    same values."""
+    from bliss_lite.view import live_scan
+
+    ns = scan_session
+    scan = ns["xrdct"](ns["omega"], ns["x"], ns["z"], -1, 1, 6, [0.0, 0.3, 0.6], 0.04, n_omega=6, fast_axis="x",
+                       hooks={"integration": {"npt": 60}, "reconstruction": {"phases": {"CeO2": "CeO2"}}})
+    result = scan.hook("reconstruction").result
+    maps = {"CeO2": result["maps"]["CeO2"], "residual": result["residual"]}
+    one_map = 6 * 6 * 4
+    monkeypatch.setattr(live_scan, "VIEW_MAPS_BYTES", 2 * one_map)
+    live = LiveScan(connect(shared_redis), scan.key)
+    while live.poll():
+        pass
+    assert len(live.maps) == 2 and live._maps_bytes == 2 * one_map
+    assert {key for key, complete in live.map_state.items() if complete} == {
+        (z, phase) for z in range(3) for phase in ("CeO2", "residual")}
+    for z in range(3):
+        for phase in ("CeO2", "residual"):
+            np.testing.assert_array_equal(live.map_image(z, phase), np.asarray(maps[phase][z]), err_msg=f"{phase} {z}")
+    assert live.map_image(0, "LaB6") is None and live.map_image(5, "CeO2") is None
+    assert live.describe()["phases"] == ["CeO2"] and live.describe()["residual"] is True

@@ -27,6 +27,10 @@ PAGE = 2000  # stream entries asked for at once
 MAX_PAGES = 20  # per poll and stream: a view that fell behind catches up over several polls
 SINOGRAM_BYTES = 512 * 2**20  # larger XRD-CT scans get no live sinogram in the view
 PDF_LOOK_S = 1.0  # a closed XRD-CT scan's file is looked at this often for PDF-CT results
+# Phase maps a view holds per scan: the newest ones. The 400 heights of 400 x 400 of the seed
+# scan (7 maps a height) would be 1.8 GB; an older height's final map is read from the scan's
+# reconstructed.h5 when asked for (`map_image`).
+VIEW_MAPS_BYTES = 256 * 2**20
 
 
 class Growing:
@@ -71,7 +75,9 @@ class LiveScan:
         self.patterns = self._radial = self._unit = None
         self.pattern_sum = self.pattern_last = None
         self.pattern_count = 0
-        self.maps = {}  # (z index, phase) -> (image, complete)
+        self.maps = {}  # (z index, phase) -> (image, complete): the newest, VIEW_MAPS_BYTES at most
+        self.map_state = {}  # (z index, phase) -> complete: every map published so far
+        self._maps_bytes = 0
         self._map_last = "0-0"
         self.sinograms = None
         self._waiting = []  # (indices, patterns) whose read-backs have not arrived yet
@@ -227,9 +233,39 @@ class LiveScan:
             self._map_last = entry_id
             shape = tuple(json.loads(fields[b"shape"]))
             image = np.frombuffer(fields[b"data"], "<f4").reshape(shape)
-            self.maps[(int(fields[b"z_index"]), fields[b"phase"].decode())] = (image, bool(int(fields[b"complete"])))
+            self._hold_map((int(fields[b"z_index"]), fields[b"phase"].decode()), image,
+                           bool(int(fields[b"complete"])))
         self.versions["maps"] += 1
         return True
+
+    def _hold_map(self, where, image, complete):
+        """Hold the newest map of (z, phase); the oldest held go beyond VIEW_MAPS_BYTES."""
+        old = self.maps.pop(where, None)
+        self._maps_bytes += image.nbytes - (0 if old is None else old[0].nbytes)
+        self.maps[where] = (image, complete)
+        self.map_state[where] = self.map_state.get(where, False) or complete
+        while self._maps_bytes > VIEW_MAPS_BYTES and len(self.maps) > 1:
+            self._maps_bytes -= self.maps.pop(next(iter(self.maps)))[0].nbytes
+
+    def map_image(self, z, phase):
+        """The map of phase `phase` at z index `z`: held, or a final map no longer held read from
+        the scan's reconstructed.h5. None when there is none (yet), or the file is not reachable."""
+        held = self.maps.get((z, phase))
+        if held is not None:
+            return held[0]
+        info = self.info
+        if not self.map_state.get((z, phase)) or not (info.get("filename") and info.get("entry")):
+            return None
+        from bliss_lite.data.safe_open import open_hdf5
+        from bliss_lite.data.scan_files import reduction_file
+
+        try:
+            with open_hdf5(reduction_file(info["filename"], info["entry"], "reconstructed"), wait=0) as h5:
+                if not h5["reconstructed"][z]:
+                    return None
+                return np.asarray(h5[f"maps/{phase}"][z], np.float32)
+        except (OSError, KeyError, IndexError, ValueError):
+            return None
 
     def _poll_pdf(self):
         """True when PDF-CT results appeared in the file of this closed XRD-CT scan (written by
@@ -262,7 +298,7 @@ class LiveScan:
             self._closed_at = time.monotonic()
         if self.client.hexists(ACTIVE_KEY, self.key):
             return False
-        final_maps = any(complete for _, complete in self.maps.values())
+        final_maps = any(self.map_state.values())
         return not self.info.get("xrdct") or final_maps or time.monotonic() - self._closed_at > 60
 
     # -- what the page gets ------------------------------------------------------------------
@@ -281,7 +317,7 @@ class LiveScan:
         xrdct = info.get("xrdct")
         from bliss_lite.processing.decomposition import RESIDUAL
 
-        named = {phase for _, phase in self.maps}  # the phases, and the fit's residual: a map, not a phase
+        named = {phase for _, phase in self.map_state}  # the phases, and the fit's residual: a map, not a phase
         return {**self.summary(), "type": info.get("type"), "motors": info.get("motors", []),
                 "counters": self.counters(),
                 "scalars": self.scalars, "units": {n: channels[n].unit for n in self.scalars},

@@ -179,9 +179,12 @@ async def map_png(request):
     scan = await _scan(request)
     phase = request.query_params.get("phase")
     z = _int_param(request, "z", len(scan.info.get("xrdct", {}).get("z_positions", [0])), "the z index")
-    if (z, phase) not in scan.maps:
-        raise NotFound(f"no map of phase {phase!r} at z index {z} yet (phases: {sorted({p for _, p in scan.maps})})")
-    image, _ = scan.maps[(z, phase)]
+    image = await run_in_threadpool(scan.map_image, z, phase)
+    if image is None:
+        held = (z, phase) in scan.map_state
+        raise NotFound(f"no map of phase {phase!r} at z index {z} " + (
+            "held any more, and the scan's reconstructed.h5 cannot be read from here" if held else
+            f"yet (phases: {sorted({p for _, p in scan.map_state})})"))
     return await _png(request, scan, "map", (phase, z), scan.versions["maps"], lambda: images.map_png(image))
 
 
