@@ -78,7 +78,7 @@ class StoredArray:
             try:
                 return dataset[key]
             except (TypeError, ValueError):  # an index h5py does not take (a negative step, unsorted lists)
-                return dataset[()][key]
+                return _by_first_axis(dataset, key)
 
     def __array__(self, dtype=None, copy=None):
         whole = self[()]
@@ -86,6 +86,44 @@ class StoredArray:
 
     def __repr__(self):
         return f"StoredArray({str(self.path)!r}, {self.name!r}, shape={self.shape}, dtype={self.dtype})"
+
+
+def _by_first_axis(dataset, key):
+    """dataset[key] with NumPy's meaning for any key, reading only the first-axis entries
+    (heights) it selects, not the whole dataset: those are read with an index h5py takes (an
+    increasing slice or list) and the key, recast onto them, is applied by NumPy."""
+    key = key if isinstance(key, tuple) else (key,)
+    first, rest = (key[0], key[1:]) if key else (slice(None), ())
+    n = dataset.shape[0]
+    if first is Ellipsis or first is None or not dataset.ndim:
+        return dataset[()][key]  # the first axis not addressed by the key's first item: rare, read whole
+    if isinstance(first, slice):
+        start, stop, step = first.indices(n)
+        if step > 0:
+            return dataset[start:stop:step][(slice(None), *rest)]
+        picked = range(start, stop, step)
+        if not len(picked):
+            return np.empty((0, *dataset.shape[1:]), dataset.dtype)[(slice(None), *rest)]
+        ascending = dataset[picked[-1]:picked[0] + 1:-step]
+        return ascending[::-1][(slice(None), *rest)]
+    index = np.asarray(first)
+    if not index.size and index.dtype != bool:
+        index = index.astype(np.intp)  # [] selects nothing, as in NumPy
+    if index.dtype == bool:
+        if index.shape != (n,):
+            raise IndexError(f"boolean index of shape {index.shape} for a first axis of {n}")
+        index = np.flatnonzero(index)
+    if not np.issubdtype(index.dtype, np.integer):
+        raise IndexError(f"only integers, slices, Ellipsis, None and integer or boolean arrays are valid "
+                         f"indices, not {first!r}")
+    if ((index < -n) | (index >= n)).any():
+        raise IndexError(f"index {index[(index < -n) | (index >= n)].flat[0]} is out of bounds for a first axis "
+                         f"of {n}")
+    heights, where = np.unique(index % n if n else index, return_inverse=True)
+    if not heights.size:
+        return np.empty((0, *dataset.shape[1:]), dataset.dtype)[(where.reshape(index.shape), *rest)]
+    held = dataset[heights.tolist()] if heights.size > 1 else dataset[int(heights[0]):int(heights[0]) + 1]
+    return held[(where.reshape(index.shape), *rest)]
 
 
 def _open_new(path, staging):
