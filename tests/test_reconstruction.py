@@ -3,6 +3,7 @@ SIRT and per-phase maps, checked against the simulated phantom's exact ground tr
 from __future__ import annotations
 
 import math
+import tempfile
 
 import numpy as np
 import pytest
@@ -517,10 +518,10 @@ def test_maps_too_large_to_keep_are_held_only_for_the_heights_in_flight(tmp_path
     redone, redo = [], ReconstructionHook._redo
     monkeypatch.setattr(ReconstructionHook, "_redo", lambda hook, *args: (redone.append(args[-1]), redo(hook, *args)))
 
-    def run(cap):
+    def run(cap, saved=True):
         monkeypatch.setattr(reconstruction_hook, "KEEP_MAPS_BYTES", cap)
         hook = ReconstructionHook(SEED_PHASES, peak_fwhm=PEAK_FWHM_Q, centre=0.0)
-        hook.start(info, SEED_Q.size, tmp_path / f"cap{cap}" / "reconstructed.h5", radial=SEED_Q)
+        hook.start(info, SEED_Q.size, tmp_path / f"cap{cap}" / "reconstructed.h5" if saved else None, radial=SEED_Q)
         held = []
         for block in scan_blocks(path, "1.1"):
             hook.add_frames(*block)
@@ -540,8 +541,18 @@ def test_maps_too_large_to_keep_are_held_only_for_the_heights_in_flight(tmp_path
         assert isinstance(stack, StoredArray) and stack.shape == (6, 8, 8) and stack.dtype == np.float32
         np.testing.assert_array_equal(np.asarray(stack), reference)  # to the bit
         np.testing.assert_array_equal(stack[3], reference[3])
-        np.testing.assert_array_equal(stack[::-1, 2], reference[::-1, 2])  # what h5py does not index: read whole
+        np.testing.assert_array_equal(stack[::-1, 2], reference[::-1, 2])  # what h5py does not index: by heights
     assert np.abs(np.asarray(result["maps"]["CeO2"])).max() > 0
+    # unsaved, no slices file to read back: every height's maps on unlinked scratch files
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    hook, _, result = run(0, saved=False)
+    for name, stack in [*result["maps"].items(), ("residual", result["residual"])]:
+        reference = expected["maps"][name] if name != "residual" else expected["residual"]
+        assert isinstance(stack, np.memmap) and stack.shape == (6, 8, 8)
+        np.testing.assert_array_equal(stack, reference)
+    assert list(scratch.iterdir()) == []  # nothing left behind, even should the process die now
 
 
 def test_live_updates_take_at_most_a_quarter_of_the_time():

@@ -15,7 +15,9 @@ reconstructed before the centre of rotation was known), it is redone at the end 
 patterns on disk. At the end the entry's NXprocess `reconstruct` refers to the file.
 The phase maps of every height stay in memory for `result` only while they are small
 (KEEP_MAPS_BYTES); above that the slices file holds them and `result["maps"]` reads it
-(reduction_files.StoredArray), and memory holds only the maps of the heights in flight.
+(reduction_files.StoredArray), and memory holds only the maps of the heights in flight. An
+unsaved scan has no slices file: above KEEP_MAPS_BYTES its maps are arrays mapped on unlinked
+scratch files (reduction_files.scratch_arrays), in the page cache rather than the process.
 
 The centre of rotation (`centre="auto"`) is estimated from the first complete height with
 signal and kept for every height (stored with the result). Live: with x sweeping, each
@@ -36,6 +38,7 @@ cross the bus slice by slice (`gpu/fbp.py` overlaps that with the work).
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from collections import deque
 
@@ -165,7 +168,7 @@ class ReconstructionHook(ScanHook):
         the slices go to (`output`, None for none; `staging`: built beside it and renamed over
         it at the end, as a reprocessing does). `radial`: the q axis, else the integration hook's."""
         from bliss_lite.processing.gpu import resolve_backend
-        from bliss_lite.processing.reduction_files import VolumeStore
+        from bliss_lite.processing.reduction_files import VolumeStore, scratch_arrays
         from bliss_lite.processing.sinogram import SinogramBuilder
 
         self.info = info
@@ -185,9 +188,15 @@ class ReconstructionHook(ScanHook):
             self.builder.reserve()  # a live scan: its sinograms' memory taken at the start (flat after)
         nz, n = self.builder.grid.z.size, self.pixels
         self.store = VolumeStore(output, nz, n, npt, self.mapper.names, staging) if output is not None else None
-        whole = self.store is None or nz * n * n * 4 * len(self.mapper.names) <= KEEP_MAPS_BYTES
+        size = nz * n * n * 4 * len(self.mapper.names)
+        whole = self.store is None or size <= KEEP_MAPS_BYTES
         # phases (+ residual) of every height; else only those in flight (live_maps), the file has the rest
         self.maps = {name: np.zeros((nz, n, n), np.float32) for name in self.mapper.names} if whole else None
+        if whole and size > KEEP_MAPS_BYTES:  # an unsaved scan: no slices file to read them back from
+            self.maps = scratch_arrays(self.mapper.names, (nz, n, n)) or self.maps
+            if isinstance(next(iter(self.maps.values())), np.memmap):
+                warn(f"reconstruction: an unsaved scan's maps ({size / 1e9:.2f} GB) are kept in a scratch file of "
+                     f"{tempfile.gettempdir()} (unlinked at once: nothing is left behind), not in memory")
         self.peak_map_heights = nz if whole else 0
         self.finished, self.late, self._filled, self.live, self.live_maps = {}, set(), {}, {}, {}
         self._done.clear()

@@ -26,6 +26,8 @@ redone at the end of a scan). h5py and numpy only.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,6 +88,23 @@ class StoredArray:
 
     def __repr__(self):
         return f"StoredArray({str(self.path)!r}, {self.name!r}, shape={self.shape}, dtype={self.dtype})"
+
+
+def scratch_arrays(names, shape, dtype=np.float32, folder=None):
+    """{name: zeroed array} backed by files of the temp folder (np.memmap), deleted as soon as
+    they are mapped: the maps of an unsaved scan too large for memory (the seed scan's are 1.8
+    GB) live in the page cache, which the system can write out, and nothing is left behind,
+    even by a crash. None when the folder has not room for them."""
+    folder = Path(folder or tempfile.gettempdir())
+    one = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    if shutil.disk_usage(folder).free < 1.1 * one * len(names):
+        return None
+    arrays = {}
+    for name in names:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix="bliss_lite_maps_") as backing:
+            backing.truncate(one)  # sparse: zeros until written
+            arrays[name] = np.memmap(backing.name, dtype, "r+", shape=tuple(shape))
+    return arrays
 
 
 def _by_first_axis(dataset, key):
