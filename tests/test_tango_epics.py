@@ -438,7 +438,9 @@ def test_ioc_killed_during_reads_is_always_a_named_fault(tango_session, ioc):
                 emot.controller.state(emot)  # .DMOV and .MSTA, back to back
     finally:
         killer.join()
-    assert time.monotonic() - start < 0.2 + 1.5
+    # named well before the loop's 5 s: at most a connection wait (timeout 0.5 s) after the kill,
+    # with room for a loaded machine
+    assert time.monotonic() - start < 0.2 + 3.0
 
 
 def test_the_shipped_session_starts_and_stops_its_servers(tmp_path, shared_redis, data_root, monkeypatch):
