@@ -104,7 +104,9 @@ class Detector(Protocol):
 
     Frames leave it through `on_frame(frame_number, chunk, t)`, one call per frame, with the
     detector's own frame counter (so a dropped or doubled frame shows) and the frame already
-    compressed (Bitshuffle-LZ4, the bytes of the HDF5 chunk)."""
+    compressed (Bitshuffle-LZ4, the bytes of the HDF5 chunk). Optional: `check()` raises
+    when the detector can no longer deliver (a lost connection), so a scan waiting for frames
+    names that at once rather than after its silence timeout."""
 
     name: str
     fullname: str

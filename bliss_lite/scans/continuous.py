@@ -179,6 +179,7 @@ class FrameSlave(AcquisitionObject):
 
     trigger_mode = HARDWARE
     SILENCE_S = 2.0
+    CHECK_S = 0.1  # s between two looks at the detector's health while frames are owed
 
     def __init__(self, detector, nb_frames, expo_time, latency_time):
         super().__init__(detector.name)
@@ -259,11 +260,18 @@ class FrameSlave(AcquisitionObject):
         self._wait_for(self.nb_frames)
 
     def _wait_for(self, count):
-        """Until `count` frames are in, as long as frames keep coming."""
+        """Until `count` frames are in, as long as frames keep coming; a detector that says it
+        can no longer deliver (`check`: a lost connection) fails the wait at once, by name."""
+        check = getattr(self.detector, "check", None)
         while self.received < count:
             before = self.received
             self._arrived.clear()
-            if not self._arrived.wait(self.SILENCE_S + self.expo_time) and self.received == before:
+            deadline, arrived = now() + self.SILENCE_S + self.expo_time, False
+            while not arrived and now() < deadline:
+                arrived = self._arrived.wait(max(0.0, min(self.CHECK_S, deadline - now())))
+                if not arrived and check is not None:
+                    check()
+            if not arrived and self.received == before:
                 missing = count - self.received
                 raise RuntimeError(f"{self.detector.name}: {missing} of {self.nb_frames} frames did not arrive "
                                    f"(none for {self.SILENCE_S + self.expo_time:g} s)")

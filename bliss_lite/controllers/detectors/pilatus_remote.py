@@ -84,12 +84,17 @@ class RemotePilatus(PilatusBase):
             self._lost = lost
             self._replies.put(None)  # the connection is gone
 
-    def _command(self, line, expect_reply=True):
-        verb = line.split()[0]
-        if self._lost is not None:  # found by the reader: report it once, reconnect next time
+    def check(self, before="the next frame"):
+        """Raise the DetectorError of a connection the reader found lost: reported once, the
+        next command reconnects (frames owed by a lost connection never come)."""
+        if self._lost is not None:
             lost, self._lost = self._lost, None
             self._drop()
-            raise DetectorError(f"{self.name}: connection to {self._where} lost before {verb}: {lost}")
+            raise DetectorError(f"{self.name}: connection to {self._where} lost before {before}: {lost}")
+
+    def _command(self, line, expect_reply=True):
+        verb = line.split()[0]
+        self.check(before=verb)
         self._connect()
         try:
             self._socket.sendall(line.encode() + b"\n")
