@@ -115,6 +115,34 @@ def test_paths_below_the_roots_only(tmp_path):
         check_job_input({"integration": {"poni": "/etc/passwd"}}, [root])
 
 
+def test_a_job_pattern_or_list_of_paths_reaches_nothing_outside_the_roots(tmp_path):
+    root = tmp_path / "data"
+    (root / "s").mkdir(parents=True)
+    (tmp_path / "secret.cbf").write_text("outside")
+    (root / "s" / "img_0001.cbf").write_text("inside")
+    folder = str(root / "s")
+    check_job_input({"cbf_folder": folder, "pattern": "img_*.cbf"}, [root])
+    check_job_input({"files": [folder + "/img_0001.cbf"], "labels": ["a/b", "c"]}, [root])
+    for pattern in ["../../*.cbf", "../*", "..", "/etc/*", f"{tmp_path}/*.cbf", "s/*.cbf", ["*.cbf", "../*.cbf"]]:
+        with pytest.raises(FileCheckError, match=r"job input pattern(\[1\])? must be a file-name pattern within "
+                                                 r"the folder \(e\.g\. '\*\.cbf'; no '/', not '\.\.'") as error:
+            check_job_input({"cbf_folder": folder, "pattern": pattern}, [root])
+        assert repr(pattern if isinstance(pattern, str) else pattern[1]) in str(error.value)
+    for data, where, path in [({"files": ["/etc/passwd"]}, "files[0]", "/etc/passwd"),
+                              ({"filenames": [folder, "/etc/passwd"]}, "filenames[1]", "/etc/passwd"),
+                              ({"frames": [[str(root / ".." / "secret.cbf")]]}, "frames[0][0]", "secret.cbf"),
+                              ({"scans": [{"inputs": ["~/.ssh/id_rsa"]}]}, "scans[0].inputs[0]", "id_rsa")]:
+        with pytest.raises(FileCheckError, match="outside the allowed roots") as error:
+            check_job_input(data, [root])
+        assert f"job input {where}: " in str(error.value) and path in str(error.value)
+    (root / "s" / "img_0002.cbf").symlink_to(tmp_path / "secret.cbf")  # a link in the folder leads out
+    for data, matched in [({"cbf_folder": folder, "pattern": "img_*.cbf"}, "(pattern='img_*.cbf' matched)"),
+                          ({"integration": {"cbf_folder": folder}}, "(an entry of it)")]:
+        with pytest.raises(FileCheckError, match="outside the allowed roots") as error:
+            check_job_input(data, [root])
+        assert f"cbf_folder {matched} {root / 's' / 'img_0002.cbf'}: " in str(error.value)
+
+
 @pytest.fixture
 def jobs_redis(shared_redis):
     client = redis.Redis.from_url(shared_redis, socket_timeout=5)
@@ -133,13 +161,17 @@ def test_the_job_server_refuses_paths_outside_its_roots_and_serves_the_rest(jobs
         bad = [job_server.submit_remote(jobs_redis, "integrate_scan", {"filename": "/etc/passwd", "entry": "1.1"}),
                job_server.submit_remote(jobs_redis, "integrate_scan", {"cbf_folder": str(root), "output": {
                    "filename": str(root / "a.h5"), "entry": "../../x"}}),
-               job_server.submit_remote(jobs_redis, "dummy", {"path": str(root / ".." / "escape")})]
+               job_server.submit_remote(jobs_redis, "dummy", {"path": str(root / ".." / "escape")}),
+               job_server.submit_remote(jobs_redis, "integrate_scan", {"cbf_folder": str(root),
+                                                                       "pattern": "../*/*.cbf"})]
         good = job_server.submit_remote(jobs_redis, "dummy", {"npt": 7, "filename": str(root / "a.h5")})
         results = [job_server.wait_remote(jobs_redis, job_id, timeout=30) for job_id in bad]
-        assert [r.status for r in results] == ["failure"] * 3
+        assert [r.status for r in results] == ["failure"] * 4
         assert "/etc/passwd: outside the allowed roots" in results[0].error
         assert "output.entry must be a plain name" in results[1].error
         assert "escape: outside the allowed roots" in results[2].error
+        assert "job input pattern must be a file-name pattern within the folder" in results[3].error
+        assert "got '../*/*.cbf'" in results[3].error
         assert job_server.wait_remote(jobs_redis, good, timeout=30).status == "success"
         assert not (tmp_path / "x").exists()
     finally:

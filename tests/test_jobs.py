@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 
+from bliss_lite.config.file_checks import FileCheckError
 from bliss_lite.processing import job_server
 from bliss_lite.processing.frame_sources import cbf_files, cbf_frames, hdf5_frames, hdf5_scan
 from bliss_lite.processing.jobs import (
@@ -465,6 +466,12 @@ def test_cbf_frames_in_file_name_order(tmp_path):
     first.close()  # stopping early leaves no reader behind
     with pytest.raises(FileNotFoundError, match="no file matches"):
         next(cbf_frames(tmp_path, pattern="*.edf"))
+    (tmp_path / "sub").mkdir()  # a pattern names files of the folder only: '../../*.cbf' once listed others
+    (tmp_path / "outside.cbf").write_text("not of the folder")
+    for pattern in ["../*.cbf", "../../*.cbf", "..", f"{tmp_path}/*.cbf", "*/*.cbf"]:
+        with pytest.raises(FileCheckError, match="must be a file-name pattern within the folder") as error:
+            cbf_files(tmp_path / "sub", pattern)
+        assert str(error.value).startswith(f"{tmp_path / 'sub'}: pattern ") and repr(pattern) in str(error.value)
 
 
 def test_cbf_frames_from_the_pilatus_simulator(tmp_path):

@@ -8,6 +8,8 @@ groups named "..". So before anything is read:
   LIMITS[kind] bytes; the caller then parses it as that kind and names the file if it is not;
 - `plain_name(text, what)`: a name of letters, digits, `_ . -` (an HDF5 entry, a file name),
   never "." or ".." nor a path;
+- `plain_pattern(text, what)`: a file-name pattern (`*.cbf`, `img_?????.cbf`) that matches in
+  one folder only: no '/', never "." or ".." (`folder.glob("../../*.cbf")` reaches outside);
 - `within_roots(path, roots, what)`: the resolved path (links followed) below one of `roots`.
 Each refusal is a FileCheckError (a ValueError) of one line naming the path and the option.
 """
@@ -72,6 +74,15 @@ def plain_name(text, what) -> str:
     """`text` if it is a plain name (an HDF5 entry "3.1", a file name), never a path."""
     if not isinstance(text, str) or not PLAIN.fullmatch(text) or set(text) == {"."}:
         raise FileCheckError(f"{what} must be a plain name (letters, digits, _ . -; no '/', not '..'), got {text!r}")
+    return text
+
+
+def plain_pattern(text, what) -> str:
+    """`text` if it is a glob pattern of file names in one folder: no '/' (so neither absolute
+    nor with '..' components), not "." or "..", no NUL."""
+    if not isinstance(text, str) or not text or "/" in text or "\0" in text or text in (".", ".."):
+        raise FileCheckError(f"{what} must be a file-name pattern within the folder (e.g. '*.cbf'; no '/', "
+                             f"not '..', not absolute), got {text!r}")
     return text
 
 

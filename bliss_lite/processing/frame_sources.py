@@ -34,11 +34,20 @@ def cbf_files(folder, pattern="*.cbf"):
     """The files of `folder` matching `pattern`, in natural file-name order (img_2 before
     img_10; zero-padded Pilatus names sort the same either way). Every match counts, so a
     frame's index is its file's place whatever the file is: one that is not a regular CBF of
-    a bounded size is refused when read, by name (never skipped: indices would shift)."""
+    a bounded size is refused when read, by name (never skipped: indices would shift).
+    `pattern` names files of `folder` itself: one with '/' or '..' (`../../*.cbf` matched
+    files outside it) is a FileCheckError naming it, and every match must lie in `folder`."""
+    from bliss_lite.config.file_checks import FileCheckError, plain_pattern
+
     folder = Path(folder)
+    plain_pattern(pattern, f"{folder}: pattern")
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no such folder")
-    return sorted(folder.glob(pattern), key=_natural_key)
+    files = sorted(folder.glob(pattern), key=_natural_key)
+    for path in files:  # glob's own rules, checked: nothing but the folder's own entries
+        if path.parent != folder or path.name in (".", ".."):
+            raise FileCheckError(f"{folder}: pattern {pattern!r} matched {path}, which is not in the folder")
+    return files
 
 
 def _read_cbf(path):
