@@ -13,25 +13,49 @@ from pathlib import Path
 
 import pytest
 import redis
+from conftest import write_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bliss_lite.config import Config
 from bliss_lite.config.errors import ConfigError
 from bliss_lite.config.file_checks import LIMITS, FileCheckError, plain_name, within_roots
+from bliss_lite.config.session import SessionSetupError
+from bliss_lite.config.settings import SettingsStore
 from bliss_lite.config.yaml_loader import load_yaml_file
 from bliss_lite.controllers.sample.diffraction import load_geometry
+from bliss_lite.data.queue_items import ItemError
 from bliss_lite.processing import job_server
 from bliss_lite.processing.integration_settings import IntegrationSettings
 from bliss_lite.processing.integrator import load_image
 from bliss_lite.processing.job_paths import check_job_input
 from bliss_lite.processing.jobs import Job, JobError
+from bliss_lite.shell.queue_commands import prepare
 
-READERS = {  # option -> (read it, the kind of file, the errors it may raise)
-    "integration poni": (lambda p: IntegrationSettings.from_poni(p), "poni", ValueError),
-    "sample poni": (load_geometry, "poni", ValueError),
-    "dark image": (lambda p: load_image(p, (10, 10), "dark"), "image", ValueError),
-    "job file": (Job.load, "job", JobError),
-    "configuration file": (load_yaml_file, "yaml", ConfigError),
+
+def session_setup(path, work):
+    """The session whose `setup-file` is `path`, as configured in the folder `work`."""
+    root = work / f"config_{path.name}"
+    files = {"s.yml": f"- name: s\n  class: session\n  config-objects: []\n  setup-file: {path}\n"}
+    return Config(write_config(root, files), SettingsStore(root / "run")).get("s")
+
+
+def queue_script(path, work):
+    """`script('<name>.py')` queued from a folder of `work` where that name links to `path`."""
+    folder = work / f"scripts_{path.name}"
+    folder.mkdir(parents=True)
+    (folder / f"{path.name}.py").symlink_to(path)
+    return prepare(f"script('{path.name}.py')", {}, {}, scripts=folder)
+
+
+READERS = {  # option -> (read it (path, a folder to work in), the kind of file, the errors it may raise)
+    "integration poni": (lambda p, _: IntegrationSettings.from_poni(p), "poni", ValueError),
+    "sample poni": (lambda p, _: load_geometry(p), "poni", ValueError),
+    "dark image": (lambda p, _: load_image(p, (10, 10), "dark"), "image", ValueError),
+    "job file": (lambda p, _: Job.load(p), "job", JobError),
+    "configuration file": (lambda p, _: load_yaml_file(p), "yaml", ConfigError),
+    "session setup file": (session_setup, "script", ConfigError),
+    "queue script": (queue_script, "script", ItemError),
 }
 
 
@@ -58,7 +82,7 @@ def test_every_path_option_refuses_what_is_not_a_bounded_regular_file(tmp_path, 
 
     def attempt():
         try:
-            read(path)
+            read(path, tmp_path / "work")
         except Exception as exc:  # noqa: BLE001 - the kind is asserted below
             done["error"] = exc
 
@@ -73,6 +97,26 @@ def test_every_path_option_refuses_what_is_not_a_bounded_regular_file(tmp_path, 
     message = str(exc)
     assert str(path.name) in message and "\n" not in message
     assert ("not a regular file" in message) if what != "huge" else ("more than a" in message)
+
+
+@pytest.mark.parametrize("what", ["fifo", "huge"])
+def test_a_setup_file_or_queue_script_changed_after_its_check_is_refused_when_run(tmp_path, what):
+    """Checked when configured or queued, and again when read: the file may be replaced between."""
+    setup, script = tmp_path / "setup.py", tmp_path / "align.py"
+    setup.write_text("SET_UP = True\n")
+    script.write_text("ALIGNED = True\n")
+    session, item = session_setup(setup, tmp_path), queue_script(script, tmp_path)
+    for path in (setup, script):
+        path.unlink()
+        hostile(tmp_path, "script", what).rename(path)
+    with pytest.raises(SessionSetupError) as error:  # a FIFO would block here without the check
+        session.setup({})
+    reason = ("not a regular file (a directory, device or FIFO)" if what == "fifo"
+              else f"{LIMITS['script'] + 1} bytes, more than a script file may be (4 MiB)")
+    assert str(error.value) == f"session 's': setup file {setup}: {reason}"
+    with pytest.raises(ItemError) as error:
+        item.run()
+    assert str(error.value) == f"script: {tmp_path / 'scripts_align.py' / 'align.py.py'}: {reason}"
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -24,6 +24,7 @@ MiB = 2**20
 LIMITS = {  # bytes: far above any real file of the kind, far below what hurts a process
     "poni": 1 * MiB,
     "yaml": 8 * MiB,
+    "script": 4 * MiB,  # Python run in a session: its setup file, a queue script
     "job": 16 * MiB,
     "json": 16 * MiB,
     "image": 512 * MiB,  # a dark or flat field (.npy, EDF, CBF, TIFF)

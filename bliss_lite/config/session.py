@@ -11,7 +11,7 @@ import traceback
 
 from bliss_lite.config.errors import ConfigError, shown, where
 from bliss_lite.config.fields import Field, read_fields
-from bliss_lite.config.file_checks import FileCheckError, plain_name
+from bliss_lite.config.file_checks import FileCheckError, checked_file, plain_name, read_checked
 from bliss_lite.config.settings import flush_pending
 from bliss_lite.protocols import Axis, Counter, MeasurementGroup
 
@@ -81,7 +81,13 @@ class Session:
         return files
 
     def _run_setup(self, path, env):
-        code = compile(path.read_text(encoding="utf-8"), str(path), "exec")
+        try:  # checked when configured, again here: it may have changed since (a FIFO would block)
+            text = read_checked(path, "script", "setup file").decode("utf-8")
+        except FileCheckError as exc:
+            raise SessionSetupError(f"session '{self.name}': {exc}") from None
+        except UnicodeDecodeError:
+            raise SessionSetupError(f"session '{self.name}': setup file {path}: not UTF-8 text") from None
+        code = compile(text, str(path), "exec")
         env["__file__"] = str(path)
         try:
             exec(code, env)  # noqa: S102 - the session's own setup script
@@ -238,11 +244,15 @@ def create_session(name, node, config):
     if setup is not None:
         try:
             setup_path = config.file_beside(node, setup)
-            found = setup_path.is_file()
+            found = setup_path.exists()
         except (ValueError, OSError) as exc:  # a NUL byte, a name too long
             raise ConfigError(f"{where(node, 'setup-file')}: {what}: setup-file {shown(setup)}: {exc}") from None
         if not found:
             raise ConfigError(f"{where(node, 'setup-file')}: {what}: setup-file {setup} not found (looked at {setup_path})")
+        try:  # a regular file of bounded size: a FIFO or /dev/zero would block or fill the shell
+            checked_file(setup_path, "script")
+        except FileCheckError as exc:
+            raise ConfigError(f"{where(node, 'setup-file')}: {what}: setup-file {setup_path}: {exc.reason}") from None
     session = Session(name, config, None if objects is None else strip(objects), includes,
                       strip(values["exclude-objects"]), setup_path)
     session.scan_saving_config = _scan_saving(node, what, values["scan_saving"])

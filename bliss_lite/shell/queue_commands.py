@@ -53,9 +53,22 @@ def _script_path(name, folder):
     if folder is None:
         raise ItemError("script: this queue server has no scripts folder (bliss-lite queue --scripts DIR)")
     path = Path(folder) / name
-    if not path.is_file():
+    if not path.exists():
         raise ItemError(f"script: no {name} in {folder}")
-    return path
+    return _checked_script(path)
+
+
+def _checked_script(path, read=False):
+    """`path` (its text if `read`) once it is a regular file of bounded size: a FIFO would
+    block the server, /dev/zero or a huge file fill its memory."""
+    from bliss_lite.config.file_checks import FileCheckError, checked_file, read_checked
+
+    try:
+        return read_checked(path, "script").decode("utf-8") if read else checked_file(path, "script")
+    except FileCheckError as exc:
+        raise ItemError(f"script: {path}: {exc.reason}") from None
+    except UnicodeDecodeError:
+        raise ItemError(f"script: {path}: not UTF-8 text") from None
 
 
 class Prepared:
@@ -100,6 +113,6 @@ def prepare(text, namespace, objects, scripts=None, check=True):
     path = _script_path(args[0], scripts)
 
     def run_script():
-        code = compile(path.read_text(encoding="utf-8"), str(path), "exec")
+        code = compile(_checked_script(path, read=True), str(path), "exec")  # checked again: it may have changed
         exec(code, namespace)  # noqa: S102 - a file of the configured folder, as a setup file
     return Prepared(call.text, "script", run_script)
