@@ -1,25 +1,31 @@
 """One scan as the live view knows it: everything read from Redis so far, read on incrementally.
 
 Each `poll` asks Redis only for what is new (stream ids remembered per channel) and never for
-every frame: of a frame channel only the newest frame is fetched, so a 250 Hz scan costs the
-view one frame per poll. Integrated patterns are summed as they arrive; for XRD-CT they also
+every frame: of a frame channel only the newest frame is fetched (and decoded), so a 250 Hz scan
+costs the view one frame per poll. Integrated patterns are summed as they arrive; for XRD-CT they also
 fill sinograms by the frames' read-backs (omega, x, z), as the reconstruction hook does.
 Version counters tell the server which images changed, so each is rendered once per change.
 PDF-CT results are not in Redis: once an XRD-CT scan has closed, its file is looked at (at most
 once per PDF_LOOK_S) until they appear there (view/pdf_results.py).
+
+An entry of any stream read here that cannot be decoded (garbage bytes, a wrong shape or size,
+missing fields, not JSON, an index beyond the scan) is a bad entry: left out, counted
+(`bad_entries` in `describe`, the last reason per stream), said once per stream in the log, and
+read past; the scan is still followed. Only a record that is no scan stops a scan's view.
 """
 from __future__ import annotations
 
 import base64
 import json
+import logging
 import time
 
 import numpy as np
 
 from bliss_lite.data.client import ScanReader
-from bliss_lite.data.model import TIMERS, channel_key, state_key
+from bliss_lite.data.model import END_REASONS, STATES, TIMERS, channel_key, state_key
 from bliss_lite.data.model import reconstruction_live_key as live_key
-from bliss_lite.processing.integration_queue import PatternReader, get_info
+from bliss_lite.processing.integration_queue import PatternReader, info_key
 from bliss_lite.view.images import mesh_image
 from bliss_lite.view.pdf_results import PdfResults
 
@@ -31,6 +37,13 @@ PDF_LOOK_S = 1.0  # a closed XRD-CT scan's file is looked at this often for PDF-
 # scan (7 maps a height) would be 1.8 GB; an older height's final map is read from the scan's
 # reconstructed.h5 when asked for (`map_image`).
 VIEW_MAPS_BYTES = 256 * 2**20
+STATE_PAGE = 16  # state entries read at once (a scan writes a handful)
+# Highest point or frame index a stream entry may carry: a few times the scan's own count (lines
+# redone), else this; an entry beyond it is bad (it would make the view fill memory with NaN).
+POINTS_LIMIT = 10**8
+MAX_NPT = 10**6  # radial points of an integrated pattern
+
+logger = logging.getLogger(__name__)
 
 
 class Growing:
@@ -90,6 +103,12 @@ class LiveScan:
         self._closed_at = None
         self.pdf = None  # PdfResults, once the scan's file has them
         self._pdf_looked = None
+        self._state_id = None
+        expected = _expected(self.info)
+        self.index_limit = max(4 * expected, PAGE) if expected else POINTS_LIMIT
+        self.bad_entries = 0  # stream entries left out: they could not be decoded
+        self.bad_reasons = {}  # stream key -> why its last bad entry was left out
+        self._bad_info = None  # the pattern description last found unreadable
 
     # -- reading -----------------------------------------------------------------------------
     def poll(self):
@@ -108,20 +127,39 @@ class LiveScan:
             self.finished = self._done_processing()
         return changed
 
+    def _bad(self, stream, entry_id, exc):
+        """An entry that cannot be decoded: left out, counted, said once per stream."""
+        entry_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+        reason = f"{stream} entry {entry_id}: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+        if stream not in self.bad_reasons:
+            logger.warning("live view: %s; left out, the scan is still followed", reason)
+        self.bad_reasons[stream] = reason
+        self.bad_entries += 1
+
     def _poll_state(self):
-        last = self.client.xrevrange(state_key(self.key), count=1)
-        if not last:
+        """The newest readable state entry since the last poll; those that are not are bad."""
+        key = state_key(self.key)
+        newer = f"({self._state_id}" if self._state_id else "-"
+        entries = self.client.xrevrange(key, "+", newer, count=STATE_PAGE)
+        if not entries:
             return False
-        fields = last[0][1]
-        state = fields[b"state"].decode()
-        end = fields.get(b"end_reason")
-        end = end.decode() if end else None
-        changed = (state, end) != (self.state, self.end_reason)
-        self.state, self.end_reason = state, end
+        self._state_id = entries[0][0].decode()
+        newest = None
+        for entry_id, fields in entries:  # newest first
+            try:
+                read = _state_of(fields)
+            except Exception as exc:  # noqa: BLE001 - a bad entry: counted, the others read
+                self._bad(key, entry_id, exc)
+                continue
+            newest = newest or read
+        if newest is None:
+            return True  # only the count changed
+        changed = newest != (self.state, self.end_reason)
+        self.state, self.end_reason = newest
         return changed
 
     def _poll_points(self):
-        changed = False
+        changed = counted = False
         for _ in range(MAX_PAGES):
             if not self._last:
                 break
@@ -134,15 +172,27 @@ class LiveScan:
                 for entry_id, fields in entries:
                     self._last[stream] = entry_id
                     if b"data" in fields:
-                        index, values = self.reader.decode(name, fields)
-                        self._place(name, index, values)
-                        changed = True
+                        try:
+                            index, values = self._decode(name, fields)
+                        except Exception as exc:  # noqa: BLE001 - a bad entry: counted, read past
+                            self._bad(stream, entry_id, exc)
+                            counted = True
+                        else:
+                            self._place(name, index, values)
+                            changed = True
                     if b"sealed" in fields:
                         del self._last[stream]
                         break
         if changed:
             self.versions["points"] += 1
-        return changed
+        return changed or counted
+
+    def _decode(self, name, fields):
+        """(index, values) of a channel's stream entry; ValueError if its index is beyond the scan."""
+        index, values = self.reader.decode(name, fields)
+        if not 0 <= index <= self.index_limit - len(values):
+            raise ValueError(f"index {index} of {len(values)} points outside the scan's 0 to {self.index_limit}")
+        return index, values
 
     def _place(self, name, index, values):
         """Points in order; a batch sent again after a Redis outage is skipped where known.
@@ -158,31 +208,43 @@ class LiveScan:
     def _poll_frame(self):
         """The newest frame, if one arrived since the last poll (asked by entry id: a scan that
         sends no new frame costs an empty reply, not a frame)."""
+        stream = channel_key(self.key, self.detector)
         newer = f"({self._frame_id}" if self._frame_id else "-"
-        entries = self.client.xrevrange(channel_key(self.key, self.detector), "+", newer, count=2)
+        entries = self.client.xrevrange(stream, "+", newer, count=2)
         if entries:
             self._frame_id = entries[0][0].decode()
-        for _, fields in entries:
+        for entry_id, fields in entries:
             if b"data" in fields:
-                index = int(fields[b"index"])
-                self.frame = (index, fields)
+                try:  # decoded here, once: a frame that cannot be is left out, the last good one kept
+                    index, frames = self._decode(self.detector, fields)
+                except Exception as exc:  # noqa: BLE001 - a bad entry: counted, the older one tried
+                    self._bad(stream, entry_id, exc)
+                    continue
+                self.frame = (index, frames[0])
                 self.frames_seen = max(self.frames_seen, index + 1)
                 self.versions["frame"] += 1
                 return True
-        return False
+        return any(b"data" in fields for _, fields in entries)  # only bad ones: counted
 
     def _poll_patterns(self):
         if self.patterns is None:
-            info = get_info(self.client, self.key)
-            if info is None:
+            raw = self.client.get(info_key(self.key))
+            if raw is None or raw == self._bad_info:
                 return False
-            self._radial, self._unit = np.asarray(info["radial"], float), info.get("unit", "")
-            self.patterns = PatternReader(self.client, self.key, int(info["npt"]))
-            self.pattern_sum = np.zeros(int(info["npt"]))
-            self._start_sinograms(int(info["npt"]))
+            try:
+                radial, unit, npt = _pattern_info(raw)
+            except Exception as exc:  # noqa: BLE001 - no patterns shown until it is readable
+                self._bad_info = raw
+                self._bad(info_key(self.key), "-", exc)
+                return True
+            self._radial, self._unit = radial, unit
+            self.patterns = ViewPatterns(self.client, self.key, npt, self.index_limit, self._bad)
+            self.pattern_sum = np.zeros(npt)
+            self._start_sinograms(npt)
+        bad = self.bad_entries
         indices, patterns = self.patterns.poll(count=PAGE)
         if not len(indices):
-            return self._fill_sinograms()
+            return self._fill_sinograms() or self.bad_entries != bad
         self.pattern_sum += patterns.sum(axis=0, dtype=float)
         self.pattern_count += len(indices)
         self.pattern_last = (int(indices[-1]), patterns[-1].astype(float))
@@ -229,14 +291,40 @@ class LiveScan:
         answer = self.client.xread({live_key(self.key): self._map_last}, count=PAGE)
         if not answer:
             return False
+        held = False
         for entry_id, fields in answer[0][1]:
             self._map_last = entry_id
-            shape = tuple(json.loads(fields[b"shape"]))
-            image = np.frombuffer(fields[b"data"], "<f4").reshape(shape)
-            self._hold_map((int(fields[b"z_index"]), fields[b"phase"].decode()), image,
-                           bool(int(fields[b"complete"])))
-        self.versions["maps"] += 1
+            try:
+                where, image, complete = self._map_entry(fields)
+            except Exception as exc:  # noqa: BLE001 - a bad entry: counted, read past
+                self._bad(live_key(self.key), entry_id, exc)
+                continue
+            self._hold_map(where, image, complete)
+            held = True
+        if held:
+            self.versions["maps"] += 1
         return True
+
+    def _map_entry(self, fields):
+        """((z index, phase), image, complete) of a live map entry; ValueError or KeyError if
+        it is not one of this scan."""
+        nz = len((self.info.get("xrdct") or {}).get("z_positions", [0]))
+        z = int(fields[b"z_index"])
+        if not 0 <= z < nz:
+            raise ValueError(f"z_index {z}: the scan has heights 0 to {nz - 1}")
+        phase = fields[b"phase"].decode()
+        if not phase:
+            raise ValueError("empty phase name")
+        shape = json.loads(fields[b"shape"])
+        if not (isinstance(shape, list) and len(shape) == 2 and all(type(n) is int and n > 0 for n in shape)):
+            raise ValueError(f"shape {fields[b'shape'][:40]!r}: not two positive whole numbers")
+        data = fields[b"data"]
+        if len(data) != 4 * shape[0] * shape[1]:
+            raise ValueError(f"{len(data)} bytes of data for a {shape[0]} x {shape[1]} float32 map")
+        complete = fields[b"complete"]
+        if complete not in (b"0", b"1"):
+            raise ValueError(f"complete={complete[:20]!r}: not 0 or 1")
+        return (z, phase), np.frombuffer(data, "<f4").reshape(shape), complete == b"1"
 
     def _hold_map(self, where, image, complete):
         """Hold the newest map of (z, phase); the oldest held go beyond VIEW_MAPS_BYTES."""
@@ -331,7 +419,8 @@ class LiveScan:
                                                  "normalised_by": self._normalisation(),
                                                  "frames_left_out": self.frames_left_out},
                 "phases": sorted(named - {RESIDUAL}), "residual": RESIDUAL in named,
-                "pdf": None if self.pdf is None else self.pdf.describe(), "versions": dict(self.versions)}
+                "pdf": None if self.pdf is None else self.pdf.describe(), "versions": dict(self.versions),
+                "bad_entries": self.bad_entries, "bad_entry_reasons": dict(self.bad_reasons)}
 
     def _add_to_sinograms(self, indices, patterns):
         """Normalise by the monitors and place; frames whose monitor is not a positive number
@@ -386,8 +475,8 @@ class LiveScan:
         return {n: _plain(self.points[n].values[::stride]) for n in self.scalars}
 
     def frame_array(self, frame):
-        """The decoded frame of an (index, fields) pair such as `self.frame`."""
-        return self.reader.decode(self.detector, frame[1])[1][0]
+        """The frame of an (index, frame) pair such as `self.frame` (decoded when it was read)."""
+        return frame[1]
 
     def pattern_curves(self):
         if self.pattern_last is None:
@@ -399,6 +488,75 @@ class LiveScan:
         """(slow, fast) image of a counter in a mesh scan, NaN where not measured yet."""
         mesh = _mesh(self.info)
         return mesh_image(self.points[counter].values, mesh["shape"], mesh["backnforth"])
+
+
+class ViewPatterns(PatternReader):
+    """The scan's integrated patterns, each index once; an entry that is no pattern of this scan
+    (no index, one beyond the scan, data of another length) goes to `bad` and is read past."""
+
+    def __init__(self, client, scan_key, npt, index_limit, bad):
+        super().__init__(client, scan_key, npt)
+        self.index_limit, self.bad = index_limit, bad
+
+    def poll(self, count=PAGE):
+        """(indices, patterns (k, npt)) new since the last call, MAX_PAGES pages at most."""
+        indices, patterns = [], []
+        for _ in range(MAX_PAGES):
+            newer = f"({self.last_id}" if self.last_id != "0-0" else "-"
+            entries = self.client.xrange(self.key, min=newer, count=count)
+            for entry_id, fields in entries:
+                self.last_id = entry_id.decode()
+                try:
+                    index, pattern = self._pattern(fields)
+                except Exception as exc:  # noqa: BLE001 - a bad entry: counted, read past
+                    self.bad(self.key, entry_id, exc)
+                    continue
+                if self._first_time(index):
+                    indices.append(index)
+                    patterns.append(pattern)
+            if len(entries) < count:
+                break
+        if not indices:
+            return np.empty(0, int), np.empty((0, self.npt), np.float32)
+        return np.asarray(indices), np.stack(patterns)
+
+    def _pattern(self, fields):
+        index = int(fields[b"index"])
+        if not 0 <= index < self.index_limit:
+            raise ValueError(f"index {index} outside the scan's 0 to {self.index_limit - 1}")
+        data = fields[b"data"]
+        if len(data) != 4 * self.npt:
+            raise ValueError(f"{len(data)} bytes of data, not a pattern of {self.npt} float32 points")
+        return index, np.frombuffer(data, "<f4")
+
+
+def _state_of(fields):
+    """(state, end reason or None) of a state stream entry; ValueError if it is not one."""
+    if b"state" not in fields:
+        raise ValueError("no state field")
+    state = fields[b"state"].decode()
+    if state not in STATES:
+        raise ValueError(f"state {state[:40]!r} is none of {', '.join(STATES)}")
+    end = fields.get(b"end_reason")
+    end = end.decode() if end else None
+    if end is not None and end not in END_REASONS:
+        raise ValueError(f"end_reason {end[:40]!r} is none of {', '.join(END_REASONS)}")
+    return state, end
+
+
+def _pattern_info(raw):
+    """(radial values, unit, npt) of a scan's integration description (JSON)."""
+    info = json.loads(raw)
+    npt = info["npt"]
+    if type(npt) is not int or not 0 < npt <= MAX_NPT:
+        raise ValueError(f"npt {npt!r}: not a whole number from 1 to {MAX_NPT}")
+    radial = np.asarray(info["radial"], float)
+    if radial.shape != (npt,):
+        raise ValueError(f"radial of shape {radial.shape}, not ({npt},)")
+    unit = info.get("unit", "")
+    if not isinstance(unit, str):
+        raise ValueError(f"unit {unit!r}: not text")
+    return radial, unit, npt
 
 
 def summary(reader, state, end_reason, points=None):
