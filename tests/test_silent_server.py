@@ -50,6 +50,8 @@ CLIENTS = {  # name -> arguments of `bliss-lite`, given the URL
     "view": lambda url: ["view", "--port", "0", "--redis", url],
     "job-server": lambda url: ["job-server", "--url", url],
     "follow": lambda url: ["follow", "--count", "1"],  # its Redis from BLISS_LITE_REDIS_URL
+    "queue list": lambda url: ["queue", "-s", "demo", "list"],  # the same
+    "queue add": lambda url: ["queue", "-s", "demo", "add", "sleep(1)"],
 }
 
 
@@ -77,3 +79,17 @@ def test_a_job_submitter_reports_a_silent_server_within_seconds(silent_server):
         job_server.submit_remote(client, "dummy", {})
     assert time.monotonic() - started < LIMIT_S
     assert "imeout" in f"{type(error.value).__name__} {error.value}"
+
+
+@pytest.mark.parametrize("action", ["items", "status", "add"])
+def test_a_queue_client_reports_a_silent_server_within_seconds(silent_server, action):
+    from bliss_lite.data.queue_client import QueueClient
+
+    queue = QueueClient(connect(silent_server), "demo", who="test")
+    call = {"items": queue.items, "status": queue.status, "add": lambda: queue.add("sleep(1)")}[action]
+    started = time.monotonic()
+    with pytest.raises(Exception) as error:
+        call()
+    assert time.monotonic() - started < LIMIT_S
+    port = silent_server.rsplit(":", 1)[1].split("/")[0]
+    assert "imeout" in f"{type(error.value).__name__} {error.value}" and port in str(error.value), repr(error.value)
