@@ -16,8 +16,10 @@ function element(id) {
 }
 const posts = [];
 const state = { session: "test", status: { mode: "running", holding: false, server: "h:1" },
-  items: [{ id: "a", command: "ct(0.1)", state: "done", scan: 3, error: null },
-          { id: "b", command: "<img src=x onerror=alert(1)>", state: "running", scan: null, error: null }] };
+  items: [{ id: "a", command: "ct(0.1)", state: "done", scan: 3, error: null, points: 1, expected: 1 },
+          { id: "b", command: "<img src=x onerror=alert(1)>", state: "running", scan: 4, error: null, points: 12, expected: 200 },
+          { id: "c", command: "timescan(0.1)", state: "running", scan: 5, error: null, points: 7, expected: null },
+          { id: "d", command: "ct(0.2)", state: "queued", scan: null, error: null, points: null, expected: null }] };
 global.window = {};
 global.document = { getElementById: element, createElement: () => ({ textContent: "", className: "", dataset: {} }), hidden: false };
 global.location = { search: "" };

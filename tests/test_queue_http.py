@@ -4,6 +4,7 @@ import asyncio
 import json
 import shutil
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -15,6 +16,8 @@ from view_helpers import ViewServer
 
 from bliss_lite.data.queue_client import QueueClient
 from bliss_lite.view.server import create_app
+
+TOKEN = "t0ken-with-enough-characters"
 
 
 def _post(view, path, body, content_type="application/json"):
@@ -81,11 +84,66 @@ def test_http_changes_from_another_host_need_the_token():
     json_type = [(b"content-type", b"application/json")]
     status, body = _call(create_app(watcher), "POST", f"/api/queue/{SESSION}/abort", "10.1.2.3", json_type)
     assert status == 403 and b"needs the view's token" in body
-    guarded = create_app(watcher, token="t0ken-with-enough-characters", loopback=False)
+    guarded = create_app(watcher, token=TOKEN, loopback=False)
     status, _ = _call(guarded, "POST", f"/api/queue/{SESSION}/abort", "10.1.2.3", json_type)
     assert status == 401
     status, _ = _call(guarded, "GET", f"/api/queue/{SESSION}", "10.1.2.3")
     assert status == 401
+
+
+def _held_state(view):
+    """GET /api/queue/SESSION once the running scan holds and its progress no longer changes."""
+    deadline = time.monotonic() + 30
+    last = None
+    while True:
+        state = view.get(f"/api/queue/{SESSION}")
+        running = [i for i in state["items"] if i["state"] == "running"]
+        now = (state["status"]["holding"], running and running[0]["points"])
+        if now[0] and now == last:
+            return state
+        assert time.monotonic() < deadline, state
+        last = now
+        time.sleep(0.3)
+
+
+def test_http_shows_the_running_scans_points_of_expected(queue_env, shared_redis, tmp_path):
+    import h5py
+
+    servers = Servers(tmp_path)
+    view = None
+    try:
+        servers.start(queue_env)
+        view = ViewServer("--redis", shared_redis)
+        item = _post(view, f"/api/queue/{SESSION}/add", {"command": "ascan(m1, 0, 1, 200, 0.02)"})["item"]
+        after = _post(view, f"/api/queue/{SESSION}/add", {"command": "ct(0.001)"})["item"]
+        queue = QueueClient(queue_env, SESSION)
+        _wait_state(queue, item["id"], ("running",))
+        queued = view.get(f"/api/queue/{SESSION}")["items"][-1]
+        assert queued["id"] == after["id"] and queued["points"] is None and queued["expected"] is None
+        _post(view, f"/api/queue/{SESSION}/pause", {})
+        state = _held_state(view)
+        shown = state["items"][0]
+        assert shown["id"] == item["id"] and shown["expected"] == 201
+        assert 1 <= shown["points"] < 201
+        assert state["status"]["progress"] == {"id": item["id"], "scan": shown["scan"], "points": shown["points"],
+                                               "expected": 201}
+        _post(view, f"/api/queue/{SESSION}/abort", {})
+        ended = _wait_state(queue, item["id"], ("aborted",))
+        with h5py.File(ended["filename"], "r", locking=False) as h5:
+            in_file = len(h5[f"{ended['entry']}/measurement/m1"])
+        assert ended["points"] == shown["points"] == in_file  # held: no point taken after what was shown
+        listed = view.get(f"/api/queue/{SESSION}")
+        assert [(i["points"], i["expected"]) for i in listed["items"]] == [(in_file, 201), (None, None)]
+        assert listed["status"]["progress"] is None
+        _post(view, f"/api/queue/{SESSION}/resume", {})
+        _wait_state(queue, after["id"], ("done",))
+        assert [(i["points"], i["expected"]) for i in view.get(f"/api/queue/{SESSION}")["items"]] \
+            == [(in_file, 201), (1, 1)]
+    finally:
+        if view is not None:
+            view.close()
+        servers.stop_all()
+
 
 
 def test_the_queue_panel_script_has_no_html_sink():
@@ -104,6 +162,8 @@ def test_the_queue_panel_shows_items_as_text_and_pause_posts_json():
                          capture_output=True, text=True, timeout=60, check=True).stdout
     shown = json.loads(out)
     assert shown["session"] == "test" and shown["mode"] == "running" and shown["hidden"] is False
-    assert [r["text"] for r in shown["rows"]] == ["done #3  ct(0.1)", "running  <img src=x onerror=alert(1)>"]
-    assert [r["cls"] for r in shown["rows"]] == ["queue-done", "queue-running"]
+    assert [r["text"] for r in shown["rows"]] == ["done #3 1/1 points  ct(0.1)",
+                                                  "running #4 12/200 points  <img src=x onerror=alert(1)>",
+                                                  "running #5 7 points  timescan(0.1)", "queued  ct(0.2)"]
+    assert [r["cls"] for r in shown["rows"]] == ["queue-done", "queue-running", "queue-running", "queue-queued"]
     assert shown["posts"] == [{"url": "/api/queue/test/pause", "type": "application/json", "body": "{}"}]

@@ -62,10 +62,28 @@ class QueueClient:
         return None if value is None else json.loads(value)
 
     def status(self):
-        """{"mode": running|paused|stopped, "holding": bool, "server": "host:pid" or None}."""
+        """{"mode": running|paused|stopped, "holding": bool, "server": "host:pid" or None,
+        "progress": {"id", "scan", "points", "expected"} of the running item's scan, or None}."""
         raw = {decode(k): decode(v) for k, v in self.client.hgetall(self.key("status")).items()}
         server = decode(self.client.get(self.key("server")))
-        return {"mode": raw.get("mode", "running"), "holding": raw.get("holding") == "1", "server": server}
+        try:
+            progress = json.loads(raw.get("progress") or "null")
+        except ValueError:
+            progress = None
+        return {"mode": raw.get("mode", "running"), "holding": raw.get("holding") == "1", "server": server,
+                "progress": progress if isinstance(progress, dict) and server else None}
+
+    def items_with_progress(self):
+        """(items, status): each item with `points` (taken so far: the running item's scan, as the
+        server last reported it; a finished one's last scan) and `expected` (None: not known)."""
+        items, status = self.items(), self.status()
+        progress = status["progress"] or {}
+        for item in items:
+            item.setdefault("points", None)
+            item.setdefault("expected", None)
+            if item["state"] == "running" and progress.get("id") == item["id"]:
+                item.update(points=progress.get("points"), expected=progress.get("expected"))
+        return items, status
 
     # -- asking the server -------------------------------------------------------------------
     def request(self, op, timeout=REPLY_TIMEOUT_S, **args):

@@ -53,6 +53,8 @@ def _show(items, status):
           f"server {status['server'] or 'not running'}")
     for item in items:
         where = f" scan {item['scan']}" if item.get("scan") is not None else ""
+        if item.get("points") is not None:
+            where += f" {item['points']}" + (f"/{item['expected']}" if item.get("expected") else "") + " points"
         error = f"  ({item['error']})" if item.get("error") else ""
         print(f"  {item['id']}  {item['state']:<11} {item['command']}{where}{error}")
 
@@ -111,11 +113,10 @@ def main(argv):
     try:
         queue = _client(args.session)
         if args.action == "list":
-            items = queue.items()
             if args.json:
-                print(json.dumps([summary(i) for i in items]))
+                print(json.dumps([summary(i) for i in queue.items()]))
             else:
-                _show(items, queue.status())
+                _show(*queue.items_with_progress())
             return 0
         if args.action == "add":
             item = queue.add(args.command, position=args.position)

@@ -4,8 +4,9 @@ The queue lives in Redis (keys: data/model.py `queue_key`), so it outlives the s
 start, an item left "running" by a server that died (kill -9) is marked interrupted and the
 rest stays queued. Only this process writes the queue; clients (data/queue_client.py) ask it
 through the request stream, and every change is logged with who asked. Greenlets: one reads
-requests, one renews the server's lease and reports whether the scan holds, and the main loop
-runs items, each in a greenlet that `abort` kills (the scan then ends USER_ABORT).
+requests, one renews the server's lease and reports whether the scan holds and how far it got
+(status "progress": points done of expected), and the main loop runs items, each in a
+greenlet that `abort` kills (the scan then ends USER_ABORT).
 """
 from __future__ import annotations
 
@@ -28,6 +29,16 @@ logger = logging.getLogger(__name__)
 LEASE_MS = 10000  # another host's server may take the session this long after this one died
 BEAT_S = 0.05  # how often the holding flag is refreshed (the lease every 20 beats)
 FINISHED = ("done", "failed", "interrupted", "aborted")
+
+
+def _expected(scan):
+    """Points the scan will take: its npoints, an XRD-CT's frames, None when open-ended."""
+    if isinstance(scan.npoints, int) and scan.npoints > 0:
+        return scan.npoints
+    xrdct = scan.scan_info.get("xrdct")
+    if xrdct:
+        return int(xrdct["n_x"]) * int(xrdct["n_omega"]) * len(xrdct["z_positions"])
+    return None
 
 
 class QueueBusy(RuntimeError):
@@ -73,7 +84,7 @@ class QueueServer:
         self._recover()
         if self.client.hget(self.key("status"), "mode") is None:
             self.client.hset(self.key("status"), "mode", "running")
-        self.client.hset(self.key("status"), mapping={"holding": "0", "server": self.me})
+        self.client.hset(self.key("status"), mapping={"holding": "0", "server": self.me, "progress": "null"})
         context.watchers.append(self._watch_scan)
         self._greenlets = [gevent.spawn(self._listen), gevent.spawn(self._beat)]
         logger.info(f"queue server of session '{self.session}' started on {self.me}")
@@ -255,30 +266,48 @@ class QueueServer:
 
     # -- running -----------------------------------------------------------------------------
     def _beat(self):
-        beats, holding = 0, None
+        beats, holding, shown = 0, None, None
         while not self._closing:
             try:
                 if beats % 20 == 0:
                     self.client.set(self.key("server"), self.me, px=LEASE_MS)
+                # holding and progress are read together and written in one HSET: a client
+                # that sees the scan hold sees the points it took before it held
                 scan = self.current_scan
                 now = scan is not None and scan.guard.suspended is not None
+                progress = self._progress()
+                changed = {}
                 if now != holding:
-                    self.client.hset(self.key("status"), "holding", "1" if now else "0")
-                    holding = now
+                    changed["holding"] = "1" if now else "0"
+                if progress != shown:  # when a point came: a few small writes a second
+                    changed["progress"] = json.dumps(progress)
+                if changed:
+                    self.client.hset(self.key("status"), mapping=changed)
+                    holding, shown = now, progress
             except Exception as exc:  # noqa: BLE001 - Redis away: try again
                 logger.warning(f"queue server lease: {exc}")
             beats += 1
             gevent.sleep(BEAT_S)
 
+    def _progress(self):
+        """{"id", "scan", "points", "expected"} of the running item's scan (points complete in
+        every channel; expected None for an open-ended scan), or None while no scan runs."""
+        scan, item = self.current_scan, self.current
+        if scan is None or item is None:
+            return None
+        return {"id": item["id"], "scan": scan.number, "points": scan.data.npoints, "expected": _expected(scan)}
+
     def _watch_scan(self, scan):
-        """Context watcher: the running item learns its scan's number, file and entry."""
+        """Context watcher: the running item learns its scan's number, file and entry, and at
+        its end how many points it took (`points` of `expected`, kept in the record)."""
         server = self
 
         class Watch:
             def __enter__(self):
                 server.current_scan = scan
                 if server.current is not None:
-                    server.current.update(scan=scan.number, filename=scan.filename, entry=scan.entry)
+                    server.current.update(scan=scan.number, filename=scan.filename, entry=scan.entry,
+                                          points=0, expected=_expected(scan))
                     server._save(server.current)
                 if server.mode() == "paused":
                     scan.pause()
@@ -287,6 +316,8 @@ class QueueServer:
             def __exit__(self, *exc):
                 if server.current_scan is scan:
                     server.current_scan = None
+                if server.current is not None:  # saved with the item's end (run_next, close)
+                    server.current["points"] = scan.data.npoints
                 return False
         return Watch()
 
@@ -311,14 +342,20 @@ class QueueServer:
         if self._aborting:
             state, error = "aborted", error or "aborted on request"
         item.update(state=state, error=error, ended=time.time())
-        self._save(item)
-        pipe = self.client.pipeline()
-        pipe.rpush(self.key("history"), item_id)
-        pipe.delete(self.key("running"))
-        pipe.execute()
+        self._finish(item)
         self.current = self._runner = None
         self._log("server", "finished", {"id": item_id}, state)
         return True
+
+    def _finish(self, item):
+        """Record the item's end in one transaction: whoever reads it finished finds it in the
+        history, no longer running, and no progress of its scan left in the status."""
+        pipe = self.client.pipeline()
+        pipe.hset(self.key("items"), item["id"], json.dumps(item))
+        pipe.rpush(self.key("history"), item["id"])
+        pipe.delete(self.key("running"))
+        pipe.hset(self.key("status"), "progress", "null")
+        pipe.execute()
 
     def _execute(self, item):
         try:
@@ -348,15 +385,11 @@ class QueueServer:
             runner.kill()
             if item is not None:
                 item.update(state="interrupted", ended=time.time(), error="the queue server was stopped while it ran")
-                self._save(item)
-                pipe = self.client.pipeline()
-                pipe.rpush(self.key("history"), item["id"])
-                pipe.delete(self.key("running"))
-                pipe.execute()
+                self._finish(item)
         gevent.killall(self._greenlets)
         try:
             if decode(self.client.get(self.key("server"))) == self.me:
                 self.client.delete(self.key("server"))
-            self.client.hset(self.key("status"), "holding", "0")
+            self.client.hset(self.key("status"), mapping={"holding": "0", "progress": "null"})
         except Exception:  # noqa: BLE001 - the lease expires on its own
             pass

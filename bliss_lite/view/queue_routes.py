@@ -1,5 +1,8 @@
 """The queue on the live view's server: GET /api/queue/{session}, POST /api/queue/{session}/{op}.
 
+GET answers {"session", "status", "items"}; each item has the fields of `list --json` plus
+`started`, `ended`, and `points` of `expected` (its scan's progress; None when not known).
+
 Changing the queue moves a beamline, so besides the server's own guards (loopback Host names
 only, or the token on any other address: view/server.py) a change must come as JSON (a
 cross-site form cannot send that without a CORS preflight, which is never granted) and, when
@@ -57,9 +60,10 @@ async def queue_state(request):
     queue = _queue(request, session)
 
     def read():
-        return {"session": session, "status": queue.status(),
-                "items": [{**summary(i), "started": i.get("started"), "ended": i.get("ended")}
-                          for i in queue.items()]}
+        items, status = queue.items_with_progress()
+        return {"session": session, "status": status,
+                "items": [{**summary(i), "started": i.get("started"), "ended": i.get("ended"),
+                           "points": i["points"], "expected": i["expected"]} for i in items]}
     return JSONResponse(await run_in_threadpool(read), headers=NO_STORE)
 
 

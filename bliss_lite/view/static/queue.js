@@ -20,6 +20,12 @@ async function queueAsk(op) {
   queuePoll();
 }
 
+function queueProgress(item) {  // " 12/200 points" of the item's scan, "" before it has one
+  const known = (n) => typeof n === "number" && isFinite(n);
+  if (!known(item.points)) return "";
+  return " " + item.points + (known(item.expected) ? "/" + item.expected : "") + " points";
+}
+
 function queueDraw() {
   const status = queueView.status || {};
   queueText("queue-session", queueView.session || "");
@@ -33,7 +39,7 @@ function queueDraw() {
     let li = list.children[i];
     if (!li) { li = document.createElement("li"); list.appendChild(li); }
     const scan = item.scan === null || item.scan === undefined ? "" : " #" + item.scan;
-    const text = item.state + scan + "  " + item.command + (item.error ? "  (" + item.error + ")" : "");
+    const text = item.state + scan + queueProgress(item) + "  " + item.command + (item.error ? "  (" + item.error + ")" : "");
     if (li.textContent !== text) li.textContent = text;
     li.className = "queue-" + item.state;
     li.dataset.id = item.id;
