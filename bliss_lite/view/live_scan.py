@@ -25,6 +25,7 @@ import numpy as np
 from bliss_lite.data.client import ScanReader
 from bliss_lite.data.model import END_REASONS, STATES, TIMERS, channel_key, state_key
 from bliss_lite.data.model import reconstruction_live_key as live_key
+from bliss_lite.data.safe_open import DamagedFile
 from bliss_lite.processing.integration_queue import PatternReader, info_key
 from bliss_lite.view.images import mesh_image
 from bliss_lite.view.pdf_results import PdfResults
@@ -102,6 +103,8 @@ class LiveScan:
         self.finished = False
         self._closed_at = None
         self.pdf = None  # PdfResults, once the scan's file has them
+        self.pdf_error = None  # why they cannot be read: a damaged pdf.h5 or master file, named
+        self._pdf_damage = None  # the damage the last look found (said once found twice unchanged)
         self._pdf_looked = None
         self._state_id = None
         expected = _expected(self.info)
@@ -337,7 +340,9 @@ class LiveScan:
 
     def map_image(self, z, phase):
         """The map of phase `phase` at z index `z`: held, or a final map no longer held read from
-        the scan's reconstructed.h5. None when there is none (yet), or the file is not reachable."""
+        the scan's reconstructed.h5. None when there is none (yet), or the file is not there (not
+        reachable from here); DamagedFile, naming the file and what is wrong, when it is there but
+        cannot be read (truncated, not HDF5)."""
         held = self.maps.get((z, phase))
         if held is not None:
             return held[0]
@@ -347,18 +352,26 @@ class LiveScan:
         from bliss_lite.data.safe_open import open_hdf5
         from bliss_lite.data.scan_files import reduction_file
 
+        path = reduction_file(info["filename"], info["entry"], "reconstructed")
         try:
-            with open_hdf5(reduction_file(info["filename"], info["entry"], "reconstructed"), wait=0) as h5:
+            with open_hdf5(path) as h5:  # the default wait: a file a SWMR writer extends is not damaged
                 if not h5["reconstructed"][z]:
                     return None
                 return np.asarray(h5[f"maps/{phase}"][z], np.float32)
-        except (OSError, KeyError, IndexError, ValueError):
+        except (FileNotFoundError, KeyError, IndexError, ValueError):
             return None
+        except DamagedFile:
+            raise
+        except OSError as exc:  # there, opened, but its data cannot be read
+            raise DamagedFile(f"{path}: cannot read maps/{phase} at z index {z}: "
+                              f"{' '.join(str(exc).split())[:200]}") from None
 
     def _poll_pdf(self):
         """True when PDF-CT results appeared in the file of this closed XRD-CT scan (written by
         the pdf hook after the reconstruction, or by a `pdf_scan` job at any time later), or
-        when a job wrote them again (perhaps on another r grid): they are read anew."""
+        when a job wrote them again (perhaps on another r grid): they are read anew. A pdf.h5
+        or master file that is there but damaged is `pdf_error` once two looks found the same
+        damage (the master file may be one a SWMR writer extends: short for an instant)."""
         info = self.info
         if self.state != "CLOSED" or not (info.get("xrdct") and info.get("filename") and info.get("entry")):
             return False
@@ -368,10 +381,15 @@ class LiveScan:
         self._pdf_looked = now
         if self.pdf is not None and not self.pdf.stale():
             return False
-        found = PdfResults.find(info["filename"], info["entry"])
-        if found is None and self.pdf is None:
+        try:
+            found, damage = PdfResults.find(info["filename"], info["entry"]), None
+        except DamagedFile as exc:
+            found, damage = None, str(exc)
+        error = damage if damage is not None and damage == self._pdf_damage else None
+        self._pdf_damage = damage
+        if found is None and self.pdf is None and error == self.pdf_error:
             return False
-        self.pdf = found  # None while a job writes them again: no panel for that moment
+        self.pdf, self.pdf_error = found, error  # None while a job writes them again: no panel for that moment
         self.versions["pdf"] += 1
         return True
 
@@ -419,7 +437,8 @@ class LiveScan:
                                                  "normalised_by": self._normalisation(),
                                                  "frames_left_out": self.frames_left_out},
                 "phases": sorted(named - {RESIDUAL}), "residual": RESIDUAL in named,
-                "pdf": None if self.pdf is None else self.pdf.describe(), "versions": dict(self.versions),
+                "pdf": None if self.pdf is None else self.pdf.describe(), "pdf_error": self.pdf_error,
+                "versions": dict(self.versions),
                 "bad_entries": self.bad_entries, "bad_entry_reasons": dict(self.bad_reasons)}
 
     def _add_to_sinograms(self, indices, patterns):

@@ -9,6 +9,8 @@ complete. Each request opens the file, reads what it needs (one voxel's G(r), or
 r window) and closes it; nothing is held open between requests. A job run again replaces
 `pdf.h5` (perhaps on another r grid): the live scan then finds the results anew (`stale`), and
 a request that meets the file while it changes is Unavailable (503, try again), never a crash.
+A pdf.h5 or master file that is there but damaged (truncated, not HDF5) is DamagedFile, naming
+the file and what is wrong: the view says so (409), where a file not there yet stays silent.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import os
 
 import numpy as np
 
-from bliss_lite.data.safe_open import open_hdf5
+from bliss_lite.data.safe_open import DamagedFile, open_hdf5
 from bliss_lite.data.scan_files import reduction_file
 from bliss_lite.processing.pdf_ct import window_indices
 
@@ -39,7 +41,8 @@ class PdfResults:
 
     @classmethod
     def find(cls, filename, entry):
-        """The results of `entry` in master file `filename`, or None while there are none."""
+        """The results of `entry` in master file `filename`, or None while there are none.
+        DamagedFile (naming the file) when pdf.h5 or the master file is there but damaged."""
         path = reduction_file(filename, entry, "pdf")
         if not path.is_file():
             return None
@@ -54,8 +57,10 @@ class PdfResults:
             with open_hdf5(path, wait=0) as h5:
                 shape, r = tuple(h5["gr"].shape), np.asarray(h5["r"][()], float)
                 maps = sorted(h5.get("maps", {}))
+        except DamagedFile:
+            raise  # there, but truncated or no HDF5 file: said, not hidden
         except (OSError, KeyError, ValueError):
-            return None  # being written, or not what pdf_scan writes: no PDF panel
+            return None  # gone, being written, or not what pdf_scan writes: no PDF panel
         windows = {str(k): [float(v[0]), float(v[1])] for k, v in (config.get("windows") or {}).items()}
         return cls(path, shape, r, windows, maps, axes, read_version)
 
@@ -89,6 +94,8 @@ class PdfResults:
                     raise Unavailable(f"{self.path}: PDF-CT results written again with another shape "
                                       f"{tuple(h5['gr'].shape)}; try again in a moment")
                 return what(h5["gr"])
+        except DamagedFile:
+            raise  # the file these figures were read from, damaged since (it is replaced whole)
         except (OSError, KeyError) as exc:
             raise self._unavailable(exc) from None
 

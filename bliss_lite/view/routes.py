@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from bliss_lite.data.safe_open import DamagedFile
 from bliss_lite.view import images
 from bliss_lite.view.pdf_results import UNITS as PDF_UNITS
 from bliss_lite.view.pdf_results import Unavailable, number
@@ -108,6 +109,8 @@ def _handled(handler):
             return PlainTextResponse(str(exc), status_code=404)
         except ValueError as exc:
             return PlainTextResponse(str(exc), status_code=400)
+        except DamagedFile as exc:  # a file there but damaged: the file and what is wrong
+            return PlainTextResponse(str(exc), status_code=409)
         except Unavailable as exc:
             return PlainTextResponse(str(exc), status_code=503, headers={"Retry-After": "1"})
     wrapped.__name__ = handler.__name__
@@ -231,6 +234,8 @@ def reconstruct_bin(sino, q_bin, z):
 
 # -- PDF-CT: G(r) of a voxel, maps over an r window (read from the scan's pdf.h5) -------------------
 def _pdf(scan):
+    if scan.pdf is None and scan.pdf_error:
+        raise DamagedFile(f"scan {scan.reader.number}: PDF-CT results cannot be read: {scan.pdf_error}")
     if scan.pdf is None:
         raise NotFound(f"scan {scan.reader.number} has no PDF-CT results (no pdf hook or pdf_scan job ran, "
                        "or its file is not reachable from the view)")
