@@ -146,6 +146,30 @@ def test_http_shows_the_running_scans_points_of_expected(queue_env, shared_redis
 
 
 
+def test_http_change_from_another_host_with_the_token_is_accepted(queue_env, tmp_path, caplog):
+    servers = Servers(tmp_path)
+    try:
+        servers.start(queue_env)
+        queue = QueueClient(queue_env, SESSION)
+        app = create_app(SimpleNamespace(client=queue_env), token=TOKEN, loopback=False)
+        json_type = (b"content-type", b"application/json")
+        wrong = [json_type, (b"authorization", b"Bearer " + TOKEN.upper().encode())]
+        status, _ = _call(app, "POST", f"/api/queue/{SESSION}/pause", "10.1.2.3", wrong)
+        assert status == 401 and queue.status()["mode"] == "running"
+        bearer = [json_type, (b"authorization", f"Bearer {TOKEN}".encode())]
+        with caplog.at_level("INFO", logger="bliss_lite.view.queue_routes"):
+            status, body = _call(app, "POST", f"/api/queue/{SESSION}/pause", "10.1.2.3", bearer)
+        assert status == 200 and json.loads(body) == {"ok": True}
+        assert queue.status()["mode"] == "paused"
+        assert f"queue {SESSION}: pause {{}} asked by http 10.1.2.3 (token)" in caplog.messages
+        status, body = _call(app, "GET", f"/api/queue/{SESSION}", "10.1.2.3", bearer)
+        assert status == 200 and json.loads(body)["status"]["mode"] == "paused"
+        log = [(f[b"op"], f[b"who"], f[b"result"]) for _, f in queue_env.xrange(f"bliss_lite:queue:{SESSION}:log")]
+        assert log == [(b"pause", b"http 10.1.2.3 (token)", b"ok")]  # the refused one never reached it
+    finally:
+        servers.stop_all()
+
+
 def test_the_queue_panel_script_has_no_html_sink():
     from test_view_hostile import SINKS, STATIC
 
