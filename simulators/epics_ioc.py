@@ -3,7 +3,10 @@
     EPICS_CA_SERVER_PORT=N python simulators/epics_ioc.py --prefix SIM: [--motors m1,m2]
 
 serves PREFIXm1.VAL .RBV .DMOV .MOVN .STOP .HLM .LLM .VELO .ACCL .MSTA (the motor record's
-fields a client uses, and inert ones ophyd's EpicsMotor connects to), PREFIXm1:STOPCOUNT (stops received, for tests), PREFIXcnt (a noisy
+fields a client uses, and inert ones ophyd's EpicsMotor connects to), PREFIXm1:STOPCOUNT (stops
+received, for tests), the tests' hooks PREFIXm1:SIM_FAULT (1: MSTA's problem bit), :SIM_HLS and
+:SIM_LLS (1: the high or low limit switch, in MSTA, .HLS and .LLS) and :SIM_REFUSE (1: puts to
+.VAL, .VELO and .ACCL refused with an error), PREFIXcnt (a noisy
 flat signal) and PREFIXramp (grows by 1000 a second from the start, computed at each read);
 prints `LISTENING port` once it serves. Motion follows simulators/trapezoid.py.
 """
@@ -21,7 +24,7 @@ from caproto.server import PVGroup, SubGroup, pvproperty, run
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from simulators.trapezoid import Trapezoid  # noqa: E402
 
-DONE, MOVING_BIT, PLUS_LS, MINUS_LS = 1 << 1, 1 << 10, 1 << 2, 1 << 13  # MSTA bits (0-based)
+DONE, MOVING_BIT, PLUS_LS, MINUS_LS, PROBLEM = 1 << 1, 1 << 10, 1 << 2, 1 << 13, 1 << 9  # MSTA bits (0-based)
 
 
 class MotorRecord(PVGroup):
@@ -36,6 +39,11 @@ class MotorRecord(PVGroup):
     ACCL = pvproperty(value=0.1, name=".ACCL")  # s to reach VELO, as the motor record has it
     MSTA = pvproperty(value=DONE, name=".MSTA", read_only=True)
     STOPCOUNT = pvproperty(value=0, name=":STOPCOUNT", read_only=True)
+    # test hooks: the record's problem bit, its limit switches, puts refused
+    SIM_FAULT = pvproperty(value=0, name=":SIM_FAULT")
+    SIM_HLS = pvproperty(value=0, name=":SIM_HLS")
+    SIM_LLS = pvproperty(value=0, name=":SIM_LLS")
+    SIM_REFUSE = pvproperty(value=0, name=":SIM_REFUSE")
     # fields ophyd's EpicsMotor connects to (the benchmark's peer); inert here
     OFF, DIR, FOFF, SET = (pvproperty(value=v, name=n) for v, n in ((0.0, ".OFF"), (0, ".DIR"), (0, ".FOFF"),
                                                                       (0, ".SET")))
@@ -45,9 +53,15 @@ class MotorRecord(PVGroup):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.motion = Trapezoid(0.0, 5.0, 50.0)
+        self.status_bits = 0  # MSTA's problem and limit-switch bits, set by the hooks
+
+    def refused(self, field):
+        if self.SIM_REFUSE.value:
+            raise ValueError(f"simulated refusal: {field} not written")
 
     @VAL.putter
     async def VAL(self, instance, value):
+        self.refused(".VAL")
         if not self.LLM.value <= value <= self.HLM.value:
             raise ValueError(f"{value} outside [{self.LLM.value}, {self.HLM.value}]")
         self.motion.velocity = self.VELO.value
@@ -55,6 +69,41 @@ class MotorRecord(PVGroup):
         self.motion.move(float(value))
         await self._publish()
         return value
+
+    @VELO.putter
+    async def VELO(self, instance, value):
+        self.refused(".VELO")
+        return value
+
+    @ACCL.putter
+    async def ACCL(self, instance, value):
+        self.refused(".ACCL")
+        return value
+
+    @SIM_FAULT.putter
+    async def SIM_FAULT(self, instance, value):
+        if value:
+            self.motion.stop()  # a tripped drive brakes
+        return await self._hook(PROBLEM, value)
+
+    @SIM_HLS.putter
+    async def SIM_HLS(self, instance, value):
+        await self.HLS.write(int(bool(value)))
+        return await self._hook(PLUS_LS, value)
+
+    @SIM_LLS.putter
+    async def SIM_LLS(self, instance, value):
+        await self.LLS.write(int(bool(value)))
+        return await self._hook(MINUS_LS, value)
+
+    async def _hook(self, bit, value):
+        """A status hook's new value: its MSTA bit set or cleared, published at once."""
+        self.status_bits = (self.status_bits | bit) if value else (self.status_bits & ~bit)
+        await self._publish()
+        return int(bool(value))
+
+    def msta(self, moving):
+        return (MOVING_BIT if moving else DONE) | self.status_bits
 
     @STOP.putter
     async def STOP(self, instance, value):
@@ -70,7 +119,8 @@ class MotorRecord(PVGroup):
         if self.DMOV.value != (not moving):
             await self.DMOV.write(int(not moving))
             await self.MOVN.write(int(moving))
-            await self.MSTA.write(MOVING_BIT if moving else DONE)
+        if self.MSTA.value != self.msta(moving):
+            await self.MSTA.write(self.msta(moving))
 
     @RBV.scan(period=0.01)
     async def RBV(self, instance, async_lib):
