@@ -2,16 +2,25 @@
 
 The device's Position is the axis's dial position (steps = Position * steps_per_unit, so the
 axis code, which counts in steps, is the same as for every controller); moving writes Position,
-stopping runs the Stop command, MOVING is the device's State. Each call waits at most `timeout`
+stopping runs the Stop command, MOVING is the device's State (or the attribute `state_attribute`
+names); a device in FAULT (ALARM, UNKNOWN, DISABLE) is not moved, and a move that ends in one
+is an AxisFault naming axis and device. Each call waits at most `timeout`
 seconds (the Tango client timeout), and any DevFailed becomes an AxisFault naming the axis and
-the device, so a dead or silent device server ends the move instead of hanging it. A device
-that comes back is reached again on the next call (the proxy reconnects by itself).
+the device, so a dead or silent device server ends the move instead of hanging it (a server
+that stops answering costs each call Tango's own reconnection wait on top, ~3 s: its default
+timeout, whatever `timeout` says). A device that comes back is reached again on the next call
+(the proxy reconnects by itself).
 
     - class: tango_motor
       timeout: 1.0
       axes:
         - {name: tmot, device: "tango://127.0.0.1:20000/sim/motor/1#dbase=no", steps_per_unit: 1000}
         - {name: th, device: "id00/motor/th", steps_per_unit: 1000}   # through TANGO_HOST's database
+
+The names default to a typical Tango motor device's; a controller's devices of another class
+name them (all optional): position_attribute (Position), velocity_attribute (Velocity),
+acceleration_attribute (Acceleration), stop_command (Stop), state_attribute (empty: the
+device's own State; else an attribute read as a DevState or a state word).
 """
 from __future__ import annotations
 
@@ -33,7 +42,8 @@ def tango_error(exc):
 class TangoMotorController(DeviceMotorController):
     FIELDS = (Field("timeout", "number", 1.0, check=positive),
               Field("position_attribute", "str", "Position"), Field("velocity_attribute", "str", "Velocity"),
-              Field("acceleration_attribute", "str", "Acceleration"), Field("stop_command", "str", "Stop"))
+              Field("acceleration_attribute", "str", "Acceleration"), Field("stop_command", "str", "Stop"),
+              Field("state_attribute", "str", ""))
     AXIS_EXTRA_FIELDS = (Field("device", "str"),)
     FAULT_TEXT = "in FAULT after the move"
 
@@ -69,7 +79,11 @@ class TangoMotorController(DeviceMotorController):
         return float(self._call(axis, f"read {attribute}", lambda p: p.read_attribute(attribute).value))
 
     def _write(self, axis, attribute, value):
-        self._call(axis, f"write {attribute}", lambda p: p.write_attribute(attribute, value))
+        try:
+            self._call(axis, f"write {attribute}", lambda p: p.write_attribute(attribute, value))
+        except TypeError as exc:  # pytango's answer when the device did not describe the attribute
+            raise AxisFault(f"{axis.name}: {self.device_text(axis)}: write {attribute} failed: "
+                            f"no answer about the attribute ({exc})") from None
 
     # -- hardware API ------------------------------------------------------------------------
     def device_text(self, axis):
@@ -78,15 +92,37 @@ class TangoMotorController(DeviceMotorController):
     def read_position(self, axis):
         return self._read(axis, self.options["position_attribute"]) * axis.steps_per_unit
 
+    def _state_word(self, axis):
+        """The motor's Tango state as a word (MOVING, ON, FAULT...): the device's State, or the
+        attribute `state_attribute` names (a DevState or a string)."""
+        name = self.options["state_attribute"]
+        if not name:
+            return str(self._call(axis, "read State", lambda p: p.state()))
+        return str(self._call(axis, f"read {name}", lambda p: p.read_attribute(name).value))
+
     def state(self, axis):
-        word = str(self._call(axis, "read State", lambda p: p.state()))
+        word = self._state_word(axis)
         if word == "MOVING":
             return AxisState("MOVING")
         if word in FAULTY:
             return AxisState("FAULT")
         return AxisState("READY")
 
+    def _refuse_faulty(self, axis):
+        """A device in FAULT (ALARM, UNKNOWN, DISABLE) is not moved: an AxisFault naming it, with
+        its Status when it says more."""
+        word = self._state_word(axis)
+        if word in FAULTY:
+            try:
+                status = str(self._proxy(axis).status()).strip().splitlines()[0][:200]
+            except Exception:  # noqa: BLE001 - the status only adds to the message
+                status = ""
+            raise AxisFault(f"{axis.name}: {self.device_text(axis)} is in {word}: move refused"
+                            + (f" ({status})" if status else ""))
+
     def start_all(self, *moves):
+        for axis, _ in moves:
+            self._refuse_faulty(axis)
         for axis, _ in moves:
             wanted = (axis.velocity, axis.acceleration)
             if self._sent.get(axis) != wanted:
