@@ -4,16 +4,31 @@ from pathlib import Path
 
 import pytest
 from hypothesis.configuration import set_hypothesis_home_dir
+from leftovers import SessionProcesses
 
 from bliss_lite.config import Config
 from bliss_lite.config.settings import SettingsStore
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
+SESSION_PROCESSES = SessionProcesses.start()  # before any test starts a process: see tests/leftovers.py
 set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "bliss_lite_hypothesis")  # no .hypothesis/ in the checkout
 
 
 @pytest.fixture(scope="session", autouse=True)
-def private_default_run_dir():
+def nothing_left_running(tmp_path_factory):
+    """At the end of the suite no process the tests started still runs: redis-servers (in pytest's
+    temp dir or a /tmp/bl_* made with mkdtemp), workers, view, job and queue servers, Dask
+    schedulers and workers, simulators. Those left are named, killed, and fail the run. Every
+    other session fixture needs this one before it (directly or through
+    private_default_run_dir), so this check runs after all of them have stopped their servers."""
+    SESSION_PROCESSES.add_dir(tmp_path_factory.getbasetemp())
+    yield
+    left = SESSION_PROCESSES.finish()
+    assert not left, f"processes left running by the tests (now killed): {left}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_default_run_dir(nothing_left_running):
     """A run directory for the whole test session, so that processes started without one of
     their own (a worker or view server given --redis logs to <run dir>/logs) never write to the
     developer's; tests that need their own still take `run_dir`."""
@@ -107,19 +122,3 @@ def scan_session(shared_redis, data_root, monkeypatch, test_session):
     """The `test` session namespace, its scans saved under data_root and published to Redis."""
     monkeypatch.setenv("BLISS_LITE_REDIS_URL", shared_redis)
     return test_session
-
-
-@pytest.fixture(scope="session", autouse=True)
-def nothing_left_running(tmp_path_factory):
-    """At the end of the suite, no redis-server a test started in its own directory still runs."""
-    yield
-    base = str(tmp_path_factory.getbasetemp())
-    left = []
-    for proc in Path("/proc").iterdir():
-        try:
-            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if "redis-server" in command and base in command:
-            left.append(command.strip())
-    assert not left, f"redis-server(s) left running by tests: {left}"
