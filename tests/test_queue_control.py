@@ -1,8 +1,10 @@
 # ruff: noqa: F811 - the fixtures imported from queue_helpers are the arguments of the tests
 """Changing the queue (issue 23): move, remove, clear and stop through the Python client and the
-`bliss-lite queue` command line, each against a real queue server process."""
+`bliss-lite queue` command line, each against a real queue server process; and a queue item
+refused while a shell of the session holds its axis."""
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -161,3 +163,39 @@ def test_the_command_line_changes_the_queue_end_to_end(queue_env, servers):
                                      b"move", b"remove", b"resume", b"pause", b"stop", b"clear"]
     assert all(who.endswith("(cli)") for _, who in log)
 
+
+def test_an_item_is_refused_while_a_shell_holds_its_axis(queue_env, servers, scan_session):
+    import gevent
+
+    from bliss_lite.controllers import axis_lease
+
+    def wait(item_id):  # gevent.sleep: this shell's lease is renewed meanwhile
+        deadline = time.monotonic() + 30
+        while (item := queue.item(item_id))["state"] not in ("done", "failed", "aborted"):
+            assert time.monotonic() < deadline, item
+            gevent.sleep(0.02)
+        return item
+
+    def m4_in(item):
+        with h5py.File(item["filename"], "r", locking=False) as h5:
+            return float(h5[f"{item['entry']}/instrument/positioners/m4"][()])
+
+    servers.start(queue_env)
+    queue = QueueClient(queue_env, SESSION, who="test")
+    before = wait(queue.add("sct(0.001)")["id"])  # saved: its file has the positions
+    held = axis_lease.hold(["m4"], "move")  # the shell moves m4
+    try:
+        holder = f"a shell's move on {socket.gethostname()}:{os.getpid()}"
+        moved = wait(queue.add("mv(m4, 2)")["id"])
+        assert moved["state"] == "failed" and moved["error"] == f"AxisLocked: m4 is moving in {holder}"
+        scanned = wait(queue.add("ascan(m4, 0, 1, 5, 0.01)")["id"])
+        assert scanned["state"] == "failed" and scanned["error"] == f"AxisLocked: m4 is moving in {holder}"
+        assert scanned["points"] == 0  # refused before its first point
+        other = wait(queue.add("mv(m0, 0.25)")["id"])  # another axis moves freely
+        assert other["state"] == "done"
+    finally:
+        axis_lease.free(held)
+    after = wait(queue.add("sct(0.001)")["id"])
+    assert after["state"] == "done" and m4_in(after) == m4_in(before)  # the refused items moved nothing
+    assert wait(queue.add("mv(m4, 0.5)")["id"])["state"] == "done"  # free again: the queue moves it
+    assert m4_in(wait(queue.add("sct(0.001)")["id"])) == pytest.approx(0.5)
