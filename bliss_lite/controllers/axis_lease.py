@@ -41,7 +41,15 @@ class LeaseService:
             return None
 
     def hold(self, names, what):
-        """Lease the axes `names` for `what` ("move", "scan 12"); AxisLocked if another holds one."""
+        """Lease the axes `names` for `what` ("move", "scan 12"); AxisLocked if another holds one.
+
+        When Redis cannot be reached, or fails while the leases are taken, the axes move without
+        a lease (a warning is logged) instead of being refused. This is deliberate: a lease only
+        keeps the processes of one session from moving the same axis at once, and Redis is a
+        shared service, not part of the motion. If moves failed whenever Redis was down, no
+        shell could move an axis out of the beam or finish an alignment until Redis came back.
+        The risk, accepted and logged, is that during an outage two processes may both move an
+        axis unleased. docs/queue.md says the same."""
         names = list(dict.fromkeys(names))
         new = [n for n in names if n not in self.counts]
         client = self._client() if new else None
