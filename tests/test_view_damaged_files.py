@@ -34,15 +34,18 @@ XRDCT = {"n_x": 2, "n_omega": 2, "x_start": -1.0, "x_stop": 1.0, "omega_range": 
 
 
 @contextmanager
-def view_server(client):
-    """The view's app over a Watcher of `client`, served by uvicorn in a thread; its base URL."""
+def view_server(client, started=False):
+    """The view's app over a Watcher of `client` (`started`: its thread polls for the pages
+    that listen), served by uvicorn in a thread; its base URL."""
     import uvicorn
 
     from bliss_lite.view.server import _bind, create_app
     from bliss_lite.view.watcher import Watcher
 
-    sock = _bind("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(create_app(Watcher(client)), log_level="warning", access_log=False))
+    sock, watcher = _bind("127.0.0.1", 0), Watcher(client)
+    if started:
+        watcher.start()
+    server = uvicorn.Server(uvicorn.Config(create_app(watcher), log_level="warning", access_log=False))
     thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True)
     thread.start()
     for _ in range(200):  # a hang guard, not a timing: serving once started
@@ -55,7 +58,10 @@ def view_server(client):
         server.should_exit = True
         thread.join(10)
         sock.close()
-    assert not thread.is_alive()
+        watcher.stop()
+        if started:
+            watcher._thread.join(10)
+    assert not thread.is_alive() and not (started and watcher._thread.is_alive())
 
 
 def get(url):
@@ -78,10 +84,10 @@ def cut_short(path):
     return data
 
 
-def test_a_damaged_reconstructed_h5_is_named_where_a_missing_one_is_silent(shared_redis, tmp_path, monkeypatch):
-    client = redis.Redis.from_url(shared_redis, socket_timeout=5)
-    master = tmp_path / "maps.h5"
-    publisher = ScanPublisher(client, session="damaged", number=1, name="xrdct",
+def maps_scan(client, master, number):
+    """A closed XRD-CT scan of two heights whose final maps of phase A went to Redis; (its
+    publisher, where its reconstructed.h5 goes)."""
+    publisher = ScanPublisher(client, session="damaged", number=number, name="xrdct",
                               channels=[ChannelSpec("x"), ChannelSpec("pilatus", "int32", (2, 3))],
                               scan_info={"title": "maps in a file", "npoints": 8, "xrdct": XRDCT,
                                          "filename": str(master), "entry": "1.1"})
@@ -90,18 +96,27 @@ def test_a_damaged_reconstructed_h5_is_named_where_a_missing_one_is_silent(share
         client.xadd(live_key(publisher.key), {"z_index": z, "phase": "A", "shape": "[2, 2]",
                                               "data": (MAP + z).tobytes(), "complete": 1})
     publisher.seal("SUCCESS")
+    return publisher, reduction_file(str(master), "1.1", "reconstructed")
+
+
+def write_maps(reconstructed):
+    reconstructed.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(reconstructed, "w") as h5:
+        h5["reconstructed"] = [True, True]
+        h5["maps/A"] = np.stack([MAP, MAP + 1])
+        h5["padding"] = np.zeros(50_000)  # so that a cut lands after the superblock
+
+
+def test_a_damaged_reconstructed_h5_is_named_where_a_missing_one_is_silent(shared_redis, tmp_path, monkeypatch):
+    client = redis.Redis.from_url(shared_redis, socket_timeout=5)
+    publisher, reconstructed = maps_scan(client, tmp_path / "maps.h5", 1)
     monkeypatch.setattr(live_scan, "VIEW_MAPS_BYTES", MAP.nbytes)  # one map held: height 0 is read from the file
-    reconstructed = reduction_file(str(master), "1.1", "reconstructed")
     try:
         with view_server(client) as base:
             url = f"{base}/api/scans/{publisher.key}/map.png?phase=A&z=0"
             status, text = get(url)  # not there (yet, or not reachable from here): no error, no file named
             assert status == 404 and "cannot be read from here" in text and "damaged" not in text
-            reconstructed.parent.mkdir(parents=True)
-            with h5py.File(reconstructed, "w") as h5:
-                h5["reconstructed"] = [True, True]
-                h5["maps/A"] = np.stack([MAP, MAP + 1])
-                h5["padding"] = np.zeros(50_000)  # so that a cut lands after the superblock
+            write_maps(reconstructed)
             status, png = get(url)
             assert status == 200 and png[:8] == b"\x89PNG\r\n\x1a\n"
             live = LiveScan(client, publisher.key)

@@ -156,6 +156,10 @@ function drawHeader(desc) {
   setProp("progress", "value", desc.points);
   setText("progress-text", `${desc.points} / ${desc.expected ?? "?"}`);
   setText("where", desc.filename ? `${desc.filename} :: ${desc.entry}` : "not saved");
+  // stream entries the server could not decode: left out, the scan still followed; why, on hover
+  const bad = desc.bad_entries;
+  setText("bad-entries", bad ? `${bad} Redis ${bad === 1 ? "entry" : "entries"} left out (undecodable)` : "");
+  setProp("bad-entries", "title", Object.values(desc.bad_entry_reasons || {}).join("\n"));
 }
 
 function decimated(x, ys, count) {
@@ -364,10 +368,9 @@ function drawXrdct(desc) {
   const map = chosen.startsWith("phase:") ? chosen.slice(6) : chosen === "residual" ? "residual" : null;
   if (map !== null && desc.versions.maps !== view.mapsVersion) {
     view.mapsVersion = desc.versions.maps;
-    refresh($("recon-img"), api(`/map.png?phase=${encodeURIComponent(map)}&z=${z}&v=${desc.versions.maps}`));
-    $("recon-caption").textContent = chosen === "residual"
+    showRecon(api(`/map.png?phase=${encodeURIComponent(map)}&z=${z}&v=${desc.versions.maps}`), chosen === "residual"
       ? `fit residual, z ${z}: RMS misfit of the phase fit (high where no phase explains the pattern)`
-      : `phase ${map}, z ${z}`;
+      : `phase ${map}, z ${z}`);
   }
   // sinograms and q-bin reconstructions follow the patterns, at most once a second
   if (x.sinograms && desc.versions.patterns !== view.xrdctPatterns && now - (view.xrdctAt || 0) > 1000) {
@@ -375,11 +378,21 @@ function drawXrdct(desc) {
     view.xrdctAt = now;
     refresh($("sino-img"), api(`/sinogram.png?bin=${bin}&z=${z}&v=${desc.versions.patterns}`));
     $("sino-caption").textContent = `sinogram of q bin ${bin} (omega down, x across)`;
-    if (chosen === "bin") {
-      refresh($("recon-img"), api(`/qmap.png?bin=${bin}&z=${z}&v=${desc.versions.patterns}`));
-      $("recon-caption").textContent = `q bin ${bin}, z ${z}: from the projections so far`;
-    }
+    if (chosen === "bin") showRecon(api(`/qmap.png?bin=${bin}&z=${z}&v=${desc.versions.patterns}`),
+                                    `q bin ${bin}, z ${z}: from the projections so far`);
   }
+}
+
+function showRecon(url, caption) {
+  // a map the server cannot give (its file damaged, not there yet) shows the server's reason,
+  // as text, in the caption: only that of the newest image asked for
+  view.recon = {url, caption};
+  setText("recon-caption", caption);
+  refresh($("recon-img"), url, () => setText("recon-caption", view.recon.caption), (failed) => {
+    fetch(failed).then((r) => (r.ok ? "" : r.text())).then((text) => {
+      if (text && view.recon.url === failed) setText("recon-caption", text);
+    });
+  });
 }
 
 // -- PDF-CT: a map of G(r) averaged over an r window; a clicked voxel's G(r) ----------------------
@@ -390,8 +403,11 @@ const unitText = (u) => UNIT_TEXT[u] || u;
 
 function drawPdf(desc) {
   const p = desc.pdf;
-  setProp("pdf-panel", "hidden", !p);
-  if (!p) return;
+  setProp("pdf-panel", "hidden", !p && !desc.pdf_error);
+  if (!p) {  // none, or a results file there but damaged: the server's line naming it
+    setText("pdf-error", desc.pdf_error || "");
+    return;
+  }
   const zs = $("pdf-z"), lo = $("pdf-rmin"), hi = $("pdf-rmax"), img = $("pdf-map-img");
   const signature = desc.key + "|" + desc.versions.pdf;
   if (zs.dataset.signature === signature) return;  // drawn for these results: inputs redraw it
