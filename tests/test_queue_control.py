@@ -42,8 +42,11 @@ def test_move_reorders_queued_items_and_clear_drops_only_them(queue_env, servers
     queue.move(b, 1)
     assert [i for i, _ in _order(queue)] == [long_id, b, c, a]
     for bad in ("1", 1.5, True, None):
-        with pytest.raises(QueueError, match="position must be a whole number"):
+        with pytest.raises(QueueError, match=f"^ValueError: move: position must be a whole number, got {bad!r}$"):
             queue.move(a, bad)
+    for bad in ("1", 1.5, True, "x"):  # refused before the command is checked: nothing queued
+        with pytest.raises(QueueError, match=f"^ValueError: add: position must be a whole number, got {bad!r}$"):
+            queue.add("ct(0.001)", position=bad)
     with pytest.raises(QueueError, match="^ValueError: item nosuch is not queued$"):
         queue.move("nosuch", 0)
     assert [i for i, _ in _order(queue)] == [long_id, b, c, a]  # nothing moved by the refusals

@@ -41,6 +41,12 @@ def _expected(scan):
     return None
 
 
+def _whole(op, position):
+    """A position of the order must be a whole number (JSON may send "2", 1.5 or true)."""
+    if not isinstance(position, int) or isinstance(position, bool):
+        raise ValueError(f"{op}: position must be a whole number, got {position!r}")
+
+
 class QueueBusy(RuntimeError):
     """Another queue server runs for the session."""
 
@@ -185,14 +191,17 @@ class QueueServer:
             self.client.expire(reply, 60)
 
     def add(self, command, who="server", position=None):
-        """Check `command` as the shell would, then queue it; the new item."""
+        """Check `command` as the shell would, then queue it (at `position`, 0: next; None:
+        last); the new item."""
+        if position is not None:
+            _whole("add", position)
         prepared = prepare(command, self.namespace, self.objects, self.scripts)
         item = {"id": uuid.uuid4().hex[:12], "command": prepared.text, "kind": prepared.kind, "state": "queued",
                 "scan": None, "filename": None, "entry": None, "error": None, "who": who,
                 "added": time.time(), "started": None, "ended": None}
         self._save(item)
         order = [decode(i) for i in self.client.lrange(self.key("order"), 0, -1)]
-        order.insert(len(order) if position is None else max(0, int(position)), item["id"])
+        order.insert(len(order) if position is None else max(0, position), item["id"])
         self._write_order(order)
         self._wake.set()
         return item
@@ -223,8 +232,7 @@ class QueueServer:
 
     def _op_move(self, who, id=None, position=None):  # noqa: A002
         order = self._queued(id)
-        if not isinstance(position, int) or isinstance(position, bool):
-            raise ValueError(f"move: position must be a whole number, got {position!r}")
+        _whole("move", position)
         order.remove(id)
         order.insert(max(0, position), id)
         self._write_order(order)
