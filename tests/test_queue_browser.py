@@ -1,7 +1,8 @@
 # ruff: noqa: F811 - the fixtures imported from queue_helpers are the arguments of the tests
 """The queue panel in headless Chromium: a queued scan shows up running with its scan number
 and its points taken of those expected, the pause button holds it (the points shown are then
-those the server reports), resume lets it go on and abort ends it."""
+those the server reports), resume lets it go on, stop sets the queue stopped and abort ends
+the scan."""
 import shutil
 
 import pytest
@@ -36,6 +37,9 @@ def test_the_page_shows_the_running_item_and_its_pause_button_holds_it(queue_env
             shot(page, "queue_paused.png")
             page.click("#queue-resume")
             page.wait_for_function("() => document.getElementById('queue-mode').textContent === 'running'")
+            page.click("#queue-stop")  # the scan goes on (stop is "after this item"); nothing follows
+            page.wait_for_function("() => document.getElementById('queue-mode').textContent === 'stopped'")
+            assert queue.status()["mode"] == "stopped"
             page.click("#queue-abort")
             page.wait_for_function("() => document.getElementById('queue-items').textContent.includes('aborted #')")
             assert queue.item(item_id)["state"] == "aborted"
