@@ -4,6 +4,8 @@ with its stages, and silx opens each entry on what the scan is for: an XRD-CT on
 a mesh as an image, a step scan on its selected counter."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import h5py
 import numpy as np
 import pytest
@@ -60,14 +62,36 @@ def punx_findings(path):
 
 
 def without_units(group):
-    """Numeric datasets of a group (links not followed) that carry no units."""
-    missing = []
+    """Numeric datasets of a group that carry no units, following soft and external links and
+    each Virtual Dataset into its sources (the data files' frames, the reduction files'
+    patterns, volume and maps): a source is named "file::dataset"."""
+    from bliss_lite.data.safe_open import open_hdf5
 
-    def visit(name, item):
-        if isinstance(item, h5py.Dataset) and item.dtype.kind in "biuf" and "units" not in item.attrs:
+    missing, seen = [], set()
+    folder = Path(group.file.filename).parent
+
+    def check(name, dataset):
+        if dataset.dtype.kind in "biuf" and "units" not in dataset.attrs:
             missing.append(name)
 
-    group.visititems(visit)
+    def visit(name, item):
+        key = (item.file.filename, item.name)
+        if key in seen:
+            return
+        seen.add(key)
+        if isinstance(item, h5py.Group):
+            for child in item:
+                visit(f"{name}/{child}", item[child])  # item[child] follows soft and external links
+            return
+        check(name, item)
+        if item.is_virtual:
+            for source in {(s.file_name, s.dset_name) for s in item.virtual_sources()}:
+                path = Path(item.file.filename) if source[0] == "." else folder / source[0]
+                with open_hdf5(path) as h5:  # SWMR: a killed scan's data file is still marked open
+                    check(f"{source[0]}::{source[1]}", h5[source[1]])
+
+    for child in group:
+        visit(child, group[child])
     return missing
 
 
@@ -111,6 +135,77 @@ def test_step_scans_open_on_their_plot_with_units_and_pass_punx(scan_session):
             else:
                 assert default.group.name == f"/{scan.entry}/plotselect", kind
                 assert default.signal.ndim == 1 and default.signal.name.endswith("/diode2"), kind  # the selected one
+
+
+def scan_commands():
+    """Every scan the shell offers: its scan commands, less the peak tools and suspend_when."""
+    from bliss_lite.scans.peaks import __all__ as peak_tools
+    from bliss_lite.shell.scan_commands import __all__ as commands
+
+    return set(commands) - set(peak_tools) - {"suspend_when"}
+
+
+def test_every_scan_type_passes_punx_with_units_through_its_links(scan_session, shared_redis, data_root, tmp_path):
+    """Each scan command of the shell (the step scans, ct and sct, fscan with its detector's VDS
+    and `valid`, an xrdct with a line of invalid frames, the N.2 entry of a resumed xrdct with its reduction
+    files) makes entries punx finds nothing wrong with beyond the known false positives, and
+    every number, followed through links into the data and reduction files, has units."""
+    from tests.test_resume import HOOKS, _killed_scan
+    from tests.test_suspenders import _when
+
+    ns = scan_session
+    counters = (ns["diode1"], ns["diode2"])
+    m0, m1 = ns["m0"], ns["m1"]
+    makers = {
+        "ct": lambda: ns["ct"](0.001, *counters, save=True), "sct": lambda: ns["sct"](0.001, *counters),
+        "ascan": lambda: ns["ascan"](m0, 0, 1, 3, 0.001, *counters),
+        "dscan": lambda: ns["dscan"](m0, -1, 1, 3, 0.001, *counters),
+        "a2scan": lambda: ns["a2scan"](m0, 0, 1, m1, 1, 2, 3, 0.001, *counters),
+        "d2scan": lambda: ns["d2scan"](m0, -1, 1, m1, 0, 1, 3, 0.001, *counters),
+        "anscan": lambda: ns["anscan"]([(m0, 0, 1), (m1, 1, 2)], 3, 0.001, *counters),
+        "dnscan": lambda: ns["dnscan"]([(m0, 0, 1), (m1, 1, 2)], 3, 0.001, *counters),
+        "amesh": lambda: ns["amesh"](m0, 0, 1, 2, m1, 0, 1, 2, 0.001, *counters),
+        "dmesh": lambda: ns["dmesh"](m0, -1, 1, 2, m1, 0, 1, 2, 0.001, *counters, backnforth=True),
+        "lookupscan": lambda: ns["lookupscan"]([(m0, [0, 0.5, 1]), (m1, [1, 2, 3])], 0.001, *counters),
+        "pointscan": lambda: ns["pointscan"](m0, [0, 0.5, 1], 0.001, *counters),
+        "timescan": lambda: ns["timescan"](0.001, *counters, npoints=3),
+        "loopscan": lambda: ns["loopscan"](3, 0.001, *counters),
+        "fscan": lambda: ns["fscan"](ns["omega"], 0, 2, 12, 0.01, ns["pilatus"], ns["diode1"]),
+        "xrdct": lambda: ns["xrdct"](ns["omega"], ns["x"], ns["z"], -0.25, 0.25, 4, [0.0], 0.008, n_omega=6,
+                                     fast_axis="x", hooks=[], suspenders=[floor]),
+        "resume_scan": lambda: ns["resume_scan"](str(_killed_scan(data_root, shared_redis, tmp_path / "run2", 3)),
+                                                 "1.1", hooks=HOOKS),
+    }
+    assert set(makers) == scan_commands()  # a new scan command is added here too
+    floor = ns["suspend_when"](ns["ring_current"], below=10, resume_above=150, settle_s=0.05)
+    scans = {}
+    for command, make in makers.items():
+        if command == "xrdct":  # a beam loss in its third line: that line's frames stay, marked invalid
+            _when(ns, lambda s: s.data.count("pilatus") >= 9, lambda s: ns["ring"].lose_beam(0.3))
+        scans[command] = make()
+    assert scans["resume_scan"].entry == "1.2"
+    files = {}
+    for command, scan in scans.items():
+        files.setdefault(scan.filename, []).append((command, scan.entry))
+    assert len(files) == 2  # the session's file, and the killed scan's
+    for filename, entries in files.items():
+        assert punx_findings(filename) == [], filename
+        with h5py.File(filename, "r", locking=False) as h5:
+            if Path(filename).name == "killed.h5":
+                entries.append(("xrdct killed", "1.1"))  # its raw entry, never closed
+            for command, name in entries:
+                entry = h5[name]
+                assert entry.attrs["NX_class"] == "NXentry", command
+                assert without_units(entry) == [], (command, without_units(entry))
+            fscan = h5[scans["fscan"].entry] if filename == scans["fscan"].filename else None
+            if fscan is not None:
+                assert fscan["instrument/pilatus/data"].is_virtual and fscan["instrument/pilatus/valid"][()].all()
+                xrdct = h5[scans["xrdct"].entry]
+                valid = xrdct["instrument/pilatus/valid"][()]
+                assert valid.sum() == 24 and len(valid) > 24 and xrdct["instrument/pilatus/data"].shape[0] == len(valid)
+    with h5py.File(scans["resume_scan"].filename, "r", locking=False) as h5:
+        sources = {s.file_name for s in h5["1.2/integrate/results/intensity"].virtual_sources()}
+        assert sources == {"killed_scan0001_2/integrated.h5"}  # the units check went into it
 
 
 def monitors_and_sample_are_described(xrdct_file):

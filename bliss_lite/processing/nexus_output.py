@@ -52,11 +52,24 @@ def _process(entry, name, configuration):
     return process
 
 
-def _dataset(group, name, values, path, dtype=np.float32, **options):
-    """group[name]: a Virtual Dataset of a Stored dataset, else the array written here."""
+def _dataset(group, name, values, path, units, dtype=np.float32, **options):
+    """group[name] with its `units`: a Virtual Dataset of a Stored dataset (its source in the
+    reduction file given the same units, so a program reading that file alone finds them
+    too), else the array written here."""
     if isinstance(values, Stored):
-        return virtual_dataset(group, name, values, path)
-    return group.create_dataset(name, data=np.asarray(values, dtype), **options)
+        dataset = virtual_dataset(group, name, values, path)
+        _label_source(values, units)
+    else:
+        dataset = group.create_dataset(name, data=np.asarray(values, dtype), **options)
+    dataset.attrs["units"] = units
+    return dataset
+
+
+def _label_source(stored, units):
+    """The units of a reduction file's dataset, written once the file is closed (its writer
+    is SWMR and adds no attribute while it runs; a map's unit is known only at the end)."""
+    with open_hdf5(stored.path, "a", libver="latest") as h5:
+        h5[stored.name].attrs["units"] = units
 
 
 def write_integration(path, entry, radial, settings, patterns, integrated=None, local_frames=0, name="integrate"):
@@ -71,14 +84,13 @@ def write_integration(path, entry, radial, settings, patterns, integrated=None, 
         shape = patterns.shape
         options = {} if isinstance(patterns, Stored) else dict(
             chunks=(min(shape[0], 256) or 1, shape[1]), compression="gzip", compression_opts=1)
-        _dataset(results, "intensity", patterns, path, **options)
-        results["intensity"].attrs["units"] = "counts"  # per pixel, solid angle and polarisation corrected
+        _dataset(results, "intensity", patterns, path, "counts", **options)  # per pixel, solid angle and polarisation corrected
         results[axis] = np.asarray(radial, np.float64)
         results[axis].attrs["units"] = units
         results["frame"] = np.arange(shape[0], dtype=np.int64)  # the scan's frame numbers, the first axis
         results["frame"].attrs["units"] = ""
         if integrated is not None:
-            _dataset(results, "integrated", integrated, path, bool).attrs["units"] = "1"
+            _dataset(results, "integrated", integrated, path, "1", bool)
         results.attrs["signal"] = "intensity"
         results.attrs["axes"] = ["frame", axis]
         results.attrs["frame_indices"] = 0
@@ -109,8 +121,8 @@ def write_reconstruction(path, entry, volume, x_mm, y_mm, z, radial, unit, maps,
             process["peak_fwhm"].attrs.update(units=profile.get("unit", "nm^-1"), source=profile.get("source", ""))
         data = _nx(process.create_group("volume"), "NXdata")
         nz, ny, nx, nq = volume.shape
-        _dataset(data, "data", volume, path, **({} if isinstance(volume, Stored) else {"chunks": (1, ny, nx, nq)}))
-        data["data"].attrs["units"] = "counts/mm"  # normalised counts per mm of path
+        _dataset(data, "data", volume, path, "counts/mm",  # normalised counts per mm of path
+                 **({} if isinstance(volume, Stored) else {"chunks": (1, ny, nx, nq)}))
         for key, values, unit_name in (("z", z, "mm"), ("y", y_mm, "mm"), ("x", x_mm, "mm"), (axis, radial, units)):
             data[key] = np.asarray(values, np.float64)
             data[key].attrs["units"] = unit_name
@@ -118,8 +130,7 @@ def write_reconstruction(path, entry, volume, x_mm, y_mm, z, radial, unit, maps,
         data.attrs["axes"] = ["z", "y", "x", axis]
         for phase, stack in maps.items():
             group = _nx(process.create_group(phase), "NXdata")
-            _dataset(group, "map", stack, path)
-            group["map"].attrs["units"] = (map_units or {}).get(phase, "a.u.")
+            _dataset(group, "map", stack, path, (map_units or {}).get(phase, "a.u."))
             for key in ("z", "y", "x"):
                 group[key] = h5py.SoftLink(f"/{entry}/{name}/volume/{key}")
             group.attrs["signal"] = "map"
