@@ -200,3 +200,149 @@ def test_session_suspenders_from_yaml_and_bad_ones_refused_with_file_and_line(tm
     refused(good.replace("resume_above: 150", "resume_above: 5"), "resume_above",
             "resume_above 5 must be on the good side of 10")
     refused(good.replace("when: ring_current", "when: ring_currant"), "- when", "'ring_currant' is not an object")
+
+
+class Shutter:
+    """A fast shutter's state as a callable (1 open, 0 closed), for `equals=0`. An interlock
+    closes it the first time it is read while `axis` stands at `at` (so a step scan's point
+    there is the one spoiled); it opens again on the first read `closed_s` later. With
+    `flicker_s`, it closes once more on the first read that long after opening (during the
+    settle time), and opens `closed_s` later. Every change is logged with its monotonic time."""
+
+    def __init__(self, axis, at, log, closed_s=0.1, flicker_s=None):
+        self.name = "fshutter"
+        self.axis, self.at, self.log = axis, at, log
+        self.closed_s, self.flicker_s = closed_s, flicker_s
+        self.closed, self.since, self.closes = False, None, 0
+
+    def _set(self, closed, t):
+        self.closed, self.since = closed, t
+        self.closes += closed
+        self.log.append(("closed" if closed else "opened", t))
+
+    def __call__(self):
+        t = time.monotonic()
+        if self.since is None:
+            if abs(self.axis.position - self.at) < 1e-4:
+                self._set(True, t)
+        elif self.closed and t - self.since >= self.closed_s:
+            self._set(False, t)
+        elif not self.closed and self.flicker_s is not None and self.closes == 1 and t - self.since >= self.flicker_s:
+            self._set(True, t)
+        return 0 if self.closed else 1
+
+
+def _actions(log):
+    """pre_suspend and pre_resume callables that log their call with its monotonic time."""
+    return (lambda: log.append(("pre_suspend", time.monotonic())),
+            lambda: log.append(("pre_resume", time.monotonic())))
+
+
+def test_an_equals_suspender_runs_pre_suspend_and_pre_resume_in_order_and_redoes_the_point(scan_session):
+    ns = scan_session
+    log = []
+    shutter = Shutter(ns["m0"], 0.5, log)
+    pre_suspend, pre_resume = _actions(log)
+    closed = ns["suspend_when"](shutter, equals=0, pre_suspend=pre_suspend, pre_resume=pre_resume)
+    scan = ns["ascan"](ns["m0"], 0, 1, 10, 0.02, ns["diode1"], suspenders=[closed])
+    assert scan.end_reason == "SUCCESS"
+    assert [what for what, _ in log] == ["closed", "pre_suspend", "opened", "pre_resume"]
+    assert scan.guard.redone == 1  # the point at 0.5, spoiled by the closing, taken again
+    data = scan.get_data()
+    np.testing.assert_allclose(data["m0"], np.linspace(0, 1, 11), atol=1e-3)  # every point once, in order
+    assert len(data["diode1"]) == 11
+    (start, end, reason), = scan.suspensions
+    assert reason == "fshutter is 0"
+    with h5py.File(scan.filename, "r", locking=False) as h5:
+        assert [r.decode() for r in h5[f"{scan.entry}/suspensions/reason"][()]] == [reason]
+
+
+def test_the_settle_time_starts_again_when_the_condition_trips_during_it(scan_session):
+    ns = scan_session
+    log = []
+    settle_s = 0.3
+    shutter = Shutter(ns["m0"], 0.3, log, closed_s=0.1, flicker_s=0.1)  # closes again 0.1 s into the settle
+    pre_suspend, pre_resume = _actions(log)
+    closed = ns["suspend_when"](shutter, equals=0, settle_s=settle_s, pre_suspend=pre_suspend,
+                                pre_resume=pre_resume)
+    scan = ns["ascan"](ns["m0"], 0, 1, 10, 0.02, ns["diode1"], suspenders=[closed])
+    assert scan.end_reason == "SUCCESS"
+    assert [what for what, _ in log] == ["closed", "pre_suspend", "opened", "closed", "opened", "pre_resume"]
+    times = dict(log[4:])  # the last opening and the resume
+    assert times["pre_resume"] - times["opened"] >= settle_s  # the settle counted from the last opening
+    assert len(scan.suspensions) == 1 and scan.guard.redone == 1  # one suspension, flicker included
+    np.testing.assert_allclose(scan.get_data()["m0"], np.linspace(0, 1, 11), atol=1e-3)
+
+
+def test_a_state_suspender_holds_the_scan_while_an_axis_is_in_fault(scan_session):
+    ns = scan_session
+    m0, m2 = ns["m0"], ns["m2"]
+    log = []
+
+    def interlock():  # the monochromator's controller faults while the scan stands at 0.5
+        while abs(m0.position - 0.5) >= 1e-4:
+            gevent.sleep(0.002)
+        m2.controller.set_fault(m2)
+        log.append(("fault", time.monotonic()))
+
+    def reset():
+        m2.controller.set_fault(m2, False)
+        log.append(("fault cleared", time.monotonic()))
+
+    def pre_suspend():
+        log.append(("pre_suspend", time.monotonic()))
+        gevent.spawn_later(0.1, reset)  # someone resets the controller
+
+    _, pre_resume = _actions(log)
+    faulty = ns["suspend_when"](m2, state="FAULT", pre_suspend=pre_suspend, pre_resume=pre_resume)
+    watcher = gevent.spawn(interlock)
+    try:
+        scan = ns["ascan"](m0, 0, 1, 10, 0.02, ns["diode1"], suspenders=[faulty])
+    finally:
+        watcher.kill()
+        m2.controller.set_fault(m2, False)
+    assert scan.end_reason == "SUCCESS"
+    assert [what for what, _ in log] == ["fault", "pre_suspend", "fault cleared", "pre_resume"]
+    assert scan.guard.redone == 1
+    np.testing.assert_allclose(scan.get_data()["m0"], np.linspace(0, 1, 11), atol=1e-3)
+    (start, end, reason), = scan.suspensions
+    assert reason == "m2 state FAULT"
+
+
+def test_a_step_scan_crossing_a_beam_loss_of_the_yaml_schedule(tmp_path, shared_redis, data_root, monkeypatch):
+    """The loss comes from the ring's `beam_losses:` (not lose_beam()): its clock is started
+    once the scan has taken 3 points, the loss 0.1 s later, for 0.3 s."""
+    import shutil
+
+    from bliss_lite.shell.runner import open_session
+    from tests.conftest import CONFIG_DIR
+
+    monkeypatch.setenv("BLISS_LITE_REDIS_URL", shared_redis)
+    root = tmp_path / "config"
+    shutil.copytree(CONFIG_DIR, root)
+    shutil.copytree(CONFIG_DIR.parent / "sessions", tmp_path / "sessions")
+    ring_file = root / "source" / "ring.yml"
+    ring_file.write_text(ring_file.read_text().replace(
+        "  refill_s: 0.5\n", "  refill_s: 0.5\n  beam_losses:\n    - {at_s: 0.1, duration_s: 0.3}\n"))
+    session, ns = open_session("test", root)
+    try:
+        ring = ns["ring"]
+        assert ring.schedule == [(0.1, 0.3)]
+        ring.restart(t0=time.monotonic() + 3600)  # the schedule's clock waits for the scan
+        floor = ns["suspend_when"](ns["ring_current"], below=10, resume_above=150, settle_s=0.05)
+        _when(ns, lambda s: s.data.npoints >= 3, lambda s: ring.restart())
+        scan = ns["ascan"](ns["m0"], 0, 2, 20, 0.02, ns["diode1"], ns["ring_current"], suspenders=[floor])
+    finally:
+        session.close()
+    assert scan.end_reason == "SUCCESS"
+    assert ring.current_at(ring.t0 + 0.25) == 0 and ring.current_at(ring.t0 + 0.05) == 200  # the scheduled loss
+    data = scan.get_data()
+    np.testing.assert_allclose(data["m0"], np.linspace(0, 2, 21), atol=1e-3)  # every point once, in order
+    assert data["ring_current"].min() >= 150  # none kept without beam
+    (start, end, reason), = scan.suspensions
+    assert reason == "ring_current 0 mA below 10"
+    assert end - start >= 0.3  # the whole loss waited out
+    with h5py.File(scan.filename, "r", locking=False) as h5:
+        entry = h5[scan.entry]
+        assert entry["end_reason"][()] == b"SUCCESS" and len(entry["measurement/m0"]) == 21
+        assert [r.decode() for r in entry["suspensions/reason"][()]] == [reason]
