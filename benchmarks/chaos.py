@@ -17,8 +17,9 @@ fault, or none. After every scan it checks what the reliability promise says:
   continuous scans missing or taken twice among the valid frames;
 - kill and resume (`--resumes`: an xrdct in a process of its own, killed with SIGKILL at a
   random moment, then `resume_scan` in another): the same counts over N.1 + N.2;
-- `wrong_state`: scans that ended other than the fault implies (a beam loss: SUCCESS; a
-  resume: SUCCESS).
+- `wrong_state`: scans that ended other than the fault implies (`expected_state`: none or a
+  beam loss: SUCCESS; a Ctrl-C pressed before the scan ended: USER_ABORT; a fault the scan
+  raised: FAILURE, one it rode out or never met: SUCCESS; a resume: SUCCESS).
 All must be 0. Prints one JSON line.
 
     python benchmarks/chaos.py --scans 50 [--seed 1] [--resumes 10]
@@ -151,6 +152,27 @@ def moving(motors, names):
     first = {n: motors.send(f"POS {n}") for n in names}
     gevent.sleep(0.05)
     return sum(motors.send(f"STATE {n}") == "OK MOVING" or motors.send(f"POS {n}") != first[n] for n in names)
+
+
+SURVIVED = ("redis:kill", "detector:drop_twice")  # the scan goes on: docs/reliability.md
+ALWAYS_FAIL = ("detector:stop_after", "detector:close_after")  # armed at once, N below every detector scan's frames
+
+
+def expected_state(what, fault, fired, error, pressed_at, scan):
+    """The end_reason the scan must have: `what` none/ctrl_c/fault/beam, `fault` its name,
+    `fired` whether its timer went off before the scan returned, `error` what the scan raised,
+    `pressed_at` the epoch of the Ctrl-C (None if none)."""
+    if what == "ctrl_c" and fired and (scan.end_time is None or pressed_at <= scan.end_time):
+        return "USER_ABORT"  # Ctrl-C during the scan (one during its cleanup is held, same end)
+    if what == "fault" and fired and fault not in SURVIVED:
+        if fault in ALWAYS_FAIL or (error is not None and not isinstance(error, KeyboardInterrupt)):
+            return "FAILURE"  # a motor fault on an axis the scan no longer moves is not met
+    return "SUCCESS"
+
+
+def _ctrl_c(main, pressed):
+    pressed.append(time.time())
+    main.throw(KeyboardInterrupt)
 
 
 def beam_loss(ns, ring, rng, timers):
@@ -291,9 +313,9 @@ def run(n_scans, seed, n_resumes=0):
             what = rng.choices(["none", "ctrl_c", "fault", "beam"], weights=[1, 2, 3, 2])[0]
             fault = None
             before = {a.name: a.position for a in relative}
-            timers = []
+            timers, pressed = [], []
             if what == "ctrl_c":
-                _later(timers, rng.uniform(0.1, 1.2), main.throw, KeyboardInterrupt)
+                _later(timers, rng.uniform(0.1, 1.2), _ctrl_c, main, pressed)
             elif what == "fault":
                 fault = inject(ns, motors, rng, uses_detector, timers)
             elif what == "beam":
@@ -343,14 +365,15 @@ def run(n_scans, seed, n_resumes=0):
                 totals["unsealed"] += unsealed
                 if isinstance(error, KeyboardInterrupt) and relative and scan.end_reason == "USER_ABORT":
                     totals["not_returned"] += any(abs(a.position - before[a.name]) > 1e-4 for a in relative)
-                if what in ("beam", "none") and not corrupt:  # nothing else wrong: every point once, SUCCESS
-                    if scan.end_reason != "SUCCESS":
-                        totals["wrong_state"] += 1
-                        print(f"{name} with {what}: {scan.end_reason} ({error!r})", file=sys.stderr)
-                    else:
-                        lost, doubled = coverage(scan)
-                        totals["lines_lost"] += lost
-                        totals["lines_doubled"] += doubled
+                expected = expected_state(what, fault, not unfired, error, pressed[0] if pressed else None, scan)
+                if not corrupt and scan.end_reason != expected:
+                    totals["wrong_state"] += 1
+                    print(f"{name} with {what} {fault or ''}: {scan.end_reason}, not {expected} ({error!r})",
+                          file=sys.stderr)
+                elif what in ("beam", "none") and not corrupt:  # nothing else wrong: every point once
+                    lost, doubled = coverage(scan)
+                    totals["lines_lost"] += lost
+                    totals["lines_doubled"] += doubled
             for axis in (ns["x"], ns["z"]):  # some faults leave axes anywhere: start the next from 0
                 try:
                     axis.sync_hard()
