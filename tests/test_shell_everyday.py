@@ -54,10 +54,39 @@ def test_question_mark_and_help_show_the_signature_arguments_and_an_example(shel
     assert "in the axis's unit" in text and "count_time: seconds per point" in text
     text = output_of(shell, "help(goto_cen)", "Example: goto_cen()")
     assert "goto_cen(counter=None, axis=None)" in text
+    text = output_of(shell, "umv?", "Example: umv(")
+    assert "umv(*args)" in text and "in the axis's user unit" in text
     text = output_of(shell, "m0?", "MOCKUP AXIS")  # an object: its summary
     assert "position (RW)" in text
     text = output_of(shell, "help()", "Commands (help(name)")
     assert re.search(r"^\s+umv\s+\S", text, re.M) and re.search(r"^\s+ascan\s+Step `motor`", text, re.M)
+
+
+# every everyday command: help shows its arguments, their units where it has positions, and an example
+HELPED = {"mv": True, "mvr": True, "umv": True, "umvr": True, "wa": True, "wm": True, "sta": False, "sync": False,
+          "lsmot": False, "lscnt": True, "lsmg": False, "lookupscan": True, "pointscan": True, "goto_peak": False,
+          "goto_com": False, "fscan": True, "xrdct": True, "resume_scan": False, "plotselect": False}
+
+
+def test_help_of_every_everyday_command_names_its_arguments_and_gives_an_example(test_session):
+    import inspect
+
+    from bliss_lite.shell.help import describe
+
+    for name, has_units in HELPED.items():
+        command = test_session[name]
+        text = describe(command)
+        assert text.startswith(f"{name}({str(inspect.signature(command))[1:]}"), text  # the signature
+        doc = inspect.getdoc(command)
+        assert re.search(rf"^Example: {name}\(", doc, re.M), f"{name}: no example in {doc!r}"
+        assert len(doc.splitlines()) >= 3, f"{name}: a one-line docstring"
+        given = [p.name for p in inspect.signature(command).parameters.values()
+                 if p.name != "args" and (p.kind == p.VAR_POSITIONAL or (p.kind == p.POSITIONAL_OR_KEYWORD
+                                                                         and p.default is p.empty))]
+        for argument in given:  # every argument a user must give is explained
+            assert re.search(rf"\b{argument}\b", doc), f"{name}: argument {argument} not in {doc!r}"
+        if has_units:
+            assert "unit" in doc, f"{name}: no unit in {doc!r}"
 
 
 def test_peak_tools_say_what_they_used_and_goto_says_where_it_went(scan_shell):

@@ -185,7 +185,14 @@ def _split(command, args):
 
 def fscan(motor, start, step, npoints, acq_time, *counters, save=True, hooks=None, run=True, suspenders=None):
     """fscan(m, start, step, npoints, t, [pilatus, counters...]): m moves at constant velocity
-    step/t; a trigger at start + i*step takes frame i; positions recorded per frame."""
+    step/t; a trigger at start + i*step takes frame i; positions recorded per frame.
+
+    motor: an axis. start: the first trigger's position, step: the distance between triggers
+    (< 0: backwards), both in the axis's unit. npoints: frames. acq_time: seconds per frame
+    (> 0; step/acq_time must not exceed the axis's velocity). counters: detectors and counters
+    read at each trigger; none: the active measurement group. hooks: processing while it runs
+    (as for xrdct). save, run: as for ascan. Returns the Scan.
+    Example: fscan(omega, 0, 0.5, 360, 0.01, pilatus)  (omega 0 to 180 deg at 50 deg/s)"""
     command = "fscan"
     axis = check.axis(command, motor)
     start, step = check.number(command, "start", start), check.number(command, "step", step)
@@ -214,7 +221,11 @@ def xrdct(omega, x, z, x_start, x_stop, n_x, z_positions, acq_time, n_omega=None
     processing while it runs (None: the session's `processing`; ["integration",
     "reconstruction"]; {"integration": {"npt": 500}}; [] for none). `resume=(file, "N.1")` (or
     an entry of the session's file): measure only the lines scan N lacks, into entry N.k
-    (scans/resume.py); refused when anything differs from what the file recorded."""
+    (scans/resume.py); refused when anything differs from what the file recorded.
+
+    x_start, x_stop: in x's unit (mm); z_positions: a list in z's unit; omega_range: in
+    omega's (deg); acq_time: seconds per frame. detector: default the session's Pilatus.
+    Example: xrdct(omega, x, z, -1, 1, 40, [0.0], 0.01)  (n_omega 63: 2520 frames)"""
     command = "xrdct"
     omega, x, z = (check.axis(command, a, name) for a, name in ((omega, "omega"), (x, "x"), (z, "z")))
     check.distinct_axes(command, [omega, x, z])
@@ -278,7 +289,13 @@ def xrdct(omega, x, z, x_start, x_stop, n_x, z_positions, acq_time, n_omega=None
 def resume_scan(filename, entry, hooks=None, suspenders=None, run=True, session=None):
     """Measure what scan N of `filename` lacks (entry "N.1" or any of its continuations) into
     the next continuation entry, as it was planned: the same axes (by name, from the session),
-    count time, grid and detector."""
+    count time, grid and detector.
+
+    filename: the scan's HDF5 file. entry: "N.1" or a continuation ("N.2"). hooks,
+    suspenders, run: as for xrdct. session: default the current one. Refused, naming what,
+    when the session lacks the recorded axes or detector or their settings differ from the
+    file's. Returns the Scan of the new entry.
+    Example: resume_scan("/data/visitor/sample.h5", "3.1")  ->  the missing lines, into 3.2"""
     session = session if session is not None else current_session()
     number = scan_number(entry)
     recorded = recorded_info(filename, f"{number}.1")

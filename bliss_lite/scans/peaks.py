@@ -25,7 +25,10 @@ __all__ = ["cen", "com", "peak", "fwhm", "goto_cen", "goto_com", "goto_peak", "p
 
 def plotselect(*counters):
     """Choose the counters that the plot shows (the live view follows it through Redis); the
-    peak tools use the first."""
+    peak tools use the first.
+
+    counters: one or more counters of the session, or their names.
+    Example: plotselect(xtal)  then  cen()  ->  cen: sby = 0.3494 (xtal, fwhm 0.4026)"""
     if not counters:
         raise TypeError("plotselect: give one or more counters (or their names)")
     names = [getattr(c, "name", c) for c in counters]
@@ -239,12 +242,19 @@ def _goto(command, found, counter, axis):
 
 
 def goto_peak(counter=None, axis=None):
-    """Move the scanned axes to the peak of the last scan (see peak()); says where they went."""
+    """Move the scanned axes to the peak of the last scan (see peak()); says where they went.
+
+    counter, axis: as for peak(). The axes go to the point of the highest value.
+    Example: goto_peak()  ->  goto_peak: sby = 0.3500 (peak: sby = 0.3500 (xtal = 20050))"""
     return _goto("goto_peak", peak(counter, axis), counter, axis)
 
 
 def goto_com(counter=None, axis=None):
-    """Move the scanned axes to the center of mass of the last scan (see com())."""
+    """Move the scanned axes to the center of mass of the last scan (see com()); says where
+    they went (the target rounded to the axis's steps).
+
+    counter, axis: as for peak().
+    Example: goto_com()  ->  goto_com: sby = 0.3497 (com: sby = 0.3497 (xtal))"""
     return _goto("goto_com", com(counter, axis), counter, axis)
 
 

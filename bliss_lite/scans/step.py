@@ -235,12 +235,22 @@ def dmesh(motor1, start1, stop1, intervals1, motor2, start2, stop2, intervals2, 
 # -- given positions --------------------------------------------------------------------------
 def lookupscan(motor_pos_tuple_list, count_time, *counters, save=True, run=True, suspenders=None):
     """lookupscan([(m0, positions), (m1, positions)], t): the axes visit the listed positions
-    together (every list the same length)."""
+    together (every list the same length) and count `count_time` seconds at each.
+
+    motor_pos_tuple_list: (axis, positions) pairs; positions absolute, in the axis's unit.
+    count_time: seconds per point. counters: counters, measurement groups or names; none: the
+    active measurement group. save, run: as for ascan. Returns the Scan.
+    Example: lookupscan([(sby, [0, 0.2, 0.5]), (sbz, [1, 1.5, 2])], 0.1, xtal)"""
     return _lookup("lookupscan", motor_pos_tuple_list, count_time, counters, save, run, suspenders)
 
 
 def pointscan(motor, positions, count_time, *counters, save=True, run=True, suspenders=None):
-    """pointscan(m, [p0, p1, ...], t): visit the listed positions of one axis."""
+    """pointscan(m, [p0, p1, ...], t): visit the listed positions of one axis, in that order,
+    and count `count_time` seconds at each.
+
+    motor: an axis. positions: absolute, in the axis's unit. count_time: seconds per point.
+    counters, save, run: as for ascan. Returns the Scan.
+    Example: pointscan(sby, [0, 0.3, 0.35, 0.4, 1], 0.1, xtal)"""
     return _lookup("pointscan", [(check.axis("pointscan", motor), positions)], count_time, counters, save,
                    run, suspenders)
 

@@ -52,22 +52,37 @@ def _move(command, args, relative, display):
 
 
 def mv(*args):
-    """mv(axis, pos, ...): move to absolute user positions and wait."""
+    """mv(axis, pos, ...): move to absolute user positions and wait.
+
+    axis, pos: pairs of an axis and its target, in the axis's user unit (mm, deg: wa() shows
+    it). Every axis starts together; all limits are checked before anything moves. Ctrl-C
+    stops every axis and says where each one stopped.
+    Example: mv(sby, 0.35, sbz, 1.2)"""
     _move("mv", args, relative=False, display=False)
 
 
 def mvr(*args):
-    """mvr(axis, delta, ...): move by relative distances and wait."""
+    """mvr(axis, delta, ...): move by relative distances and wait.
+
+    axis, delta: pairs of an axis and a distance from its current position, in the axis's
+    user unit. Otherwise as mv.
+    Example: mvr(sby, -0.1)"""
     _move("mvr", args, relative=True, display=False)
 
 
 def umv(*args):
-    """umv(axis, pos, ...): like mv, showing user/dial positions while moving."""
+    """umv(axis, pos, ...): like mv, showing user/dial positions while moving.
+
+    axis, pos: pairs of an axis and its absolute target, in the axis's user unit.
+    Example: umv(srot, 90)"""
     _move("umv", args, relative=False, display=True)
 
 
 def umvr(*args):
-    """umvr(axis, delta, ...): like mvr, showing user/dial positions while moving."""
+    """umvr(axis, delta, ...): like mvr, showing user/dial positions while moving.
+
+    axis, delta: pairs of an axis and a distance from where it is, in the axis's user unit.
+    Example: umvr(sby, 0.05, sbz, -0.05)"""
     _move("umvr", args, relative=True, display=True)
 
 
@@ -77,7 +92,10 @@ def _session_axes():
 
 
 def wa(*, out=None):
-    """Where all: user and dial positions of every axis of the session."""
+    """Where all: user and dial positions of every axis of the session.
+
+    Each column is headed name[unit]. out: a file to print to (default the screen).
+    Example: wa()"""
     axes = _session_axes()
     out = out or sys.stdout
     if not axes:
@@ -88,7 +106,10 @@ def wa(*, out=None):
 
 
 def wm(*axes, out=None):
-    """Where motor: user high/current/low, offset, dial high/current/low of the given axes."""
+    """Where motor: user high/current/low, offset, dial high/current/low of the given axes.
+
+    axes: one or more axes; values in each axis's unit (the column header says it).
+    Example: wm(sby, srot)"""
     if not axes:
         raise TypeError("wm: give one or more axes, e.g. wm(m0, m1)")
     for axis in axes:
@@ -106,26 +127,36 @@ def wm(*axes, out=None):
 
 
 def sta(*, out=None):
-    """Status of every axis of the session."""
+    """Status of every axis of the session (READY, MOVING, LIMPOS, FAULT... with their meaning).
+
+    Example: sta()"""
     axes = _session_axes()
     print(columns_table(["Axis", "Status"], [[a.name, a.state.describe()] for a in axes]),
           file=out or sys.stdout)
 
 
 def sync(*axes):
-    """Re-read positions and states from the controllers (all axes when none given)."""
+    """Re-read positions and states from the controllers (all axes when none given).
+
+    axes: axes to re-read; none: every axis of the session. Use it after a controller was
+    moved or reset outside the session.
+    Example: sync(srot)  or  sync()"""
     for axis in axes or _session_axes():
         axis.sync_hard()
 
 
 def lsmot(*, out=None):
-    """Names of the session's axes."""
+    """Names of the session's axes, sorted.
+
+    Example: lsmot()"""
     names = sorted(a.name for a in _session_axes())
     print("Motors configured in this session:\n" + "  ".join(names), file=out or sys.stdout)
 
 
 def lscnt(*, out=None):
-    """The session's counters: full name, shape, controller, name, unit."""
+    """The session's counters: full name, shape, controller, name, unit.
+
+    Example: lscnt()"""
     session = current_session()
     counters = session.counters if session is not None else []
     rows = [[c.fullname, "0D" if not c.shape else f"{len(c.shape)}D", c.controller_name, c.name, c.unit]
@@ -134,7 +165,9 @@ def lscnt(*, out=None):
 
 
 def lsmg(*, out=None):
-    """The session's measurement groups; the active one is marked with '*'."""
+    """The session's measurement groups and their counters; the active one is marked with '*'.
+
+    Example: lsmg()"""
     session = current_session()
     groups = session.measurement_groups if session is not None else []
     active = active_mg()
