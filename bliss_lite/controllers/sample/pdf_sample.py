@@ -201,7 +201,12 @@ def _mean_composition(names):
 
 
 def create(name, node, config):
+    from bliss_lite.config.errors import ConfigError, where
     from bliss_lite.controllers.sample.xrdct_sample import create as create_xrdct
 
+    for key in ("phantom", "phantom_radius"):  # the XRD-CT sample's geometries: not this sample's
+        if key in node:
+            raise ConfigError(f"{where(node, key)}: sample '{name}': a pdfct_sample has no key '{key}' (what is in "
+                              "the beam is its specimen, chosen at run time)")
     base = create_xrdct(name, node, config)
     return PdfctSample(name, base.omega, base.x, base.z, base.poni, base.flux, base.monitor_rate, base.seed, base.ring)

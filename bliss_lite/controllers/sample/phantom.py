@@ -6,11 +6,14 @@ u cos(omega) + v sin(omega) = x (the parallel-beam Radon convention), at height 
 length of that line through each phase is computed exactly (chord of an ellipse), so frames
 are cheap to make and the ground-truth maps (`phase_map`) are exact for the reconstruction
 issue to test itself against.
+
+Three geometries, chosen in the sample's YAML (`phantom:`, `phantom_radius:`; PHANTOMS): the
+demo's (`default`), `grains` and `packed`, of different shapes, sizes, densities and phases.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -64,9 +67,27 @@ class Phase:
 class Phantom:
     """Phases and their shapes; path lengths per phase and transmission for any beam."""
 
-    def __init__(self, phases, radius):
+    def __init__(self, phases, radius, kind=None):
         self.phases = list(phases)
         self.radius = radius  # mm: the sample fits in this cylinder around the axis
+        self.kind = kind  # the name it was built by (PHANTOMS), None for one built by hand
+
+    def scaled(self, radius):
+        """The same phantom enlarged or shrunk across the beam (u, v and the semi-axes; heights
+        kept) so that it fits within `radius` mm of the axis."""
+        f = radius / self.radius
+        phases = [replace(p, shapes=tuple(replace(s, u=s.u * f, v=s.v * f, a=s.a * f, b=s.b * f) for s in p.shapes))
+                  for p in self.phases]
+        return Phantom(phases, radius, self.kind)
+
+    def describe(self):
+        """JSON-able: what a scan records of the geometry (the ground truth can be rebuilt from it;
+        an unbounded height is None)."""
+        bound = lambda z: None if math.isinf(z) else z  # noqa: E731
+        return {"kind": self.kind, "radius": self.radius, "unit": "mm",
+                "shapes": [{"phase": p.name, "u": s.u, "v": s.v, "a": s.a, "b": s.b, "angle": s.angle,
+                            "z_min": bound(s.z_min), "z_max": bound(s.z_max), "density": s.density}
+                           for p in self.phases for s in p.shapes]}
 
     @property
     def names(self):
@@ -98,4 +119,38 @@ def default_phantom():
         Phase("Si", (EllipticCylinder(-0.15, 0.5, 0.3, 0.12, angle=-20),), mu=0.03, calibrant="Si"),
         Phase("alpha_Al2O3", (EllipticCylinder(0.2, -0.5, 0.15, 0.25, z_min=-0.2),
                               EllipticCylinder(-0.55, 0.35, 0.1, 0.1)), mu=0.08, calibrant="alpha_Al2O3"),
-    ], radius=1.0)
+    ], radius=1.0, kind="default")
+
+
+def grains_phantom():
+    """Radius 1.5 mm: an off-centre amorphous body at 0.8 density, Si at half density, three
+    small CeO2 grains, a long thin LaB6 needle; no alumina."""
+    return Phantom([
+        Phase("matrix", (EllipticCylinder(0.2, -0.1, 1.2, 0.9, angle=15, density=0.8),), mu=0.02),
+        Phase("Si", (EllipticCylinder(-0.45, 0.3, 0.45, 0.3, angle=40, density=0.5),), mu=0.03, calibrant="Si"),
+        Phase("CeO2", (EllipticCylinder(0.6, 0.4, 0.15, 0.15), EllipticCylinder(0.8, -0.5, 0.2, 0.12),
+                       EllipticCylinder(-0.2, -0.6, 0.12, 0.12)), mu=0.6, calibrant="CeO2"),
+        Phase("LaB6", (EllipticCylinder(0.3, 0.0, 0.6, 0.08, angle=-60),), mu=0.4, calibrant="LaB6"),
+    ], radius=1.5, kind="grains")
+
+
+def packed_phantom():
+    """Radius 0.6 mm, no amorphous phase: three crystalline phases side by side, Si in two
+    densities (0.6 and 0.3)."""
+    return Phantom([
+        Phase("alpha_Al2O3", (EllipticCylinder(-0.2, 0.0, 0.3, 0.45),), mu=0.08, calibrant="alpha_Al2O3"),
+        Phase("Si", (EllipticCylinder(0.25, 0.2, 0.2, 0.2, density=0.6),
+                     EllipticCylinder(0.25, -0.3, 0.15, 0.15, density=0.3)), mu=0.03, calibrant="Si"),
+        Phase("CeO2", (EllipticCylinder(0.0, 0.45, 0.1, 0.08),), mu=0.6, calibrant="CeO2"),
+    ], radius=0.6, kind="packed")
+
+
+PHANTOMS = {"default": default_phantom, "grains": grains_phantom, "packed": packed_phantom}
+
+
+def make_phantom(kind="default", radius=None):
+    """The phantom `kind` (a key of PHANTOMS), scaled to fit within `radius` mm when given."""
+    if kind not in PHANTOMS:
+        raise ValueError(f"phantom must be one of {', '.join(PHANTOMS)}, got {kind!r}")
+    phantom = PHANTOMS[kind]()
+    return phantom if radius is None else phantom.scaled(radius)

@@ -5,7 +5,8 @@ the diffraction frame (via DiffractionModel, one per detector ROI, built on firs
 the beam monitors: I0 (incident, Poisson) and `it` (I0 times the sample's transmission).
 With a storage `ring` (controllers/storage_ring.py) the flux and the monitors follow its
 current: during a beam loss the monitors read ~0 and the frames hold no diffraction.
-`phantom.phase_map(...)` is the ground truth for reconstructions.
+`phantom.phase_map(...)` is the ground truth for reconstructions. Which phantom (the demo's, or
+another geometry: phantom.PHANTOMS) and its size come from the YAML (`phantom`, `phantom_radius`).
 """
 from __future__ import annotations
 
@@ -17,11 +18,11 @@ import numpy as np
 from bliss_lite.config.errors import ConfigError, where
 from bliss_lite.config.fields import Field, non_negative, one_of, positive, read_fields
 from bliss_lite.controllers.sample.diffraction import PEAK_FWHM_Q, DiffractionModel, load_geometry
-from bliss_lite.controllers.sample.phantom import default_phantom
+from bliss_lite.controllers.sample.phantom import PHANTOMS, default_phantom, make_phantom
 
 
 class XrdctSample:
-    def __init__(self, name, omega, x, z, poni, flux=2.0e5, monitor_rate=1.0e6, seed=None, ring=None):
+    def __init__(self, name, omega, x, z, poni, flux=2.0e5, monitor_rate=1.0e6, seed=None, ring=None, phantom=None):
         self.name = name
         self.ring = ring  # a StorageRing, or None: a beam that never fails
         self.omega, self.x, self.z = omega, x, z
@@ -29,7 +30,7 @@ class XrdctSample:
         self.flux = flux
         self.monitor_rate = monitor_rate  # I0 counts per second
         self.seed = seed  # None: noise seeded afresh in every process (YAML `seed:` makes it repeat)
-        self.phantom = default_phantom()
+        self.phantom = phantom if phantom is not None else default_phantom()
         self._geometry = None
         self._models = {}
         self._rng = np.random.default_rng(None if seed is None else seed + 1)
@@ -74,11 +75,12 @@ class XrdctSample:
 
     def description(self):
         """What a scan records of its sample (scan_info["sample"]): reduction takes the phases to
-        map, and their peak width, from the scan's data, never from this simulator's code."""
+        map, and their peak width, from the scan's data, never from this simulator's code;
+        `phantom` records the geometry (kind, radius, shapes) the ground truth comes from."""
         return {"name": self.name, "simulated": True,
                 "phases": {p.name: p.calibrant for p in self.phantom.phases},
                 "peak_fwhm": PEAK_FWHM_Q, "peak_fwhm_unit": "nm^-1", "poni": str(self.poni),
-                "stages": self.stages()}
+                "stages": self.stages(), "phantom": self.phantom.describe()}
 
     def stages(self):
         """How the sample is mounted, sample side first (NeXus axes: z along the beam, y up): it
@@ -88,7 +90,8 @@ class XrdctSample:
                 {"axis": self.z.name, "type": "translation", "vector": [0, 1, 0]}]
 
     def __info__(self):
-        return (f"Simulated XRD-CT sample {self.name}: phases {', '.join(self.phantom.names)} within "
+        kind = f"{self.phantom.kind} phantom: " if self.phantom.kind else ""
+        return (f"Simulated XRD-CT sample {self.name}: {kind}phases {', '.join(self.phantom.names)} within "
                 f"{self.phantom.radius:g} mm of the axis; stages {self.omega.name}, {self.x.name}, {self.z.name}; "
                 f"geometry {self.poni.name}")
 
@@ -139,6 +142,8 @@ SAMPLE_FIELDS = (
     Field("monitor_rate", "number", 1.0e6, check=positive),
     Field("seed", "int", None, check=non_negative),
     Field("ring", "ref", None),
+    Field("phantom", "str", "default", check=one_of(*PHANTOMS)),
+    Field("phantom_radius", "number", None, check=positive),  # mm; none: the phantom's own
 )
 
 
@@ -156,5 +161,6 @@ def create(name, node, config):
     ring = config.resolve(values["ring"]) if values["ring"] is not None else None
     if ring is not None and not hasattr(ring, "beam_fraction_at"):
         raise ConfigError(f"{where(node, 'ring')}: sample '{name}': {values['ring']} is not a storage ring")
+    phantom = make_phantom(values["phantom"], values["phantom_radius"])
     return XrdctSample(name, axes["omega"], axes["x"], axes["z"], poni, values["flux"], values["monitor_rate"],
-                       values["seed"], ring)
+                       values["seed"], ring, phantom)
