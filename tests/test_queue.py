@@ -272,14 +272,16 @@ def test_an_xrdct_scan_killed_with_its_server_is_resumed_first_from_its_file(que
 
     first = servers.start(queue_env)
     queue = QueueClient(queue_env, SESSION, who="test")
-    scan_id = queue.add("xrdct(omega, x, z, -1, 1, 8, [0.0], 0.03, n_omega=8, fast_axis='x')")["id"]
+    # checking an XRD-CT item loads the detector geometry (pyFAI): 10 s and more on a loaded host
+    scan_id = queue.add("xrdct(omega, x, z, -1, 1, 8, [0.0], 0.03, n_omega=8, fast_axis='x')", timeout=120)["id"]
     after = queue.add("ct(0.001)")["id"]
     _wait_scan_begun(queue, scan_id)
     time.sleep(1.0)  # a few lines measured and flushed
     os.kill(first.pid, signal.SIGKILL)
     first.wait(timeout=10)
     servers.start(queue_env)
-    interrupted = _wait_state(queue, scan_id, ("interrupted",), timeout=5)
+    # marked interrupted once its resume_scan is checked and queued first: the geometry again
+    interrupted = _wait_state(queue, scan_id, ("interrupted",), timeout=120)
     assert "resumed_by" in interrupted, (interrupted, queue_env.xrange(f"bliss_lite:queue:{SESSION}:log"))
     resumed = queue.wait(interrupted["resumed_by"], timeout=60)
     assert resumed["command"] == f"resume_scan({interrupted['filename']!r}, '{interrupted['scan']}.1')"

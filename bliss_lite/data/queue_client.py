@@ -110,10 +110,11 @@ class QueueClient:
                     raise QueueError(answer.get("error") or f"queue: {op} refused")
                 return answer
 
-    def add(self, command, position=None):
+    def add(self, command, position=None, timeout=REPLY_TIMEOUT_S):
         """Queue `command` (text such as "ascan(m0, 0, 1, 10, 0.1)"), checked by the server
-        first; returns the new item (dict with its id)."""
-        return self.request("add", command=command, position=position)["item"]
+        first; returns the new item (dict with its id). `timeout`: seconds to wait for the
+        answer (the first XRD-CT item a server checks loads the detector geometry: seconds)."""
+        return self.request("add", timeout=timeout, command=command, position=position)["item"]
 
     def remove(self, item_id):
         return self.request("remove", id=item_id)
