@@ -10,13 +10,39 @@ every dataset, the NXsample, and a default plot that shows what the scan is for.
 - a mesh (amesh, dmesh) opens as an image: NXdata `mesh` (slow, fast) of the selected counter,
   both motors as axes, written when the entry closes (SWMR adds no dataset while it runs);
   a step scan opens on `plotselect`, its selected counter against its first motor.
+- the detector geometry and the beam (`write_detector_geometry`), from the PONI the scan's
+  sample description names, written with the entry, so a raw scan (no processing, or one
+  killed before it) holds them; the integration writes them again for the frames it
+  integrated (processing/nexus_geometry.py):
+
+      instrument/<detector>  NXdetector: distance (m: pyFAI's, from the sample to the detector
+                             plane), x_pixel_size, y_pixel_size (m), beam_center_x,
+                             beam_center_y (pixel, where the direct beam hits, the first pixel
+                             spanning 0 to 1, as pyFAI and Fit2D count), sensor_material,
+                             sensor_thickness (m); x_pixel_offset, y_pixel_offset (m, of each
+                             column's and row's centre from the PONI) and depends_on: the
+                             detector placed by NXtransformations `transformations/`:
+                             distance (translation along the beam, z) <- rot1 <- rot2 <- rot3
+                             (rotations about the sample, rad, pyFAI's angles on the NeXus
+                             axes: rot1 about (0, -1, 0), rot2 about (1, 0, 0), rot3 about
+                             (0, 0, 1); x horizontal, y up, z along the beam); poni/ (the PONI
+                             field by field, for `integrator_from_nexus`)
+      instrument/monochromator  NXmonochromator: wavelength (Angstrom), energy (keV)
+
+  pyFAI's pixel (row i, column j) lies at rot3 rot2 rot1 (x_pixel_offset[j], y_pixel_offset[i],
+  distance): pyFAI's axis 1 is NeXus's y, its axis 2 NeXus's -x.
 """
 from __future__ import annotations
 
+import json
 import warnings
 
 import h5py
 import numpy as np
+
+HC_KEV_ANGSTROM = 12.398419843320026  # h c, keV Angstrom
+SENSORS = {"Pilatus2M": ("CdTe", 1.0e-3), "Pilatus2MCdTe": ("CdTe", 1.0e-3)}  # ID15's high-energy detectors
+ROTATIONS = (("rot1", (0, -1, 0)), ("rot2", (1, 0, 0)), ("rot3", (0, 0, 1)))  # pyFAI's, on NeXus's axes
 
 
 def unit_of(spec):
@@ -102,3 +128,98 @@ def write_mesh_image(entry, scan_info, signal):
     mesh.attrs[f"{fast}_indices"] = 1
     entry.attrs["default"] = "mesh"
     return mesh
+
+
+def frames_geometry(poni, roi=None, shape=None):
+    """(pyFAI AzimuthalIntegrator of the frames as stored, that of the whole detector) from a
+    PONI file: a ROI (row, column, rows, columns) gets a detector of its own shape with the
+    PONI shifted by the ROI's corner, so every pixel keeps its place. The integrator is None
+    where the frames' `shape` is neither the ROI's nor the whole detector's (where the frames'
+    pixels lie is then unknown)."""
+    import pyFAI
+    from pyFAI.detectors import Detector
+    from pyFAI.integrator.azimuthal import AzimuthalIntegrator
+
+    from bliss_lite.config.file_checks import checked_file
+
+    full = pyFAI.load(str(checked_file(poni, "poni", "sample: PONI file")))
+    det = full.detector
+    if roi:
+        row, column, rows, columns = (int(v) for v in roi)
+    else:
+        row, column, (rows, columns) = 0, 0, tuple(det.max_shape or ())
+    if shape is not None and tuple(shape) != (rows, columns):
+        return None, full
+    if (row, column) == (0, 0) and tuple(det.max_shape or ()) == (rows, columns):
+        return full, full
+    small = Detector(det.pixel1, det.pixel2, max_shape=(rows, columns), orientation=int(det.orientation))
+    ai = AzimuthalIntegrator(dist=full.dist, poni1=full.poni1 - row * det.pixel1, poni2=full.poni2 - column * det.pixel2,
+                             rot1=full.rot1, rot2=full.rot2, rot3=full.rot3, detector=small, wavelength=full.wavelength)
+    return ai, full
+
+
+def _put(group, name, value, units=None):
+    if name in group:
+        del group[name]
+    group[name] = value
+    if units is not None:
+        group[name].attrs["units"] = units
+    return group[name]
+
+
+def write_detector_geometry(instrument, detector, ai, model=None):
+    """pyFAI's geometry `ai` (of the frames as stored) as NeXus fields of the NXdetector group
+    `detector` and of instrument/monochromator (module docstring); `model`: the detector's model
+    name (a ROI's geometry has a generic detector), for its sensor. Replaces what was there."""
+    if detector is not None:
+        fit2d = ai.getFit2D()
+        _put(detector, "distance", float(ai.dist), "m")
+        _put(detector, "x_pixel_size", float(ai.detector.pixel2), "m")
+        _put(detector, "y_pixel_size", float(ai.detector.pixel1), "m")
+        _put(detector, "beam_center_x", float(fit2d["centerX"]), "pixel")
+        _put(detector, "beam_center_y", float(fit2d["centerY"]), "pixel")
+        material, thickness = SENSORS.get(str(model or ai.detector.name).replace(" ", ""), (None, None))
+        sensor = getattr(ai.detector, "sensor", None)
+        if sensor is not None and getattr(sensor, "material", None):
+            material = str(sensor.material)
+            thickness = getattr(sensor, "thickness", thickness)
+        if material is not None:
+            _put(detector, "sensor_material", material)
+        if thickness:
+            _put(detector, "sensor_thickness", float(thickness), "m")
+        rows, columns = ai.detector.shape
+        _put(detector, "x_pixel_offset", -((np.arange(columns) + 0.5) * ai.detector.pixel2 - ai.poni2), "m")
+        _put(detector, "y_pixel_offset", (np.arange(rows) + 0.5) * ai.detector.pixel1 - ai.poni1, "m")
+        if "transformations" in detector:
+            del detector["transformations"]
+        transformations = detector.create_group("transformations")
+        transformations.attrs["NX_class"] = "NXtransformations"
+        chain = [("distance", float(ai.dist), "translation", (0, 0, 1), "m")]
+        chain += [(name, float(getattr(ai, name)), "rotation", vector, "rad") for name, vector in ROTATIONS]
+        for k, (name, value, kind, vector, units) in enumerate(chain):
+            field = _put(transformations, name, value, units)
+            field.attrs["transformation_type"] = kind
+            field.attrs["vector"] = np.asarray(vector, np.float64)
+            field.attrs["depends_on"] = f"{transformations.name}/{chain[k + 1][0]}" if k + 1 < len(chain) else "."
+        _put(detector, "depends_on", f"{transformations.name}/distance")
+        if "poni" in detector:
+            del detector["poni"]
+        poni = detector.create_group("poni")
+        poni.attrs["NX_class"] = "NXcollection"
+        for key, units in (("dist", "m"), ("poni1", "m"), ("poni2", "m"), ("rot1", "rad"), ("rot2", "rad"),
+                           ("rot3", "rad"), ("wavelength", "m")):
+            _put(poni, key, float(getattr(ai, key)), units)
+        _put(poni, "detector", ai.detector.name)
+        _put(poni, "detector_config", json.dumps(ai.detector.get_config(), default=_plain))
+    if ai.wavelength:
+        mono = instrument.require_group("monochromator")
+        mono.attrs["NX_class"] = "NXmonochromator"
+        angstrom = ai.wavelength * 1e10
+        _put(mono, "wavelength", float(angstrom), "Angstrom")
+        _put(mono, "energy", float(HC_KEV_ANGSTROM / angstrom), "keV")
+
+
+def _plain(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    return getattr(value, "value", str(value))  # pyFAI's Orientation enum: its number

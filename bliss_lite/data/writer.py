@@ -4,7 +4,8 @@ Layout (docs/architecture.md): title, start_time, end_time, end_reason; instrume
 (the start snapshot); instrument/<axis>/value (NXpositioner) and instrument/<counter>/data
 (NXdetector, NXmonitor for i0 and it) filled point by point, every dataset with units;
 sample (NXsample); measurement/<channel> soft links; an NXdata default plot (a mesh's an
-image, made at close: nexus_parts.py).
+image, made at close: nexus_parts.py); where the scan's sample names a PONI, the detector's
+geometry (NXtransformations) and instrument/monochromator (nexus_parts.py).
 Everything an entry holds is created when it opens, then the file switches to SWMR, so other
 processes can read it (h5py.File(path, "r", swmr=True)) while the scan writes and flushes.
 Detector frames (channels of encoding "bslz4") go, as the detector compressed them, into data
@@ -24,6 +25,7 @@ dropping the unused reserve.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from datetime import datetime, timezone
 from pathlib import Path
@@ -43,11 +45,19 @@ from bliss_lite.data.frame_files import (
     make_virtual_frames,
 )
 from bliss_lite.data.model import END_REASONS
-from bliss_lite.data.nexus_parts import create_sample, mesh_bytes, unit_of, write_mesh_image
+from bliss_lite.data.nexus_parts import (
+    create_sample,
+    frames_geometry,
+    mesh_bytes,
+    unit_of,
+    write_detector_geometry,
+    write_mesh_image,
+)
 from bliss_lite.data.safe_open import open_hdf5
 
 FRAME_MARKS = ("frames_dropped", "frames_duplicated")  # per detector, set at close
 ENTRY_NAME = re.compile(r"^(\d+)\.1$")
+log = logging.getLogger(__name__)
 STRING = h5py.string_dtype()
 
 
@@ -174,6 +184,7 @@ class EntryWriter:
                 self.counts[spec.name] = 0
                 measurement[spec.name] = h5py.SoftLink(f"/{self.name}/instrument/{spec.name}/{field}")
         create_sample(entry, self.path.stem, self.scan_info.get("sample"), recorded)
+        self._create_geometry(instrument, [spec for spec in counters if spec.name in self.frames])
         signal = (plot or {}).get("signal") or next((s.name for s in counters if len(s.shape) == 0), None)
         if signal is not None:
             nxdata = _nx(entry.create_group("plotselect"), "NXdata")
@@ -185,6 +196,25 @@ class EntryWriter:
                 nxdata.attrs["axes"] = [axis]
             entry.attrs["default"] = "plotselect"
         self.h5.attrs["default"] = self.name
+
+    def _create_geometry(self, instrument, detectors):
+        """The detector geometry and the wavelength (nexus_parts.write_detector_geometry) of the
+        PONI the scan's sample description names, for the frames as stored: the whole detector,
+        or the ROI the scan recorded (scan_info["xrdct"]["roi"]). Frames of another shape (a ROI
+        not recorded): the wavelength alone. A PONI that cannot be read: said, and the scan runs."""
+        poni = (self.scan_info.get("sample") or {}).get("poni")
+        if not poni or not detectors:
+            return
+        recorded = self.scan_info.get("xrdct") or {}
+        for spec in detectors:
+            roi = recorded.get("roi") if recorded.get("detector") == spec.name else None
+            try:
+                ai, full = frames_geometry(poni, roi, spec.shape)
+            except Exception as exc:  # noqa: BLE001 - the geometry is metadata: the scan still runs
+                log.warning("%s entry %s: no detector geometry for %s: %s", self.path, self.name, spec.name, exc)
+                continue
+            write_detector_geometry(instrument, instrument[spec.name] if ai is not None else None, ai or full,
+                                    model=full.detector.name)
 
     def _create_suspensions(self, entry):
         """`suspensions/{start_time, end_time, reason}`: one row per time the scan waited for
