@@ -68,13 +68,14 @@ def ca_environment():
 class TangoServer:
     """The simulated device server as a child process; `restart` brings it back on its port."""
 
+    ARGS = ("--motors", "sim/motor/1,sim/motor/2")
+
     def __init__(self):
         self.port = 0
         self.restart()
 
     def restart(self):
-        self.process = subprocess.Popen([sys.executable, str(SERVER), "--port", str(self.port),
-                                         "--motors", "sim/motor/1,sim/motor/2"],
+        self.process = subprocess.Popen([sys.executable, str(SERVER), "--port", str(self.port), *self.ARGS],
                                         stdout=subprocess.PIPE, text=True)
         for line in self.process.stdout:
             if line.startswith("LISTENING"):
@@ -96,12 +97,14 @@ class TangoServer:
 class Ioc:
     """The simulated IOC as a child process on the module's Channel Access port."""
 
+    PREFIX = "SIM:"
+
     def __init__(self):
         self.process = None
         self.start()
 
     def start(self):
-        self.process = subprocess.Popen([sys.executable, str(IOC), "--prefix", "SIM:"], stdout=subprocess.PIPE,
+        self.process = subprocess.Popen([sys.executable, str(IOC), "--prefix", self.PREFIX], stdout=subprocess.PIPE,
                                         text=True, env=dict(os.environ, **ca_environment()))
         for line in self.process.stdout:
             if line.startswith("LISTENING"):
