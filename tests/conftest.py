@@ -23,6 +23,9 @@ def nothing_left_running(tmp_path_factory):
     private_default_run_dir), so this check runs after all of them have stopped their servers."""
     SESSION_PROCESSES.add_dir(tmp_path_factory.getbasetemp())
     yield
+    from bliss_lite.processing.worker_pool import stop_all
+
+    stop_all()  # the integration workers the scans kept for the next scan: stopped as at exit
     left = SESSION_PROCESSES.finish()
     assert not left, f"processes left running by the tests (now killed): {left}"
 
