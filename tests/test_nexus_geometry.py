@@ -157,3 +157,31 @@ def test_frames_of_an_unknown_roi_get_the_wavelength_alone(tmp_path):
     assert roi.detector.shape == (48, 160) and roi.poni1 == pytest.approx(full.poni1 - 816 * 172e-6)
     unknown, full = frames_geometry(poni, None, (48, 160))
     assert unknown is None and full.wavelength == pytest.approx(1.4e-11)
+
+
+@pytest.mark.parametrize("extra, placed", [({"roi": [816, 700, 48, 160]}, True), ({}, False)])
+def test_the_writer_places_frames_of_a_recorded_roi_and_gives_the_wavelength_alone_else(tmp_path, extra, placed):
+    """A frame channel that records its ROI gets the geometry of those pixels; frames of a
+    ROI nobody recorded (48 x 160 of a 1679 x 1475 detector) get the wavelength alone."""
+    import pyFAI
+
+    from bliss_lite.data.model import ChannelSpec
+    from bliss_lite.data.writer import EntryWriter
+    from tests.conftest import CONFIG_DIR
+
+    poni = CONFIG_DIR / "xrdct" / "pilatus2m.poni"
+    spec = ChannelSpec("pilatus", "int32", (48, 160), "counts", encoding="bslz4", extra=extra)
+    writer = EntryWriter(tmp_path / "roi.h5", 1, title="fscan", counters=[spec], scan_info={"sample": {"poni": str(poni)}},
+                         npoints=2)
+    writer.close()
+    full = pyFAI.load(str(poni))
+    with h5py.File(tmp_path / "roi.h5", "r") as h5:
+        instrument = h5["1.1/instrument"]
+        assert instrument["monochromator/wavelength"][()] == pytest.approx(full.wavelength * 1e10, rel=1e-12)
+        detector = instrument["pilatus"]
+        assert ("distance" in detector, "transformations" in detector, "poni" in detector) == (placed,) * 3
+        if placed:
+            rebuilt = pyfai_from_nexus_fields(detector, instrument["monochromator"], (48, 160))
+            assert rebuilt.poni1 == pytest.approx(full.poni1 - 816 * full.detector.pixel1, abs=1e-12)
+            assert rebuilt.poni2 == pytest.approx(full.poni2 - 700 * full.detector.pixel2, abs=1e-12)
+            assert rebuilt.dist == pytest.approx(full.dist, rel=1e-12)

@@ -200,14 +200,15 @@ class EntryWriter:
     def _create_geometry(self, instrument, detectors):
         """The detector geometry and the wavelength (nexus_parts.write_detector_geometry) of the
         PONI the scan's sample description names, for the frames as stored: the whole detector,
-        or the ROI the scan recorded (scan_info["xrdct"]["roi"]). Frames of another shape (a ROI
-        not recorded): the wavelength alone. A PONI that cannot be read: said, and the scan runs."""
+        or the ROI the frame channel (`spec.extra["roi"]`) or the scan (scan_info["xrdct"]["roi"])
+        recorded. Frames of another shape (a ROI not recorded): the wavelength alone. A PONI that
+        cannot be read: said, and the scan runs."""
         poni = (self.scan_info.get("sample") or {}).get("poni")
         if not poni or not detectors:
             return
         recorded = self.scan_info.get("xrdct") or {}
         for spec in detectors:
-            roi = recorded.get("roi") if recorded.get("detector") == spec.name else None
+            roi = spec.extra.get("roi") or (recorded.get("roi") if recorded.get("detector") == spec.name else None)
             try:
                 ai, full = frames_geometry(poni, roi, spec.shape)
             except Exception as exc:  # noqa: BLE001 - the geometry is metadata: the scan still runs
