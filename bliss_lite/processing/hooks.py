@@ -53,4 +53,12 @@ def make_hooks(command, spec, session=None, context=None):
             hooks.append(HOOK_FACTORIES[name](dict(options), dict(context or {})))
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{command}: hook {name}: {exc}") from None
+    by_name = {getattr(hook, "name", None): hook for hook in hooks}
+    for hook in hooks:  # what one hook needs of another's settings, checked before the scan starts
+        check = getattr(hook, "check_with", None)
+        if check is not None:
+            try:
+                check(by_name)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{command}: hook {hook.name}: {exc}") from None
     return hooks + objects

@@ -26,12 +26,13 @@ import numpy as np
 from bliss_lite.data.safe_open import open_hdf5
 from bliss_lite.processing.hook_registry import ScanHook, register_hook, warn
 from bliss_lite.processing.jobs import register
-from bliss_lite.processing.pdf import PdfSettings, q_in_inverse_angstrom, reduce_pattern
+from bliss_lite.processing.pdf import PdfSettings, check_background, q_in_inverse_angstrom, reduce_pattern
 from bliss_lite.processing.pdf_ct import PdfCt, default_windows, footprint
 
 PDF_KEYS = set(PdfSettings.__dataclass_fields__)
 OTHER_KEYS = {"background", "references", "windows", "fit_range", "backend", "frame"}
 KEEP_GR_BYTES = 256 * 2 ** 20  # the hook's result holds G(r) of every voxel only below this (the file has it)
+MAP_UNITS = {"maps": "a.u.", "windows": "A^-2"}  # a phase's amount (NNLS weight of its reference G(r)); mean G(r)
 GEOMETRY_KEYS = ("dist", "poni1", "poni2", "rot1", "rot2", "rot3", "wavelength")
 
 
@@ -90,8 +91,16 @@ def mean_pattern(path, entry, frame=None):
 
 def resolve_background(background, q, geometry):
     """A background given as another entry: its mean pattern, refused if measured with
-    another geometry."""
-    if not (isinstance(background, dict) and "filename" in background):
+    another geometry; any background refused unless it is on the sample's Q axis `q` (1/A)."""
+    if background is None:
+        return None
+    if not isinstance(background, dict) or not ({"q", "intensity"} <= set(background)
+                                                or {"filename", "entry"} <= set(background)):
+        raise ValueError(f"background: None, {{q, intensity}} or {{filename, entry}}, got {background!r}")
+    if "filename" not in background:
+        check_background(q, background["q"])
+        if np.shape(background["intensity"]) != np.shape(q):
+            raise ValueError(f"background: {np.size(background['intensity'])} intensities for {np.size(q)} Q points")
         return background
     bq, pattern, other = mean_pattern(background["filename"], background["entry"])
     if geometry and other:
@@ -100,7 +109,7 @@ def resolve_background(background, q, geometry):
         if differs:
             raise ValueError(f"background: {background['filename']} entry {background['entry']} was measured with "
                              f"another geometry ({', '.join(differs)} differ)")
-    return {"q": bq, "intensity": pattern}
+    return resolve_background({"q": bq, "intensity": pattern}, q, geometry)
 
 
 @register("pdf_scan")
@@ -195,6 +204,7 @@ def pdf_ct_entry(path, entry, settings, rest, info, keep=False):
     with open_hdf5(part, "w") as out, open_hdf5(path) as h5:
         data = h5[entry]["reconstruct/volume/data"]
         gr = out.create_dataset("gr", (nz, n, n, settings.r.size), np.float32, chunks=(1, n, n, settings.r.size))
+        gr.attrs["units"] = "A^-2"
         for h in range(nz):
             image = data[h]
             if not np.any(image):
@@ -207,6 +217,7 @@ def pdf_ct_entry(path, entry, settings, rest, info, keep=False):
                 for name, m in values.items():
                     if f"{group}/{name}" not in out:
                         out.create_dataset(f"{group}/{name}", (nz, n, n), np.float32)
+                        out[f"{group}/{name}"].attrs["units"] = MAP_UNITS[group]
                     out[f"{group}/{name}"][h] = _host(m)
                     if keep:
                         kept[group].setdefault(name, np.zeros((nz, n, n), np.float32))[h] = _host(m)
@@ -246,7 +257,7 @@ def _write_ct_process(path, entry, output, engine, names, axes):
         gr["r"] = engine.r
         gr["r"].attrs["units"] = "A"
         gr.attrs["signal"], gr.attrs["axes"] = "data", ["z", "y", "x", "r"]
-        for group, units in (("maps", "a.u."), ("windows", "A^-2")):
+        for group, units in MAP_UNITS.items():
             for name in names[group]:
                 node = process.create_group(name if group == "maps" else f"window_{name}")
                 node.attrs["NX_class"] = "NXdata"
@@ -268,15 +279,26 @@ class PdfHook(ScanHook):
         self.settings, self.rest = check_options(self.options, scan_info)
         self.result = None
 
+    def check_with(self, hooks):
+        """Before the scan starts (make_hooks): the Q range against the integration's radial
+        axis, and the background (another entry's mean pattern: read once, now) on that Q axis
+        and of that geometry. Refused here, the scan does not start."""
+        integration = hooks.get("integration")
+        if integration is None or hooks.get("reconstruction") is None:
+            raise ValueError("the pdf hook needs the integration and reconstruction hooks")
+        radial = integration.radial if integration.radial is not None else integration.integrator().radial
+        integration.radial = radial
+        q = q_in_inverse_angstrom(radial, integration.settings.unit)
+        self.settings.check_range(q)
+        self.rest["background"] = resolve_background(self.rest.get("background"), q, integration.settings.geometry)
+
     def scan_started(self, scan):
         if scan.hook("reconstruction") is None:
             raise ValueError("the pdf hook needs the reconstruction hook")
+        background = self.rest.get("background")  # checked and resolved by check_with
         self.settings, self.rest = check_options(self.options, scan.scan_info)
-        integration = scan.hook("integration")
-        unit = integration.settings.unit
-        radial = integration.radial if integration.radial is not None else integration.integrator().radial
-        integration.radial = radial
-        self.settings.check_range(q_in_inverse_angstrom(radial, unit))  # before the first frame
+        self.rest["background"] = background
+        self.check_with({"integration": scan.hook("integration"), "reconstruction": scan.hook("reconstruction")})
 
     def scan_finished(self, scan):
         if not scan.filename or scan.hook("reconstruction").result is None:
