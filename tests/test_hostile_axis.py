@@ -4,7 +4,8 @@ hypothesis writes axes whose fields take values from 1e-300 to 1e300 (finite, so
 checks for NaN and infinity let them through), and targets as extreme: loading refuses a field
 with a ConfigError naming it, or the axis is built and every move planned to any target is
 either refused before anything moves or has a finite duration and path within the limits.
-Run-time setters (velocity, acceleration, acctime, limits, offset) hold the same bounds.
+Run-time setters (velocity, acceleration, acctime, limits, offset) hold the same bounds, and
+no move planned lasts longer than a week (MAX_MOVE_S).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from bliss_lite.config import Config, ConfigError
 from bliss_lite.config.settings import SettingsStore
 from bliss_lite.controllers.errors import AxisError, LimitError
 from bliss_lite.controllers.motion import plan_motion
+from bliss_lite.controllers.motion_bounds import MAX_MOVE_S
 from bliss_lite.controllers.trajectory import Trajectory
 
 EXTREME = st.one_of(st.floats(allow_nan=False, allow_infinity=False),
@@ -59,7 +61,7 @@ def assert_finite_plan(axis, target):
     low, high = axis.dial_limits
     for steps in plan.legs:
         trajectory = Trajectory.point_to_point(0.0, start, float(steps), velocity, acceleration)
-        assert math.isfinite(trajectory.duration)
+        assert math.isfinite(trajectory.duration) and trajectory.duration <= MAX_MOVE_S
         for t in (0.0, trajectory.duration / 3, trajectory.duration / 2, trajectory.duration):
             assert math.isfinite(trajectory.position(t)) and math.isfinite(trajectory.velocity(t))
         assert low - 1e-6 <= steps / axis.steps_per_unit <= high + 1e-6
@@ -101,3 +103,19 @@ def test_run_time_setters_hold_the_same_bounds(tmp_path, setter, value):
     assert (axis.velocity, axis.acceleration, axis.limits, axis.offset) == before
     axis.move(1.0)  # nothing else stopped: the axis still moves
     assert axis.position == 1.0
+
+
+def test_a_move_that_would_take_longer_than_a_week_is_refused_before_anything_moves(tmp_path):
+    """The lowest speed over the largest distance once planned a move of ~9e21 s."""
+    axis = build({"name": "ax", "steps_per_unit": 1, "velocity": 1e-6, "acceleration": 1e-6, "position": 0.0}, tmp_path)
+    with pytest.raises(AxisError) as error:
+        axis.move(2.0**52)
+    message = str(error.value)
+    assert message.startswith("ax: move to 4.5036e+15 refused: it would take ") and "\n" not in message
+    assert "over the 604800 s (a week) a move may last" in message
+    assert "distance 4.5036e+15 steps at velocity 1e-06 steps/s" in message
+    assert axis.position == 0.0  # nothing moved
+    assert axis.controller.read_position(axis) == 0.0
+    axis.velocity, axis.acceleration = 100.0, 1000.0  # nothing else stopped: a short move is made
+    axis.move(3.0)
+    assert axis.position == 3.0

@@ -12,7 +12,10 @@ count in steps, so the bounds are in steps, where any axis's motion is computed:
 
 Checked where the numbers enter (YAML: `axis_config`, run-time setters: `axis`) and, for the
 computed move itself, before anything moves (`motion.plan_motion`): a move whose duration or
-positions are not finite is refused.
+positions are not finite is refused, and so is one planned to last longer than
+MAX_MOVE_S = one week. The rates above still allow the lowest speed over the largest
+distance (2**54 steps at 1e-6 steps/s: ~2e22 s), a move that never ends for anyone waiting
+on it; a week is far beyond any real move and still an answer.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ MIN_RATE = 1e-6
 MAX_VELOCITY = 1e15  # steps/s (the instant test axis m4: 1e12)
 MAX_ACCELERATION = 1e18  # steps/s^2 (m4: 1e16)
 RATES = {"velocity": MAX_VELOCITY, "acceleration": MAX_ACCELERATION}
+MAX_MOVE_S = 7 * 24 * 3600.0  # the longest move planned: a week
 
 
 def rate_problem(what, value, steps_per_unit):
@@ -55,4 +59,8 @@ def move_problem(x0, x1, velocity, acceleration):
     numbers = [trajectory.duration] + [v for s in trajectory.segments for v in (s.x0, s.v0, s.duration)]
     if not all(math.isfinite(v) for v in numbers):
         return f"its computed time or path is not finite (duration {trajectory.duration})"
+    if trajectory.duration > MAX_MOVE_S:
+        return (f"it would take {trajectory.duration:.3g} s, over the {MAX_MOVE_S:g} s (a week) a move may last: "
+                f"distance {abs(x1 - x0):g} steps at velocity {velocity:g} steps/s, acceleration "
+                f"{acceleration:g} steps/s^2")
     return None
