@@ -35,9 +35,11 @@ POSITIVE = st.one_of(st.floats(min_value=1e-300, max_value=1e300), st.sampled_fr
 def axis_node(draw):
     node = {"name": "ax", "steps_per_unit": draw(st.one_of(EXTREME.filter(lambda v: v != 0), st.just(1000.0))),
             "velocity": draw(POSITIVE), "acceleration": draw(POSITIVE)}
-    for key in ("backlash", "low_limit", "high_limit"):
+    for key in ("backlash", "tolerance", "low_limit", "high_limit", "position"):  # position: the mockup's start
         if draw(st.booleans()):
             node[key] = draw(EXTREME)
+    if draw(st.booleans()):
+        node["sign"] = draw(st.sampled_from([1, -1, 0, 2]))
     if "low_limit" in node and "high_limit" in node:
         node["low_limit"], node["high_limit"] = sorted((node["low_limit"], node["high_limit"]))
     return node
