@@ -185,3 +185,27 @@ def test_the_writer_places_frames_of_a_recorded_roi_and_gives_the_wavelength_alo
             assert rebuilt.poni1 == pytest.approx(full.poni1 - 816 * full.detector.pixel1, abs=1e-12)
             assert rebuilt.poni2 == pytest.approx(full.poni2 - 700 * full.detector.pixel2, abs=1e-12)
             assert rebuilt.dist == pytest.approx(full.dist, rel=1e-12)
+
+
+def test_an_fscan_of_a_roi_holds_the_geometry_of_its_frames(scan_session):
+    """fscan records where its frames sit on the detector (the frame channel's ROI): its raw
+    entry has the distance and the beam centre of those frames, as pyFAI places them."""
+    import pyFAI
+
+    from bliss_lite.data.safe_open import open_hdf5
+
+    ns = scan_session
+    pilatus = ns["pilatus"]
+    scan = ns["fscan"](ns["omega"], 0.0, 3.0, 4, 0.01, pilatus)
+    row, column, n_rows, n_columns = pilatus.roi.row, pilatus.roi.column, pilatus.roi.rows, pilatus.roi.columns
+    with open_hdf5(scan.filename) as h5:
+        entry = h5[scan.entry]
+        info = json.loads(entry["scan_info"][()])
+        detector, mono = entry["instrument/pilatus"], entry["instrument/monochromator"]
+        assert detector["data"].shape[1:] == (n_rows, n_columns)
+        rebuilt = pyfai_from_nexus_fields(detector, mono, (n_rows, n_columns))
+    full = pyFAI.load(info["sample"]["poni"])
+    assert rebuilt.dist == pytest.approx(full.dist, rel=1e-12)
+    assert rebuilt.poni1 == pytest.approx(full.poni1 - row * full.detector.pixel1, abs=1e-12)
+    assert rebuilt.poni2 == pytest.approx(full.poni2 - column * full.detector.pixel2, abs=1e-12)
+    assert rebuilt.wavelength == pytest.approx(full.wavelength, rel=1e-12)

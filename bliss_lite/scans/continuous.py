@@ -197,8 +197,12 @@ class FrameSlave(AcquisitionObject):
 
     def channels(self):
         name = self.detector.name
+        roi = getattr(self.detector, "roi", None)  # where the frames sit on the detector: the file's geometry
+        extra = {"frames_per_file": self.frames_per_file}
+        if roi is not None:
+            extra["roi"] = [int(roi.row), int(roi.column), int(roi.rows), int(roi.columns)]
         return [ChannelSpec(name, self.detector.dtype, self.detector.shape, self.detector.unit,
-                            encoding="bslz4", extra={"frames_per_file": self.frames_per_file}),
+                            encoding="bslz4", extra=extra),
                 ChannelSpec(f"{name}_frame_number", "int64"),
                 ChannelSpec(f"{name}_valid", "bool", extra={"part_of": name, "field": "valid"})]
 
