@@ -56,14 +56,18 @@ def figure(path, result, truths, correlations, summed, radial, unit):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
     phases = list(result["maps"])
+    x_mm = np.asarray(result["x_mm"], float)  # the scanned positions: the slice spans them, any phantom's size
+    half_step = (x_mm[-1] - x_mm[0]) / max(len(x_mm) - 1, 1) / 2
+    extent = (x_mm[0] - half_step, x_mm[-1] + half_step) * 2
     fig, axes = plt.subplots(len(phases) + 1, 2, figsize=(6.5, 3.0 * (len(phases) + 1)))
     for row, phase in enumerate(phases):
         for col, (image, title) in enumerate(((result["maps"][phase][0], f"{phase}: reconstruction (r = {correlations[phase]:.3f})"),
                                               (truths[phase], f"{phase}: ground truth"))):
             ax = axes[row, col]
-            ax.imshow(image, origin="lower", cmap="viridis", extent=(-1, 1, -1, 1))
+            ax.imshow(image, origin="lower", cmap="viridis", extent=extent)
             ax.set_title(title, fontsize=9)
             ax.set_xlabel("u (mm)", fontsize=8)
             ax.set_ylabel("v (mm)", fontsize=8)
