@@ -27,3 +27,46 @@ def test_hostile_names_show_as_text_and_run_nothing(shared_redis):
             assert page.evaluate("document.querySelectorAll('img[src=x], svg[onload], script:not([src])').length") == 0
     finally:
         server.close()
+
+
+PHASES = ["<img src=x onerror=alert(1)>", "$\\frac{1}{0}$", "a\"><svg onload=window.pwned=3>"]
+
+
+def test_an_xrdct_scan_with_hostile_phase_names_shows_them_as_text(scan_session, shared_redis, data_root):
+    """The reported vector: a reconstruction hook's phase names (its dict keys) reach the page's
+    map chooser, caption and map image as text; no script runs, no dialog opens."""
+    import os
+    import subprocess
+    import sys
+
+    phases = {name: material for name, material in zip(PHASES, ["CeO2", "LaB6", "CeO2"])}
+    code = ("xrdct(omega, x, z, -0.5, 0.5, 4, [0.0], 0.02, n_omega=4, fast_axis='x', "
+            f"hooks={{'integration': {{'npt': 50, 'workers': 0}}, 'reconstruction': {{'phases': {phases!r}}}}})")
+    server = ViewServer("--redis", shared_redis)
+    try:
+        with browser_page(server.url, viewport=None) as page:
+            dialogs = []
+            page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+            page.wait_for_function("() => window.blissView && window.blissView.connected")
+            page.evaluate("document.getElementById('follow').checked = true")
+            run = subprocess.run([sys.executable, "-m", "bliss_lite", "-s", "test", "-c", code], timeout=300,
+                                 env={**os.environ, "BLISS_LITE_REDIS_URL": shared_redis}, capture_output=True,
+                                 text=True)
+            assert run.returncode == 0, run.stderr
+            page.wait_for_function("() => blissView.desc && blissView.desc.state === 'CLOSED' "
+                                   "&& blissView.desc.phases.length === 3", timeout=60000)
+            shown = page.evaluate("blissView.desc.phases")
+            assert sorted(shown) == sorted(PHASES)  # unchanged, in the order the file keeps them
+            options = page.eval_on_selector_all("#recon-what option", "os => os.map(o => [o.value, o.textContent])")
+            assert [o for o in options if o[0].startswith("phase:")] == [[f"phase:{p}", f"phase {p}"] for p in shown]
+            for name in PHASES:
+                page.select_option("#recon-what", f"phase:{name}")
+                page.wait_for_function("([name, caption]) => { const img = document.getElementById('recon-img'); "
+                                       "return img.src.includes('phase=' + encodeURIComponent(name)) && "
+                                       "img.dataset.busy === '0' && img.naturalWidth > 0 && "
+                                       "document.getElementById('recon-caption').textContent === caption; }",
+                                       arg=[name, f"phase {name}, z 0"], timeout=30000)  # the map drawn
+            assert page.evaluate("window.pwned") is None and dialogs == []
+            assert page.evaluate("document.querySelectorAll('img[src=x], svg[onload], script:not([src])').length") == 0
+    finally:
+        server.close()
