@@ -60,6 +60,20 @@ def after(delay, action):
     return gevent.spawn_later(delay, action)
 
 
+def once_frames_came(ns, count, action):
+    """Run `action` once the running scan holds `count` frames: mid-scan on a loaded machine too,
+    where a fixed delay may fall before the first frame."""
+    before = ns["SCANS"][-1] if ns["SCANS"] else None
+
+    def wait():
+        while True:
+            scan = ns["SCANS"][-1] if ns["SCANS"] else None
+            if scan is not None and scan is not before and scan.data.count("pilatus") >= count:
+                return action()
+            gevent.sleep(0.01)
+    return gevent.spawn(wait)
+
+
 def check_closed(ns, scan, end_reason, channels):
     """The entry is readable, ends with end_reason and holds exactly the points taken; the
     Redis scan is sealed with the same reason."""
@@ -91,9 +105,12 @@ def test_a_motor_fault_mid_step_scan_is_named_and_the_entry_kept(remote):
 
 def test_a_motor_fault_mid_sweep_stops_the_sweep_and_the_detector(remote):
     ns = remote
-    after(0.8, lambda: ns["motors"].send("INJECT fault omega"))
-    with pytest.raises(AxisError, match=r"^omega: .*FAULT"):
-        xrdct_480(ns)
+    injector = once_frames_came(ns, 60, lambda: ns["motors"].send("INJECT fault omega"))
+    try:
+        with pytest.raises(AxisError, match=r"^omega: .*FAULT"):
+            xrdct_480(ns)
+    finally:
+        injector.kill()
     scan = ns["SCANS"][-1]
     data = check_closed(ns, scan, "FAILURE", ["omega", "x", "pilatus_frame_number"])
     n = len(data["pilatus_frame_number"])
