@@ -66,3 +66,55 @@ def test_a_sample_name_with_a_path_is_a_configuration_error_naming_the_file(tmp_
         Config(root, SettingsStore(tmp_path / "run")).get("s")
     message = str(error.value)
     assert message.startswith("session.yml:3: ") and "scan_saving.sample" in message and "'../../etc/x'" in message
+
+
+PHASES = ["<img src=x onerror=alert(1)>", "$\\frac{1}{0}$", "a b\"><svg onload=alert(2)> & c"]
+
+
+@pytest.fixture(scope="module")
+def hostile_xrdct(tmp_path_factory, shared_redis):
+    """A saved XRD-CT scan whose reconstruction phases (the hook's dict keys) have hostile names."""
+    from conftest import CONFIG_DIR
+
+    from bliss_lite.shell.runner import open_session
+
+    root = tmp_path_factory.mktemp("phases")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("BLISS_LITE_DATA_ROOT", str(root / "data"))
+    mp.setenv("BLISS_LITE_RUN_DIR", str(root / "run"))
+    mp.setenv("BLISS_LITE_REDIS_URL", shared_redis)
+    session, ns = open_session("test", CONFIG_DIR)
+    try:
+        phases = dict(zip(PHASES, ["CeO2", "LaB6", "CeO2"]))
+        scan = ns["xrdct"](ns["omega"], ns["x"], ns["z"], -0.5, 0.5, 4, [0.0], 0.02, n_omega=4, fast_axis="x",
+                           hooks={"integration": {"npt": 50, "workers": 0}, "reconstruction": {"phases": phases}})
+    finally:
+        session.close()
+        mp.undo()
+    return scan.filename, scan.entry
+
+
+def test_hostile_phase_names_are_drawn_and_exported_literally(hostile_xrdct, tmp_path):
+    """Each map panel is titled with its phase's name as written, one artist per phase, and the
+    PNG and SVG export carry no element or handler from a name."""
+    import xml.etree.ElementTree as ElementTree
+
+    filename, entry = hostile_xrdct
+    figure = render(filename, entry)
+    titles = {ax.get_title(): ax for ax in figure.axes}
+    for name in PHASES:
+        title = next(t for t in titles if t.startswith(f"{name} (reconstructed"))
+        text = titles[title].title
+        assert text.get_text() == title and not text.get_parse_math()  # drawn as written, never as mathtext
+        images = [a for a in titles[title].images if a.get_gid() == f"map:{name}"]
+        assert len(images) == 1, [a.get_gid() for a in titles[title].images]
+    assert main([filename, entry, "-o", str(tmp_path / "out.png"), "--dpi", "30"]) == 0
+    assert main([filename, entry, "-o", str(tmp_path / "out.svg"), "--dpi", "30"]) == 0
+    tree = ElementTree.parse(tmp_path / "out.svg")  # well formed: no name broke out of its attribute
+    tags = {element.tag.rsplit("}", 1)[-1] for element in tree.iter()}
+    assert not tags & {"img", "script", "foreignObject"}, tags
+    assert [e.tag.rsplit("}", 1)[-1] for e in tree.iter()].count("svg") == 1  # the document's own
+    handlers = [key for element in tree.iter() for key in element.attrib if key.lower().startswith("on")]
+    assert handlers == []
+    ids = {element.get("id") for element in tree.iter()}
+    assert {f"map:{name}" for name in PHASES} <= ids

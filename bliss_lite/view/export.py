@@ -352,7 +352,7 @@ def _draw_map(ax, phase, x, y):
     x0, x1 = _edges(x.values, nx)
     y0, y1 = _edges(y.values, ny)
     shown = ax.imshow(phase.values, origin="lower", extent=(x0, x1, y0, y1), interpolation="nearest",
-                      gid=f"map:{phase.name.split(' ')[0]}")
+                      gid=f"map:{phase.name.rsplit(' (reconstructed', 1)[0]}")  # the whole name: it may hold spaces
     ax.figure.colorbar(shown, ax=ax)
     ax.set_title(phase.name)
     ax.set_xlabel(x.label)
