@@ -87,7 +87,8 @@ def test_extreme_axis_fields_are_refused_or_every_move_is_finite(node, targets):
 def test_the_overflows_once_seen_are_refused_where_they_enter(tmp_path):
     for field, value, says in [("velocity", 1e300, "velocity 1e+300 is 1e+303 steps/s"),
                                ("acceleration", 1e-300, "acceleration 1e-300 is 1e-297 steps/s^2"),
-                               ("high_limit", 1e300, "high_limit 1e+300 is 1e+303 steps")]:
+                               ("high_limit", 1e300, "high_limit 1e+300 is 1e+303 steps"),
+                               ("position", 1e300, "position 1e+300 is 1e+303 steps")]:  # the mockup's start
         node = {"name": "ax", "steps_per_unit": 1000, "velocity": 10, "acceleration": 100, field: value}
         with pytest.raises(ConfigError, match=re.escape(f"axis 'ax': {says}")):
             build(node, tmp_path)

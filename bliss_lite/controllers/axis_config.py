@@ -8,7 +8,7 @@ from bliss_lite.config.errors import ConfigError, where
 from bliss_lite.config.fields import Field, non_negative, non_zero, one_of, positive, read_fields
 from bliss_lite.controllers.motion_bounds import RATES, position_problem, rate_problem
 
-POSITIONS = ("backlash", "tolerance", "low_limit", "high_limit")
+POSITIONS = ("backlash", "tolerance", "low_limit", "high_limit", "position")  # position: a mockup's dial at first start
 
 AXIS_FIELDS = (
     Field("unit", "str", ""),
