@@ -276,13 +276,15 @@ function drawMarkers(u) {  // dashed vertical lines at the peak and the FWHM cen
 
 // -- images: one request at a time per image ------------------------------------------------------
 function refresh(img, url, onload, onerror) {
-  if (img.dataset.busy === "1") { img.dataset.next = url; return; }
+  // one image load at a time: the newest request waits, with its own callbacks (those of the
+  // load in flight belong to what was shown when it was asked for: another scan, perhaps)
+  if (img.dataset.busy === "1") { img.pendingLoad = {url, onload, onerror}; return; }
   img.dataset.busy = "1";
   img.onload = () => { img.dataset.busy = "0"; if (onload) onload(); next(); };
   img.onerror = () => { img.dataset.busy = "0"; if (onerror) onerror(url); next(); };
   function next() {
-    const pending = img.dataset.next;
-    if (pending) { img.dataset.next = ""; refresh(img, pending, onload, onerror); }
+    const pending = img.pendingLoad;
+    if (pending) { img.pendingLoad = null; refresh(img, pending.url, pending.onload, pending.onerror); }
   }
   img.src = url;
 }
@@ -450,7 +452,7 @@ function drawPdfMap() {
       setText("pdf-map-caption", `mean G(r) over r ${r(m.r_used[0])}–${r(m.r_used[1])} ${unitText(p.units.r)}, z ${z}: `
               + `colour from ${fmt(m.min)} to ${fmt(m.max)} ${unitText(p.units.G)}; click a voxel`);
     });
-    view.pdfMaps = (view.pdfMaps || 0) + 1;
+    if (view.desc.key === key) view.pdfMaps = (view.pdfMaps || 0) + 1;  // maps of the scan shown
   }, (failed) => {  // refused (a bad window): the server's message, as text, unless newer bounds came
     fetch(failed).then((r) => (r.ok ? "" : r.text())).then((text) => {
       if (view.pdfMap && view.pdfMap.url === failed) setText("pdf-error", text);
