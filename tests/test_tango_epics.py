@@ -130,28 +130,37 @@ def wait_connected(names, timeout):
             raise RuntimeError(f"IOC channel {name} not connected within {timeout} s")
 
 
-@pytest.fixture(scope="module")
-def ioc_process():
-    """One IOC for the module, its Channel Access settings in the environment while the module
-    runs: set before this process first uses libca, undone after (other tests' children)."""
-    settings = pytest.MonkeyPatch()
-    for key, value in ca_environment().items():
-        settings.setenv(key, value)
-    process = Ioc()
-    yield process
-    process.kill()
-    settings.undo()
+def ioc_fixtures(ioc_class, pvs):
+    """The module's `ioc_process` and `ioc` fixtures for an IOC of `ioc_class` whose tests use
+    the channels `pvs` (each test module its own IOC, on this process's one Channel Access port)."""
+
+    @pytest.fixture(scope="module")
+    def ioc_process():
+        """One IOC for the module, its Channel Access settings in the environment while the
+        module runs: set before this process first uses libca, undone after (other tests' children)."""
+        settings = pytest.MonkeyPatch()
+        for key, value in ca_environment().items():
+            settings.setenv(key, value)
+        process = ioc_class()
+        yield process
+        process.kill()
+        settings.undo()
+
+    @pytest.fixture
+    def ioc(ioc_process):
+        """The module's IOC, answering when the test starts: started again if an earlier test
+        killed it and failed before restarting it, and every channel of the tests connected
+        (reached over Channel Access, not only listening), so one test's failure never cascades
+        into the next."""
+        if not ioc_process.alive():
+            ioc_process.start()
+        wait_connected(pvs, RECONNECT_S)
+        return ioc_process
+
+    return ioc_process, ioc
 
 
-@pytest.fixture
-def ioc(ioc_process):
-    """The module's IOC, answering when the test starts: started again if an earlier test killed
-    it and failed before restarting it, and every channel of the tests connected (reached over
-    Channel Access, not only listening), so one test's failure never cascades into the next."""
-    if not ioc_process.alive():
-        ioc_process.start()
-    wait_connected(IOC_PVS, RECONNECT_S)
-    return ioc_process
+ioc_process, ioc = ioc_fixtures(Ioc, IOC_PVS)
 
 
 @pytest.fixture

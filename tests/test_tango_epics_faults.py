@@ -41,23 +41,7 @@ IOC_PVS = [f"FLT:m{m}{f}" for m in (1, 2) for f in (".RBV", ".VAL", ".DMOV", ".M
                                                      ".VELO", ".ACCL")]
 
 
-@pytest.fixture(scope="module")
-def ioc_process():
-    settings = pytest.MonkeyPatch()
-    for key, value in base.ca_environment().items():
-        settings.setenv(key, value)
-    process = Ioc()
-    yield process
-    process.kill()
-    settings.undo()
-
-
-@pytest.fixture
-def ioc(ioc_process):
-    if not ioc_process.alive():
-        ioc_process.start()
-    base.wait_connected(IOC_PVS, base.RECONNECT_S)
-    return ioc_process
+ioc_process, ioc = base.ioc_fixtures(Ioc, IOC_PVS)
 
 ROOT = Path(__file__).resolve().parents[1]
 HANG_BOUND = 15.0  # s: far beyond the 0.5 s timeouts and Tango's ~3 s reconnection wait, far below a hang
@@ -201,39 +185,34 @@ def bounded(call, error, bound=HANG_BOUND):
 TMOT = r"tmot: Tango device tango://127\.0\.0\.1:\d+/sim/motor/1#dbase=no"
 
 
-def test_a_tango_server_that_does_not_answer_is_a_named_timeout(session, server):
-    tmot = session["tmot"]
-    tmot.move(1.0)
-    with frozen(server.process):
-        bounded(lambda: tmot.position, rf"{TMOT}: read Position failed: .*")
-        bounded(lambda: tmot.move(2.0), rf"{TMOT}: read Position failed")
-    task = tmot.move(20.0, wait=False)
-    gevent.sleep(0.1)
-    with frozen(server.process):  # mid-move: the wait ends, the stop it sends cannot arrive
-        bounded(task.wait, rf"{TMOT}: read State failed", MOVE_BOUND)
-        assert not tmot.is_moving
-    wait_reconnected(tmot)  # answers again (its motion, simulated in time, may have ended meanwhile)
-    tmot.sync_hard()
-    tmot.move(2.0)
-    assert tmot.position == pytest.approx(2.0)
+EMOT = r"emot: EPICS PV FLT:m1"
 
 
 @pytest.mark.filterwarnings("ignore:ca.get.*timed out:UserWarning")  # pyepics' own word for what is tested
-def test_an_ioc_that_does_not_answer_is_a_named_timeout(session, ioc):
-    emot = session["emot"]
-    emot.move(1.0)
-    with frozen(ioc.process):
-        bounded(lambda: emot.position, r"emot: EPICS PV FLT:m1\.RBV: no value of FLT:m1\.RBV within 0\.5 s")
-        bounded(lambda: emot.move(2.0), r"emot: EPICS PV FLT:m1\.RBV: no value")
-    task = emot.move(20.0, wait=False)
+@pytest.mark.parametrize("name, device, read_error, move_error, wait_error, wait_bound", [
+    ("tmot", "server", rf"{TMOT}: read Position failed: .*", rf"{TMOT}: read Position failed",
+     rf"{TMOT}: read State failed", MOVE_BOUND),
+    ("emot", "ioc", rf"{EMOT}\.RBV: no value of FLT:m1\.RBV within 0\.5 s", rf"{EMOT}\.RBV: no value",
+     rf"{EMOT}\.(DMOV|MSTA): no value of FLT:m1\.(DMOV|MSTA) within", HANG_BOUND),
+], ids=["tango", "epics"])
+def test_a_server_that_does_not_answer_is_a_named_timeout(session, server, ioc, name, device, read_error,
+                                                          move_error, wait_error, wait_bound):
+    """Stopped (SIGSTOP) at rest, then mid-move: a read, a move and the move's wait each end in a
+    named fault (the stop the wait sends cannot arrive), and the axis moves again once it answers."""
+    axis, process = session[name], {"server": server, "ioc": ioc}[device].process
+    axis.move(1.0)
+    with frozen(process):
+        bounded(lambda: axis.position, read_error)
+        bounded(lambda: axis.move(2.0), move_error)
+    task = axis.move(20.0, wait=False)
     gevent.sleep(0.1)
-    with frozen(ioc.process):
-        bounded(task.wait, r"emot: EPICS PV FLT:m1\.(DMOV|MSTA): no value of FLT:m1\.(DMOV|MSTA) within")
-        assert not emot.is_moving
-    wait_reconnected(emot)
-    emot.sync_hard()
-    emot.move(2.0)
-    assert emot.position == pytest.approx(2.0)
+    with frozen(process):
+        bounded(task.wait, wait_error, wait_bound)
+        assert not axis.is_moving
+    wait_reconnected(axis)  # answers again (its motion, simulated in time, may have ended meanwhile)
+    axis.sync_hard()
+    axis.move(2.0)
+    assert axis.position == pytest.approx(2.0)
 
 
 def test_a_tango_motor_in_fault_is_not_moved(session, server):
