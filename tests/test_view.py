@@ -13,7 +13,7 @@ import urllib.request
 import numpy as np
 import pytest
 from PIL import Image
-from view_helpers import ViewServer
+from view_helpers import ViewServer, read_events
 
 from bliss_lite.controllers.detectors.pilatus_geometry import GAP_VALUE, gap_mask
 from bliss_lite.data.model import ChannelSpec
@@ -53,20 +53,6 @@ def test_view_serves_the_points_markers_and_plotselect_of_a_scan(view, scan_sess
     with pytest.raises(urllib.error.HTTPError) as missing:
         view.get("/api/scans/bliss_lite:scan:nosuchscan")
     assert missing.value.code == 404
-
-
-def read_events(url, until, out):
-    """Collect every `scan` event of the event stream until one satisfies `until`."""
-    with urllib.request.urlopen(url + "/events", timeout=60) as stream:
-        event = None
-        for raw in stream:
-            line = raw.decode().rstrip("\n")
-            if line.startswith("event: "):
-                event = line[7:]
-            elif line.startswith("data: ") and event == "scan":
-                out.append(json.loads(line[6:]))
-                if until(out[-1]):
-                    return
 
 
 def test_event_stream_sends_every_point_once_in_order(view, scan_session):

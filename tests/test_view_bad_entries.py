@@ -17,7 +17,7 @@ import urllib.request
 import numpy as np
 import pytest
 import redis
-from view_helpers import ViewServer
+from view_helpers import ViewServer, read_events
 
 from bliss_lite.data import bslz4
 from bliss_lite.data.model import HISTORY_KEY, ChannelSpec, channel_key, scan_key, state_key
@@ -141,20 +141,6 @@ def test_an_unreadable_pattern_description_shows_no_patterns_until_it_is_readabl
         delete_scan(client, publisher)
 
 
-def read_scan_events(url, until, out):
-    """Every `scan` event of the server's event stream, until one satisfies `until`."""
-    with urllib.request.urlopen(url + "/events", timeout=60) as stream:
-        event = None
-        for raw in stream:
-            line = raw.decode().rstrip("\n")
-            if line.startswith("event: "):
-                event = line[7:]
-            elif line.startswith("data: ") and event == "scan":
-                out.append(json.loads(line[6:]))
-                if until(out[-1]):
-                    return
-
-
 def test_a_running_xrdct_keeps_updating_in_the_view_after_bad_entries(shared_redis):
     """The server's watcher follows the scan (a page listens) through bad entries of every
     stream: the map published after them reaches the page, the scan is never marked bad."""
@@ -164,7 +150,7 @@ def test_a_running_xrdct_keeps_updating_in_the_view_after_bad_entries(shared_red
     streams = stream_of(publisher.key)
     messages = []
     done = lambda m: m["key"] == publisher.key and "C" in m["phases"] and m["state"] == "CLOSED"  # noqa: E731
-    reader = threading.Thread(target=read_scan_events, args=(server.base, done, messages), daemon=True)
+    reader = threading.Thread(target=read_events, args=(server.base, done, messages), daemon=True)
     try:
         publish_good(client, publisher, [0, 1], "A")
         reader.start()

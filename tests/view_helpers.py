@@ -52,12 +52,13 @@ class ViewServer:
         self.log.close()
 
 
-def pdf_ct_scan(redis_url, folder, number=1):
+def pdf_ct_scan(redis_url, folder, number=1, windows=None, title="pdf-ct by hand"):
     """A small PDF-CT scan as the view meets one: an XRD-CT entry of two heights of 12 x 12
     voxels (each voxel's I(Q) a mix of two SiO2 dimers' Debye patterns, 1.61 A and 2.63 A apart:
     Si-O on the left of the disk, O-O on the right, swapped at the second height), reduced to
     G(r) by the `pdf_scan` job as the pdf hook does after the reconstruction, and the scan
-    published to Redis with that file and entry, closed. Returns (scan key, master file)."""
+    published to Redis with that file and entry, closed. `windows`: the r windows the job maps
+    (named as the pdf hook's dict keys), Si-O and O-O by default. Returns (scan key, master file)."""
     import numpy as np
     import redis
 
@@ -86,13 +87,28 @@ def pdf_ct_scan(redis_url, folder, number=1):
                          {"centre_mm": 0.0})
     load_plugins()
     call_plugin("pdf_scan", {"filename": str(path), "entry": "1.1", "pdf": {
-        "composition": {"Si": 1, "O": 2}, "rmax": 10.0, "windows": {"Si-O": [1.5, 1.7], "O-O": [2.5, 2.75]}}})
+        "composition": {"Si": 1, "O": 2}, "rmax": 10.0,
+        "windows": windows if windows is not None else {"Si-O": [1.5, 1.7], "O-O": [2.5, 2.75]}}})
     client = redis.Redis.from_url(redis_url)
     publisher = ScanPublisher(client, session="test", number=number, name="xrdct",
                               channels=[ChannelSpec(c) for c in ("omega", "x", "z")],
-                              scan_info={"title": "pdf-ct by hand", "npoints": 2, "xrdct": xrdct,
+                              scan_info={"title": title, "npoints": 2, "xrdct": xrdct,
                                          "filename": str(path), "entry": "1.1"})
     publisher.create(then=("PREPARED", "STARTED"))
     publisher.publish({"omega": [5.0, 15.0], "x": [-0.9, -0.7], "z": [0.0, 0.0]})
     publisher.seal("SUCCESS")
     return publisher.key, path
+
+
+def read_events(url, until, out):
+    """Collect every `scan` event of the view's event stream until one satisfies `until`."""
+    with urllib.request.urlopen(url + "/events", timeout=60) as stream:
+        event = None
+        for raw in stream:
+            line = raw.decode().rstrip("\n")
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: ") and event == "scan":
+                out.append(json.loads(line[6:]))
+                if until(out[-1]):
+                    return
