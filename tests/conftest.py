@@ -1,5 +1,6 @@
 """Fixtures: the shipped configuration, with settings kept in a per-test run directory."""
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,27 @@ def test_session(config):
 
     session, namespace = open_session("test", CONFIG_DIR)
     return namespace
+
+
+@contextmanager
+def session_of_its_own(folder, redis_url, name="test"):
+    """A session for a module-scoped fixture (the function-scoped ones cannot serve it): its data
+    and run folders under `folder`, its scans published to `redis_url`; closed, and the
+    environment given back, at the end. Yields its namespace."""
+    from bliss_lite.shell.runner import open_session
+
+    settings = pytest.MonkeyPatch()
+    try:
+        settings.setenv("BLISS_LITE_DATA_ROOT", str(Path(folder) / "data"))
+        settings.setenv("BLISS_LITE_RUN_DIR", str(Path(folder) / "run"))
+        settings.setenv("BLISS_LITE_REDIS_URL", redis_url)
+        session, namespace = open_session(name, CONFIG_DIR)
+        try:
+            yield namespace
+        finally:
+            session.close()
+    finally:
+        settings.undo()
 
 
 def write_config(root, files):

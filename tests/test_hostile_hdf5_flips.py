@@ -28,23 +28,12 @@ HANG_S = 120  # far beyond any answer here: a reader still running then has hung
 @pytest.fixture(scope="module")
 def scan_file(tmp_path_factory, shared_redis):
     """A saved XRD-CT scan of the test session: (master file, entry)."""
-    from conftest import CONFIG_DIR
+    from conftest import session_of_its_own
 
-    from bliss_lite.shell.runner import open_session
-
-    root = tmp_path_factory.mktemp("flips")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("BLISS_LITE_DATA_ROOT", str(root / "data"))
-    mp.setenv("BLISS_LITE_RUN_DIR", str(root / "run"))
-    mp.setenv("BLISS_LITE_REDIS_URL", shared_redis)
-    session, ns = open_session("test", CONFIG_DIR)
-    try:
+    with session_of_its_own(tmp_path_factory.mktemp("flips"), shared_redis) as ns:
         scan = ns["xrdct"](ns["omega"], ns["x"], ns["z"], -0.5, 0.5, 4, [0.0], 0.02, n_omega=4, fast_axis="x",
                            hooks={"integration": {"npt": 50, "workers": 0},
                                   "reconstruction": {"phases": {"CeO2": "CeO2"}}})
-    finally:
-        session.close()
-        mp.undo()
     return scan.filename, scan.entry
 
 

@@ -20,21 +20,10 @@ MATHTEXT = ["$\\frac{a", "a_b$", "$$", "$\\alpha$", "50$ & <b>x<b>", "$\\undefin
 @pytest.fixture(scope="module")
 def saved_scan(tmp_path_factory, shared_redis):
     """A saved scan file whose counter can be renamed at will (a counter name comes from the file)."""
-    from conftest import CONFIG_DIR
+    from conftest import session_of_its_own
 
-    from bliss_lite.shell.runner import open_session
-
-    root = tmp_path_factory.mktemp("names")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("BLISS_LITE_DATA_ROOT", str(root / "data"))
-    mp.setenv("BLISS_LITE_RUN_DIR", str(root / "run"))
-    mp.setenv("BLISS_LITE_REDIS_URL", shared_redis)
-    session, ns = open_session("test", CONFIG_DIR)
-    try:
+    with session_of_its_own(tmp_path_factory.mktemp("names"), shared_redis) as ns:
         scan = ns["ascan"](ns["m0"], 0, 1, 5, 0.001, ns["diode1"], save=True)
-    finally:
-        session.close()
-        mp.undo()
     return scan.filename, scan.entry
 
 
@@ -74,23 +63,12 @@ PHASES = ["<img src=x onerror=alert(1)>", "$\\frac{1}{0}$", "a b\"><svg onload=a
 @pytest.fixture(scope="module")
 def hostile_xrdct(tmp_path_factory, shared_redis):
     """A saved XRD-CT scan whose reconstruction phases (the hook's dict keys) have hostile names."""
-    from conftest import CONFIG_DIR
+    from conftest import session_of_its_own
 
-    from bliss_lite.shell.runner import open_session
-
-    root = tmp_path_factory.mktemp("phases")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("BLISS_LITE_DATA_ROOT", str(root / "data"))
-    mp.setenv("BLISS_LITE_RUN_DIR", str(root / "run"))
-    mp.setenv("BLISS_LITE_REDIS_URL", shared_redis)
-    session, ns = open_session("test", CONFIG_DIR)
-    try:
+    with session_of_its_own(tmp_path_factory.mktemp("phases"), shared_redis) as ns:
         phases = dict(zip(PHASES, ["CeO2", "LaB6", "CeO2"]))
         scan = ns["xrdct"](ns["omega"], ns["x"], ns["z"], -0.5, 0.5, 4, [0.0], 0.02, n_omega=4, fast_axis="x",
                            hooks={"integration": {"npt": 50, "workers": 0}, "reconstruction": {"phases": phases}})
-    finally:
-        session.close()
-        mp.undo()
     return scan.filename, scan.entry
 
 
